@@ -1,0 +1,553 @@
+"""MLPNASClassifier: the scikit-learn estimator that runs the search in fit."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state, compute_sample_weight
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._controller import Controller
+from ._parallel import CandidateExecutor
+from ._random_search import RandomStrategy
+from ._reporting import Reporter
+from ._search import Search, SearchBudget, interrupt_guard
+from ._space import SearchSpace
+from ._trainer import (CandidateData, KerasTrainer, PopulationTrainer, build_keras_model,
+                       initial_weights)
+from ._trial import results_table
+from ._weights import SharedWeights
+
+__all__ = ["MLPNASClassifier"]
+
+
+class MLPNASClassifier(ClassifierMixin, BaseEstimator):
+    """Neural architecture search for multilayer perceptrons, as a classifier.
+
+    ``fit`` runs a whole search: an LSTM controller samples MLP architectures
+    token by token, each candidate is trained with TensorFlow (starting from
+    one-shot shared weights) and scored on a fixed validation split, the
+    rewards train the controller by REINFORCE, and the best architecture is
+    refit on all the training data to serve ``predict``.
+
+    Read more in the :doc:`algorithm guide </algorithm>`.
+
+    Parameters
+    ----------
+    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 512)
+        Layer widths of the search space.
+    activations : tuple of str, default=('sigmoid', 'tanh', 'relu', 'elu')
+        Activations of the search space (Keras names).
+    dropout_rate : float, default=0.2
+        Rate of the dropout token.
+    max_layers : int, default=2
+        Maximum number of hidden tokens (a dropout counts as one). The
+        tutorial's sequence length 3 includes the output layer.
+    controller_epochs : int, default=10
+        Controller epochs (tutorial: ``CONTROLLER_SAMPLING_EPOCHS``).
+    samples_per_epoch : int, default=10
+        Candidates per controller epoch (``SAMPLES_PER_CONTROLLER_EPOCH``).
+    controller_train_steps : int, default=10
+        Controller gradient steps per controller epoch
+        (``CONTROLLER_TRAINING_EPOCHS``).
+    controller_units : int, default=100
+        Units of the controller's LSTM (``CONTROLLER_LSTM_DIM``).
+    controller_learning_rate : float, default=0.01
+        Adam learning rate of the controller.
+    controller_decay : float, default=0.1
+        Inverse time decay of the controller's learning rate per step:
+        ``lr / (1 + decay * step)``.
+    controller_clipnorm : float, default=1.0
+        Per-variable gradient norm clip of the controller's Adam.
+    discount : float, default=0.9
+        Discount of the per-step returns (``CONTROLLER_LOSS_ALPHA``).
+    baseline : 'ema' or float, default='ema'
+        Reward baseline: an exponential moving average of past rewards, or a
+        constant (the tutorial's is 0.5).
+    baseline_decay : float, default=0.9
+        Decay of the moving-average baseline.
+    normalize_advantage : bool, default=True
+        Divide the advantages by their batch standard deviation.
+    entropy_weight : float, default=0.0
+        Weight of the policy-entropy bonus in the controller loss.
+    use_predictor : bool, default=True
+        Train the accuracy-predictor head (``CONTROLLER_USE_PREDICTOR``).
+    strategy : {'reinforce', 'random'}, default='reinforce'
+        ``'random'`` samples architectures uniformly and never learns: the
+        baseline strategy for comparisons.
+    epochs : int, default=10
+        Training epochs per candidate (``ARCHITECTURE_TRAINING_EPOCHS``).
+    batch_size : int, default=32
+        Mini-batch size of candidate training.
+    learning_rate : float, default=0.01
+        Adam learning rate of the candidates (``MLP_LEARNING_RATE``).
+    validation_fraction : float, default=0.1
+        Fraction of the training rows held out, stratified, once per fit to
+        score every candidate.
+    reward : {'weighted', 'last', 'max'}, default='weighted'
+        Reward from the per-epoch validation accuracies: mean weighted
+        1, 2, ..., E (the tutorial's), the last epoch's, or the best epoch's.
+    weight_sharing : bool, default=True
+        One-shot weight sharing between candidates (``MLP_ONE_SHOT``).
+    trainer : {'population', 'keras'}, default='population'
+        ``'population'`` trains a controller epoch of candidates together in
+        one compiled graph (fast); ``'keras'`` calls ``model.fit`` per candidate.
+    n_jobs : int, default=None
+        Parallel workers for candidate training, through the active joblib
+        backend. ``None`` means 1 unless in a ``joblib.parallel_backend``
+        context; ``-1`` means all cores.
+    error_score : 'raise' or float, default=np.nan
+        Reward recorded for a candidate that fails; ``'raise'`` re-raises.
+        The controller always sees a failed candidate as reward 0.
+    max_time : float, default=None
+        Seconds after which no new controller epoch starts.
+    max_candidates : int, default=None
+        Maximum number of candidates to train.
+    class_weight : {'balanced'} or None, default=None
+        ``'balanced'`` weights rows inversely to their class frequency in
+        candidate training, reward and refit.
+    refit : bool, default=True
+        Retrain the best architecture on all the training data. If False,
+        ``model_`` is the best candidate as trained in the search.
+    log_dir : str or path, default=None
+        Write a run folder under this directory (see :func:`sknas.load_run`).
+    resume : str or path, default=None
+        Run folder of an interrupted search to continue.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the whole search (sampling, initialisation, shuffling, dropout).
+    verbose : int, default=0
+        0 silent, 1 a line per controller epoch, 2 also a line per candidate.
+
+    Attributes
+    ----------
+    search_results_ : dict of ndarray
+        One row per candidate: ``architecture``, ``layers``, ``n_layers``,
+        ``n_params``, ``controller_epoch``, ``reward``, ``predicted_reward``,
+        ``last_score``, ``max_score``, ``fit_time``, ``rank``, ``status``,
+        ``message``, ``host``, ``pid``. ``pd.DataFrame(search_results_)``
+        gives the table.
+    best_index_ : int
+        Row of the best candidate in ``search_results_``.
+    best_architecture_ : str
+        Readable form of the best architecture.
+    best_layers_ : list of dict
+        Machine form of the best architecture.
+    best_score_ : float
+        Reward of the best candidate.
+    model_ : keras.Model
+        The refit winner.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features, when X was a DataFrame with string columns.
+    controller_history_ : dict of ndarray
+        Per controller epoch: ``controller_epoch``, ``loss``, ``baseline``,
+        ``mean_reward``, ``entropy``, ``predictor_loss``, ``best_reward``,
+        ``n_failed``, ``elapsed``.
+    controller_ : Controller or RandomStrategy
+        The trained strategy.
+    stop_reason_ : str
+        ``'completed'``, ``'max_time'``, ``'max_candidates'``, ``'interrupted'``
+        or ``'exhausted'``.
+    search_time_ : float
+        Seconds spent in the search.
+    refit_time_ : float
+        Seconds spent refitting the best architecture.
+    run_dir_ : pathlib.Path or None
+        The run folder written when ``log_dir`` was given.
+
+    See Also
+    --------
+    sklearn.neural_network.MLPClassifier : A single, hand-sized MLP.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sknas import MLPNASClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = MLPNASClassifier(controller_epochs=1, samples_per_epoch=2, epochs=2,
+    ...                        random_state=0).fit(X, y)
+    >>> clf.predict(X[:3]).shape
+    (3,)
+    >>> len(clf.search_results_["reward"])
+    2
+    """
+
+    _parameter_constraints: dict = {
+        "units": ["array-like"],
+        "activations": ["array-like"],
+        "dropout_rate": [Interval(Real, 0, 1, closed="left")],
+        "max_layers": [Interval(Integral, 1, None, closed="left")],
+        "controller_epochs": [Interval(Integral, 1, None, closed="left")],
+        "samples_per_epoch": [Interval(Integral, 1, None, closed="left")],
+        "controller_train_steps": [Interval(Integral, 0, None, closed="left")],
+        "controller_units": [Interval(Integral, 1, None, closed="left")],
+        "controller_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "controller_decay": [Interval(Real, 0, None, closed="left")],
+        "controller_clipnorm": [Interval(Real, 0, None, closed="neither")],
+        "discount": [Interval(Real, 0, 1, closed="both")],
+        "baseline": [StrOptions({"ema"}), Interval(Real, None, None, closed="neither")],
+        "baseline_decay": [Interval(Real, 0, 1, closed="left")],
+        "normalize_advantage": ["boolean"],
+        "entropy_weight": [Interval(Real, 0, None, closed="left")],
+        "use_predictor": ["boolean"],
+        "strategy": [StrOptions({"reinforce", "random"})],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "reward": [StrOptions({"weighted", "last", "max"})],
+        "weight_sharing": ["boolean"],
+        "trainer": [StrOptions({"population", "keras"})],
+        "n_jobs": [Integral, None],
+        "error_score": [StrOptions({"raise"}), Real],
+        "max_time": [Interval(Real, 0, None, closed="neither"), None],
+        "max_candidates": [Interval(Integral, 1, None, closed="left"), None],
+        "class_weight": [StrOptions({"balanced"}), None],
+        "refit": ["boolean"],
+        "log_dir": [str, os.PathLike, None],
+        "resume": [str, os.PathLike, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, units=(8, 16, 32, 64, 128, 256, 512),
+                 activations=("sigmoid", "tanh", "relu", "elu"), dropout_rate=0.2,
+                 max_layers=2, controller_epochs=10, samples_per_epoch=10,
+                 controller_train_steps=10, controller_units=100,
+                 controller_learning_rate=0.01, controller_decay=0.1,
+                 controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
+                 normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
+                 strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
+                 validation_fraction=0.1, reward="weighted", weight_sharing=True,
+                 trainer="population", n_jobs=None, error_score=np.nan, max_time=None,
+                 max_candidates=None, class_weight=None, refit=True, log_dir=None,
+                 resume=None, random_state=None, verbose=0):
+        self.units = units
+        self.activations = activations
+        self.dropout_rate = dropout_rate
+        self.max_layers = max_layers
+        self.controller_epochs = controller_epochs
+        self.samples_per_epoch = samples_per_epoch
+        self.controller_train_steps = controller_train_steps
+        self.controller_units = controller_units
+        self.controller_learning_rate = controller_learning_rate
+        self.controller_decay = controller_decay
+        self.controller_clipnorm = controller_clipnorm
+        self.discount = discount
+        self.baseline = baseline
+        self.baseline_decay = baseline_decay
+        self.normalize_advantage = normalize_advantage
+        self.entropy_weight = entropy_weight
+        self.use_predictor = use_predictor
+        self.strategy = strategy
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.reward = reward
+        self.weight_sharing = weight_sharing
+        self.trainer = trainer
+        self.n_jobs = n_jobs
+        self.error_score = error_score
+        self.max_time = max_time
+        self.max_candidates = max_candidates
+        self.class_weight = class_weight
+        self.refit = refit
+        self.log_dir = log_dir
+        self.resume = resume
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ validation
+    def _make_space(self):
+        units = np.asarray(self.units).ravel()
+        activations = [str(a) for a in np.asarray(self.activations, dtype=object).ravel()]
+        if units.size == 0 or not all(float(u).is_integer() and u >= 1 for u in units):
+            raise ValueError(f"units must be a non-empty sequence of positive integers; got {self.units!r}")
+        if len(set(units.tolist())) != units.size:
+            raise ValueError(f"units must not repeat a width; got {self.units!r}")
+        if not activations or len(set(activations)) != len(activations):
+            raise ValueError("activations must be a non-empty sequence of distinct "
+                             f"Keras activation names; got {self.activations!r}")
+        import keras
+        for name in activations:
+            try:
+                keras.activations.get(name)
+            except ValueError:
+                raise ValueError(f"activations: {name!r} is not a Keras activation "
+                                 "(e.g. 'relu', 'tanh', 'sigmoid', 'elu')") from None
+        return SearchSpace([int(u) for u in units], activations, self.dropout_rate, self.max_layers)
+
+    def _validate_training_data(self, X, y, sample_weight):
+        try:
+            X, y = validate_data(self, X, y, reset=True, dtype=[np.float64, np.float32],
+                                 ensure_min_samples=2)
+        except ValueError as exc:
+            if "could not convert" in str(exc):
+                raise ValueError(f"{exc}. MLPNASClassifier needs numeric features: encode "
+                                 "categorical columns first, e.g. with a ColumnTransformer and "
+                                 "a OneHotEncoder in a Pipeline.") from exc
+            raise
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        if len(encoder.classes_) < 2:
+            raise ValueError("The target has only one class "
+                             f"({encoder.classes_[0]!r}); a classifier needs at least 2 classes.")
+        w = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if self.class_weight == "balanced":
+            w = w * compute_sample_weight("balanced", y)
+        return X.astype(np.float32), encoder.transform(y).astype(np.int32), w.astype(np.float32), encoder
+
+    def _split(self, X, y, w, seed):
+        n_val = max(1, int(round(self.validation_fraction * len(y))))
+        n_classes = len(np.unique(y))
+        stratify = y if np.bincount(y).min() >= 2 and n_val >= n_classes else None
+        if len(y) - n_val < 1:
+            raise ValueError(f"Too few samples ({len(y)}) to hold out a validation split.")
+        parts = train_test_split(X, y, w, test_size=n_val, stratify=stratify, random_state=seed)
+        X_tr, X_val, y_tr, y_val, w_tr, w_val = parts
+        return CandidateData(X_tr, y_tr, w_tr, X_val, y_val, w_val, n_classes)
+
+    # -------------------------------------------------------------- the fit
+    def _make_strategy(self, space, seed):
+        if self.strategy == "random":
+            return RandomStrategy(space)
+        return Controller(
+            space, lstm_units=self.controller_units, learning_rate=self.controller_learning_rate,
+            decay=self.controller_decay, clipnorm=self.controller_clipnorm,
+            discount=self.discount, baseline=self.baseline, baseline_decay=self.baseline_decay,
+            normalize_advantage=self.normalize_advantage, entropy_weight=self.entropy_weight,
+            train_steps=self.controller_train_steps, use_predictor=self.use_predictor, seed=seed)
+
+    def _make_trainer(self):
+        cls = KerasTrainer if self.trainer == "keras" else PopulationTrainer
+        return cls(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Run the architecture search and refit the best architecture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Numeric training data.
+        y : array-like of shape (n_samples,)
+            Class labels (strings, integers, booleans...).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights, used in candidate training, the reward and the refit.
+
+        Returns
+        -------
+        self : MLPNASClassifier
+            The fitted estimator.
+        """
+        space = self._make_space()
+        X, y, w, encoder = self._validate_training_data(X, y, sample_weight)
+        self.classes_ = encoder.classes_
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        data = self._split(X, y, w, seed)
+        data.n_classes = len(self.classes_)
+        strategy = self._make_strategy(space, seed)
+        store = SharedWeights() if self.weight_sharing else None
+        budget = SearchBudget(max_time=self.max_time, max_candidates=self.max_candidates)
+        search = Search(space, strategy, CandidateExecutor(self._make_trainer(), self.n_jobs),
+                        store, data, controller_epochs=self.controller_epochs,
+                        samples_per_epoch=self.samples_per_epoch, reward=self.reward,
+                        error_score=self.error_score, seed=seed, budget=budget,
+                        reporter=Reporter(self.verbose), callbacks=self._callbacks())
+        start_epoch = self._restore(search)
+        with interrupt_guard(budget):
+            search.run(start_epoch)
+        self.search_time_ = time.perf_counter() - budget.started
+        self._store_results(search, strategy)
+        self._fit_best(search, X, y, w, seed)
+        for cb in search.callbacks:
+            cb.on_refit(self)
+        return self
+
+    def _callbacks(self):
+        """Run-log callbacks (filled by the run-log module when ``log_dir`` is set)."""
+        self.run_dir_ = None
+        return []
+
+    def _restore(self, search):
+        """Epoch to start from (0 unless resuming)."""
+        return 0
+
+    def _store_results(self, search, strategy):
+        trials = search.trials
+        ok = [t for t in trials if t.status == "ok"]
+        if not ok:
+            first = trials[0].message if trials else "no candidate was trained"
+            raise RuntimeError(f"Every candidate of the search failed; the first error was: {first}")
+        self.search_results_ = results_table(trials)
+        rewards = np.where(self.search_results_["status"] == "ok", self.search_results_["reward"], -np.inf)
+        self.best_index_ = int(np.argmax(rewards))
+        best = trials[self.best_index_]
+        self.best_architecture_ = best.architecture
+        self.best_layers_ = best.layers
+        self.best_score_ = float(best.reward)
+        keys = search.history[0].keys() if search.history else ()
+        self.controller_history_ = {k: np.array([row[k] for row in search.history]) for k in keys}
+        self.controller_ = strategy
+        self.stop_reason_ = search.stop_reason
+        self.n_candidates_ = len(trials)
+        self._search_store = search.store
+
+    def _fit_best(self, search, X, y, w, seed):
+        """Train the winner (on all rows if ``refit``) and build ``model_``."""
+        start = time.perf_counter()
+        layers, n_classes = self.best_layers_, len(self.classes_)
+        n_out = 1 if n_classes == 2 else n_classes
+        rng = np.random.default_rng([seed, 2**20])
+        store = self._search_store
+        data = search.data
+        if self.refit:
+            empty = np.zeros((0, X.shape[1]), np.float32)
+            data = CandidateData(X, y, w, empty, np.zeros(0, np.int32), np.zeros(0, np.float32), n_classes)
+        weights = initial_weights(layers, X.shape[1], n_out, rng, store)
+        result = self._make_trainer().train([(layers, weights, int(rng.integers(2**31 - 1)))], data,
+                                            int(rng.integers(2**31 - 1)))[0]
+        if result.status != "ok":
+            raise RuntimeError(f"Refitting the best architecture {self.best_architecture_} "
+                               f"failed: {result.message}")
+        self.model_ = build_keras_model(layers, X.shape[1], n_classes, result.weights)
+        self.refit_time_ = time.perf_counter() - start
+        del self._search_store
+
+    # -------------------------------------------------------------- results
+    def top_architectures(self, n=5):
+        """The ``n`` best candidates of the search (the tutorial's TOP_N report).
+
+        Parameters
+        ----------
+        n : int, default=5
+            Number of rows.
+
+        Returns
+        -------
+        top : pandas.DataFrame
+            Columns ``rank``, ``architecture``, ``reward``, ``predicted_reward``,
+            ``n_params``, ``controller_epoch``, ``fit_time``, best first.
+            With ``verbose``, the table is also printed.
+        """
+        import pandas as pd
+        check_is_fitted(self, "search_results_")
+        cols = ["rank", "architecture", "reward", "predicted_reward", "n_params",
+                "controller_epoch", "fit_time"]
+        frame = pd.DataFrame({c: self.search_results_[c] for c in cols + ["status"]})
+        frame = frame[frame["status"] == "ok"].sort_values(["reward", "rank"], ascending=[False, True],
+                                                           kind="stable")
+        top = frame[cols].head(n)
+        if self.verbose:
+            Reporter(self.verbose).message("top architectures:\n" + top.to_string(index=False))
+        return top
+
+    # ------------------------------------------------------------ inference
+    def predict_proba(self, X):
+        """Class probabilities of the refit winner.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``; rows sum to 1.
+        """
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32]).astype(np.float32)
+        out = np.concatenate([np.asarray(self.model_(X[i:i + 8192], training=False), np.float64)
+                              for i in range(0, max(len(X), 1), 8192)]) if len(X) else \
+            np.zeros((0, 1 if len(self.classes_) == 2 else len(self.classes_)))
+        if len(self.classes_) == 2:
+            out = np.hstack([1.0 - out, out])
+        return out / out.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Class labels predicted by the refit winner.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # ---------------------------------------------------------- persistence
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        model = state.pop("model_", None)
+        if model is not None:
+            state["_model_keras_bytes"] = _model_to_bytes(model)
+        return state
+
+    def __setstate__(self, state):
+        data = state.pop("_model_keras_bytes", None)
+        self.__dict__.update(state)
+        if data is not None:
+            self.model_ = _model_from_bytes(data)
+
+    def export_model(self, path):
+        """Write the refit winner as a plain ``.keras`` file.
+
+        The file loads with ``keras.models.load_model(path)`` and no custom
+        objects; its outputs are probabilities (one sigmoid unit for binary
+        problems) for classes in the order of ``classes_``.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination; should end in ``.keras``.
+
+        Returns
+        -------
+        path : str
+        """
+        check_is_fitted(self, "model_")
+        path = os.fspath(path)
+        self.model_.save(path)
+        return path
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = False
+        return tags
+
+
+def _model_to_bytes(model):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        model.save(path)
+        with open(path, "rb") as fh:
+            return fh.read()
+
+
+def _model_from_bytes(data):
+    import keras
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return keras.models.load_model(path, safe_mode=True)

@@ -1,0 +1,187 @@
+"""The search loop: sample a controller epoch, train it, update the controller."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._space import describe_layers
+from ._trainer import initial_weights, n_params
+from ._trial import Trial, reward_from_scores
+
+__all__ = ["Search", "SearchBudget", "interrupt_guard"]
+
+
+class SearchInterrupted(UserWarning):
+    """Warning issued when Ctrl-C ends a search early."""
+
+
+@dataclass
+class SearchBudget:
+    """When the search stops (besides running out of controller epochs)."""
+
+    max_time: float | None = None
+    max_candidates: int | None = None
+    interrupted: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+    def stop_reason(self, n_done):
+        if self.interrupted:
+            return "interrupted"
+        if self.max_time is not None and time.perf_counter() - self.started >= self.max_time:
+            return "max_time"
+        if self.max_candidates is not None and n_done >= self.max_candidates:
+            return "max_candidates"
+        return None
+
+
+@contextmanager
+def interrupt_guard(budget):
+    """First Ctrl-C asks the search to stop after the current population; a
+    second one raises ``KeyboardInterrupt`` at once. Only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if budget.interrupted:
+            raise KeyboardInterrupt
+        budget.interrupted = True
+        warnings.warn("Interrupted: the search stops after the candidates now training, "
+                      "then refits the best so far. Press Ctrl-C again to abort.",
+                      SearchInterrupted, stacklevel=2)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Search:
+    """Run the controller search.
+
+    Parameters
+    ----------
+    space : SearchSpace
+    strategy : Controller or RandomStrategy
+        What to try: ``sample(n, rng, exclude)`` and ``update(archs, rewards)``.
+    executor : CandidateExecutor
+        How to score it.
+    store : SharedWeights or None
+        One-shot weight table; ``None`` disables weight sharing.
+    data : CandidateData
+    controller_epochs, samples_per_epoch : int
+    reward : {'weighted', 'last', 'max'}
+    error_score : float or 'raise'
+    seed : int
+    budget : SearchBudget
+    reporter : Reporter
+    callbacks : list
+        Objects with ``on_trial(trial)`` and ``on_epoch(row, search)``
+        (the run log).
+    """
+
+    def __init__(self, space, strategy, executor, store, data, *, controller_epochs,
+                 samples_per_epoch, reward, error_score, seed, budget, reporter, callbacks=()):
+        self.space = space
+        self.strategy = strategy
+        self.executor = executor
+        self.store = store
+        self.data = data
+        self.controller_epochs = controller_epochs
+        self.samples_per_epoch = samples_per_epoch
+        self.reward = reward
+        self.error_score = error_score
+        self.seed = seed
+        self.budget = budget
+        self.reporter = reporter
+        self.callbacks = list(callbacks)
+        self.trials = []
+        self.history = []
+        self.stop_reason = "completed"
+
+    @property
+    def n_total(self):
+        return self.controller_epochs * self.samples_per_epoch
+
+    def run(self, start_epoch=0):
+        """Run controller epochs ``start_epoch ..``; returns ``self``."""
+        self.reporter.search_start(self.controller_epochs, self.samples_per_epoch, self.space.size)
+        with self.executor:
+            for epoch in range(start_epoch, self.controller_epochs):
+                reason = self.budget.stop_reason(len(self.trials))
+                if reason is not None:
+                    self.stop_reason = reason
+                    break
+                if not self._run_epoch(epoch):
+                    break
+        self.reporter.message(f"search ended ({self.stop_reason}) after {len(self.trials)} candidates")
+        return self
+
+    def _run_epoch(self, epoch):
+        rng = np.random.default_rng([self.seed, epoch])
+        n = self.samples_per_epoch
+        if self.budget.max_candidates is not None:
+            n = min(n, self.budget.max_candidates - len(self.trials))
+        archs, predicted = self.strategy.sample(n, rng, exclude={t.arch for t in self.trials})
+        if len(archs) < n:
+            warnings.warn(f"The search space is exhausted: all {self.space.size} architectures "
+                          "have been tried; the search ends early.", UserWarning, stacklevel=3)
+            self.stop_reason = "exhausted"
+        if not archs:
+            return False
+        trials = self._train(epoch, archs, predicted, rng)
+        rewards = np.array([t.reward if t.status == "ok" else np.nan for t in trials])
+        info = self.strategy.update(archs, rewards, failed=[t.status != "ok" for t in trials])
+        row = {"controller_epoch": epoch, **info,
+               "best_reward": float(np.nanmax([t.reward for t in self.trials] + [-np.inf])),
+               "n_failed": int(sum(t.status != "ok" for t in trials)),
+               "elapsed": time.perf_counter() - self.budget.started}
+        row["mean_reward"] = float(np.nanmean(rewards)) if np.isfinite(rewards).any() else np.nan
+        self.history.append(row)
+        self.reporter.epoch(row, self.controller_epochs)
+        for cb in self.callbacks:
+            cb.on_epoch(row, self)
+        return self.stop_reason != "exhausted"
+
+    def _train(self, epoch, archs, predicted, rng):
+        d = self.data
+        layers = [self.space.layers(a) for a in archs]
+        seeds = rng.integers(0, 2**31 - 1, size=len(archs) + 1)
+        candidates = [(lay, initial_weights(lay, d.n_features, d.n_outputs, rng, self.store), int(s))
+                      for lay, s in zip(layers, seeds[1:])]
+        results = self.executor.run(candidates, d, int(seeds[0]))
+        trials = []
+        for arch, lay, pred, res in zip(archs, layers, predicted, results):
+            trial = self._record(epoch, arch, lay, pred, res)
+            trials.append(trial)
+        if self.store is not None:
+            self.store.merge(layers, [r.weights if r.status == "ok" else None for r in results])
+        return trials
+
+    def _record(self, epoch, arch, layers, predicted, result):
+        d = self.data
+        trial = Trial(index=len(self.trials), controller_epoch=epoch, arch=tuple(arch),
+                      architecture=describe_layers(layers, d.n_classes), layers=layers,
+                      n_params=n_params(layers, d.n_features, d.n_outputs),
+                      predicted_reward=float(predicted), val_scores=list(result.val_scores),
+                      fit_time=result.fit_time, status=result.status, message=result.message,
+                      host=result.host, pid=result.pid)
+        if result.status == "ok":
+            trial.reward = reward_from_scores(result.val_scores, self.reward)
+        elif self.error_score == "raise":
+            raise result.error if result.error is not None else RuntimeError(result.message)
+        else:
+            trial.reward = float(self.error_score)
+        self.trials.append(trial)
+        self.reporter.candidate(trial, self.n_total)
+        for cb in self.callbacks:
+            cb.on_trial(trial)
+        return trial

@@ -1,0 +1,115 @@
+"""Trial records: what happened to each candidate, and the results table."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+__all__ = ["Trial", "results_table", "reward_from_scores"]
+
+RESULT_COLUMNS = ("architecture", "layers", "n_layers", "n_params", "controller_epoch",
+                  "reward", "predicted_reward", "last_score", "max_score", "fit_time",
+                  "rank", "status", "message", "host", "pid")
+
+
+@dataclass
+class Trial:
+    """One candidate of the search.
+
+    ``reward`` is the score used for ranking (``error_score`` when the
+    candidate failed); ``val_scores`` holds its per-epoch validation accuracy.
+    """
+
+    index: int
+    controller_epoch: int
+    arch: tuple
+    architecture: str
+    layers: list
+    n_params: int
+    predicted_reward: float = float("nan")
+    reward: float = float("nan")
+    val_scores: list = field(default_factory=list)
+    fit_time: float = 0.0
+    status: str = "pending"
+    message: str = ""
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+
+    def to_json(self):
+        """JSON-ready dict (NaN kept as ``None``)."""
+        d = asdict(self)
+        d["arch"] = list(self.arch)
+        for k in ("predicted_reward", "reward"):
+            d[k] = None if d[k] is None or np.isnan(d[k]) else float(d[k])
+        d["val_scores"] = [float(s) for s in self.val_scores]
+        return d
+
+    @classmethod
+    def from_json(cls, d):
+        """Inverse of :meth:`to_json`."""
+        d = dict(d)
+        d["arch"] = tuple(d["arch"])
+        for k in ("predicted_reward", "reward"):
+            d[k] = float("nan") if d[k] is None else float(d[k])
+        return cls(**d)
+
+
+def reward_from_scores(val_scores, how):
+    """Reward from per-epoch validation scores.
+
+    Parameters
+    ----------
+    val_scores : sequence of float
+    how : {'weighted', 'last', 'max'}
+        ``'weighted'``: mean weighted 1, 2, ..., E (the tutorial's choice);
+        ``'last'``: the last epoch's; ``'max'``: the best epoch's.
+    """
+    s = np.asarray(val_scores, dtype=float)
+    if s.size == 0:
+        return float("nan")
+    if how == "last":
+        return float(s[-1])
+    if how == "max":
+        return float(s.max())
+    weights = np.arange(1, s.size + 1)
+    return float(np.sum(weights * s) / weights.sum())
+
+
+def _rank(rewards):
+    r = np.where(np.isnan(rewards), -np.inf, rewards)
+    order = np.argsort(-r, kind="stable")
+    ranks = np.empty(len(r), dtype=np.int32)
+    # equal rewards share the smallest rank, as in cv_results_' rank columns
+    ranks[order] = np.arange(1, len(r) + 1)
+    for value in np.unique(r):
+        same = r == value
+        ranks[same] = ranks[same].min()
+    return ranks
+
+
+def results_table(trials):
+    """``search_results_``: a dict of equal-length arrays, one row per trial."""
+    rewards = np.array([t.reward for t in trials], dtype=float)
+    cols = {
+        "architecture": np.array([t.architecture for t in trials], dtype=object),
+        "layers": np.array([None] * len(trials), dtype=object),
+        "n_layers": np.array([len(t.layers) for t in trials], dtype=np.int32),
+        "n_params": np.array([t.n_params for t in trials], dtype=np.int64),
+        "controller_epoch": np.array([t.controller_epoch for t in trials], dtype=np.int32),
+        "reward": rewards,
+        "predicted_reward": np.array([t.predicted_reward for t in trials], dtype=float),
+        "last_score": np.array([t.val_scores[-1] if t.val_scores else np.nan for t in trials]),
+        "max_score": np.array([max(t.val_scores) if t.val_scores else np.nan for t in trials]),
+        "fit_time": np.array([t.fit_time for t in trials], dtype=float),
+        "rank": _rank(rewards) if len(trials) else np.array([], dtype=np.int32),
+        "status": np.array([t.status for t in trials], dtype=object),
+        "message": np.array([t.message for t in trials], dtype=object),
+        "host": np.array([t.host for t in trials], dtype=object),
+        "pid": np.array([t.pid for t in trials], dtype=np.int64),
+    }
+    for i, t in enumerate(trials):
+        cols["layers"][i] = t.layers
+    return cols
