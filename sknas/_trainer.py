@@ -16,10 +16,12 @@ per-epoch validation accuracies and the trained weights.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -225,7 +227,8 @@ class PopulationTrainer:
         yv = tf.constant(data.y_val, tf.int32)
         wv = tf.constant(data.w_val, tf.float32)
         fn = tf.function(self._make_loop(nets, int(seed) % (2**31 - 1)), autograph=True)
-        scores, losses, bad = fn(X, y, w, Xv, yv, wv)
+        with _quiet_retracing():
+            scores, losses, bad = fn(X, y, w, Xv, yv, wv)
         return scores.numpy(), losses.numpy(), bad.numpy()
 
     def _make_loop(self, nets, seed):
@@ -276,6 +279,19 @@ class PopulationTrainer:
             _, correct = net.losses(Xv, yv)
             out.append(tf.reduce_sum(wv * correct) / total)
         return tf.stack(out)
+
+
+@contextmanager
+def _quiet_retracing():
+    """Silence TensorFlow's 'triggered tf.function retracing' warning: each
+    population is a new graph by design, traced once."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _message(exc):
