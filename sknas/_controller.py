@@ -256,6 +256,11 @@ class Controller:
         logp, _, _ = self._forward(inputs, actions, masks, lengths)
         return (logp.numpy() * step_mask).sum(axis=1)
 
+    def predict_rewards(self, archs):
+        """The accuracy predictor's estimate for each architecture."""
+        inputs, actions, masks, lengths = self._batch_tensors(archs)
+        return self._forward(inputs, actions, masks, lengths)[2].numpy().astype(float)
+
     def _forward(self, inputs, actions, masks, lengths):
         w = dict(zip(self._names, self._vars))
         x_all = tf.gather(w["embedding"], inputs)
