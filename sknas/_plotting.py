@@ -137,7 +137,8 @@ class RewardHistoryDisplay:
                                 for b in self._boundaries()]
         ax.set(xlabel="candidate (row of search_results_)", ylabel="reward",
                title="Reward over the search")
-        ax.legend(loc="lower right")
+        ax.xaxis.set_major_locator(_integer_locator())
+        ax.legend(loc="best")
         self.ax_, self.figure_ = ax, ax.figure
         return self
 
@@ -448,6 +449,8 @@ class ControllerHistoryDisplay:
                 a.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=a.transAxes)
                 continue
             (self.lines_[name],) = a.plot(x, y, marker="o")
+            a.xaxis.set_major_locator(_integer_locator())
+            a.ticklabel_format(axis="y", useOffset=False)
         self.axes_ = np.asarray(axes, dtype=object)
         self.figure_ = axes[0].figure
         self.figure_.suptitle("Controller history")
@@ -501,6 +504,11 @@ class ControllerHistoryDisplay:
         display : ControllerHistoryDisplay
         """
         return cls.from_history(_final(estimator), ax=ax)
+
+
+def _integer_locator():
+    from matplotlib.ticker import MaxNLocator
+    return MaxNLocator(integer=True)
 
 
 def _final(estimator):

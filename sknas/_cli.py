@@ -1,0 +1,315 @@
+"""The ``sknas`` command line: run a search on a CSV file, or report on a saved run.
+
+``sknas`` with no subcommand runs the main job: the default search on the
+bundled wine-quality data with the reference protocol (stratified 80/20
+split, ``random_state=0``, features scaled in a pipeline).
+
+Heavy imports (TensorFlow, matplotlib) happen inside the commands, after the
+input has been checked, so a bad path or column fails fast with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+WINE_TARGET = "quality_label"
+PLOTS = ("reward_history", "reward_distribution", "predictor", "controller_history")
+
+
+class CLIError(Exception):
+    """A problem with the user's input: one line on stderr, exit status 2."""
+
+
+# ------------------------------------------------------------------ parser
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="sknas", description="Neural architecture search for multilayer perceptrons. "
+        "Without a subcommand: the default search on the bundled wine-quality data.")
+    sub = parser.add_subparsers(dest="command", metavar="{search,report}")
+    _add_search(sub.add_parser("search", help="search architectures for a CSV file",
+                               description="Search MLP architectures for a CSV file: numeric "
+                               "columns are imputed and scaled, the others one-hot encoded; "
+                               "a stratified held-out split scores the refit winner."))
+    rep = sub.add_parser("report", help="print the top architectures of a saved run and plot it",
+                         description="Print the top-N table of a run folder written with "
+                         "--log-dir and write its four plots as PNG files.")
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by a search")
+    rep.add_argument("--out", metavar="DIR", help="where to write the PNG files "
+                     "(default: RUN_DIR/plots)")
+    rep.add_argument("--top", type=int, default=5, metavar="N", help="rows of the table (default 5)")
+    return parser
+
+
+def _add_search(p):
+    p.add_argument("data", nargs="?", metavar="DATA.csv",
+                   help="CSV file with a header row (default: the bundled wine-quality data)")
+    p.add_argument("--target", metavar="COL", help="target column (required with DATA.csv; "
+                   f"default for the bundled data: {WINE_TARGET})")
+    p.add_argument("--drop", action="extend", nargs="+", default=[], metavar="COL",
+                   help="columns to leave out (ids, leaks)")
+    p.add_argument("--controller-epochs", type=int, metavar="N", help="controller epochs (default 10)")
+    p.add_argument("--samples-per-epoch", type=int, metavar="N",
+                   help="candidates per controller epoch (default 10)")
+    p.add_argument("--epochs", type=int, metavar="N", help="training epochs per candidate (default 10)")
+    p.add_argument("--controller-train-steps", type=int, metavar="N",
+                   help="controller gradient steps per controller epoch (default 10)")
+    p.add_argument("--units", type=int, nargs="+", metavar="N",
+                   help="layer widths of the search space (default 8 16 32 64 128 256 512)")
+    p.add_argument("--max-layers", type=int, metavar="N", help="maximum hidden layers (default 2)")
+    p.add_argument("--random-state", type=int, default=0, metavar="N",
+                   help="seed of the split and the search (default 0)")
+    p.add_argument("--n-jobs", type=int, metavar="N", help="parallel candidate training")
+    p.add_argument("--log-dir", metavar="DIR", help="write a run folder under DIR")
+    p.add_argument("--model-out", metavar="FILE", help="save the fitted pipeline with joblib")
+    p.add_argument("--top", type=int, default=5, metavar="N", help="rows of the top table (default 5)")
+    p.add_argument("--test-size", type=float, default=0.2, metavar="F",
+                   help="held-out fraction (default 0.2)")
+    p.add_argument("-v", "--verbose", action="count", default=1,
+                   help="-v: one line per candidate")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+
+# ---------------------------------------------------------------- the data
+def _read_frame(path):
+    import pandas as pd
+    if path is None:
+        from .datasets import load_wine_quality
+        return load_wine_quality(as_frame=True).frame, "bundled wine-quality data"
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"no such file: {path}")
+    try:
+        return pd.read_csv(p), str(p)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CLIError(f"cannot read {path} as CSV: {' '.join(str(exc).split())}") from None
+
+
+def _features_and_target(frame, target, drop):
+    if target not in frame.columns:
+        raise CLIError(f"target column {target!r} not found; columns are: "
+                       f"{', '.join(map(str, frame.columns))}")
+    unknown = [c for c in drop if c not in frame.columns]
+    if unknown:
+        raise CLIError(f"--drop: no column named {', '.join(map(repr, unknown))}")
+    frame = frame[frame[target].notna()]
+    y = frame[target]
+    if y.nunique() < 2:
+        only = repr(y.iloc[0]) if len(y) else "none"
+        raise CLIError(f"target column {target!r} has only one class ({only}); "
+                       "a classifier needs at least 2")
+    X = frame.drop(columns=[target, *drop])
+    if X.shape[1] == 0:
+        raise CLIError("no feature columns left after dropping the target and --drop columns")
+    return X, y.astype(str) if y.dtype == object else y
+
+
+def _split(X, y, test_size, seed):
+    from sklearn.model_selection import train_test_split
+    if not 0 < test_size < 1:
+        raise CLIError(f"--test-size must be between 0 and 1; got {test_size}")
+    try:
+        return train_test_split(X, y, test_size=test_size, stratify=y, random_state=seed)
+    except ValueError as exc:
+        raise CLIError(f"cannot make a stratified split: {exc}") from None
+
+
+def _preprocessor(X):
+    """Impute and scale numeric columns, impute and one-hot encode the others."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    numeric = [c for c in X.columns if X[c].dtype.kind in "iuf"]
+    categorical = [c for c in X.columns if c not in numeric]
+    parts = []
+    if numeric:
+        parts.append(("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+                      numeric))
+    if categorical:
+        parts.append(("categorical", make_pipeline(
+            SimpleImputer(strategy="most_frequent"),
+            OneHotEncoder(handle_unknown="ignore", sparse_output=False)), categorical))
+    return ColumnTransformer(parts, sparse_threshold=0.0)
+
+
+def _as_text_categories(X):
+    """Categorical columns as strings (NaN kept), so mixed types encode."""
+    X = X.copy()
+    for c in X.columns:
+        if X[c].dtype.kind not in "iuf":
+            X[c] = X[c].map(lambda v: v if v is None or v != v else str(v)).astype(object)
+    return X
+
+
+# ------------------------------------------------------------------ tables
+def top_frame(results, n=5):
+    """The ``n`` best successful candidates of a results table, best first.
+
+    Parameters
+    ----------
+    results : dict of array-like or DataFrame
+        ``search_results_`` or a loaded run's results.
+    n : int, default=5
+
+    Returns
+    -------
+    top : pandas.DataFrame
+    """
+    import pandas as pd
+    frame = pd.DataFrame({k: list(v) for k, v in dict(results).items()}) \
+        if not hasattr(results, "columns") else results
+    if "status" in frame:
+        frame = frame[frame["status"] == "ok"]
+    frame = frame.sort_values("reward", ascending=False, kind="stable")
+    cols = [c for c in ("rank", "architecture", "reward", "predicted_reward", "n_params",
+                        "controller_epoch", "fit_time") if c in frame]
+    return frame[cols].head(n).reset_index(drop=True)
+
+
+def _print_top(results, n):
+    top = top_frame(results, n)
+    n_all = len(results["reward"])
+    print(f"\ntop {len(top)} architectures (of {n_all} candidates):")
+    print(top.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+# ---------------------------------------------------------------- commands
+def _estimator_params(args):
+    params = {"controller_epochs": args.controller_epochs, "samples_per_epoch": args.samples_per_epoch,
+              "epochs": args.epochs, "controller_train_steps": args.controller_train_steps,
+              "units": tuple(args.units) if args.units else None, "max_layers": args.max_layers,
+              "n_jobs": args.n_jobs, "log_dir": args.log_dir}
+    params = {k: v for k, v in params.items() if v is not None}
+    return dict(params, random_state=args.random_state, verbose=0 if args.quiet else args.verbose)
+
+
+def _search(args):
+    frame, source = _read_frame(args.data)
+    if args.target is None and args.data is not None:
+        raise CLIError("--target is required with a data file")
+    target = args.target or WINE_TARGET
+    X, y = _features_and_target(frame, target, args.drop)
+    X = _as_text_categories(X)
+    X_train, X_test, y_train, y_test = _split(X, y, args.test_size, args.random_state)
+    print(f"data: {source}, {len(X)} rows, {X.shape[1]} feature columns, target {target!r} "
+          f"({y.nunique()} classes); train {len(X_train)} / test {len(X_test)} rows "
+          f"(stratified, random_state={args.random_state})")
+    sys.stdout.flush()
+    pipe = _fit(args, X_train, y_train)
+    _summarise(args, pipe, X_test, y_test)
+    return 0
+
+
+def _fit(args, X_train, y_train):
+    from sklearn.pipeline import Pipeline
+
+    from ._estimator import MLPNASClassifier
+    try:
+        search = MLPNASClassifier(**_estimator_params(args))
+        return Pipeline([("preprocess", _preprocessor(X_train)), ("search", search)]).fit(
+            X_train, y_train)
+    except ValueError as exc:
+        raise CLIError(" ".join(str(exc).split())) from None
+
+
+def _summarise(args, pipe, X_test, y_test):
+    search = pipe.named_steps["search"]
+    _print_top(search.search_results_, args.top)
+    accuracy = pipe.score(X_test, y_test)
+    majority = y_test.value_counts(normalize=True).max()
+    print(f"\nbest architecture: {search.best_architecture_} (reward {search.best_score_:.4f})")
+    print(f"held-out test accuracy of the refit winner: {accuracy:.4f} on {len(y_test)} rows "
+          f"(majority class: {majority:.4f})")
+    print(f"search {search.search_time_:.1f}s, refit {search.refit_time_:.1f}s")
+    if getattr(search, "run_dir_", None):
+        print(f"run folder: {search.run_dir_}")
+    if args.model_out:
+        import joblib
+        joblib.dump(pipe, args.model_out)
+        print(f"fitted pipeline saved to {args.model_out}")
+
+
+def _report(args):
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise CLIError(f"no such run folder: {args.run_dir}")
+    try:
+        from . import load_run
+    except ImportError:
+        raise CLIError("this version of sknas cannot read run folders") from None
+    try:
+        run = load_run(run_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CLIError(f"cannot read the run in {args.run_dir}: {' '.join(str(exc).split())}") \
+            from None
+    results, history = _run_tables(run)
+    print(f"run: {run_dir}")
+    _print_top(results, args.top)
+    out = Path(args.out) if args.out else run_dir / "plots"
+    for path in _write_plots(results, history, out):
+        print(f"wrote {path}")
+    return 0
+
+
+def _run_tables(run):
+    """``(results, history)`` of a loaded run, as dicts of arrays."""
+    from ._plotting import _columns
+    results = _columns(run, "search_results_")
+    try:
+        history = _columns(run, "controller_history_")
+    except TypeError:
+        history = {}
+    if "reward" not in results:
+        raise CLIError("the run holds no results table")
+    return results, history
+
+
+def _write_plots(results, history, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ._plotting import (ControllerHistoryDisplay, PredictorDisplay,
+                            RewardDistributionDisplay, RewardHistoryDisplay)
+    out.mkdir(parents=True, exist_ok=True)
+    displays = (RewardHistoryDisplay.from_results(results),
+                RewardDistributionDisplay.from_results(results),
+                PredictorDisplay.from_results(results),
+                ControllerHistoryDisplay.from_history(history))
+    paths = []
+    for name, disp in zip(PLOTS, displays):
+        paths.append(out / f"{name}.png")
+        disp.figure_.savefig(paths[-1], dpi=100)
+        plt.close(disp.figure_)
+    return paths
+
+
+def main(argv=None):
+    """Run the ``sknas`` command line.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        Arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    status : int
+        0 on success, 2 for a problem with the input.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["search"])
+    command = _search if args.command == "search" else _report
+    try:
+        return command(args)
+    except CLIError as exc:
+        print(f"sknas: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,124 @@
+"""The ``sknas`` command line, run as a real subprocess (``python -m sknas``)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_FLAGS = ["--controller-epochs", "2", "--samples-per-epoch", "2", "--epochs", "2",
+              "--controller-train-steps", "1", "--units", "4", "8"]
+
+
+def sknas(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "sknas", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def iris_csv(tmp_path_factory):
+    """Iris with an id column, a categorical column and missing values."""
+    from sklearn.datasets import load_iris
+    frame = load_iris(as_frame=True).frame
+    frame["id"] = np.arange(len(frame))
+    frame["colour"] = np.where(frame["sepal length (cm)"] > 5.8, "red", "blue")
+    frame.loc[::17, "petal width (cm)"] = np.nan
+    frame.loc[::23, "colour"] = np.nan
+    frame["species"] = frame.pop("target").map({0: "setosa", 1: "versicolor", 2: "virginica"})
+    path = tmp_path_factory.mktemp("data") / "iris.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def searched(iris_csv, tmp_path_factory):
+    """One tiny search with a run log and a saved pipeline."""
+    cwd = tmp_path_factory.mktemp("search")
+    proc = sknas("search", iris_csv, "--target", "species", "--drop", "id", *TINY_FLAGS,
+                 "--top", "3", "--log-dir", "logs", "--model-out", "model.joblib", "-v", cwd=cwd)
+    return proc, cwd
+
+
+def test_search_prints_progress_top_table_and_held_out_accuracy(searched):
+    proc, _ = searched
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "train 120 / test 30 rows" in out
+    assert "[sknas] [1/4]" in out and "[sknas] [4/4]" in out  # -v: one line per candidate
+    assert "controller epoch 2/2" in out
+    assert "top 3 architectures (of 4 candidates)" in out
+    accuracy = float(out.split("held-out test accuracy of the refit winner: ")[1].split()[0])
+    assert 0.0 <= accuracy <= 1.0
+    assert "Traceback" not in proc.stderr
+
+
+def test_search_saves_a_pipeline_that_predicts_labels(searched, iris_csv):
+    proc, cwd = searched
+    pipe = joblib.load(cwd / "model.joblib")
+    frame = pd.read_csv(iris_csv)
+    X = frame.drop(columns=["species", "id"])
+    pred = pipe.predict(X)
+    assert set(pred) <= {"setosa", "versicolor", "virginica"}
+    # the categorical column was one-hot encoded (blue, red) next to 4 scaled columns
+    assert pipe.named_steps["search"].n_features_in_ == 6
+
+
+def test_report_prints_the_saved_table_and_writes_four_pngs(searched, tmp_path):
+    proc, cwd = searched
+    run_dirs = list((cwd / "logs").iterdir())
+    assert len(run_dirs) == 1
+    assert f"run folder: {Path('logs') / run_dirs[0].name}" in proc.stdout
+    rep = sknas("report", run_dirs[0], "--out", tmp_path / "plots", "--top", "2", cwd=cwd)
+    assert rep.returncode == 0, rep.stderr
+    assert "top 2 architectures (of 4 candidates)" in rep.stdout
+    best = proc.stdout.split("best architecture: ")[1].split(" (reward")[0]
+    first_row = rep.stdout.split("fit_time\n")[1].splitlines()[0]
+    assert best in first_row
+    for name in ("reward_history", "reward_distribution", "predictor", "controller_history"):
+        png = tmp_path / "plots" / f"{name}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["search", "missing.csv", "--target", "y"], "no such file: missing.csv"),
+    (["search", "{iris}", "--target", "nope"], "target column 'nope' not found"),
+    (["search", "{iris}"], "--target is required"),
+    (["search", "{iris}", "--target", "species", "--drop", "zzz"], "no column named 'zzz'"),
+    (["search", "{one}", "--target", "label"], "has only one class ('a')"),
+    (["report", "no-such-run"], "no such run folder"),
+    (["report", "."], "cannot read the run"),
+])
+def test_bad_input_is_one_line_on_stderr_and_status_2(args, message, iris_csv, tmp_path):
+    (tmp_path / "one.csv").write_text("x,label\n1,a\n2,a\n3,a\n")
+    args = [a.format(iris=iris_csv, one=tmp_path / "one.csv") for a in args]
+    proc = sknas(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sknas: error: "), proc.stderr
+    assert message in lines[0]
+    assert proc.stdout == ""
+
+
+def test_help_lists_the_subcommands_and_flags(tmp_path):
+    top = sknas("--help", cwd=tmp_path)
+    assert top.returncode == 0 and "{search,report}" in top.stdout
+    search = sknas("search", "--help", cwd=tmp_path)
+    for flag in ("--target", "--drop", "--controller-epochs", "--samples-per-epoch", "--epochs",
+                 "--random-state", "--n-jobs", "--log-dir", "--model-out", "--top", "--test-size"):
+        assert flag in search.stdout
+
+
+def test_no_subcommand_is_the_reference_protocol_on_the_bundled_data():
+    from sknas._cli import WINE_TARGET, _estimator_params, _parser, _read_frame
+    args = _parser().parse_args(["search"])
+    assert args.data is None and args.test_size == 0.2 and args.top == 5
+    # only seed and verbosity are set: every other parameter keeps the estimator's default
+    assert _estimator_params(args) == {"random_state": 0, "verbose": 1}
+    frame, _ = _read_frame(None)
+    assert WINE_TARGET in frame and "quality" not in frame and frame.shape == (4898, 12)
