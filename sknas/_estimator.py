@@ -357,7 +357,7 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         space = self._make_space()
         X, y, w, encoder = self._validate_training_data(X, y, sample_weight)
         self.classes_ = encoder.classes_
-        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        seed = self._search_seed()
         data = self._split(X, y, w, seed)
         data.n_classes = len(self.classes_)
         strategy = self._make_strategy(space, seed)
@@ -378,14 +378,31 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
             cb.on_refit(self)
         return self
 
+    def _search_seed(self):
+        """The search's integer seed: from ``random_state``, or the resumed run's."""
+        if self.resume is not None:
+            from ._runlog import read_meta
+            return int(read_meta(self.resume)["seed"])
+        return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+
     def _callbacks(self):
-        """Run-log callbacks (filled by the run-log module when ``log_dir`` is set)."""
-        self.run_dir_ = None
-        return []
+        """The run log: continue ``resume``, or a new folder under ``log_dir``."""
+        from ._runlog import RunLog
+        if self.resume is not None:
+            log = RunLog.open(self.resume)
+        elif self.log_dir is not None:
+            log = RunLog.create(self.log_dir)
+        else:
+            self.run_dir_ = None
+            return []
+        self.run_dir_ = log.path
+        return [log]
 
     def _restore(self, search):
-        """Epoch to start from (0 unless resuming)."""
-        return 0
+        """Write a new run's metadata or restore a resumed search; the epoch to start at."""
+        from ._runlog import RunLog
+        logs = [cb for cb in search.callbacks if isinstance(cb, RunLog)]
+        return logs[0].begin(self, search) if logs else 0
 
     def _store_results(self, search, strategy):
         trials = search.trials
@@ -526,6 +543,26 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         path = os.fspath(path)
         self.model_.save(path)
         return path
+
+    def save_model(self, path):
+        """Write the refit winner and its metadata to the folder ``path``, without pickle.
+
+        The folder holds ``model.keras`` and ``sknas_model.json`` (classes with
+        their dtype, feature names, architecture, parameters);
+        :func:`sknas.load_model` rebuilds a predictor from it that gives the
+        same ``predict_proba``.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Folder to write (created if needed; its two files are replaced).
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        from ._io import save_model
+        return save_model(self, path)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._space import describe_layers
-from ._trainer import initial_weights, n_params
+from ._trainer import CandidateResult, initial_weights, n_params
 from ._trial import Trial, reward_from_scores
 
 __all__ = ["Search", "SearchBudget", "interrupt_guard"]
@@ -126,6 +126,7 @@ class Search:
         return self
 
     def _run_epoch(self, epoch):
+        started = time.perf_counter() - self.budget.started
         rng = np.random.default_rng([self.seed, epoch])
         n = self.samples_per_epoch
         if self.budget.max_candidates is not None:
@@ -140,7 +141,7 @@ class Search:
         trials = self._train(epoch, archs, predicted, rng)
         rewards = np.array([t.reward if t.status == "ok" else np.nan for t in trials])
         info = self.strategy.update(archs, rewards, failed=[t.status != "ok" for t in trials])
-        row = {"controller_epoch": epoch, **info,
+        row = {"controller_epoch": epoch, "started": started, **info,
                "best_reward": float(np.nanmax([t.reward for t in self.trials] + [-np.inf])),
                "n_failed": int(sum(t.status != "ok" for t in trials)),
                "elapsed": time.perf_counter() - self.budget.started}
@@ -155,9 +156,15 @@ class Search:
         d = self.data
         layers = [self.space.layers(a) for a in archs]
         seeds = rng.integers(0, 2**31 - 1, size=len(archs) + 1)
-        candidates = [(lay, initial_weights(lay, d.n_features, d.n_outputs, rng, self.store), int(s))
-                      for lay, s in zip(layers, seeds[1:])]
-        results = self.executor.run(candidates, d, int(seeds[0]))
+        candidates, broken = [], {}
+        for k, (lay, s) in enumerate(zip(layers, seeds[1:])):
+            try:  # a candidate too big for memory fails alone
+                candidates.append((lay, initial_weights(lay, d.n_features, d.n_outputs, rng, self.store), int(s)))
+            except (MemoryError, ValueError) as exc:
+                broken[k] = CandidateResult(status="failed", error=exc,
+                                            message=f"{type(exc).__name__}: {exc}")
+        trained = iter(self.executor.run(candidates, d, int(seeds[0])) if candidates else [])
+        results = [broken[k] if k in broken else next(trained) for k in range(len(archs))]
         trials = []
         for arch, lay, pred, res in zip(archs, layers, predicted, results):
             trial = self._record(epoch, arch, lay, pred, res)
