@@ -120,9 +120,17 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         Retrain the best architecture on all the training data. If False,
         ``model_`` is the best candidate as trained in the search.
     log_dir : str or path, default=None
-        Write a run folder under this directory (see :func:`sknas.load_run`).
+        Each ``fit`` writes a new run folder under this directory: trials as
+        JSON lines appended as each candidate ends, controller history,
+        parameters, a controller and shared-weights checkpoint (``.npz``) per
+        controller epoch and the refit winner (``.keras``); see
+        :func:`sknas.load_run`. ``None`` writes no files at all.
     resume : str or path, default=None
-        Run folder of an interrupted search to continue.
+        Run folder of a killed or interrupted search to continue, with the
+        same data: its seed, controller, shared weights and finished
+        candidates are restored, and the search appends to that folder.
+        Only ``controller_epochs``, ``max_time``, ``max_candidates``,
+        ``n_jobs``, ``error_score``, ``refit`` and ``verbose`` may differ.
     random_state : int, RandomState instance or None, default=None
         Seeds the whole search (sampling, initialisation, shuffling, dropout).
     verbose : int, default=0
@@ -153,9 +161,10 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of the features, when X was a DataFrame with string columns.
     controller_history_ : dict of ndarray
-        Per controller epoch: ``controller_epoch``, ``loss``, ``baseline``,
-        ``mean_reward``, ``entropy``, ``predictor_loss``, ``best_reward``,
-        ``n_failed``, ``elapsed``.
+        Per controller epoch: ``controller_epoch``, ``started`` (seconds
+        into the search), ``loss``, ``baseline``, ``mean_reward``,
+        ``entropy``, ``predictor_loss``, ``best_reward``, ``n_failed``,
+        ``elapsed``.
     controller_ : Controller or RandomStrategy
         The trained strategy.
     stop_reason_ : str
@@ -166,7 +175,7 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
     refit_time_ : float
         Seconds spent refitting the best architecture.
     run_dir_ : pathlib.Path or None
-        The run folder written when ``log_dir`` was given.
+        The run folder written when ``log_dir`` or ``resume`` was given.
 
     See Also
     --------
