@@ -1,6 +1,5 @@
 """sknas: neural architecture search for multilayer perceptrons, the scikit-learn way."""
 
-from ._estimator import MLPNASClassifier
 from ._io import SavedModel, load_model
 from ._plotting import (ControllerHistoryDisplay, PredictorDisplay, RewardDistributionDisplay,
                         RewardHistoryDisplay)
@@ -12,3 +11,18 @@ __version__ = "0.1.0"
 __all__ = ["ControllerHistoryDisplay", "MLPNASClassifier", "PredictorDisplay",
            "RewardDistributionDisplay", "RewardHistoryDisplay", "Run", "RunFormatError", "SavedModel",
            "SearchSpace", "__version__", "load_model", "load_run"]
+
+
+def __getattr__(name):
+    # The estimator imports TensorFlow (seconds, and log lines on stderr): it
+    # loads on first use, so ``import sknas`` and the command line's input
+    # checks stay fast and quiet.
+    if name == "MLPNASClassifier":
+        from ._estimator import MLPNASClassifier
+        globals()[name] = MLPNASClassifier
+        return MLPNASClassifier
+    raise AttributeError(f"module 'sknas' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
