@@ -158,7 +158,7 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         Class labels.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features, when X was a DataFrame with string columns.
     controller_history_ : dict of ndarray
         Per controller epoch: ``controller_epoch``, ``started`` (seconds
