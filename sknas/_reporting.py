@@ -46,9 +46,11 @@ class Reporter:
                       f"{what}; {trial.fit_time:.2f}s")
 
     def epoch(self, row, n_epochs):
+        failed = row.get("n_failed", 0)
+        failed = f", {failed} failed" if failed else ""
         self._emit(1, f"[sknas] controller epoch {row['controller_epoch'] + 1}/{n_epochs}: "
-                      f"best so far={row['best_reward']:.4f}, mean reward={row['mean_reward']:.4f}, "
-                      f"elapsed={time.perf_counter() - self._start:.1f}s")
+                      f"best so far={row['best_reward']:.4f}, mean reward={row['mean_reward']:.4f}"
+                      f"{failed}, elapsed={time.perf_counter() - self._start:.1f}s")
 
     def message(self, line):
         self._emit(1, f"[sknas] {line}")
