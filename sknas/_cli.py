@@ -270,7 +270,10 @@ def _run_tables(run):
 
 
 def _write_plots(results, history, out):
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise CLIError("writing plots needs matplotlib: pip install 'sknas[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
