@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import random
 import tempfile
 import time
 import warnings
@@ -29,6 +31,19 @@ from ._trial import results_table
 from ._weights import SharedWeights
 
 __all__ = ["MLPNASClassifier"]
+
+
+def _keeps_python_random_state(method):
+    """Restore the caller's global ``random`` state after ``method``: Keras
+    draws the default seeds of its layers from it."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        state = random.getstate()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            random.setstate(state)
+    return wrapper
 
 
 class MLPNASClassifier(ClassifierMixin, BaseEstimator):
@@ -114,9 +129,11 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         Seconds after which no new controller epoch starts.
     max_candidates : int, default=None
         Maximum number of candidates to train.
-    class_weight : {'balanced'} or None, default=None
-        ``'balanced'`` weights rows inversely to their class frequency in
-        candidate training, reward and refit.
+    class_weight : dict, 'balanced' or None, default=None
+        Weights of the classes, as ``{label: weight}``, or ``'balanced'`` to
+        weight rows inversely to their class frequency. They multiply
+        ``sample_weight`` in candidate training, the reward and the refit.
+        Classes missing from a dict get weight 1.
     refit : bool, default=True
         Retrain the best architecture on all the training data. If False,
         ``model_`` is the best candidate as trained in the search.
@@ -225,7 +242,7 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         "error_score": [StrOptions({"raise"}), Real],
         "max_time": [Interval(Real, 0, None, closed="neither"), None],
         "max_candidates": [Interval(Integral, 1, None, closed="left"), None],
-        "class_weight": [StrOptions({"balanced"}), None],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
         "refit": ["boolean"],
         "log_dir": [str, os.PathLike, None],
         "resume": [str, os.PathLike, None],
@@ -316,9 +333,12 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         if len(encoder.classes_) < 2:
             raise ValueError("The target has only one class "
                              f"({encoder.classes_[0]!r}); a classifier needs at least 2 classes.")
-        w = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        if self.class_weight == "balanced":
-            w = w * compute_sample_weight("balanced", y)
+        w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        if self.class_weight is not None:
+            w = w * compute_sample_weight(self.class_weight, y)
+        if not w.sum() > 0:
+            raise ValueError("sample_weight (times class_weight) sums to zero: no row would count "
+                             "in training or in the reward.")
         return X.astype(np.float32), encoder.transform(y).astype(np.int32), w.astype(np.float32), encoder
 
     def _split(self, X, y, w, seed):
@@ -347,6 +367,7 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         return cls(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_keeps_python_random_state
     def fit(self, X, y, sample_weight=None):
         """Run the architecture search and refit the best architecture.
 
@@ -505,6 +526,21 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
             out = np.hstack([1.0 - out, out])
         return out / out.sum(axis=1, keepdims=True)
 
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
     def predict(self, X):
         """Class labels predicted by the refit winner.
 
@@ -517,6 +553,7 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         y : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
+        check_is_fitted(self, "model_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     # ---------------------------------------------------------- persistence
@@ -589,6 +626,7 @@ def _model_to_bytes(model):
             return fh.read()
 
 
+@_keeps_python_random_state
 def _model_from_bytes(data):
     import keras
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,205 @@
+"""Bad input and bad parameters: a clear error, raised before any search work.
+
+Each test that fits makes ``Search.run`` explode if it is ever reached, so a
+pass proves the error came from the up-front validation, not from deep in
+TensorFlow.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
+
+from sknas import MLPNASClassifier
+from sknas import _estimator
+
+
+@pytest.fixture
+def no_search(monkeypatch):
+    """Fail loudly if a search starts."""
+    def run(self, *args, **kwargs):
+        raise AssertionError("the search started: validation should have failed first")
+    monkeypatch.setattr(_estimator.Search, "run", run)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A tiny fitted estimator on 4 features."""
+    from conftest import TINY
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 4))
+    return MLPNASClassifier(**TINY).fit(X, (X[:, 0] > 0).astype(int))
+
+
+def _data(n=20, d=3):
+    rng = np.random.default_rng(1)
+    return rng.normal(size=(n, d)), np.arange(n) % 2
+
+
+# ---------------------------------------------------------------- bad data
+@pytest.mark.parametrize("value, message", [(np.nan, "NaN"), (np.inf, "infinity"),
+                                            (-np.inf, "infinity")])
+def test_non_finite_X_is_rejected(no_search, value, message):
+    X, y = _data()
+    X[3, 1] = value
+    with pytest.raises(ValueError, match=message):
+        MLPNASClassifier().fit(X, y)
+
+
+def test_non_finite_y_is_rejected(no_search):
+    X, _ = _data()
+    y = np.arange(20) % 2.0
+    y[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        MLPNASClassifier().fit(X, y)
+
+
+def test_lengths_of_X_and_y_must_match(no_search):
+    X, y = _data()
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        MLPNASClassifier().fit(X, y[:-1])
+
+
+def test_sample_weight_length_must_match(no_search):
+    X, y = _data()
+    with pytest.raises(ValueError, match="sample_weight.shape"):
+        MLPNASClassifier().fit(X, y, sample_weight=np.ones(5))
+
+
+@pytest.mark.parametrize("weights, message", [("negative", "Negative values in data"),
+                                              ("zeros", "at least one non-zero")])
+def test_sample_weight_must_be_usable(no_search, weights, message):
+    X, y = _data()
+    w = -np.ones(len(y)) if weights == "negative" else np.zeros(len(y))
+    with pytest.raises(ValueError, match=message):
+        MLPNASClassifier().fit(X, y, sample_weight=w)
+
+
+def test_a_single_class_is_rejected(no_search):
+    X, _ = _data()
+    with pytest.raises(ValueError, match="only one class.*at least 2 classes"):
+        MLPNASClassifier().fit(X, np.full(len(X), "cat"))
+
+
+def test_a_continuous_target_is_rejected(no_search):
+    X, _ = _data()
+    with pytest.raises(ValueError, match="Unknown label type"):
+        MLPNASClassifier().fit(X, np.linspace(0, 1, len(X)))
+
+
+@pytest.mark.parametrize("shape, message", [((0, 3), "0 sample"), ((20, 0), "0 feature"),
+                                            ((1, 3), "minimum of 2 is required")])
+def test_empty_or_tiny_X_is_rejected(no_search, shape, message):
+    with pytest.raises(ValueError, match=message):
+        MLPNASClassifier().fit(np.zeros(shape), np.arange(shape[0]) % 2)
+
+
+def test_sparse_X_gets_a_clear_message(no_search):
+    X, y = _data()
+    with pytest.raises(TypeError, match="Sparse data was passed.*dense data is required"):
+        MLPNASClassifier().fit(sp.csr_matrix(X), y)
+
+
+def test_non_numeric_X_points_to_a_column_transformer(no_search):
+    X, y = _data()
+    frame = pd.DataFrame({"a": X[:, 0], "colour": np.where(y == 1, "red", "blue")})
+    with pytest.raises(ValueError, match="needs numeric features.*ColumnTransformer"):
+        MLPNASClassifier().fit(frame, y)
+    with pytest.raises(ValueError, match="needs numeric features"):
+        MLPNASClassifier().fit(frame.to_numpy(), y)
+
+
+# ------------------------------------------------------------ at predict
+def test_predict_before_fit_raises_not_fitted():
+    X, _ = _data()
+    clf = MLPNASClassifier()
+    for method in (clf.predict, clf.predict_proba, clf.predict_log_proba):
+        with pytest.raises(NotFittedError):
+            method(X)
+    with pytest.raises(NotFittedError):
+        clf.score(X, np.zeros(len(X)))
+    with pytest.raises(NotFittedError):
+        clf.export_model("never.keras")
+
+
+def test_predict_with_another_number_of_features(fitted):
+    with pytest.raises(ValueError, match="has 3 features.*expecting 4 features"):
+        fitted.predict(np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="has 5 features.*expecting 4 features"):
+        fitted.predict_proba(np.zeros((5, 5)))
+
+
+def test_predict_rejects_nan_and_empty(fitted):
+    X = np.zeros((3, 4))
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.predict(X)
+    with pytest.raises(ValueError, match="0 sample"):
+        fitted.predict(np.zeros((0, 4)))
+
+
+# ---------------------------------------------------------- bad parameters
+@pytest.mark.parametrize("param, value, allowed", [
+    ("controller_epochs", 0, ["int in the range [1, inf)"]),
+    ("samples_per_epoch", 2.5, ["int in the range [1, inf)"]),
+    ("controller_learning_rate", 0.0, ["float in the range (0.0, inf)"]),
+    ("controller_learning_rate", "fast", ["float in the range (0.0, inf)"]),
+    ("discount", 1.5, ["float in the range [0.0, 1.0]"]),
+    ("dropout_rate", 1.0, ["float in the range [0.0, 1.0)"]),
+    ("validation_fraction", 0.0, ["float in the range (0.0, 1.0)"]),
+    ("baseline", "mean", ["'ema'", "float"]),
+    ("use_predictor", "yes", ["bool"]),
+    ("strategy", "evolution", ["'random'", "'reinforce'"]),
+    ("reward", "mean", ["'last'", "'max'", "'weighted'"]),
+    ("trainer", "torch", ["'keras'", "'population'"]),
+    ("class_weight", "auto", ["dict", "'balanced'", "None"]),
+    ("error_score", "ignore", ["'raise'", "float"]),
+    ("max_time", -1.0, ["float in the range (0.0, inf)", "None"]),
+    ("max_candidates", 0, ["int in the range [1, inf)", "None"]),
+    ("random_state", "seed", ["int", "RandomState", "None"]),
+    ("n_jobs", 1.5, ["int", "None"]),
+    ("units", 64, ["array-like"]),
+])
+def test_bad_parameters_name_the_parameter_and_the_allowed_values(no_search, param, value,
+                                                                   allowed):
+    X, y = _data()
+    clf = MLPNASClassifier(**{param: value})
+    assert getattr(clf, param) is value  # __init__ stores, fit validates
+    with pytest.raises(InvalidParameterError) as info:
+        clf.fit(X, y)
+    text = str(info.value)
+    assert f"'{param}' parameter of MLPNASClassifier" in text
+    for choice in allowed:
+        assert choice in text
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(units=()), "units must be a non-empty sequence of positive integers"),
+    (dict(units=(8, 0)), "units must be a non-empty sequence of positive integers"),
+    (dict(units=(8, 8)), "units must not repeat a width"),
+    (dict(activations=()), "activations must be a non-empty sequence"),
+    (dict(activations=("relu", "wiggle")), "activations: 'wiggle' is not a Keras activation"),
+])
+def test_bad_search_space_contents_are_named(no_search, params, message):
+    X, y = _data()
+    with pytest.raises(ValueError, match=message):
+        MLPNASClassifier(**params).fit(X, y)
+
+
+def test_class_weight_that_zeroes_every_row(no_search):
+    X, y = _data()
+    with pytest.raises(ValueError, match="sums to zero"):
+        MLPNASClassifier(class_weight={0: 0.0, 1: 0.0}).fit(X, y)
+
+
+def test_class_weight_dict_with_unknown_label(no_search):
+    X, y = _data()
+    with pytest.raises(ValueError, match="not in class"):
+        MLPNASClassifier(class_weight={0: 1.0, 7: 2.0}).fit(X, y)
+
+
+def test_every_constructor_parameter_has_a_constraint():
+    params = set(MLPNASClassifier().get_params())
+    assert params == set(MLPNASClassifier._parameter_constraints)
