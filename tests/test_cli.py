@@ -122,3 +122,18 @@ def test_no_subcommand_is_the_reference_protocol_on_the_bundled_data():
     assert _estimator_params(args) == {"random_state": 0, "verbose": 1}
     frame, _ = _read_frame(None)
     assert WINE_TARGET in frame and "quality" not in frame and frame.shape == (4898, 12)
+
+
+def test_console_script_entry_point_is_main():
+    import importlib
+    import re
+    import shutil
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    spec = re.search(r'^sknas = "([\w.]+:\w+)"$', pyproject, re.MULTILINE).group(1)
+    module, func = spec.split(":")
+    main = getattr(importlib.import_module(module), func)
+    assert main(["report", "no-such-run"]) == 2  # in-process: same code as the script
+    script = shutil.which("sknas", path=str(Path(sys.executable).parent))
+    if script is not None:  # installed (pip install .): the script itself answers
+        proc = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "{search,report}" in proc.stdout
