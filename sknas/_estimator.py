@@ -121,7 +121,7 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
     n_jobs : int, default=None
         Parallel workers for candidate training, through the active joblib
         backend. ``None`` means 1 unless in a ``joblib.parallel_backend``
-        context; ``-1`` means all cores.
+        context; ``-1`` means all cores (``-2`` all but one...). 0 is invalid.
     error_score : 'raise' or float, default=np.nan
         Reward recorded for a candidate that fails; ``'raise'`` re-raises.
         The controller always sees a failed candidate as reward 0.
@@ -219,7 +219,7 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         "max_layers": [Interval(Integral, 1, None, closed="left")],
         "controller_epochs": [Interval(Integral, 1, None, closed="left")],
         "samples_per_epoch": [Interval(Integral, 1, None, closed="left")],
-        "controller_train_steps": [Interval(Integral, 0, None, closed="left")],
+        "controller_train_steps": [Interval(Integral, 1, None, closed="left")],
         "controller_units": [Interval(Integral, 1, None, closed="left")],
         "controller_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "controller_decay": [Interval(Real, 0, None, closed="left")],
@@ -238,7 +238,8 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         "reward": [StrOptions({"weighted", "last", "max"})],
         "weight_sharing": ["boolean"],
         "trainer": [StrOptions({"population", "keras"})],
-        "n_jobs": [Integral, None],
+        "n_jobs": [Interval(Integral, None, -1, closed="right"),
+                   Interval(Integral, 1, None, closed="left"), None],
         "error_score": [StrOptions({"raise"}), Real],
         "max_time": [Interval(Real, 0, None, closed="neither"), None],
         "max_candidates": [Interval(Integral, 1, None, closed="left"), None],

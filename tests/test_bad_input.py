@@ -160,6 +160,10 @@ def test_predict_rejects_nan_and_empty(fitted):
     ("max_candidates", 0, ["int in the range [1, inf)", "None"]),
     ("random_state", "seed", ["int", "RandomState", "None"]),
     ("n_jobs", 1.5, ["int", "None"]),
+    ("n_jobs", 0, ["int in the range (-inf, -1]", "int in the range [1, inf)", "None"]),
+    ("controller_train_steps", 0, ["int in the range [1, inf)"]),
+    ("baseline", float("nan"), ["'ema'", "float in the range (-inf, inf)"]),
+    ("verbose", -1, ["int in the range [0, inf)"]),
     ("units", 64, ["array-like"]),
 ])
 def test_bad_parameters_name_the_parameter_and_the_allowed_values(no_search, param, value,

@@ -1,0 +1,142 @@
+"""Persistence: pickle and joblib round trips in a fresh process, and export to .keras.
+
+The estimator pickles itself (``__getstate__`` stores the Keras model as
+``.keras`` bytes); Keras classes are not patched. One subprocess loads every
+saved file, so the cost of importing TensorFlow there is paid once.
+"""
+
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sknas import MLPNASClassifier
+
+from conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Runs in a fresh interpreter. The exported .keras file is loaded before
+#: sknas is imported, so nothing of sknas can be registered with Keras.
+SCRIPT = textwrap.dedent("""
+    import json, os, pickle, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import joblib, keras, numpy as np
+    folder = sys.argv[1]
+    X = np.load(os.path.join(folder, "X.npy"))
+    out = {}
+    exported = keras.models.load_model(os.path.join(folder, "winner.keras"))
+    out["sknas_imported_for_export"] = "sknas" in sys.modules
+    out["export"] = np.asarray(exported(X.astype("float32"))).tolist()
+    for name in ["clf.pkl", "clf.joblib", "pipe.pkl", "pipe.joblib"]:
+        path = os.path.join(folder, name)
+        obj = joblib.load(path) if name.endswith("joblib") else pickle.load(open(path, "rb"))
+        out[name] = obj.predict_proba(X).tolist()
+        out[name + ":predict"] = obj.predict(X).tolist()
+    with open(os.path.join(folder, "unfitted.pkl"), "rb") as fh:
+        out["unfitted"] = {k: repr(v) for k, v in pickle.load(fh).get_params().items()}
+    # the same fit in another process gives the same model (tags: deterministic)
+    clf = pickle.load(open(os.path.join(folder, "clf.pkl"), "rb"))
+    y = np.load(os.path.join(folder, "y.npy"), allow_pickle=False)
+    from sklearn.base import clone
+    out["refit"] = clone(clf).fit(np.load(os.path.join(folder, "X_train.npy")), y).predict_proba(X).tolist()
+    json.dump(out, open(os.path.join(folder, "out.json"), "w"))
+""")
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Fit an estimator and a pipeline, save them every way, load them in a subprocess."""
+    import json
+    from sklearn.datasets import make_blobs
+    folder = tmp_path_factory.mktemp("persist")
+    X, y = make_blobs(n_samples=120, centers=3, n_features=4, random_state=0)
+    labels = np.array(["red", "green", "blue"])[y]
+    clf = MLPNASClassifier(**TINY).fit(X, labels)
+    pipe = make_pipeline(StandardScaler(), MLPNASClassifier(**TINY)).fit(X, labels)
+    X_new = X[:25] + 0.1
+    np.save(folder / "X.npy", X_new)
+    np.save(folder / "X_train.npy", X)
+    np.save(folder / "y.npy", labels)
+    for name, obj in [("clf", clf), ("pipe", pipe)]:
+        with open(folder / f"{name}.pkl", "wb") as fh:
+            pickle.dump(obj, fh)
+        joblib.dump(obj, folder / f"{name}.joblib")
+    with open(folder / "unfitted.pkl", "wb") as fh:
+        pickle.dump(MLPNASClassifier(units=(4, 16), class_weight={"red": 2.0}), fh)
+    assert clf.export_model(folder / "winner.keras") == os.fspath(folder / "winner.keras")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(folder / "out.json") as fh:
+        out = json.load(fh)
+    return dict(clf=clf, pipe=pipe, X=X_new, out=out)
+
+
+@pytest.mark.parametrize("name", ["clf.pkl", "clf.joblib"])
+def test_fitted_estimator_round_trips_in_a_fresh_process(saved, name):
+    expected = saved["clf"].predict_proba(saved["X"])
+    np.testing.assert_array_equal(np.array(saved["out"][name]), expected)
+    assert saved["out"][name + ":predict"] == saved["clf"].predict(saved["X"]).tolist()
+
+
+@pytest.mark.parametrize("name", ["pipe.pkl", "pipe.joblib"])
+def test_fitted_pipeline_round_trips_in_a_fresh_process(saved, name):
+    expected = saved["pipe"].predict_proba(saved["X"])
+    np.testing.assert_array_equal(np.array(saved["out"][name]), expected)
+
+
+def test_unfitted_estimator_round_trips_in_a_fresh_process(saved):
+    params = MLPNASClassifier(units=(4, 16), class_weight={"red": 2.0}).get_params()
+    assert saved["out"]["unfitted"] == {k: repr(v) for k, v in params.items()}
+
+
+def test_same_seed_same_model_in_another_process(saved):
+    """What ``non_deterministic=False`` promises."""
+    assert MLPNASClassifier().__sklearn_tags__().non_deterministic is False
+    np.testing.assert_allclose(np.array(saved["out"]["refit"]),
+                               saved["clf"].predict_proba(saved["X"]), rtol=1e-5, atol=1e-6)
+
+
+def test_export_loads_as_plain_keras_without_custom_objects(saved):
+    assert saved["out"]["sknas_imported_for_export"] is False
+    np.testing.assert_allclose(np.array(saved["out"]["export"]),
+                               saved["clf"].predict_proba(saved["X"]), rtol=1e-6, atol=1e-7)
+
+
+def test_binary_export_outputs_the_probability_of_classes_1(tmp_path, blobs):
+    import keras
+    X, y = blobs
+    keep = y < 2
+    clf = MLPNASClassifier(**TINY).fit(X[keep], np.where(y[keep] == 1, "yes", "no"))
+    model = keras.models.load_model(clf.export_model(tmp_path / "binary.keras"))
+    assert model.output_shape == (None, 1)
+    np.testing.assert_allclose(np.asarray(model(X[:10].astype(np.float32)))[:, 0],
+                               clf.predict_proba(X[:10])[:, 1], rtol=1e-6, atol=1e-7)
+    assert list(clf.classes_) == ["no", "yes"]
+
+
+def test_pickle_holds_keras_bytes_not_keras_objects(saved):
+    clf = saved["clf"]
+    state = clf.__getstate__()
+    assert "model_" not in state
+    assert isinstance(state["_model_keras_bytes"], bytes)
+    assert state["_model_keras_bytes"][:2] == b"PK"  # a .keras file is a zip
+    import keras
+    assert "__reduce__" not in vars(keras.Model)  # no patching of Keras
+    copy = pickle.loads(pickle.dumps(clf))
+    assert copy.model_ is not clf.model_
+    np.testing.assert_array_equal(copy.predict_proba(saved["X"]), clf.predict_proba(saved["X"]))
+    assert copy.best_architecture_ == clf.best_architecture_
+    np.testing.assert_array_equal(copy.classes_, clf.classes_)
+    # and the estimator itself is unchanged by being pickled
+    assert clf.model_ is not None and "_model_keras_bytes" not in vars(clf)
