@@ -301,10 +301,14 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------ validation
     def _make_space(self):
-        units = np.asarray(self.units).ravel()
+        try:
+            units = np.asarray(self.units, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            units = np.zeros(0)
         activations = [str(a) for a in np.asarray(self.activations, dtype=object).ravel()]
         if units.size == 0 or not all(float(u).is_integer() and u >= 1 for u in units):
-            raise ValueError(f"units must be a non-empty sequence of positive integers; got {self.units!r}")
+            raise ValueError("units must be a non-empty sequence of positive integers; "
+                             f"got {self.units!r}")
         if len(set(units.tolist())) != units.size:
             raise ValueError(f"units must not repeat a width; got {self.units!r}")
         if not activations or len(set(activations)) != len(activations):

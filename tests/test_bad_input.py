@@ -182,6 +182,8 @@ def test_bad_parameters_name_the_parameter_and_the_allowed_values(no_search, par
 @pytest.mark.parametrize("params, message", [
     (dict(units=()), "units must be a non-empty sequence of positive integers"),
     (dict(units=(8, 0)), "units must be a non-empty sequence of positive integers"),
+    (dict(units=(8, "wide")), "units must be a non-empty sequence of positive integers"),
+    (dict(units=(8, 2.5)), "units must be a non-empty sequence of positive integers"),
     (dict(units=(8, 8)), "units must not repeat a width"),
     (dict(activations=()), "activations must be a non-empty sequence"),
     (dict(activations=("relu", "wiggle")), "activations: 'wiggle' is not a Keras activation"),

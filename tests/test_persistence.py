@@ -47,7 +47,8 @@ SCRIPT = textwrap.dedent("""
     clf = pickle.load(open(os.path.join(folder, "clf.pkl"), "rb"))
     y = np.load(os.path.join(folder, "y.npy"), allow_pickle=False)
     from sklearn.base import clone
-    out["refit"] = clone(clf).fit(np.load(os.path.join(folder, "X_train.npy")), y).predict_proba(X).tolist()
+    X_train = np.load(os.path.join(folder, "X_train.npy"))
+    out["refit"] = clone(clf).fit(X_train, y).predict_proba(X).tolist()
     json.dump(out, open(os.path.join(folder, "out.json"), "w"))
 """)
 
@@ -73,7 +74,8 @@ def saved(tmp_path_factory):
     with open(folder / "unfitted.pkl", "wb") as fh:
         pickle.dump(MLPNASClassifier(units=(4, 16), class_weight={"red": 2.0}), fh)
     assert clf.export_model(folder / "winner.keras") == os.fspath(folder / "winner.keras")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path)
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -30,7 +30,8 @@ def expected_failed_checks(estimator):
     return dict(EXPECTED_FAILED_CHECKS)
 
 
-@parametrize_with_checks([MLPNASClassifier(**BUDGET)], expected_failed_checks=expected_failed_checks)
+@parametrize_with_checks([MLPNASClassifier(**BUDGET)],
+                         expected_failed_checks=expected_failed_checks)
 def test_sklearn_api(estimator, check):
     check(estimator)
 

@@ -80,7 +80,8 @@ def test_balanced_class_weight_is_the_balanced_sample_weight(blobs):
     keep = np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:15], np.flatnonzero(y == 2)]
     X, y = X[keep], y[keep]
     balanced = MLPNASClassifier(**ACCURATE, class_weight="balanced").fit(X, y)
-    by_rows = MLPNASClassifier(**ACCURATE).fit(X, y, sample_weight=compute_sample_weight("balanced", y))
+    rows = compute_sample_weight("balanced", y)
+    by_rows = MLPNASClassifier(**ACCURATE).fit(X, y, sample_weight=rows)
     np.testing.assert_array_equal(balanced.predict_proba(X), by_rows.predict_proba(X))
     assert balanced.class_weight == "balanced"  # stored untouched
     # the balanced weights are far from uniform here, and weights count (test above)
