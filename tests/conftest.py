@@ -17,7 +17,7 @@ def _clean_keras():
     """Reset Keras' global state after each test."""
     yield
     import keras
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
 
 
 @pytest.fixture
