@@ -104,63 +104,189 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
     return out
 
 
+# Activations whose gradient TensorFlow computes from the layer's output with
+# one fused kernel: the population graph differentiates them by hand.
+_FUSED_ACTIVATIONS = {
+    "relu": (tf.nn.relu, lambda a, da: tf.raw_ops.ReluGrad(gradients=da, features=a)),
+    "tanh": (tf.math.tanh, lambda a, da: tf.raw_ops.TanhGrad(y=a, dy=da)),
+    "sigmoid": (tf.math.sigmoid, lambda a, da: tf.raw_ops.SigmoidGrad(y=a, dy=da)),
+    "elu": (tf.nn.elu, lambda a, da: tf.raw_ops.EluGrad(gradients=da, outputs=a)),
+}
+
+
 def _activation(name):
-    fn = getattr(tf.nn, name, None) or getattr(tf.math, name, None)
-    if fn is None:
-        import keras
-        fn = keras.activations.get(name)
-    return fn
+    """Forward function of a Keras activation name, as Keras computes it."""
+    if name in _FUSED_ACTIVATIONS:
+        return _FUSED_ACTIVATIONS[name][0]
+    import keras
+    return keras.activations.get(name)
 
 
 class _Net:
-    """One candidate inside the population graph."""
+    """One candidate inside the population graph: its layers and its passes.
 
-    def __init__(self, layers, weights, n_classes, seed):
+    The net owns no variables: its kernels and biases are slices of the
+    population's flat parameter vector (see :class:`_Population`). Forward and
+    backward passes are written out by hand (dense layers, dropout, output
+    layer), so one training step is a short list of fused kernels: no
+    gradient tape, no broadcasting bookkeeping, and a graph that traces fast.
+    """
+
+    def __init__(self, layers, n_features, n_classes, seed):
         self.n_classes = n_classes
         self.seed = int(seed) % (2**31 - 1)
-        self.kernels = [tf.Variable(k) for k, _ in weights]
-        self.biases = [tf.Variable(b) for _, b in weights]
-        self.ops = []  # ('dense', index, activation) | ('dropout', rate)
+        n_out = 1 if n_classes == 2 else n_classes
+        self.shapes = dense_shapes(layers, n_features, n_out)
+        self.ops = []  # ('dense', index, activation name) | ('dropout', rate, salt)
         i = 0
-        for layer in layers:
+        for j, layer in enumerate(layers):
             if layer["type"] == "dense":
-                self.ops.append(("dense", i, _activation(layer["activation"])))
+                self.ops.append(("dense", i, layer["activation"]))
                 i += 1
             else:
-                self.ops.append(("dropout", layer["rate"]))
-        self.variables = [v for pair in zip(self.kernels, self.biases) for v in pair]
-        self.slots = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v)))
-                      for v in self.variables]
+                self.ops.append(("dropout", float(layer["rate"]), 7919 * j))
 
-    def logits(self, x, dropout_seed=None):
-        for j, op in enumerate(self.ops):
+    @property
+    def sizes(self):
+        """Lengths of the flat pieces: kernel, bias, kernel, bias, ..."""
+        return [n for i, o in self.shapes for n in (i * o, o)]
+
+    def unflatten(self, pieces):
+        """``(kernel, bias)`` tensors from this net's flat pieces."""
+        return [(tf.reshape(pieces[2 * k], shape), pieces[2 * k + 1])
+                for k, shape in enumerate(self.shapes)]
+
+    def forward(self, params, x, step=None):
+        """Logits and what :meth:`backward` needs; dropout only when ``step`` is given."""
+        tape = []
+        for op in self.ops:
             if op[0] == "dense":
-                x = op[2](x @ self.kernels[op[1]] + self.biases[op[1]])
-            elif dropout_seed is not None:
-                x = tf.nn.experimental.stateless_dropout(x, op[1], seed=dropout_seed + [0, 7919 * j])
-        return x @ self.kernels[-1] + self.biases[-1]
+                kernel, bias = params[op[1]]
+                z = tf.nn.bias_add(tf.matmul(x, kernel), bias)
+                a = _activation(op[2])(z)
+                tape.append((x, z, a))
+                x = a
+            elif step is not None:
+                mask = self._dropout_mask(tf.shape(x), op[1], op[2], step)
+                tape.append((mask,))
+                x = x * mask
+        tape.append((x, None, None))
+        return tf.nn.bias_add(tf.matmul(x, params[-1][0]), params[-1][1]), tape
 
-    def losses(self, x, y):
-        z = self.logits(x)
-        return self._per_row_loss(z, y), self._correct(z, y)
+    def _dropout_mask(self, shape, rate, salt, step):
+        """Keep-mask scaled by ``1 / (1 - rate)``, fixed by the net's seed and the step.
 
-    def per_row_loss(self, x, y, step):
-        return self._per_row_loss(self.logits(x, tf.stack([self.seed, step])), y)
+        The same draw as ``tf.nn.experimental.stateless_dropout`` with seed
+        ``(net seed, step + salt)``.
+        """
+        seed = tf.stack([tf.constant(self.seed), step + salt])
+        keep = tf.random.stateless_uniform(shape, seed=seed) >= rate
+        return tf.cast(keep, tf.float32) * (1.0 / (1.0 - rate))
 
-    def _per_row_loss(self, z, y):
-        if self.n_classes == 2:
-            return tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(y, tf.float32)[:, None], z)[:, 0]
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(y, z)
+    def backward(self, params, tape, dlogits):
+        """Flat gradient pieces (``sizes`` order) given d loss / d logits."""
+        grads = [None] * (2 * len(params))
+        grads[-2:] = _dense_grads(tape[-1][0], dlogits)
+        dx = tf.matmul(dlogits, params[-1][0], transpose_b=True)
+        records = iter(reversed(tape[:-1]))
+        for op in reversed(self.ops):
+            rec = next(records)
+            if op[0] == "dropout":
+                dx = dx * rec[0]
+                continue
+            x_in, z, a = rec
+            dz = _activation_grad(op[2], z, a, dx)
+            grads[2 * op[1]:2 * op[1] + 2] = _dense_grads(x_in, dz)
+            if op[1] > 0:
+                dx = tf.matmul(dz, params[op[1]][0], transpose_b=True)
+        return grads
 
-    def _correct(self, z, y):
+    def correct(self, params, x, y):
+        """1.0 where the prediction on ``x`` (no dropout) equals ``y``."""
+        z = self.forward(params, x)[0]
         if self.n_classes == 2:
             pred = tf.cast(z[:, 0] > 0, tf.int32)
         else:
             pred = tf.argmax(z, axis=1, output_type=tf.int32)
         return tf.cast(tf.equal(pred, y), tf.float32)
 
+
+def _dense_grads(x, dz):
+    """Flat kernel and bias gradients of a dense layer."""
+    return [tf.reshape(tf.matmul(x, dz, transpose_a=True), [-1]),
+            tf.raw_ops.BiasAddGrad(out_backprop=dz)]
+
+
+def _activation_grad(name, z, a, da):
+    if name in _FUSED_ACTIVATIONS:
+        return _FUSED_ACTIVATIONS[name][1](a, da)
+    with tf.GradientTape() as tape:  # any other Keras activation: autodiff
+        tape.watch(z)
+        out = _activation(name)(z)
+    return tape.gradient(out, z, output_gradients=da)
+
+
+class _Population:
+    """The trainable state of a population: one flat vector and its Adam slots.
+
+    All nets' kernels and biases live in one float32 vector (net by net, in
+    ``sizes`` order), with Adam's first and second moments beside it. Adam
+    is element-wise, so one ``ApplyAdam`` on the vector is each net's own
+    Adam, and a NaN in one net's slice stays there; one variable instead of
+    eighteen per net keeps the graph and its captures small.
+    """
+
+    def __init__(self, nets, weights):
+        self.nets = nets
+        self.sizes = [s for net in nets for s in net.sizes]
+        flat = np.concatenate([a.ravel() for w in weights for pair in w for a in pair]
+                              ).astype(np.float32)
+        self.params = tf.Variable(flat)
+        self.m = tf.Variable(tf.zeros_like(flat))
+        self.v = tf.Variable(tf.zeros_like(flat))
+
+    def split(self):
+        """Per net, its list of ``(kernel, bias)`` tensors read from the vector."""
+        pieces = tf.split(self.params.read_value(), self.sizes)
+        out, at = [], 0
+        for net in self.nets:
+            n = len(net.sizes)
+            out.append(net.unflatten(pieces[at:at + n]))
+            at += n
+        return out
+
     def weights(self):
-        return [(k.numpy(), b.numpy()) for k, b in zip(self.kernels, self.biases)]
+        """Per net, its list of ``(kernel, bias)`` NumPy arrays."""
+        pieces = np.split(self.params.numpy(), np.cumsum(self.sizes)[:-1])
+        out, at = [], 0
+        for net in self.nets:
+            out.append([(pieces[at + 2 * k].reshape(shape), pieces[at + 2 * k + 1])
+                        for k, shape in enumerate(net.shapes)])
+            at += len(net.sizes)
+        return out
+
+
+def _loss_and_grads(logits, y, scale, n_classes):
+    """Per-net weighted losses and d loss / d logits for a list of nets' logits.
+
+    All nets see the same rows, so their logits are stacked and one fused
+    cross-entropy kernel serves the whole population; it works row by row, so a
+    net's numbers do not depend on the others. ``scale`` is ``w / batch rows``.
+    """
+    n_nets = len(logits)
+    if n_classes == 2:
+        z = tf.concat(logits, axis=1)                                # (rows, nets)
+        t = tf.cast(y, tf.float32)[:, None]
+        per_row = tf.nn.sigmoid_cross_entropy_with_logits(tf.broadcast_to(t, tf.shape(z)), z)
+        dz = (tf.math.sigmoid(z) - t) * scale[:, None]
+        losses = tf.linalg.matvec(per_row, scale, transpose_a=True)
+        return losses, tf.split(dz, n_nets, axis=1)
+    z = tf.concat(logits, axis=0)                                     # (nets * rows, classes)
+    per_row, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
+        features=z, labels=tf.tile(y, [n_nets]))
+    losses = tf.linalg.matvec(tf.reshape(per_row, [n_nets, -1]), scale)
+    dz = tf.reshape(backprop, [n_nets, -1, n_classes]) * scale[None, :, None]
+    return losses, tf.unstack(dz, n_nets, axis=0)
 
 
 class PopulationTrainer:
@@ -168,17 +294,28 @@ class PopulationTrainer:
 
     Every candidate gets its own weights and its own Adam state; the
     population sees the same shuffled mini-batches (``batch_size`` rows, the
-    last one partial, as in ``model.fit``) and one gradient step per batch
-    updates all of them, with the loop over epochs and batches compiled into
-    the graph. A candidate whose loss becomes NaN or infinite is reported as
-    failed without disturbing the others.
+    last one partial, as in ``model.fit``) and one step per batch updates all
+    of them, with the loop over epochs and batches compiled into the graph.
+    Forward and backward passes are written out by hand with fused kernels
+    (``MatMul``, ``BiasAdd``, ``ReluGrad``..., one cross-entropy kernel for the
+    whole population, ``ApplyAdam``), so a step costs few kernel launches and
+    the graph traces quickly. A candidate whose loss becomes NaN or infinite is
+    reported as failed without disturbing the others.
 
     Parameters
     ----------
-    epochs : int
-    batch_size : int
-    learning_rate : float
+    epochs : int, default=10
+        Passes over the training rows.
+    batch_size : int, default=32
+        Rows per gradient step.
+    learning_rate : float, default=0.01
         Adam learning rate (Keras' Adam: beta_1=0.9, beta_2=0.999, epsilon=1e-7).
+
+    Attributes
+    ----------
+    last_timings_ : dict
+        Seconds spent by the last call of :meth:`train` building variables
+        (``setup``), tracing the graph (``trace``) and running it (``run``).
     """
 
     def __init__(self, epochs=10, batch_size=32, learning_rate=0.01):
@@ -199,8 +336,10 @@ class PopulationTrainer:
         """
         start = time.perf_counter()
         try:
-            nets = [_Net(layers, w, data.n_classes, s) for layers, w, s in candidates]
-            scores, losses, bad = self._run(nets, data, seed)
+            nets = [_Net(layers, data.n_features, data.n_classes, s) for layers, _, s in candidates]
+            pop = _Population(nets, [w for _, w, _ in candidates])
+            scores, losses, bad = self._run(pop, data, seed)
+            weights = pop.weights()
         except (tf.errors.OpError, ValueError, TypeError) as exc:  # whole population broke
             if len(candidates) == 1:
                 return [CandidateResult(status="failed", message=_message(exc), error=exc,
@@ -208,77 +347,85 @@ class PopulationTrainer:
             return [r for c in candidates for r in self.train([c], data, seed)]
         elapsed = (time.perf_counter() - start) / len(nets)
         results = []
-        for k, net in enumerate(nets):
+        for k in range(len(nets)):
             if bad[k]:
                 results.append(CandidateResult(
                     val_scores=scores[:, k].tolist(), status="failed", fit_time=elapsed,
                     message=_NAN_MESSAGE, error=FloatingPointError(_NAN_MESSAGE)))
             else:
                 results.append(CandidateResult(val_scores=scores[:, k].tolist(),
-                                               weights=net.weights(), loss=float(losses[k]),
+                                               weights=weights[k], loss=float(losses[k]),
                                                fit_time=elapsed))
         return results
 
-    def _run(self, nets, data, seed):
-        X = tf.constant(data.X, tf.float32)
-        y = tf.constant(data.y, tf.int32)
-        w = tf.constant(data.w, tf.float32)
-        Xv = tf.constant(data.X_val, tf.float32)
-        yv = tf.constant(data.y_val, tf.int32)
-        wv = tf.constant(data.w_val, tf.float32)
-        fn = tf.function(self._make_loop(nets, int(seed) % (2**31 - 1)), autograph=True)
+    def _run(self, pop, data, seed):
+        t0 = time.perf_counter()
+        args = (tf.constant(data.X, tf.float32), tf.constant(data.y, tf.int32),
+                tf.constant(data.w, tf.float32), tf.constant(data.X_val, tf.float32),
+                tf.constant(data.y_val, tf.int32), tf.constant(data.w_val, tf.float32))
+        fn = tf.function(self._make_loop(pop, int(seed) % (2**31 - 1)), autograph=False)
+        t1 = time.perf_counter()
         with _quiet_retracing():
-            scores, losses, bad = fn(X, y, w, Xv, yv, wv)
-        return scores.numpy(), losses.numpy(), bad.numpy()
+            graph_fn = fn.get_concrete_function(*args)
+        t2 = time.perf_counter()
+        scores, losses, bad = (t.numpy() for t in graph_fn(*args))
+        self.last_timings_ = {"setup": t1 - t0, "trace": t2 - t1, "run": time.perf_counter() - t2}
+        return scores, losses, bad
 
-    def _make_loop(self, nets, seed):
-        epochs, bs, lr = self.epochs, self.batch_size, self.learning_rate
-        all_vars = [v for net in nets for v in net.variables]
-        all_slots = [s for net in nets for s in net.slots]
-        n_nets = len(nets)
+    def _make_loop(self, pop, seed):
+        epochs, bs, n_nets = self.epochs, self.batch_size, len(pop.nets)
 
         def loop(X, y, w, Xv, yv, wv):
             n = tf.shape(X)[0]
             steps = (n + bs - 1) // bs
-            scores = tf.TensorArray(tf.float32, size=epochs)
-            bad = tf.zeros([n_nets], tf.bool)
-            epoch_loss = tf.zeros([n_nets])
-            b1p = tf.constant(1.0)
-            b2p = tf.constant(1.0)
-            for epoch in tf.range(epochs):
-                perm = tf.argsort(tf.random.stateless_uniform([n], seed=[seed, epoch]))
-                epoch_loss = tf.zeros([n_nets])
-                for step in tf.range(steps):
-                    idx = perm[step * bs: tf.minimum((step + 1) * bs, n)]
-                    xb, yb, wb = tf.gather(X, idx), tf.gather(y, idx), tf.gather(w, idx)
-                    denom = tf.cast(tf.shape(idx)[0], tf.float32)
-                    with tf.GradientTape() as tape:
-                        per_net = [tf.reduce_sum(wb * net.per_row_loss(xb, yb, epoch * steps + step)) / denom
-                                   for net in nets]
-                        total = tf.add_n(per_net)
-                    grads = tape.gradient(total, all_vars)
-                    b1p, b2p = b1p * 0.9, b2p * 0.999
-                    for var, (m, v), g in zip(all_vars, all_slots, grads):
-                        tf.raw_ops.ResourceApplyAdam(
-                            var=var.handle, m=m.handle, v=v.handle, beta1_power=b1p,
-                            beta2_power=b2p, lr=lr, beta1=0.9, beta2=0.999, epsilon=1e-7,
-                            grad=g)
-                    step_loss = tf.stack(per_net)
-                    bad = tf.logical_or(bad, tf.logical_not(tf.math.is_finite(step_loss)))
-                    epoch_loss += step_loss
-                scores = scores.write(epoch, self._val_scores(nets, Xv, yv, wv))
-            return scores.stack(), epoch_loss / tf.cast(steps, tf.float32), bad
+            state = (tf.constant(0), tf.constant(1.0), tf.constant(1.0),
+                     tf.zeros([n_nets], tf.bool), tf.zeros([n_nets]),
+                     tf.TensorArray(tf.float32, size=epochs))
+
+            def epoch_body(epoch, b1p, b2p, bad, _, scores):
+                perm = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([seed, epoch])))
+                rows = (tf.gather(X, perm), tf.gather(y, perm), tf.gather(w, perm))
+                step_fn = self._make_step(pop, rows, n, epoch * steps)
+                _, b1p, b2p, bad, loss = tf.while_loop(
+                    lambda s, *_: s < steps, step_fn,
+                    (tf.constant(0), b1p, b2p, bad, tf.zeros([n_nets])))
+                scores = scores.write(epoch, self._val_scores(pop, Xv, yv, wv))
+                return epoch + 1, b1p, b2p, bad, loss / tf.cast(steps, tf.float32), scores
+
+            _, _, _, bad, loss, scores = tf.while_loop(lambda e, *_: e < epochs, epoch_body, state)
+            return scores.stack(), loss, bad
 
         return loop
 
+    def _make_step(self, pop, rows, n, first_step):
+        """Body of the mini-batch loop: one Adam step of every net."""
+        bs, lr = self.batch_size, self.learning_rate
+        nets = pop.nets
+
+        def step(s, b1p, b2p, bad, total):
+            lo = s * bs
+            xb, yb, wb = (r[lo:tf.minimum(lo + bs, n)] for r in rows)
+            scale = wb / tf.cast(tf.shape(wb)[0], tf.float32)
+            params = pop.split()
+            passes = [net.forward(p, xb, first_step + s) for net, p in zip(nets, params)]
+            losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].n_classes)
+            grads = [g for net, p, (_, tape), d in zip(nets, params, passes, dlogits)
+                     for g in net.backward(p, tape, d)]
+            b1p, b2p = b1p * 0.9, b2p * 0.999
+            tf.raw_ops.ResourceApplyAdam(
+                var=pop.params.handle, m=pop.m.handle, v=pop.v.handle, beta1_power=b1p,
+                beta2_power=b2p, lr=lr, beta1=0.9, beta2=0.999, epsilon=1e-7,
+                grad=tf.concat(grads, axis=0))
+            bad = tf.logical_or(bad, tf.logical_not(tf.math.is_finite(losses)))
+            return s + 1, b1p, b2p, bad, total + losses
+
+        return step
+
     @staticmethod
-    def _val_scores(nets, Xv, yv, wv):
+    def _val_scores(pop, Xv, yv, wv):
         total = tf.maximum(tf.reduce_sum(wv), 1e-12)
-        out = []
-        for net in nets:
-            _, correct = net.losses(Xv, yv)
-            out.append(tf.reduce_sum(wv * correct) / total)
-        return tf.stack(out)
+        return tf.stack([tf.reduce_sum(wv * net.correct(p, Xv, yv)) / total
+                         for net, p in zip(pop.nets, pop.split())])
 
 
 @contextmanager

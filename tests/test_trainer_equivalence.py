@@ -1,0 +1,124 @@
+"""The fast population trainer trains like plain ``model.fit``, and is the default.
+
+No timings here: the speed is measured by ``benchmarks/bench_speed.py``.
+"""
+
+import gc
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sknas import MLPNASClassifier
+from sknas._trainer import CandidateData, KerasTrainer, PopulationTrainer, initial_weights
+
+
+def dense(units, act):
+    return {"type": "dense", "units": units, "activation": act}
+
+
+DROP = {"type": "dropout", "rate": 0.2}
+
+
+def split(X, y, n_val, seed=0):
+    """CandidateData with the last ``n_val`` rows of a shuffled, scaled copy held out."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    X = X[order].astype(np.float32)
+    X = (X - X.mean(0)) / (X.std(0) + 1e-6)
+    y = y[order].astype(np.int32)
+    ones = np.ones(len(y), np.float32)
+    return CandidateData(X[:-n_val], y[:-n_val], ones[:-n_val], X[-n_val:], y[-n_val:],
+                         ones[-n_val:], int(y.max()) + 1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    return split(X, y, 360)
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    from sklearn.datasets import load_breast_cancer
+    X, y = load_breast_cancer(return_X_y=True)
+    return split(X, y, 114)
+
+
+def candidates(archs, data, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(layers, initial_weights(layers, data.n_features, data.n_outputs, rng), 10 + k)
+            for k, layers in enumerate(archs)]
+
+
+@pytest.mark.parametrize("name, archs", [
+    ("digits", [[dense(32, "relu")], [dense(64, "tanh"), DROP], [dense(32, "elu"), dense(16, "sigmoid")]]),
+    ("cancer", [[dense(16, "relu"), dense(8, "tanh")], [dense(32, "sigmoid")]]),
+])
+def test_population_trainer_matches_model_fit(name, archs, request):
+    # Same architectures, same initial weights, same batch size, epochs and
+    # Adam: the final validation accuracies agree within what the different
+    # shuffling and dropout masks of the two loops explain (a few rows of
+    # the validation split), and both really learn.
+    data = request.getfixturevalue(name)
+    cands = candidates(archs, data)
+    pop = PopulationTrainer(epochs=5).train(cands, data, seed=0)
+    ref = KerasTrainer(epochs=5).train(cands, data, seed=0)
+    assert [r.status for r in pop + ref] == ["ok"] * (2 * len(archs))
+    pop_acc = np.array([r.val_scores[-1] for r in pop])
+    ref_acc = np.array([r.val_scores[-1] for r in ref])
+    assert len(pop[0].val_scores) == len(ref[0].val_scores) == 5
+    assert np.all(pop_acc > 0.9) and np.all(ref_acc > 0.9)
+    assert abs(pop_acc.mean() - ref_acc.mean()) < 0.03
+    np.testing.assert_allclose(pop_acc, ref_acc, atol=0.06)
+
+
+def test_candidate_trains_the_same_alone_and_in_any_population(digits):
+    archs = [[dense(32, "relu"), DROP], [dense(16, "tanh"), dense(8, "elu")], [dense(8, "sigmoid")]]
+    cands = candidates(archs, digits)
+    trainer = PopulationTrainer(epochs=2)
+    together = trainer.train(cands, digits, seed=3)
+    alone = trainer.train([cands[0]], digits, seed=3)[0]
+    reordered = trainer.train([cands[2], cands[0]], digits, seed=3)[1]
+    for other in (alone, reordered):
+        assert other.val_scores == together[0].val_scores
+        for (k1, b1), (k2, b2) in zip(other.weights, together[0].weights):
+            np.testing.assert_allclose(k1, k2, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(b1, b2, rtol=0, atol=1e-6)
+    # the population seed (shuffling) matters, so the test above is not vacuous
+    assert trainer.train([cands[0]], digits, seed=4)[0].val_scores != alone.val_scores
+
+
+def test_nan_loss_fails_only_that_candidate(cancer):
+    archs = [[dense(8, "relu")], [dense(8, "relu")], [dense(4, "tanh")]]
+    cands = candidates(archs, cancer)
+    layers, weights, seed = cands[1]
+    cands[1] = (layers, [(np.full_like(k, np.inf), b) for k, b in weights], seed)
+    trainer = PopulationTrainer(epochs=2)
+    results = trainer.train(cands, cancer, seed=0)
+    assert [r.status for r in results] == ["ok", "failed", "ok"]
+    assert "NaN" in results[1].message and results[1].weights is None
+    # the healthy candidates trained exactly as they would have without it
+    clean = trainer.train([cands[0], cands[2]], cancer, seed=0)
+    assert [r.val_scores for r in clean] == [results[0].val_scores, results[2].val_scores]
+
+
+def test_population_trainer_is_the_default_speed_path():
+    est = MLPNASClassifier()
+    assert est.trainer == "population"
+    assert isinstance(est._make_trainer(), PopulationTrainer)
+
+
+def _live_variables():
+    gc.collect()
+    return sum(isinstance(o, tf.Variable) for o in gc.get_objects())
+
+
+def test_populations_release_their_tensorflow_state(cancer):
+    trainer = PopulationTrainer(epochs=1)
+    cands = candidates([[dense(8, "relu")], [dense(4, "elu"), DROP]], cancer)
+    trainer.train(cands, cancer, seed=0)
+    before = _live_variables()
+    for seed in range(3):
+        trainer.train(cands, cancer, seed=seed)
+    assert _live_variables() == before
