@@ -65,8 +65,31 @@ def _results(source):
     return rewards, status, epochs, predicted
 
 
+class _ResultsDisplay:
+    """What the displays of the results table share: building from an estimator."""
+
+    @classmethod
+    def from_estimator(cls, estimator, **kwargs):
+        """Plot the search of a fitted :class:`~sknas.MLPNASClassifier`.
+
+        Parameters
+        ----------
+        estimator : MLPNASClassifier
+            Fitted estimator (or a Pipeline ending in one).
+        **kwargs
+            Passed to :meth:`from_results` (``ax``, and ``bins`` for the
+            histogram).
+
+        Returns
+        -------
+        display
+            The display, drawn.
+        """
+        return cls.from_results(_final(estimator), **kwargs)
+
+
 # ---------------------------------------------------------- reward history
-class RewardHistoryDisplay:
+class RewardHistoryDisplay(_ResultsDisplay):
     """Reward of every candidate in search order, with the running best.
 
     Vertical lines separate controller epochs; failed candidates are marked
@@ -165,25 +188,10 @@ class RewardHistoryDisplay:
         rewards, status, epochs, _ = _results(results)
         return cls(rewards, epochs, status).plot(ax=ax)
 
-    @classmethod
-    def from_estimator(cls, estimator, *, ax=None):
-        """Plot the search of a fitted :class:`~sknas.MLPNASClassifier`.
-
-        Parameters
-        ----------
-        estimator : MLPNASClassifier
-            Fitted estimator (or a Pipeline ending in one).
-        ax : matplotlib.axes.Axes, default=None
-
-        Returns
-        -------
-        display : RewardHistoryDisplay
-        """
-        return cls.from_results(_final(estimator), ax=ax)
 
 
 # ----------------------------------------------------- reward distribution
-class RewardDistributionDisplay:
+class RewardDistributionDisplay(_ResultsDisplay):
     """Histogram of the rewards of the successful candidates.
 
     Parameters
@@ -261,26 +269,10 @@ class RewardDistributionDisplay:
         rewards, status, _, _ = _results(results)
         return cls(np.where(status == "ok", rewards, np.nan), bins=bins).plot(ax=ax)
 
-    @classmethod
-    def from_estimator(cls, estimator, *, bins=20, ax=None):
-        """Plot the rewards of a fitted :class:`~sknas.MLPNASClassifier`.
-
-        Parameters
-        ----------
-        estimator : MLPNASClassifier
-            Fitted estimator (or a Pipeline ending in one).
-        bins : int or sequence, default=20
-        ax : matplotlib.axes.Axes, default=None
-
-        Returns
-        -------
-        display : RewardDistributionDisplay
-        """
-        return cls.from_results(_final(estimator), bins=bins, ax=ax)
 
 
 # -------------------------------------------------------------- predictor
-class PredictorDisplay:
+class PredictorDisplay(_ResultsDisplay):
     """Reward predicted by the controller against the reward observed.
 
     Points on the diagonal are perfect predictions; the title gives the
@@ -365,21 +357,6 @@ class PredictorDisplay:
         rewards, status, _, predicted = _results(results)
         return cls(predicted, np.where(status == "ok", rewards, np.nan)).plot(ax=ax)
 
-    @classmethod
-    def from_estimator(cls, estimator, *, ax=None):
-        """Plot the predictor of a fitted :class:`~sknas.MLPNASClassifier`.
-
-        Parameters
-        ----------
-        estimator : MLPNASClassifier
-            Fitted estimator (or a Pipeline ending in one).
-        ax : matplotlib.axes.Axes, default=None
-
-        Returns
-        -------
-        display : PredictorDisplay
-        """
-        return cls.from_results(_final(estimator), ax=ax)
 
 
 def _pearson(a, b):
