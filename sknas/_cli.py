@@ -147,32 +147,9 @@ def _as_text_categories(X):
 
 
 # ------------------------------------------------------------------ tables
-def top_frame(results, n=5):
-    """The ``n`` best successful candidates of a results table, best first.
-
-    Parameters
-    ----------
-    results : dict of array-like or DataFrame
-        ``search_results_`` or a loaded run's results.
-    n : int, default=5
-
-    Returns
-    -------
-    top : pandas.DataFrame
-    """
-    import pandas as pd
-    frame = pd.DataFrame({k: list(v) for k, v in dict(results).items()}) \
-        if not hasattr(results, "columns") else results
-    if "status" in frame:
-        frame = frame[frame["status"] == "ok"]
-    frame = frame.sort_values("reward", ascending=False, kind="stable")
-    cols = [c for c in ("rank", "architecture", "reward", "predicted_reward", "n_params",
-                        "controller_epoch", "fit_time") if c in frame]
-    return frame[cols].head(n).reset_index(drop=True)
-
-
 def _print_top(results, n):
-    top = top_frame(results, n)
+    from ._trial import top_table
+    top = top_table(results, n)
     n_all = len(results["reward"])
     print(f"\ntop {len(top)} architectures (of {n_all} candidates):")
     print(top.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -27,7 +27,7 @@ from ._search import Search, SearchBudget, interrupt_guard
 from ._space import SearchSpace
 from ._trainer import (CandidateData, KerasTrainer, PopulationTrainer, build_keras_model,
                        initial_weights)
-from ._trial import results_table
+from ._trial import results_table, top_table
 from ._weights import SharedWeights
 
 __all__ = ["MLPNASClassifier"]
@@ -497,14 +497,8 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
             ``n_params``, ``controller_epoch``, ``fit_time``, best first.
             With ``verbose``, the table is also printed.
         """
-        import pandas as pd
         check_is_fitted(self, "search_results_")
-        cols = ["rank", "architecture", "reward", "predicted_reward", "n_params",
-                "controller_epoch", "fit_time"]
-        frame = pd.DataFrame({c: self.search_results_[c] for c in cols + ["status"]})
-        frame = frame[frame["status"] == "ok"].sort_values(["reward", "rank"], ascending=[False, True],
-                                                           kind="stable")
-        top = frame[cols].head(n)
+        top = top_table(self.search_results_, n)
         if self.verbose:
             Reporter(self.verbose).message("top architectures:\n" + top.to_string(index=False))
         return top

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-__all__ = ["Trial", "results_table", "reward_from_scores"]
+__all__ = ["Trial", "results_table", "reward_from_scores", "top_table"]
 
 RESULT_COLUMNS = ("architecture", "layers", "n_layers", "n_params", "controller_epoch",
                   "reward", "predicted_reward", "last_score", "max_score", "fit_time",
@@ -113,3 +113,32 @@ def results_table(trials):
     for i, t in enumerate(trials):
         cols["layers"][i] = t.layers
     return cols
+
+
+TOP_COLUMNS = ("rank", "architecture", "reward", "predicted_reward", "n_params",
+               "controller_epoch", "fit_time")
+
+
+def top_table(results, n=5):
+    """The ``n`` best successful candidates of a results table, best first.
+
+    Parameters
+    ----------
+    results : dict of array-like or DataFrame
+        ``search_results_`` or a loaded run's results.
+    n : int, default=5
+
+    Returns
+    -------
+    top : pandas.DataFrame
+        Columns ``rank``, ``architecture``, ``reward``, ``predicted_reward``,
+        ``n_params``, ``controller_epoch``, ``fit_time`` (those present).
+    """
+    import pandas as pd
+    frame = results if hasattr(results, "columns") else \
+        pd.DataFrame({k: list(v) for k, v in dict(results).items()})
+    if "status" in frame:
+        frame = frame[frame["status"] == "ok"]
+    frame = frame.sort_values("reward", ascending=False, kind="stable")
+    cols = [c for c in TOP_COLUMNS if c in frame]
+    return frame[cols].head(n).reset_index(drop=True)
