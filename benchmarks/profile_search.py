@@ -1,10 +1,10 @@
 """Profile where a default sknas search spends its time.
 
-Run ``python benchmarks/profile_search.py`` from the repository root. It
-prints, for a few populations of the default search on the reference
-protocol, the time to trace the population graph and the time to run it,
-and the time of the controller's sampling and update, then a cProfile
-summary of one whole default search.
+Run ``python benchmarks/profile_search.py [--pops N] [--cprofile]`` from the
+repository root. It prints, for a few populations of the default search on
+the reference protocol, the time to sample them, to set up, trace and run
+the population graph, and to update the controller; with ``--cprofile`` also
+a cProfile summary of one whole default search.
 """
 
 from __future__ import annotations
@@ -34,10 +34,9 @@ def reference_data():
 
 
 def split_phases(n_pops=3, seed=0):
-    """Trace vs execution time of populations of the default search."""
-    import tensorflow as tf
+    """Per population of the default search: sampling, setup, tracing, running, update."""
     from sknas import MLPNASClassifier
-    from sknas._trainer import PopulationTrainer, _Net
+    from sknas._trainer import PopulationTrainer, initial_weights
     X, _, y, _ = reference_data()
     est = MLPNASClassifier(random_state=seed, controller_epochs=n_pops)
     Xv, yv, w, enc = est._validate_training_data(X, y, None)
@@ -47,7 +46,6 @@ def split_phases(n_pops=3, seed=0):
     ctrl = est._make_strategy(space, seed)
     trainer = PopulationTrainer()
     rng = np.random.default_rng(seed)
-    from sknas._trainer import initial_weights
     for p in range(n_pops):
         t0 = time.perf_counter()
         archs, _ = ctrl.sample(10, rng)
@@ -55,24 +53,12 @@ def split_phases(n_pops=3, seed=0):
         layers = [space.layers(a) for a in archs]
         cands = [(lay, initial_weights(lay, data.n_features, data.n_outputs, rng), k)
                  for k, lay in enumerate(layers)]
-        t0 = time.perf_counter()
         res = trainer.train(cands, data, p)
-        t_train = time.perf_counter() - t0
         t0 = time.perf_counter()
         ctrl.update(archs, [np.mean(r.val_scores) for r in res])
         t_update = time.perf_counter() - t0
-        print(f"population {p}: sample {t_sample:.3f}s  train {t_train:.2f}s  "
-              f"update {t_update:.3f}s")
-    return trainer, cands, data
-
-
-def trace_vs_run(trainer, cands, data):
-    """Split one population's train into tracing and execution."""
-    import tensorflow as tf
-    from sknas._trainer import _Net
-    timings = getattr(trainer, "last_timings", None)
-    if timings:
-        print("trainer timings:", {k: round(v, 3) for k, v in timings.items()})
+        phases = "  ".join(f"{k} {v:.2f}s" for k, v in trainer.last_timings_.items())
+        print(f"population {p}: sample {t_sample:.3f}s  {phases}  update {t_update:.3f}s")
 
 
 def main(argv=None):
@@ -80,8 +66,7 @@ def main(argv=None):
     parser.add_argument("--pops", type=int, default=3)
     parser.add_argument("--cprofile", action="store_true", help="also cProfile a whole search")
     args = parser.parse_args(argv)
-    trainer, cands, data = split_phases(args.pops)
-    trace_vs_run(trainer, cands, data)
+    split_phases(args.pops)
     if args.cprofile:
         from sknas import MLPNASClassifier
         X, _, y, _ = reference_data()
