@@ -135,8 +135,9 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         ``sample_weight`` in candidate training, the reward and the refit.
         Classes missing from a dict get weight 1.
     refit : bool, default=True
-        Retrain the best architecture on all the training data. If False,
-        ``model_`` is the best candidate as trained in the search.
+        Retrain the best architecture on all the training data, starting (like
+        every candidate) from the shared weights. If False, ``model_`` is the
+        best candidate as the search trained it.
     log_dir : str or path, default=None
         Each ``fit`` writes a new run folder under this directory: trials as
         JSON lines appended as each candidate ends, controller history,
@@ -461,25 +462,34 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         self._search_store = search.store
 
     def _fit_best(self, search, X, y, w, seed):
-        """Train the winner (on all rows if ``refit``) and build ``model_``."""
+        """Build ``model_``: the winner retrained on all rows if ``refit``, else
+        as the search trained it (retrained on the search's split when those
+        weights are gone, as after a resume)."""
         start = time.perf_counter()
-        layers, n_classes = self.best_layers_, len(self.classes_)
-        n_out = 1 if n_classes == 2 else n_classes
+        store = self.__dict__.pop("_search_store")
+        own = search.best_weights
+        if self.refit or own is None or own[0] != self.best_index_:
+            data = search.data
+            if self.refit:
+                empty = np.zeros((0, X.shape[1]), np.float32)
+                data = CandidateData(X, y, w, empty, np.zeros(0, np.int32), np.zeros(0, np.float32),
+                                     len(self.classes_))
+            weights = self._train_best(data, store, seed)
+        else:
+            weights = own[1]
+        self.model_ = build_keras_model(self.best_layers_, X.shape[1], len(self.classes_), weights)
+        self.refit_time_ = time.perf_counter() - start
+
+    def _train_best(self, data, store, seed):
+        """Train the best architecture from the shared weights (as every candidate starts)."""
         rng = np.random.default_rng([seed, 2**20])
-        store = self._search_store
-        data = search.data
-        if self.refit:
-            empty = np.zeros((0, X.shape[1]), np.float32)
-            data = CandidateData(X, y, w, empty, np.zeros(0, np.int32), np.zeros(0, np.float32), n_classes)
-        weights = initial_weights(layers, X.shape[1], n_out, rng, store)
-        result = self._make_trainer().train([(layers, weights, int(rng.integers(2**31 - 1)))], data,
-                                            int(rng.integers(2**31 - 1)))[0]
+        weights = initial_weights(self.best_layers_, data.n_features, data.n_outputs, rng, store)
+        candidate = (self.best_layers_, weights, int(rng.integers(2**31 - 1)))
+        result = self._make_trainer().train([candidate], data, int(rng.integers(2**31 - 1)))[0]
         if result.status != "ok":
             raise RuntimeError(f"Refitting the best architecture {self.best_architecture_} "
                                f"failed: {result.message}")
-        self.model_ = build_keras_model(layers, X.shape[1], n_classes, result.weights)
-        self.refit_time_ = time.perf_counter() - start
-        del self._search_store
+        return result.weights
 
     # -------------------------------------------------------------- results
     def top_architectures(self, n=5):

@@ -105,6 +105,7 @@ class Search:
         self.callbacks = list(callbacks)
         self.trials = []
         self.history = []
+        self.best_weights = None  # (trial index, trained weights) of the best so far
         self.stop_reason = "completed"
 
     @property
@@ -165,13 +166,19 @@ class Search:
                                             message=f"{type(exc).__name__}: {exc}")
         trained = iter(self.executor.run(candidates, d, int(seeds[0])) if candidates else [])
         results = [broken[k] if k in broken else next(trained) for k in range(len(archs))]
-        trials = []
-        for arch, lay, pred, res in zip(archs, layers, predicted, results):
-            trial = self._record(epoch, arch, lay, pred, res)
-            trials.append(trial)
+        trials = [self._record(epoch, arch, lay, pred, res)
+                  for arch, lay, pred, res in zip(archs, layers, predicted, results)]
+        self._keep_best(trials, results)
         if self.store is not None:
             self.store.merge(layers, [r.weights if r.status == "ok" else None for r in results])
         return trials
+
+    def _keep_best(self, trials, results):
+        """Hold on to the trained weights of the best candidate so far."""
+        best = -np.inf if self.best_weights is None else self.trials[self.best_weights[0]].reward
+        for trial, result in zip(trials, results):
+            if trial.status == "ok" and trial.reward > best:
+                best, self.best_weights = trial.reward, (trial.index, result.weights)
 
     def _record(self, epoch, arch, layers, predicted, result):
         d = self.data

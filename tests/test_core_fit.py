@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import train_test_split
 
 from sknas import MLPNASClassifier
 from sknas.datasets import load_wine_quality
@@ -15,15 +16,15 @@ FITTED = ["search_results_", "best_index_", "best_architecture_", "best_layers_"
 @pytest.fixture(scope="module")
 def wine_small():
     X, y = load_wine_quality(return_X_y=True, as_frame=True)
-    X, y = X.iloc[:900], y.iloc[:900]
+    X, y = X.iloc[:2500], y.iloc[:2500]
     X = (X - X.mean()) / X.std()
     return X, y
 
 
 def test_tiny_search_learns_and_fills_attributes(wine_small):
     X, y = wine_small
-    X_tr, y_tr, X_te, y_te = X.iloc[:700], y.iloc[:700], X.iloc[700:], y.iloc[700:]
-    clf = MLPNASClassifier(controller_epochs=2, samples_per_epoch=3, epochs=8,
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=500, stratify=y, random_state=0)
+    clf = MLPNASClassifier(controller_epochs=2, samples_per_epoch=3, epochs=10,
                            controller_train_steps=2, units=(16, 32), activations=("relu", "tanh"),
                            random_state=0)
     clf.fit(X_tr, y_tr)
@@ -43,7 +44,7 @@ def test_tiny_search_learns_and_fills_attributes(wine_small):
     majority = y_te.value_counts(normalize=True).max()
     assert clf.score(X_te, y_te) > majority + 0.02
     proba = clf.predict_proba(X_te)
-    assert proba.shape == (200, 3)
+    assert proba.shape == (500, 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert set(clf.predict(X_te)) <= set(clf.classes_)
 
@@ -95,3 +96,14 @@ def test_keras_trainer_and_random_strategy(blobs, tiny):
     assert np.isnan(clf.search_results_["predicted_reward"]).all()
     assert (clf.search_results_["status"] == "ok").all()
     assert clf.score(X, y) > 0.5
+
+
+def test_refit_false_serves_the_searched_candidate(blobs, tiny):
+    X, y = blobs
+    tiny.update(samples_per_epoch=3, epochs=4)
+    searched = MLPNASClassifier(**tiny, refit=False).fit(X, y)
+    refit = MLPNASClassifier(**tiny).fit(X, y)
+    np.testing.assert_array_equal(searched.search_results_["reward"], refit.search_results_["reward"])
+    # the served model scores on the validation rows exactly what the search recorded
+    assert searched.best_score_ == refit.best_score_
+    assert not np.allclose(searched.predict_proba(X), refit.predict_proba(X))
