@@ -86,7 +86,18 @@ def environment():
             "python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "scikit-learn": sklearn.__version__,
             "numpy": np.__version__, "loadavg_start": list(os.getloadavg()),
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
+            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+            "commit": _git_commit()}
+
+
+def _git_commit():
+    """Short hash of the checked-out commit (plus '+dirty' with local changes), or '?'."""
+    try:
+        run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True,  # noqa: E731
+                                        cwd=HERE, check=True).stdout.strip()
+        return run("rev-parse", "--short", "HEAD") + ("+dirty" if run("status", "--porcelain", "-uno") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
 
 
 class Clock:
@@ -344,7 +355,8 @@ def report(res):
         f"Run: `python benchmarks/bench_speed.py` ({res['finished']}, {res['total_wall']:.0f} s in all). "
         f"Machine: {env['cpu']}, {env['cores']} cores, {env['platform']}; Python {env['python']}, "
         f"TensorFlow {env['tensorflow']}, Keras {env['keras']}, scikit-learn {env['scikit-learn']}, "
-        f"NumPy {env['numpy']}; GPU: {', '.join(env['gpus']) or 'none'}. Load average at start "
+        f"NumPy {env['numpy']}; GPU: {', '.join(env['gpus']) or 'none'}; code: commit "
+        f"{env.get('commit', '?')}. Load average at start "
         f"{env['loadavg_start'][0]:.1f}, at end {res['loadavg_end'][0]:.1f} (the machine is shared: "
         "wall times are noisy, ratios within this one process are the numbers to read).",
         "Reference protocol: bundled wine-quality data, stratified 80/20 split with "
