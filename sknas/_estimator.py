@@ -396,7 +396,6 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = encoder.classes_
         seed = self._search_seed()
         data = self._split(X, y, w, seed)
-        data.n_classes = len(self.classes_)
         strategy = self._make_strategy(space, seed)
         store = SharedWeights() if self.weight_sharing else None
         budget = SearchBudget(max_time=self.max_time, max_candidates=self.max_candidates)
