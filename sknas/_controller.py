@@ -347,6 +347,7 @@ class Controller:
                 r.astype(np.float32), (~failed).astype(np.float32))
         if self._update_fn is None:
             self._update_fn = self._make_update_fn()
+        loss = entropy = pred_loss = np.nan
         for _ in range(self.train_steps):
             loss, entropy, pred_loss = self._update_fn(*args)
         if self.baseline == "ema":
