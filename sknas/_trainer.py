@@ -260,8 +260,14 @@ class _Population:
 
     def __init__(self, nets, weights):
         self.nets = nets
-        self.sizes = [s for net in nets for s in net.sizes]
-        flat = np.concatenate([a.ravel() for w in weights for pair in w for a in pair]
+        # each net's slice is padded to a multiple of _ALIGN floats, so it sits at the
+        # same place relative to SIMD packets in any population: ApplyAdam then takes
+        # the same (vector or scalar) code path for its elements, and a net trains
+        # bit-identically alone, in any population and in any parallel chunk
+        self.pads = [(-sum(net.sizes)) % _ALIGN for net in nets]
+        self.sizes = [s for net, pad in zip(nets, self.pads) for s in net.sizes + [pad]]
+        flat = np.concatenate([a.ravel() for w, pad in zip(weights, self.pads)
+                               for a in [x for pair in w for x in pair] + [np.zeros(pad)]]
                               ).astype(np.float32)
         self.params = tf.Variable(flat)
         self.m = tf.Variable(tf.zeros_like(flat))
@@ -274,8 +280,13 @@ class _Population:
         for net in self.nets:
             n = len(net.sizes)
             out.append(net.unflatten(pieces[at:at + n]))
-            at += n
+            at += n + 1  # skip the padding
         return out
+
+    def padded_grads(self, per_net_grads):
+        """One flat gradient for the vector from each net's gradient pieces."""
+        return tf.concat([g for grads, pad in zip(per_net_grads, self.pads)
+                          for g in grads + [tf.zeros([pad])]], axis=0)
 
     def weights(self):
         """Per net, its list of ``(kernel, bias)`` NumPy arrays."""
@@ -284,31 +295,35 @@ class _Population:
         for net in self.nets:
             out.append([(pieces[at + 2 * k].reshape(shape), pieces[at + 2 * k + 1])
                         for k, shape in enumerate(net.shapes)])
-            at += len(net.sizes)
+            at += len(net.sizes) + 1
         return out
+
+
+_ALIGN = 64  # floats: 256 bytes, a multiple of every SIMD packet and unrolled block
 
 
 def _loss_and_grads(logits, y, scale, n_classes):
     """Per-net weighted losses and d loss / d logits for a list of nets' logits.
 
-    All nets see the same rows, so their logits are stacked and one fused
-    cross-entropy kernel serves the whole population; it works row by row, so a
-    net's numbers do not depend on the others. ``scale`` is ``w / batch rows``.
+    One fused cross-entropy kernel per net, on that net's own ``(rows,
+    classes)`` buffer: element-wise kernels (``exp`` in the softmax) take a
+    vector or a scalar path depending on where an element falls in its
+    buffer, so sharing one buffer between nets would make a net's numbers
+    depend on the population it trains in. ``scale`` is ``w / batch rows``.
     """
-    n_nets = len(logits)
-    if n_classes == 2:
-        z = tf.concat(logits, axis=1)                                # (rows, nets)
-        t = tf.cast(y, tf.float32)[:, None]
-        per_row = tf.nn.sigmoid_cross_entropy_with_logits(tf.broadcast_to(t, tf.shape(z)), z)
-        dz = (tf.math.sigmoid(z) - t) * scale[:, None]
-        losses = tf.linalg.matvec(per_row, scale, transpose_a=True)
-        return losses, tf.split(dz, n_nets, axis=1)
-    z = tf.concat(logits, axis=0)                                     # (nets * rows, classes)
-    per_row, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
-        features=z, labels=tf.tile(y, [n_nets]))
-    losses = tf.linalg.matvec(tf.reshape(per_row, [n_nets, -1]), scale)
-    dz = tf.reshape(backprop, [n_nets, -1, n_classes]) * scale[None, :, None]
-    return losses, tf.unstack(dz, n_nets, axis=0)
+    losses, grads = [], []
+    for z in logits:
+        if n_classes == 2:
+            t = tf.cast(y, tf.float32)[:, None]
+            per_row = tf.nn.sigmoid_cross_entropy_with_logits(t, z)[:, 0]
+            dz = (tf.math.sigmoid(z) - t) * scale[:, None]
+        else:
+            per_row, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
+                features=z, labels=y)
+            dz = backprop * scale[:, None]
+        losses.append(tf.reduce_sum(per_row * scale))
+        grads.append(dz)
+    return tf.stack(losses), grads
 
 
 class PopulationTrainer:
@@ -433,13 +448,13 @@ class PopulationTrainer:
             params = pop.split()
             passes = [net.forward(p, xb, first_step + s) for net, p in zip(nets, params)]
             losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].n_classes)
-            grads = [g for net, p, (_, tape), d in zip(nets, params, passes, dlogits)
-                     for g in net.backward(p, tape, d)]
+            grads = pop.padded_grads([net.backward(p, tape, d) for net, p, (_, tape), d
+                                      in zip(nets, params, passes, dlogits)])
             b1p, b2p = b1p * 0.9, b2p * 0.999
             tf.raw_ops.ResourceApplyAdam(
                 var=pop.params.handle, m=pop.m.handle, v=pop.v.handle, beta1_power=b1p,
                 beta2_power=b2p, lr=lr, beta1=0.9, beta2=0.999, epsilon=1e-7,
-                grad=tf.concat(grads, axis=0))
+                grad=grads)
             bad = tf.logical_or(bad, tf.logical_not(tf.math.is_finite(losses)))
             return s + 1, b1p, b2p, bad, total + losses
 
