@@ -7,7 +7,6 @@ import os
 import random
 import tempfile
 import time
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -636,11 +635,9 @@ def _model_to_bytes(model):
 
 @_keeps_python_random_state
 def _model_from_bytes(data):
-    import keras
+    from ._runlog import load_keras
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.keras")
         with open(path, "wb") as fh:
             fh.write(data)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return keras.models.load_model(path, safe_mode=True)
+        return load_keras(path)

@@ -12,13 +12,12 @@ A saved model is a folder with two plain files:
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ._runlog import (RunFormatError, decode_classes, encode_classes, json_safe, read_json,
-                      write_json_atomic)
+from ._runlog import (RunFormatError, decode_classes, encode_classes, json_safe, load_keras,
+                      read_json, write_json_atomic)
 
 __all__ = ["SavedModel", "load_model", "save_model"]
 
@@ -88,7 +87,6 @@ def load_model(path):
     >>> bool((model.predict(X) == clf.predict(X)).all())
     True
     """
-    import keras
     path = Path(path)
     meta = read_json(path / _META, "saved model")
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
@@ -100,10 +98,7 @@ def load_model(path):
     missing = {"classes", "n_features", "architecture", "layers", "params"} - set(meta)
     if missing:
         raise RunFormatError(f"{path / _META} lacks {sorted(missing)}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = keras.models.load_model(path / _KERAS, safe_mode=True)
-    return SavedModel(model, meta)
+    return SavedModel(load_keras(path / _KERAS), meta)
 
 
 class SavedModel:

@@ -118,6 +118,15 @@ def _savez_atomic(path, arrays):
     os.replace(tmp, path)
 
 
+def load_keras(path):
+    """A ``.keras`` file loaded with ``safe_mode=True`` (no code runs from the
+    file), without Keras' warnings about the training state it leaves out."""
+    import keras
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return keras.models.load_model(path, safe_mode=True)
+
+
 def read_json(path, what):
     """Read a JSON file, turning a parse error into a :class:`RunFormatError`."""
     try:
@@ -296,11 +305,10 @@ class Run:
 
     def load_model(self):
         """The refit winner (``model.keras``, loaded with ``safe_mode=True``)."""
-        import keras
         path = self.path / "model.keras"
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: the run has not finished its refit")
-        return keras.models.load_model(path, safe_mode=True)
+        return load_keras(path)
 
 
 def load_run(path):
