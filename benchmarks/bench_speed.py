@@ -349,6 +349,16 @@ def report(res):
                   f"{np.mean([r['test_accuracy'] for r in learn]):.4f}",
                   f"{np.mean([rand[r['seed']]['test_accuracy'] for r in learn]):.4f}", "",
                   f"{n_learn}/{len(learn)}"])
+    mean_t = np.mean([r["test_accuracy"] for r in learn])
+    quality = [["search-quality target", "value", "target", "met"],
+               ["refit winner's test accuracy, default search (A, random_state=0)",
+                f"{a['test_accuracy']:.4f}", ">= 0.77", "yes" if a["test_accuracy"] >= 0.77 else "no"],
+               [f"the same, mean over seeds 0-{len(learn) - 1}", f"{mean_t:.4f}", "(>= 0.77)",
+                "yes" if mean_t >= 0.77 else "no"],
+               ["seeds on which the controller learns (last 3 epochs' mean reward > first 3)",
+                f"{n_learn}/{len(learn)}", ">= 4/5", "yes" if n_learn >= 0.8 * len(learn) else "no"],
+               ["mean best reward, REINFORCE - random search", f"{mean_r - mean_o:+.4f}", ">= 0",
+                "yes" if mean_r >= mean_o else "no"]]
     top = "\n".join(f"{i + 1}. `{arch}`: {rew:.4f}" for i, (arch, rew) in enumerate(a["top5"]))
     return "\n\n".join([
         START, "## Speed and quality (`benchmarks/bench_speed.py`)",
@@ -372,6 +382,7 @@ def report(res):
         "but with sklearn's default batch of 200 rows (with 32-row batches sklearn's Python loop "
         "takes about 3.6 s per candidate here).",
         "### REINFORCE against random search (same budget, same seeds)", _table(strat),
+        "### Search-quality targets", _table(quality),
         "### Memory",
         f"A {m['candidates']}-candidate search (`controller_epochs={len(m['rss_per_epoch_mb'])}`, "
         f"fresh process, RSS sampled every 0.1 s by a thread): peak {m['peak_mb']:.0f} MB "
