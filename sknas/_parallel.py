@@ -18,9 +18,11 @@ not oversubscribe a machine.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 
 import joblib
+from joblib._parallel_backends import LokyBackend
 from joblib.parallel import get_active_backend
 
 from ._trainer import CandidateResult
@@ -61,6 +63,18 @@ def _limit_threads(n_threads):
         pass
     return (threading.get_intra_op_parallelism_threads(),
             threading.get_inter_op_parallelism_threads())
+
+
+def _ignore_sigint():
+    """Loky worker initializer: leave Ctrl-C to the main process.
+
+    A terminal sends SIGINT to the whole foreground process group, so the
+    workers get it too; left alone, it would raise ``KeyboardInterrupt`` in
+    the middle of a chunk (or kill an idle worker) and lose that work. The
+    main process decides instead: its first Ctrl-C stops the search after the
+    candidates now training, the second aborts and terminates the workers.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _procs_on_this_host(procs_per_host, default):
@@ -158,8 +172,10 @@ class CandidateExecutor:
         self._client = None
 
     def _open(self):
+        backend, _ = get_active_backend()
+        extra = {"initializer": _ignore_sigint} if isinstance(backend, LokyBackend) else {}
         self._parallel = joblib.Parallel(n_jobs=self.n_jobs, max_nbytes=self.max_nbytes,
-                                         return_as="generator_unordered")
+                                         return_as="generator_unordered", **extra)
         self._parallel.__enter__()
         backend, _ = get_active_backend()
         self._client = getattr(backend, "client", None)  # a Dask backend has one

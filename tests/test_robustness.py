@@ -102,7 +102,7 @@ CHILD = textwrap.dedent("""
     from sknas import MLPNASClassifier
     from sknas._runlog import RunLog
 
-    mode, log_dir, n_epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    mode, log_dir, n_epochs, n_jobs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     if mode.startswith("kill-after-trial-"):  # SIGKILL ourselves at a chosen moment
         at, original = int(mode.rsplit("-", 1)[1]), RunLog.on_trial
         def on_trial(self, trial):
@@ -112,24 +112,29 @@ CHILD = textwrap.dedent("""
         RunLog.on_trial = on_trial
     X, y = make_blobs(n_samples=300, centers=3, n_features=4, random_state=0)
     X = (X - X.mean(0)) / X.std(0)
-    clf = MLPNASClassifier(controller_epochs=n_epochs, samples_per_epoch=2, epochs=2,
+    clf = MLPNASClassifier(controller_epochs=n_epochs, samples_per_epoch=2,
+                           epochs=1000 if mode == "slow" else 2,  # slow: workers busy most of the time
                            controller_train_steps=1, units=(4, 8), activations=("relu", "tanh"),
-                           controller_units=8, random_state=0, log_dir=log_dir)
-    with warnings.catch_warnings(record=mode == "record") as caught:
+                           controller_units=8, random_state=0, log_dir=log_dir, n_jobs=n_jobs)
+    with warnings.catch_warnings(record=mode in ("record", "slow")) as caught:
         warnings.simplefilter("always")
         clf.fit(X, y)
     print("RESULT " + json.dumps({
         "stop_reason": clf.stop_reason_, "n": len(clf.search_results_["reward"]),
         "pred": len(clf.predict(X[:4])), "warnings": [type(w.message).__name__ for w in caught or []],
-        "run_dir": str(clf.run_dir_)}), flush=True)
+        "run_dir": str(clf.run_dir_), "status": sorted(set(clf.search_results_["status"])),
+        "messages": sorted(set(clf.search_results_["message"]))}), flush=True)
 """)
 
 
-def _spawn(tmp_path, mode, n_epochs):
+def _spawn(tmp_path, mode, n_epochs, n_jobs=1):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     err = open(tmp_path / f"{mode}.stderr", "w+")
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, mode, str(tmp_path / "logs"), str(n_epochs)],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+    # a session of its own, like a shell's foreground job: os.killpg(proc.pid, ...)
+    # then signals the child and its workers, as a terminal's Ctrl-C does
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, mode, str(tmp_path / "logs"), str(n_epochs),
+                             str(n_jobs)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=err, text=True, start_new_session=True)
     return proc, err
 
 
@@ -158,6 +163,51 @@ def test_ctrl_c_ends_the_search_and_refits_the_best_so_far(tmp_path):
     assert 2 <= result["n"] < 2000 and result["pred"] == 4
     assert result["n"] == len(_trial_lines(tmp_path))  # every finished candidate is kept
     assert (Path(result["run_dir"]) / "model.keras").exists()
+
+
+def _group_alive(pgid):
+    """Processes left in the process group ``pgid`` (the child and its workers)."""
+    import psutil
+    alive = []
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p.pid)
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return alive
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_in_a_terminal_reaches_the_workers_too(tmp_path, presses):
+    # A terminal sends SIGINT to the whole foreground process group: the loky
+    # workers get it too. They must leave the decision to the main process:
+    # one press ends the search cleanly, two abort it and leave no worker behind.
+    proc, err = _spawn(tmp_path, "slow", 1000, n_jobs=2)
+    # after two controller epochs (the first update traces the controller's
+    # graph), the next one is training in both workers for about 2 seconds
+    _wait_for(lambda: len(_trial_lines(tmp_path)) >= 4, proc, timeout=120)
+    time.sleep(0.5)
+    for _ in range(presses):
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.3)
+    out, _ = proc.communicate(timeout=120)
+    err.seek(0)
+    if presses == 1:
+        assert proc.returncode == 0, err.read()[-2000:]
+        result = json.loads(out.split("RESULT ", 1)[1])
+        assert result["stop_reason"] == "interrupted"
+        # no candidate lost to the signal, none trained twice
+        assert result["status"] == ["ok"] and result["messages"] == [""], result["messages"]
+        assert result["n"] == len(_trial_lines(tmp_path)) >= 6 and result["pred"] == 4
+        assert (Path(result["run_dir"]) / "model.keras").exists()
+    else:
+        assert proc.returncode != 0 and "RESULT" not in out
+        assert "KeyboardInterrupt" in err.read()
+    end = time.monotonic() + 30
+    while _group_alive(proc.pid) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert not _group_alive(proc.pid)  # the workers are gone with the search
 
 
 def test_a_second_ctrl_c_aborts_at_once(tmp_path):
