@@ -113,7 +113,7 @@ CHILD = textwrap.dedent("""
     X, y = make_blobs(n_samples=300, centers=3, n_features=4, random_state=0)
     X = (X - X.mean(0)) / X.std(0)
     clf = MLPNASClassifier(controller_epochs=n_epochs, samples_per_epoch=2,
-                           epochs=1000 if mode == "slow" else 2,  # slow: workers busy most of the time
+                           epochs=3000 if mode == "slow" else 2,  # slow: workers busy most of the time
                            controller_train_steps=1, units=(4, 8), activations=("relu", "tanh"),
                            controller_units=8, random_state=0, log_dir=log_dir, n_jobs=n_jobs)
     with warnings.catch_warnings(record=mode in ("record", "slow")) as caught:
@@ -185,7 +185,7 @@ def test_ctrl_c_in_a_terminal_reaches_the_workers_too(tmp_path, presses):
     # one press ends the search cleanly, two abort it and leave no worker behind.
     proc, err = _spawn(tmp_path, "slow", 1000, n_jobs=2)
     # after two controller epochs (the first update traces the controller's
-    # graph), the next one is training in both workers for about 2 seconds
+    # graph), the next one trains in both workers for a few seconds
     _wait_for(lambda: len(_trial_lines(tmp_path)) >= 4, proc, timeout=120)
     time.sleep(0.5)
     for _ in range(presses):
