@@ -60,7 +60,14 @@ def _add_search(p):
                    help="controller gradient steps per controller epoch (default 10)")
     p.add_argument("--units", type=int, nargs="+", metavar="N",
                    help="layer widths of the search space (default 8 16 32 64 128 256 512)")
+    p.add_argument("--activations", nargs="+", metavar="NAME",
+                   help="activations of the search space (default sigmoid tanh relu elu)")
     p.add_argument("--max-layers", type=int, metavar="N", help="maximum hidden layers (default 2)")
+    p.add_argument("--baseline", type=_baseline, metavar="B",
+                   help="reward baseline: 'ema' (moving average, the default) or a number, "
+                        "such as the tutorial's 0.5")
+    p.add_argument("--max-time", type=float, metavar="SECONDS",
+                   help="stop the search after this time, then refit the best so far")
     p.add_argument("--random-state", type=int, default=0, metavar="N",
                    help="seed of the split and the search (default 0)")
     p.add_argument("--n-jobs", type=int, metavar="N", help="parallel candidate training")
@@ -156,10 +163,20 @@ def _print_top(results, n):
 
 
 # ---------------------------------------------------------------- commands
+def _baseline(text):
+    """``--baseline``: 'ema' or a number (the estimator validates the value)."""
+    try:
+        return "ema" if text == "ema" else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'ema' or a number, got {text!r}") from None
+
+
 def _estimator_params(args):
     params = {"controller_epochs": args.controller_epochs, "samples_per_epoch": args.samples_per_epoch,
               "epochs": args.epochs, "controller_train_steps": args.controller_train_steps,
-              "units": tuple(args.units) if args.units else None, "max_layers": args.max_layers,
+              "units": tuple(args.units) if args.units else None,
+              "activations": tuple(args.activations) if args.activations else None,
+              "max_layers": args.max_layers, "baseline": args.baseline, "max_time": args.max_time,
               "n_jobs": args.n_jobs, "log_dir": args.log_dir}
     params = {k: v for k, v in params.items() if v is not None}
     return dict(params, random_state=args.random_state, verbose=0 if args.quiet else args.verbose)
@@ -173,21 +190,64 @@ def _search(args):
     X, y = _features_and_target(frame, target, args.drop)
     X = _as_text_categories(X)
     X_train, X_test, y_train, y_test = _split(X, y, args.test_size, args.random_state)
+    search = _make_search(args)  # bad input of any kind fails before any output
     print(f"data: {source}, {len(X)} rows, {X.shape[1]} feature columns, target {target!r} "
           f"({y.nunique()} classes); train {len(X_train)} / test {len(X_test)} rows "
           f"(stratified, random_state={args.random_state})")
     sys.stdout.flush()
-    pipe = _fit(args, X_train, y_train)
+    pipe = _fit(search, X_train, y_train)
     _summarise(args, pipe, X_test, y_test)
     return 0
 
 
-def _fit(args, X_train, y_train):
-    from sklearn.pipeline import Pipeline
+# TensorFlow's C++ start-up lines: printed to file descriptor 2 before absl logging is
+# initialised, whatever TF_CPP_MIN_LOG_LEVEL says (TensorFlow 2.19 and later)
+_TF_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
+             "cpu_feature_guard", "To enable the following instructions")
 
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow with its start-up log lines left out of stderr.
+
+    The command line owns its process's stderr, so it captures file descriptor 2
+    while TensorFlow starts and passes on every line but the known start-up
+    notices: a real error still shows.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines()
+    kept = [line for line in lines if not any(noise in line for noise in _TF_NOISE)]
+    if kept:
+        print("\n".join(kept), file=sys.stderr)
+
+
+def _make_search(args):
+    """The estimator the flags ask for, its parameters and search space checked."""
+    _import_tensorflow_quietly()
     from ._estimator import MLPNASClassifier
+    search = MLPNASClassifier(**_estimator_params(args))
     try:
-        search = MLPNASClassifier(**_estimator_params(args))
+        search._validate_params()
+        search._make_space()
+    except ValueError as exc:
+        raise CLIError(" ".join(str(exc).split())) from None
+    return search
+
+
+def _fit(search, X_train, y_train):
+    from sklearn.pipeline import Pipeline
+    try:
         return Pipeline([("preprocess", _preprocessor(X_train)), ("search", search)]).fit(
             X_train, y_train)
     except ValueError as exc:

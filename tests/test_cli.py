@@ -41,6 +41,7 @@ def searched(iris_csv, tmp_path_factory):
     """One tiny search with a run log and a saved pipeline."""
     cwd = tmp_path_factory.mktemp("search")
     proc = sknas("search", iris_csv, "--target", "species", "--drop", "id", *TINY_FLAGS,
+                 "--activations", "relu", "tanh", "--baseline", "0.5", "--max-time", "600",
                  "--top", "3", "--log-dir", "logs", "--model-out", "model.joblib", "-v", cwd=cwd)
     return proc, cwd
 
@@ -56,6 +57,8 @@ def test_search_prints_progress_top_table_and_held_out_accuracy(searched):
     accuracy = float(out.split("held-out test accuracy of the refit winner: ")[1].split()[0])
     assert 0.0 <= accuracy <= 1.0
     assert "Traceback" not in proc.stderr
+    # TensorFlow's start-up notices (printed whatever TF_CPP_MIN_LOG_LEVEL says) are left out
+    assert "InitializeLog" not in proc.stderr and "oneDNN" not in proc.stderr, proc.stderr
 
 
 def test_search_saves_a_pipeline_that_predicts_labels(searched, iris_csv):
@@ -67,6 +70,19 @@ def test_search_saves_a_pipeline_that_predicts_labels(searched, iris_csv):
     assert set(pred) <= {"setosa", "versicolor", "virginica"}
     # the categorical column was one-hot encoded (blue, red) next to 4 scaled columns
     assert pipe.named_steps["search"].n_features_in_ == 6
+
+
+def test_search_flags_reach_the_estimator(searched):
+    import json
+    _, cwd = searched
+    params = json.loads(next((cwd / "logs").glob("run-*/params.json")).read_text())
+    assert params["activations"] == ["relu", "tanh"] and params["units"] == [4, 8]
+    assert params["baseline"] == 0.5 and params["max_time"] == 600
+    assert params["controller_epochs"] == 2 and params["epochs"] == 2
+    lines = next((cwd / "logs").glob("run-*/trials.jsonl")).read_text().splitlines()
+    activations = {layer.get("activation") for line in lines
+                   for layer in json.loads(line)["layers"] if layer["type"] == "dense"}
+    assert len(lines) == 4 and activations <= {"relu", "tanh"}
 
 
 def test_report_prints_the_saved_table_and_writes_four_pngs(searched, tmp_path):
@@ -90,6 +106,10 @@ def test_report_prints_the_saved_table_and_writes_four_pngs(searched, tmp_path):
     (["search", "{iris}", "--target", "nope"], "target column 'nope' not found"),
     (["search", "{iris}"], "--target is required"),
     (["search", "{iris}", "--target", "species", "--drop", "zzz"], "no column named 'zzz'"),
+    (["search", "{iris}", "--target", "species", "--max-time", "0"],
+     "'max_time' parameter of MLPNASClassifier must be a float in the range (0.0, inf)"),
+    (["search", "{iris}", "--target", "species", "--activations", "swishy"],
+     "'swishy' is not a Keras activation"),
     (["search", "{one}", "--target", "label"], "has only one class ('a')"),
     (["report", "no-such-run"], "no such run folder"),
     (["report", "."], "cannot read the run"),
@@ -110,7 +130,8 @@ def test_help_lists_the_subcommands_and_flags(tmp_path):
     assert top.returncode == 0 and "{search,report}" in top.stdout
     search = sknas("search", "--help", cwd=tmp_path)
     for flag in ("--target", "--drop", "--controller-epochs", "--samples-per-epoch", "--epochs",
-                 "--random-state", "--n-jobs", "--log-dir", "--model-out", "--top", "--test-size"):
+                 "--random-state", "--n-jobs", "--log-dir", "--model-out", "--top", "--test-size",
+                 "--activations", "--baseline", "--max-time"):
         assert flag in search.stdout
 
 
