@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -200,10 +201,14 @@ def _search(args):
     return 0
 
 
-# TensorFlow's C++ start-up lines: printed to file descriptor 2 before absl logging is
-# initialised, whatever TF_CPP_MIN_LOG_LEVEL says (TensorFlow 2.19 and later)
-_TF_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
-             "cpu_feature_guard", "To enable the following instructions")
+# TensorFlow's C++ start-up notices: printed to file descriptor 2 before absl logging is
+# initialised, whatever TF_CPP_MIN_LOG_LEVEL says (TensorFlow 2.19 and later): the absl
+# notice itself, INFO lines ("I0000 00:00:..." oneDNN, CUDA stubs, CPU features), the CPU
+# features' continuation line, and the GPU build's duplicate-registration messages
+_TF_NOISE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)"
+                       r"|^I\d{4} \d\d:\d\d:[\d.]+ "
+                       r"|^To enable the following instructions"
+                       r"|Unable to register cu\w+ factory")
 
 
 def _import_tensorflow_quietly():
@@ -227,7 +232,7 @@ def _import_tensorflow_quietly():
             os.close(saved)
             captured.seek(0)
             lines = captured.read().decode(errors="replace").splitlines()
-    kept = [line for line in lines if not any(noise in line for noise in _TF_NOISE)]
+    kept = [line for line in lines if not _TF_NOISE.search(line)]
     if kept:
         print("\n".join(kept), file=sys.stderr)
 
