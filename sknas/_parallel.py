@@ -177,7 +177,6 @@ class CandidateExecutor:
         self._parallel = joblib.Parallel(n_jobs=self.n_jobs, max_nbytes=self.max_nbytes,
                                          return_as="generator_unordered", **extra)
         self._parallel.__enter__()
-        backend, _ = get_active_backend()
         self._client = getattr(backend, "client", None)  # a Dask backend has one
 
     def _close(self, *exc):
