@@ -343,13 +343,13 @@ def report(res):
         strat.append([r["seed"], f"{r['best_reward']:.4f}", f"{o['best_reward']:.4f}",
                       f"{r['test_accuracy']:.4f}", f"{o['test_accuracy']:.4f}",
                       f"{r['first3']:.4f} -> {r['last3']:.4f}", "yes" if r["last3"] > r["first3"] else "no"])
+    mean_t = np.mean([r["test_accuracy"] for r in learn])
     mean_r = np.mean([r["best_reward"] for r in learn])
     mean_o = np.mean([rand[r["seed"]]["best_reward"] for r in learn])
     strat.append(["mean", f"{mean_r:.4f}", f"{mean_o:.4f}",
-                  f"{np.mean([r['test_accuracy'] for r in learn]):.4f}",
+                  f"{mean_t:.4f}",
                   f"{np.mean([rand[r['seed']]['test_accuracy'] for r in learn]):.4f}", "",
                   f"{n_learn}/{len(learn)}"])
-    mean_t = np.mean([r["test_accuracy"] for r in learn])
     quality = [["search-quality target", "value", "target", "met"],
                ["refit winner's test accuracy, default search (A, random_state=0)",
                 f"{a['test_accuracy']:.4f}", ">= 0.77", "yes" if a["test_accuracy"] >= 0.77 else "no"],
