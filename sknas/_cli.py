@@ -280,35 +280,18 @@ def _report(args):
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise CLIError(f"no such run folder: {args.run_dir}")
-    try:
-        from . import load_run
-    except ImportError:
-        raise CLIError("this version of sknas cannot read run folders") from None
+    from ._runlog import load_run
     try:
         run = load_run(run_dir)
     except (OSError, ValueError, KeyError) as exc:
         raise CLIError(f"cannot read the run in {args.run_dir}: {' '.join(str(exc).split())}") \
             from None
-    results, history = _run_tables(run)
     print(f"run: {run_dir}")
-    _print_top(results, args.top)
+    _print_top(run.results, args.top)
     out = Path(args.out) if args.out else run_dir / "plots"
-    for path in _write_plots(results, history, out):
+    for path in _write_plots(run.results, run.history, out):
         print(f"wrote {path}")
     return 0
-
-
-def _run_tables(run):
-    """``(results, history)`` of a loaded run, as dicts of arrays."""
-    from ._plotting import _columns
-    results = _columns(run, "search_results_")
-    try:
-        history = _columns(run, "controller_history_")
-    except TypeError:
-        history = {}
-    if "reward" not in results:
-        raise CLIError("the run holds no results table")
-    return results, history
 
 
 def _write_plots(results, history, out):

@@ -19,6 +19,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._controller import Controller
+from ._io import keras_proba
 from ._parallel import CandidateExecutor
 from ._random_search import RandomStrategy
 from ._reporting import Reporter
@@ -26,7 +27,7 @@ from ._search import Search, SearchBudget, interrupt_guard
 from ._space import SearchSpace
 from ._trainer import (CandidateData, KerasTrainer, PopulationTrainer, build_keras_model,
                        initial_weights)
-from ._trial import results_table, top_table
+from ._trial import best_row, history_table, results_table, top_table
 from ._weights import SharedWeights
 
 __all__ = ["MLPNASClassifier"]
@@ -448,25 +449,22 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
             first = trials[0].message if trials else "no candidate was trained"
             raise RuntimeError(f"Every candidate of the search failed; the first error was: {first}")
         self.search_results_ = results_table(trials)
-        rewards = np.where(self.search_results_["status"] == "ok", self.search_results_["reward"], -np.inf)
-        self.best_index_ = int(np.argmax(rewards))
+        self.best_index_ = best_row(self.search_results_)
         best = trials[self.best_index_]
         self.best_architecture_ = best.architecture
         self.best_layers_ = best.layers
         self.best_score_ = float(best.reward)
-        keys = search.history[0].keys() if search.history else ()
-        self.controller_history_ = {k: np.array([row[k] for row in search.history]) for k in keys}
+        self.controller_history_ = history_table(search.history)
         self.controller_ = strategy
         self.stop_reason_ = search.stop_reason
         self.n_candidates_ = len(trials)
-        self._search_store = search.store
 
     def _fit_best(self, search, X, y, w, seed):
         """Build ``model_``: the winner retrained on all rows if ``refit``, else
         as the search trained it (retrained on the search's split when those
         weights are gone, as after a resume)."""
         start = time.perf_counter()
-        store = self.__dict__.pop("_search_store")
+        store = search.store
         own = search.best_weights
         if self.refit or own is None or own[0] != self.best_index_:
             data = search.data
@@ -528,12 +526,7 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32]).astype(np.float32)
-        out = np.concatenate([np.asarray(self.model_(X[i:i + 8192], training=False), np.float64)
-                              for i in range(0, max(len(X), 1), 8192)]) if len(X) else \
-            np.zeros((0, 1 if len(self.classes_) == 2 else len(self.classes_)))
-        if len(self.classes_) == 2:
-            out = np.hstack([1.0 - out, out])
-        return out / out.sum(axis=1, keepdims=True)
+        return keras_proba(self.model_, X, len(self.classes_))
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`.

@@ -11,15 +11,14 @@ A saved model is a folder with two plain files:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ._runlog import (RunFormatError, decode_classes, encode_classes, json_safe, load_keras,
-                      read_json, write_json_atomic)
+                      read_json, save_keras_atomic, write_json_atomic)
 
-__all__ = ["SavedModel", "load_model", "save_model"]
+__all__ = ["SavedModel", "keras_proba", "load_model", "save_model"]
 
 MODEL_FORMAT = "sknas-model"
 MODEL_FORMAT_VERSION = 1
@@ -38,9 +37,7 @@ def save_model(estimator, path):
     check_is_fitted(estimator, "model_")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / "model.tmp.keras"
-    estimator.model_.save(tmp)
-    os.replace(tmp, path / _KERAS)
+    save_keras_atomic(estimator.model_, path / _KERAS)
     meta = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
             "sknas_version": __version__, "classes": encode_classes(estimator.classes_),
             "feature_names": json_safe(getattr(estimator, "feature_names_in_", None)),
@@ -101,6 +98,23 @@ def load_model(path):
     return SavedModel(load_keras(path / _KERAS), meta)
 
 
+def keras_proba(model, X, n_classes):
+    """Class probabilities of a winner's Keras ``model`` on float32 rows ``X``.
+
+    Runs the model in batches of 8192 rows; a binary model's one sigmoid
+    column becomes two columns (``1 - p``, ``p``); rows are normalised to
+    sum to 1. Serves :class:`MLPNASClassifier` and :class:`SavedModel` alike.
+    """
+    if len(X) == 0:
+        out = np.zeros((0, 1 if n_classes == 2 else n_classes))
+    else:
+        out = np.concatenate([np.asarray(model(X[i:i + 8192], training=False), np.float64)
+                              for i in range(0, len(X), 8192)])
+    if n_classes == 2:
+        out = np.hstack([1.0 - out, out])
+    return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-300)
+
+
 class SavedModel:
     """A shipped search winner: a Keras model plus its classes and metadata.
 
@@ -144,16 +158,7 @@ class SavedModel:
 
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``."""
-        X = self._check_X(X)
-        n_out = 1 if len(self.classes_) == 2 else len(self.classes_)
-        if len(X) == 0:
-            out = np.zeros((0, n_out))
-        else:
-            out = np.concatenate([np.asarray(self.model_(X[i:i + 8192], training=False), np.float64)
-                                  for i in range(0, len(X), 8192)])
-        if len(self.classes_) == 2:
-            out = np.hstack([1.0 - out, out])
-        return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-300)
+        return keras_proba(self.model_, self._check_X(X), len(self.classes_))
 
     def predict(self, X):
         """Predicted labels, from ``classes_``."""

@@ -27,6 +27,7 @@ same architectures, because epoch ``e`` draws from
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._trial import Trial, results_table
+from ._trial import Trial, best_row, history_table, results_table
 from ._weights import SharedWeights
 
 __all__ = ["Run", "RunFormatError", "RunLog", "load_run"]
@@ -98,23 +99,36 @@ def decode_classes(spec):
     return np.array(spec["values"], dtype=np.dtype(spec["dtype"]))
 
 
-def write_json_atomic(path, obj):
-    """Write strict JSON to ``path`` through a temporary file and a rename."""
+@contextlib.contextmanager
+def _atomic_open(path, mode="w"):
+    """Open ``path + '.tmp'`` for writing; on success flush it to disk and
+    rename it over ``path``, so a reader sees the old file or the new one."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1, allow_nan=False)
+    with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+        yield fh
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
+def write_json_atomic(path, obj):
+    """Write strict JSON to ``path`` through a temporary file and a rename."""
+    with _atomic_open(path) as fh:
+        json.dump(obj, fh, indent=1, allow_nan=False)
+
+
 def _savez_atomic(path, arrays):
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with _atomic_open(path, "wb") as fh:
         np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
+
+
+def save_keras_atomic(model, path):
+    """Save ``model`` to the ``.keras`` file ``path`` through a temporary file
+    (Keras wants the suffix, hence ``NAME.tmp.keras``) and a rename."""
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
     os.replace(tmp, path)
 
 
@@ -236,12 +250,6 @@ def _history_rows(path):
     return [{k: np.nan if v is None else v for k, v in r.items()} for r in rows]
 
 
-def history_table(rows):
-    """``controller_history_``-style dict of arrays from history rows."""
-    keys = rows[0].keys() if rows else ()
-    return {k: np.array([row.get(k, np.nan) for row in rows]) for k in keys}
-
-
 def read_checkpoint(path):
     """``(epoch, n_trials, controller_state, weight_arrays)`` or ``None``."""
     path = Path(path)
@@ -289,10 +297,7 @@ class Run:
     @property
     def best_index(self):
         """Row of the best successful candidate, or ``None``."""
-        ok = self.results["status"] == "ok"
-        if not ok.any():
-            return None
-        return int(np.argmax(np.where(ok, self.results["reward"], -np.inf)))
+        return best_row(self.results)
 
     def checkpoint(self):
         """``(epoch, n_trials, controller_state, shared_weights)`` of the last
@@ -459,13 +464,9 @@ class RunLog:
             raise ValueError(f"Cannot resume {self.path}: the classes differ")
 
     def _rewrite_trials(self, trials):
-        tmp = self.path / "trials.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with _atomic_open(self.path / "trials.jsonl") as fh:
             for trial in trials:
                 fh.write(_trial_line(trial))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path / "trials.jsonl")
 
     # ------------------------------------------------------- callbacks
     def on_trial(self, trial):
@@ -486,9 +487,7 @@ class RunLog:
 
     def on_refit(self, estimator):
         """Save the refit winner as ``model.keras`` and mark the run finished."""
-        tmp = self.path / "model.tmp.keras"
-        estimator.model_.save(tmp)
-        os.replace(tmp, self.path / "model.keras")
+        save_keras_atomic(estimator.model_, self.path / "model.keras")
         meta = read_meta(self.path)
         meta.update(status="finished", stop_reason=estimator.stop_reason_,
                     best_index=int(estimator.best_index_),
@@ -497,6 +496,4 @@ class RunLog:
 
 
 def _trial_line(trial):
-    d = trial.to_json()
-    d["val_scores"] = json_safe(d["val_scores"])
-    return json.dumps(json_safe(d), allow_nan=False) + "\n"
+    return json.dumps(json_safe(trial.to_json()), allow_nan=False) + "\n"

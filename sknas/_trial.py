@@ -8,12 +8,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-__all__ = ["Trial", "results_table", "reward_from_scores", "top_table"]
-
-RESULT_COLUMNS = ("architecture", "layers", "n_layers", "n_params", "controller_epoch",
-                  "reward", "predicted_reward", "last_score", "max_score", "fit_time",
-                  "rank", "status", "message", "host", "pid")
-
+__all__ = ["Trial", "best_row", "history_table", "results_table", "reward_from_scores",
+           "top_table"]
 
 @dataclass
 class Trial:
@@ -113,6 +109,20 @@ def results_table(trials):
     for i, t in enumerate(trials):
         cols["layers"][i] = t.layers
     return cols
+
+
+def best_row(results):
+    """Row of the best successful candidate of a results table, or ``None``."""
+    ok = results["status"] == "ok"
+    if not ok.any():
+        return None
+    return int(np.argmax(np.where(ok, results["reward"], -np.inf)))
+
+
+def history_table(rows):
+    """``controller_history_``-style dict of arrays from history rows."""
+    keys = rows[0].keys() if rows else ()
+    return {k: np.array([row.get(k, np.nan) for row in rows]) for k in keys}
 
 
 TOP_COLUMNS = ("rank", "architecture", "reward", "predicted_reward", "n_params",
