@@ -65,8 +65,8 @@ def _add_search(p):
                    help="activations of the search space (default sigmoid tanh relu elu)")
     p.add_argument("--max-layers", type=int, metavar="N", help="maximum hidden layers (default 2)")
     p.add_argument("--baseline", type=_baseline, metavar="B",
-                   help="reward baseline: 'ema' (moving average, the default) or a number, "
-                        "such as the tutorial's 0.5")
+                   help="reward baseline: 'ema' (moving average, the default), 'batch' (the "
+                        "controller epoch's mean reward) or a number, such as the tutorial's 0.5")
     p.add_argument("--max-time", type=float, metavar="SECONDS",
                    help="stop the search after this time, then refit the best so far")
     p.add_argument("--random-state", type=int, default=0, metavar="N",
@@ -165,11 +165,12 @@ def _print_top(results, n):
 
 # ---------------------------------------------------------------- commands
 def _baseline(text):
-    """``--baseline``: 'ema' or a number (the estimator validates the value)."""
+    """``--baseline``: 'ema', 'batch' or a number (the estimator validates the value)."""
     try:
-        return "ema" if text == "ema" else float(text)
+        return text if text in ("ema", "batch") else float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'ema' or a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected 'ema', 'batch' or a number, got {text!r}") from None
 
 
 def _estimator_params(args):

@@ -10,8 +10,12 @@ import tensorflow as tf
 __all__ = ["Controller", "discounted_returns"]
 
 _EMBEDDING_DIM = 32
-_MAX_REDRAWS = 200
 _FAILED_REWARD = 0.0
+#: Floor of the running advantage scale: reward gaps below about one point of
+#: accuracy are not blown up to unit size (see ``Controller.advantages``).
+MIN_ADVANTAGE_SCALE = 0.01
+#: Truncation of the per-candidate importance weight in the reused-batch steps.
+MAX_IMPORTANCE_WEIGHT = 2.0
 
 
 def discounted_returns(n_steps, advantage, discount):
@@ -54,14 +58,35 @@ class Controller:
         Adam learning rate, inverse time decay rate (per step) and per-variable
         gradient norm clip.
     discount : float
-    baseline : 'ema' or float
+    baseline : 'ema', 'batch' or float
+        ``'ema'``: moving average of past controller epochs' mean rewards;
+        ``'batch'``: the mean reward of the controller epoch being learned
+        from (the advantages are centred); a float: that constant.
     baseline_decay : float
+        Decay of the moving-average baseline and of the running advantage
+        scale.
     normalize_advantage : bool
+        Divide the advantages by a running root mean square of past
+        advantages, floored at :data:`MIN_ADVANTAGE_SCALE`.
     entropy_weight : float
     train_steps : int
     use_predictor : bool
     seed : int
         Seed of the weight initialisation.
+
+    Notes
+    -----
+    The gradient matches how the batch was drawn. :meth:`sample` draws one
+    architecture at a time with the policy's softmax restricted, at every
+    step, to the tokens that still lead to an architecture not yet tried (in
+    this search or earlier in the batch); the update uses the log-probability
+    under exactly those masks. The batch is reused for ``train_steps``
+    gradient steps: from the second step on each candidate's term is
+    weighted by ``pi_new(arch) / pi_sampled(arch)`` (not differentiated,
+    truncated at :data:`MAX_IMPORTANCE_WEIGHT`), so every step estimates the
+    gradient of the current policy. Neglected: that an earlier sample of the
+    batch changes the masks of later ones (it only matters once a sub-tree
+    of the space is exhausted).
     """
 
     def __init__(self, space, *, lstm_units=100, learning_rate=0.01, decay=0.1,
@@ -81,7 +106,9 @@ class Controller:
         self.train_steps = train_steps
         self.use_predictor = use_predictor
         self.t_max = space.max_layers + 1
-        self.baseline_value = None if baseline == "ema" else float(baseline)
+        self.baseline_value = None if baseline in ("ema", "batch") else float(baseline)
+        self.advantage_scale = None  # running root mean square of the advantages
+        self._sampled_masks = {}
         self._init_variables(np.random.default_rng(seed))
 
     # ------------------------------------------------------------ variables
@@ -113,6 +140,8 @@ class Controller:
         state.update({f"v/{n}": x.numpy() for n, x in zip(self._names, self._v)})
         state["iterations"] = np.array(self._iterations.numpy())
         state["baseline"] = np.array(np.nan if self.baseline_value is None else self.baseline_value)
+        state["advantage_scale"] = np.array(
+            np.nan if self.advantage_scale is None else self.advantage_scale)
         return state
 
     def set_state(self, state):
@@ -123,16 +152,20 @@ class Controller:
         self._iterations.assign(int(state["iterations"]))
         b = float(state["baseline"])
         self.baseline_value = None if np.isnan(b) else b
+        s = float(state["advantage_scale"])
+        self.advantage_scale = None if np.isnan(s) else s
 
     def __getstate__(self):
         d = {k: v for k, v in self.__dict__.items()
-             if k not in ("_vars", "_m", "_v", "_iterations", "_update_fn", "_names")}
+             if k not in ("_vars", "_m", "_v", "_iterations", "_update_fn", "_names",
+                          "_sampled_masks")}
         d["_state"] = self.get_state()
         return d
 
     def __setstate__(self, d):
         state = d.pop("_state")
         self.__dict__.update(d)
+        self._sampled_masks = {}
         self._init_variables(np.random.default_rng(0))
         self.set_state(state)
 
@@ -148,48 +181,45 @@ class Controller:
         h = _sigmoid(o) * np.tanh(c)
         return h, c
 
-    def _sample_batch(self, m, rng, extra_mask=None):
-        """Draw ``m`` sequences; returns architectures and predicted rewards."""
-        w = self._np_weights()
+    def _sample_one(self, w, rng, tried):
+        """Draw one architecture among those not in ``tried``.
+
+        Returns the architecture, the predictor's estimate and the masks used
+        at each step (``(t_max, vocab_size)``, the end token allowed on the
+        padding steps, as :meth:`_batch_tensors` pads).
+        """
         space, v = self.space, self.space.vocab_size
-        h = np.zeros((m, self.lstm_units), np.float32)
+        h = np.zeros((1, self.lstm_units), np.float32)
         c = np.zeros_like(h)
-        prefixes = [[] for _ in range(m)]
-        done = np.zeros(m, bool)
-        predicted = np.full(m, np.nan)
-        token = np.full(m, v)  # start token
-        for t in range(self.t_max + 1):
-            h, c = self._np_step(w, w["embedding"][token], h, c)
-            ended = (token == space.end_token) & np.isnan(predicted)
-            if ended.any():
-                predicted[ended] = _sigmoid(h[ended] @ w["predictor_kernel"] + w["predictor_bias"])[:, 0]
-            if t == self.t_max:
+        masks = np.zeros((self.t_max, v), bool)
+        masks[:, space.end_token] = True
+        prefix, token = (), v  # start token
+        for t in range(self.t_max):
+            h, c = self._np_step(w, w["embedding"][[token]], h, c)
+            logits = (h @ w["policy_kernel"] + w["policy_bias"])[0]
+            mask = tried.open_tokens(prefix)
+            masks[t] = mask
+            p = np.exp(logits - logits[mask].max()) * mask
+            cum = np.cumsum(p)
+            tok = min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), v - 1)
+            while not mask[tok]:  # guard against round-off at the edges
+                tok -= 1
+            token = tok
+            if tok == space.end_token:
                 break
-            logits = h @ w["policy_kernel"] + w["policy_bias"]
-            u = rng.random(m)
-            for i in np.flatnonzero(~done):
-                mask = space.allowed(prefixes[i])
-                if extra_mask is not None:
-                    mask &= extra_mask(tuple(prefixes[i]))
-                p = np.exp(logits[i] - logits[i][mask].max()) * mask
-                p /= p.sum()
-                tok = min(int(np.searchsorted(np.cumsum(p), u[i] * p.sum(), side="right")), v - 1)
-                while not mask[tok]:  # guard against round-off at the edges
-                    tok -= 1
-                token[i] = tok
-                if tok == space.end_token:
-                    done[i] = True
-                else:
-                    prefixes[i].append(tok)
-            token[done & (token != space.end_token)] = space.end_token
-        return [tuple(p) for p in prefixes], predicted
+            prefix = prefix + (tok,)
+        h, c = self._np_step(w, w["embedding"][[space.end_token]], h, c)
+        predicted = float(_sigmoid(h @ w["predictor_kernel"] + w["predictor_bias"])[0, 0])
+        return prefix, predicted, masks
 
     def sample(self, n, rng, exclude=()):
         """Sample up to ``n`` distinct architectures not in ``exclude``.
 
-        A duplicate is drawn again; after many redraws the remaining draws
-        mask out exhausted sub-trees so that sampling always terminates.
-        Fewer than ``n`` come back only when the space is exhausted.
+        Each draw masks out, step by step, the tokens below which every
+        architecture has been tried (``exclude`` and the batch's earlier
+        draws), so no draw is wasted on a duplicate and the update knows the
+        exact distribution each architecture was drawn from. Fewer than ``n``
+        come back only when the space is exhausted.
 
         Returns
         -------
@@ -197,41 +227,22 @@ class Controller:
         predicted : list of float
             The predictor's reward estimate for each (NaN without predictor).
         """
-        seen = set(exclude)
+        tried = _TriedSet(self.space, exclude)
+        w = self._np_weights()
         archs, predicted = [], []
-        redraws = 0
-        while len(archs) < n and len(seen) < self.space.size:
-            if redraws < _MAX_REDRAWS:
-                batch, pred = self._sample_batch(n - len(archs), rng)
-            else:
-                batch, pred = self._sample_batch(1, rng, self._unseen_mask(seen))
-            for arch, p in zip(batch, pred):
-                if arch in seen or len(archs) == n:
-                    redraws += 1
-                    continue
-                seen.add(arch)
-                archs.append(arch)
-                predicted.append(float(p) if self.use_predictor else np.nan)
+        self._sampled_masks = {}
+        while len(archs) < n and tried.open_tokens(()).any():
+            arch, p, masks = self._sample_one(w, rng, tried)
+            tried.add(arch)
+            archs.append(arch)
+            predicted.append(p if self.use_predictor else np.nan)
+            self._sampled_masks[arch] = masks
         return archs, predicted
-
-    def _unseen_mask(self, seen):
-        counts = Counter(a[:k] for a in seen for k in range(len(a) + 1))
-        space = self.space
-
-        def mask(prefix):
-            out = np.ones(space.vocab_size, bool)
-            for tok in range(space.vocab_size):
-                if tok == space.end_token:
-                    out[tok] = tuple(prefix) not in seen
-                else:
-                    child = tuple(prefix) + (tok,)
-                    if space.allowed(child[:-1])[tok]:
-                        out[tok] = counts.get(child, 0) < space.n_completions(child)
-            return out
-        return mask
 
     # ------------------------------------------------------------- training
     def _batch_tensors(self, archs):
+        """Inputs, actions, masks and lengths of ``archs``: the masks they were
+        sampled with when :meth:`sample` drew them, else the space's rules."""
         space, t_max = self.space, self.t_max
         b = len(archs)
         inputs = np.full((b, t_max + 1), space.end_token, np.int32)
@@ -243,14 +254,20 @@ class Controller:
         for k, arch in enumerate(archs):
             seq = space.sequence(arch)
             lengths[k] = len(seq)
+            sampled = self._sampled_masks.get(tuple(arch))
             for t, tok in enumerate(seq):
                 actions[k, t] = tok
                 inputs[k, t + 1] = tok
-                masks[k, t] = space.allowed(arch[:t])
+                masks[k, t] = space.allowed(arch[:t]) if sampled is None else sampled[t]
         return inputs, actions, masks, lengths
 
     def log_probs(self, archs):
-        """Log-probability of each architecture under the current policy."""
+        """Log-probability of each architecture under the current policy.
+
+        For the architectures of the last :meth:`sample` call, the
+        probability of drawing them as they were drawn (with that call's
+        masks); for any other, under the space's rules alone.
+        """
         inputs, actions, masks, lengths = self._batch_tensors(archs)
         step_mask = (np.arange(self.t_max)[None, :] < lengths[:, None]).astype(np.float32)
         logp, _, _ = self._forward(inputs, actions, masks, lengths)
@@ -284,9 +301,13 @@ class Controller:
         pred = tf.sigmoid(h_last @ w["predictor_kernel"] + w["predictor_bias"])[:, 0]
         return logp, entropy, pred
 
-    def _loss(self, inputs, actions, masks, lengths, returns, step_mask, rewards, pred_mask):
+    def _loss(self, inputs, actions, masks, lengths, returns, step_mask, rewards, pred_mask,
+              sampled_logp):
         logp, entropy, pred = self._forward(inputs, actions, masks, lengths)
-        policy_loss = tf.reduce_mean(-tf.reduce_sum(returns * logp, axis=1))
+        seq_logp = tf.reduce_sum(logp * step_mask, axis=1)
+        weight = tf.stop_gradient(tf.minimum(tf.exp(seq_logp - sampled_logp),
+                                             MAX_IMPORTANCE_WEIGHT))
+        policy_loss = tf.reduce_mean(-weight * tf.reduce_sum(returns * logp, axis=1))
         mean_entropy = tf.reduce_sum(entropy * step_mask) / tf.reduce_sum(step_mask)
         loss = policy_loss - self.entropy_weight * mean_entropy
         pred_loss = tf.reduce_sum(pred_mask * (pred - rewards) ** 2) / tf.maximum(tf.reduce_sum(pred_mask), 1.0)
@@ -296,10 +317,11 @@ class Controller:
 
     def _make_update_fn(self):
         @tf.function(reduce_retracing=True)
-        def update(inputs, actions, masks, lengths, returns, step_mask, rewards, pred_mask):
+        def update(inputs, actions, masks, lengths, returns, step_mask, rewards, pred_mask,
+                   sampled_logp):
             with tf.GradientTape() as tape:
-                loss, entropy, pred_loss = self._loss(inputs, actions, masks, lengths,
-                                                      returns, step_mask, rewards, pred_mask)
+                loss, entropy, pred_loss = self._loss(inputs, actions, masks, lengths, returns,
+                                                      step_mask, rewards, pred_mask, sampled_logp)
             grads = tape.gradient(loss, self._vars)
             self._iterations.assign_add(1)
             step = tf.cast(self._iterations, tf.float32)
@@ -311,6 +333,47 @@ class Controller:
                 adam_update(var, m, v, g, lr, step)
             return loss, entropy, pred_loss
         return update
+
+    def advantages(self, rewards):
+        """Baseline and advantages of a controller epoch, without updating anything.
+
+        ``A = R - b``; with ``normalize_advantage``, divided by the running
+        root mean square of the advantages seen so far (this epoch's
+        included), floored at :data:`MIN_ADVANTAGE_SCALE`. Dividing by a
+        running spread keeps the sign of ``R - b`` (better than the baseline
+        is pushed up, worse is pushed down) and a floor keeps the advantages
+        bounded when an epoch's rewards are (nearly) equal.
+
+        Parameters
+        ----------
+        rewards : array-like of float
+            Rewards the policy learns from (failed candidates already 0).
+
+        Returns
+        -------
+        baseline : float
+        advantages : ndarray
+        scale : float or None
+            The running scale after this epoch (``None`` without
+            normalisation).
+        """
+        r = np.asarray(rewards, np.float64)
+        if self.baseline == "batch":
+            b = float(r.mean())
+        elif self.baseline_value is None:  # 'ema' starts at the first epoch's mean
+            b = float(r.mean())
+        else:
+            b = self.baseline_value
+        adv = r - b
+        scale = None
+        if self.normalize_advantage:
+            mean_square = float(np.mean(adv ** 2))
+            if self.advantage_scale is not None:
+                mean_square = (self.baseline_decay * self.advantage_scale ** 2
+                               + (1 - self.baseline_decay) * mean_square)
+            scale = float(np.sqrt(mean_square))
+            adv = adv / max(scale, MIN_ADVANTAGE_SCALE)
+        return b, adv, scale
 
     def update(self, archs, rewards, failed=None):
         """One REINFORCE update (``train_steps`` Adam steps) on a controller epoch.
@@ -332,19 +395,16 @@ class Controller:
         rewards = np.asarray(rewards, np.float64)
         failed = np.isnan(rewards) if failed is None else np.asarray(failed, bool)
         r = np.where(failed, _FAILED_REWARD, rewards)
-        if self.baseline == "ema" and self.baseline_value is None:
-            self.baseline_value = float(r.mean())
-        b = self.baseline_value
-        adv = r - b
-        if self.normalize_advantage and len(r) > 1:
-            adv = adv / (adv.std() + 1e-8)
+        b, adv, scale = self.advantages(r)
         inputs, actions, masks, lengths = self._batch_tensors(archs)
         returns = np.zeros((len(archs), self.t_max), np.float32)
         for k, n_steps in enumerate(lengths):
             returns[k, :n_steps] = discounted_returns(n_steps, adv[k], self.discount)
-        step_mask = np.arange(self.t_max)[None, :] < lengths[:, None]
-        args = (inputs, actions, masks, lengths, returns, step_mask.astype(np.float32),
-                r.astype(np.float32), (~failed).astype(np.float32))
+        step_mask = (np.arange(self.t_max)[None, :] < lengths[:, None]).astype(np.float32)
+        logp, _, _ = self._forward(inputs, actions, masks, lengths)
+        sampled_logp = (logp.numpy() * step_mask).sum(axis=1)
+        args = (inputs, actions, masks, lengths, returns, step_mask, r.astype(np.float32),
+                (~failed).astype(np.float32), sampled_logp.astype(np.float32))
         if self._update_fn is None:
             self._update_fn = self._make_update_fn()
         loss = entropy = pred_loss = np.nan
@@ -352,9 +412,41 @@ class Controller:
             loss, entropy, pred_loss = self._update_fn(*args)
         if self.baseline == "ema":
             self.baseline_value = self.baseline_decay * b + (1 - self.baseline_decay) * float(r.mean())
+        self.advantage_scale = scale
+        self._sampled_masks = {}
         return {"loss": float(loss), "baseline": float(b), "mean_reward": float(np.mean(r)),
                 "entropy": float(entropy),
                 "predictor_loss": float(pred_loss) if self.use_predictor else np.nan}
+
+
+class _TriedSet:
+    """Architectures tried so far, and which tokens still lead to an untried one."""
+
+    def __init__(self, space, archs=()):
+        self.space = space
+        self.archs = set()
+        self.below = Counter()  # prefix -> number of tried architectures that extend it
+        for arch in archs:
+            self.add(tuple(arch))
+
+    def add(self, arch):
+        if arch in self.archs:
+            return
+        self.archs.add(arch)
+        for k in range(1, len(arch) + 1):
+            self.below[arch[:k]] += 1
+
+    def open_tokens(self, prefix):
+        """The space's mask after ``prefix`` less the tokens whose sub-tree is all tried."""
+        space, prefix = self.space, tuple(prefix)
+        mask = space.allowed(prefix)
+        if mask[space.end_token] and prefix in self.archs:
+            mask[space.end_token] = False
+        for tok in np.flatnonzero(mask):
+            child = prefix + (int(tok),)
+            if tok != space.end_token and self.below.get(child, 0) >= space.n_completions(child):
+                mask[tok] = False
+        return mask
 
 
 def adam_update(var, m, v, grad, lr, step, beta_1=0.9, beta_2=0.999, epsilon=1e-7):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sknas import SearchSpace
-from sknas._controller import Controller, discounted_returns
+from sknas._controller import MAX_IMPORTANCE_WEIGHT, Controller, discounted_returns
 
 
 @pytest.fixture
@@ -28,9 +28,101 @@ def test_numpy_sampling_follows_the_tf_policy():
     probs = np.exp(controller.log_probs([(k,) for k in range(space.n_dense)]))
     assert probs.sum() == pytest.approx(1.0, abs=1e-5)
     rng = np.random.default_rng(1)
-    draws = [a[0] for _ in range(400) for a in controller._sample_batch(10, rng)[0]]
+    draws = [controller.sample(1, rng)[0][0][0] for _ in range(3000)]
     freq = np.bincount(draws, minlength=space.n_dense) / len(draws)
-    np.testing.assert_allclose(freq, probs, atol=0.02)
+    np.testing.assert_allclose(freq, probs, atol=0.025)
+
+
+def _masks_along(space, tried, arch, t_max):
+    masks = np.zeros((t_max, space.vocab_size), bool)
+    masks[:, space.end_token] = True
+    for t in range(len(arch) + 1):
+        masks[t] = tried.open_tokens(arch[:t])
+    return masks
+
+
+def test_the_update_uses_the_distribution_the_batch_was_drawn_from():
+    # tried architectures are masked out step by step; the probability of each
+    # untried one under those masks (what the loss uses) must be the frequency
+    # with which sample() draws it
+    space = SearchSpace((4, 8), ("relu",), 0.2, 2)   # 8 architectures
+    controller = Controller(space, lstm_units=16, seed=0)
+    controller.update([(0,), (1, space.dropout_token)], [0.9, 0.2])
+    tried = [(0,), (0, 0), (0, 1), (0, space.dropout_token), (1,)]  # all below token 0, and (1,)
+    open_archs = [a for a in [(1, 0), (1, 1), (1, space.dropout_token)]]
+    from sknas._controller import _TriedSet
+    t = _TriedSet(space, tried)
+    assert not t.open_tokens(())[0] and t.open_tokens(())[1]
+    controller._sampled_masks = {a: _masks_along(space, t, a, controller.t_max) for a in open_archs}
+    probs = np.exp(controller.log_probs(open_archs))
+    assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+    rng = np.random.default_rng(0)
+    draws = []
+    for _ in range(3000):
+        arch = controller.sample(1, rng, exclude=tried)[0][0]
+        draws.append(open_archs.index(arch))
+    freq = np.bincount(draws, minlength=3) / len(draws)
+    np.testing.assert_allclose(freq, probs, atol=0.025)
+    # and the masks sample() recorded are those masks
+    arch = controller.sample(1, rng, exclude=tried)[0][0]
+    np.testing.assert_array_equal(controller._sampled_masks[arch],
+                                  _masks_along(space, t, arch, controller.t_max))
+
+
+def test_a_batch_has_no_duplicates_and_exhausts_the_space_exactly():
+    space = SearchSpace((4, 8), ("relu",), 0.2, 2)
+    controller = Controller(space, lstm_units=8, seed=0)
+    rng = np.random.default_rng(0)
+    archs, _ = controller.sample(5, rng)
+    assert len(set(archs)) == 5
+    rest, _ = controller.sample(10, rng, exclude=archs)
+    assert len(rest) == 3 and not set(rest) & set(archs)
+    assert controller.sample(1, rng, exclude=archs + rest) == ([], [])
+
+
+def test_reused_batch_steps_are_importance_weighted(space):
+    controller = Controller(space, lstm_units=8, seed=0, use_predictor=False)
+    archs = [(0,), (1, 2), (3, space.dropout_token)]
+    inputs, actions, masks, lengths = controller._batch_tensors(archs)
+    step_mask = (np.arange(controller.t_max)[None, :] < lengths[:, None]).astype(np.float32)
+    returns = step_mask * np.array([[1.0], [-0.5], [0.25]], np.float32)
+    logp = controller.log_probs(archs).astype(np.float32)
+    rest = (step_mask, np.zeros(3, np.float32), np.ones(3, np.float32))
+
+    def policy_loss(sampled_logp):
+        return float(controller._loss(inputs, actions, masks, lengths, returns, *rest,
+                                      sampled_logp)[0])
+
+    on_policy = policy_loss(logp)
+    # each candidate now 1.5x as likely as when drawn: every term weighs 1.5
+    assert policy_loss(logp - np.log(1.5)) == pytest.approx(1.5 * on_policy, rel=1e-5)
+    # 10x as likely: truncated at MAX_IMPORTANCE_WEIGHT
+    assert policy_loss(logp - np.log(10.0)) == pytest.approx(MAX_IMPORTANCE_WEIGHT * on_policy,
+                                                             rel=1e-5)
+
+
+@pytest.mark.parametrize("rewards", [[0.7501, 0.7500], [0.75, 0.75], [0.75, 0.75, 0.75, 0.75]])
+@pytest.mark.parametrize("baseline", ["ema", "batch", 0.5])
+def test_nearly_equal_rewards_give_a_finite_bounded_loss(space, rewards, baseline):
+    # the old (r - b) / std(r - b) gave a policy loss of about 1.8e4 and 7e7 here
+    controller = Controller(space, lstm_units=8, seed=0, baseline=baseline, train_steps=3,
+                            use_predictor=False)
+    archs = [(k,) for k in range(len(rewards))]
+    for _ in range(3):
+        info = controller.update(archs, rewards)
+        assert np.isfinite(info["loss"]) and abs(info["loss"]) < 20
+
+
+@pytest.mark.parametrize("baseline", ["ema", "batch", 0.5])
+def test_advantages_have_the_sign_of_reward_minus_baseline(space, baseline):
+    controller = Controller(space, lstm_units=8, seed=0, baseline=baseline, train_steps=1)
+    controller.update([(0,), (1,)], [0.6, 0.7])       # sets the moving average
+    rewards = np.array([0.9, 0.2, 0.66, 0.64])
+    b, adv, scale = controller.advantages(rewards)
+    assert np.all(np.sign(adv) == np.sign(rewards - b))
+    assert adv[0] > 0 > adv[1]                        # better and worse than the baseline
+    # the scale is a spread, floored: the advantages stay proportional to R - b
+    np.testing.assert_allclose(adv * max(scale, 0.01), rewards - b)
 
 
 def test_reinforce_prefers_the_rewarded_architecture(space):
@@ -44,10 +136,20 @@ def test_reinforce_prefers_the_rewarded_architecture(space):
     assert after[0] > before[0] and after[1] < before[1]
 
 
-def test_constant_baseline_is_used(space):
+def test_constant_baseline_is_the_reference_of_the_advantages(space):
     controller = Controller(space, lstm_units=8, seed=0, baseline=0.5, train_steps=1)
-    info = controller.update([(0,), (1,)], [0.7, 0.6])
-    assert info["baseline"] == 0.5 and controller.baseline_value == 0.5
+    b, adv, _ = controller.advantages([0.7, 0.6, 0.4])
+    assert b == 0.5
+    np.testing.assert_allclose(adv / adv[0], [1.0, 0.5, -0.5])  # (R - 0.5) up to one scale
+    info = controller.update([(0,), (1,), (2,)], [0.7, 0.6, 0.4])
+    assert info["baseline"] == 0.5
+
+
+def test_batch_baseline_centres_the_advantages(space):
+    controller = Controller(space, lstm_units=8, seed=0, baseline="batch", train_steps=1)
+    b, adv, _ = controller.advantages([0.7, 0.6, 0.5])
+    assert b == pytest.approx(0.6) and adv.sum() == pytest.approx(0.0, abs=1e-12)
+    assert adv[0] > 0 > adv[2]
 
 
 def test_ema_baseline_moves_towards_rewards(space):
@@ -59,25 +161,33 @@ def test_ema_baseline_moves_towards_rewards(space):
     assert controller.baseline_value == pytest.approx(0.5 * 0.7 + 0.5 * 1.0)
 
 
-def test_predictor_loss_falls_on_a_fixed_target(space):
+def test_predictor_learns_rewards_that_differ_between_architectures(space):
+    # different targets per architecture: a bias alone cannot get the error
+    # below their variance
     controller = Controller(space, lstm_units=16, seed=0, train_steps=10, discount=0.9)
-    archs = [(0,), (1, 2), (3, space.dropout_token), (4, 5)]
-    rewards = [0.8, 0.8, 0.8, 0.8]
+    archs = [(0,), (1, 2), (3, space.dropout_token), (4, 5), (5,), (2, 0)]
+    rewards = np.array([0.2, 0.8, 0.5, 0.9, 0.35, 0.65])
+
     def mse():
         return float(np.mean((controller.predict_rewards(archs) - rewards) ** 2))
-    before = mse()
-    for _ in range(6):
+
+    for _ in range(15):
         controller.update(archs, rewards)
-    assert mse() < 0.1 * before
+    assert mse() < 0.25 * rewards.var()
+    assert np.corrcoef(controller.predict_rewards(archs), rewards)[0, 1] > 0.9
     _, predicted = controller.sample(3, np.random.default_rng(0))
     assert all(0 < p < 1 for p in predicted)
 
 
 def test_failed_candidates_get_the_worst_reward_and_no_predictor_target(space):
     controller = Controller(space, lstm_units=8, seed=0, train_steps=1)
-    info = controller.update([(0,), (1,)], [np.nan, 0.8])
-    assert info["mean_reward"] == pytest.approx(0.4)   # the failure counted as 0
-    assert np.isfinite(info["loss"]) and np.isfinite(info["predictor_loss"])
+    archs = [(0,), (1,)]
+    before = controller.predict_rewards(archs)
+    info = controller.update(archs, [np.nan, 0.8])
+    assert info["mean_reward"] == pytest.approx(0.4)   # the failure counted as 0 for the policy
+    # the predictor's loss (computed before the step) is the successful row's alone
+    assert info["predictor_loss"] == pytest.approx((before[1] - 0.8) ** 2, rel=1e-4)
+    assert info["predictor_loss"] != pytest.approx(np.mean((before - [0.0, 0.8]) ** 2), rel=1e-3)
 
 
 def test_state_round_trip(space):
@@ -88,6 +198,7 @@ def test_state_round_trip(space):
     archs = [(0,), (1, 2), (5,)]
     np.testing.assert_allclose(a.log_probs(archs), b.log_probs(archs), rtol=1e-6)
     assert b.baseline_value == a.baseline_value
+    assert b.advantage_scale == a.advantage_scale
     a.update(archs, [0.1, 0.2, 0.3])
     b.update(archs, [0.1, 0.2, 0.3])
     np.testing.assert_allclose(a.log_probs(archs), b.log_probs(archs), rtol=1e-5)
