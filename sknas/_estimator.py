@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import os
-import random
 import tempfile
 import time
 from numbers import Integral, Real
@@ -22,6 +20,7 @@ from ._controller import Controller
 from ._io import keras_proba
 from ._parallel import CandidateExecutor
 from ._random_search import RandomStrategy
+from ._runlog import keeps_python_random_state
 from ._reporting import Reporter
 from ._search import Search, SearchBudget, interrupt_guard
 from ._space import SearchSpace
@@ -31,19 +30,6 @@ from ._trial import best_row, history_table, results_table, top_table
 from ._weights import SharedWeights
 
 __all__ = ["MLPNASClassifier"]
-
-
-def _keeps_python_random_state(method):
-    """Restore the caller's global ``random`` state after ``method``: Keras
-    draws the default seeds of its layers from it."""
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        state = random.getstate()
-        try:
-            return method(*args, **kwargs)
-        finally:
-            random.setstate(state)
-    return wrapper
 
 
 class MLPNASClassifier(ClassifierMixin, BaseEstimator):
@@ -89,13 +75,17 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
     baseline : 'ema' or float, default='ema'
         Reward baseline: ``'ema'``, an exponential moving average of past
         rewards (Zoph and Le, 2017) started at the first controller epoch's
-        mean reward, or a constant, such as the tutorial's 0.5. The moving
-        average is the default because it learned on more seeds and found
-        better winners at the same cost (see ``benchmarks/RESULTS.md``).
+        mean reward; ``'batch'``, the mean reward of the controller epoch
+        being learned from (the advantages are centred); or a constant, such
+        as the tutorial's 0.5. The benchmark behind the default, with its
+        standard errors, is in ``benchmarks/RESULTS.md``.
     baseline_decay : float, default=0.9
         Decay of the moving-average baseline.
     normalize_advantage : bool, default=True
-        Divide the advantages by their batch standard deviation.
+        Divide the advantages ``R - b`` by a running root mean square of the
+        advantages (decay ``baseline_decay``), floored at 0.01 so that nearly
+        equal rewards do not give huge advantages. The sign of ``R - b`` is
+        kept: better than the baseline is reinforced, worse is discouraged.
     entropy_weight : float, default=0.0
         Weight of the policy-entropy bonus in the controller loss.
     use_predictor : bool, default=True
@@ -126,7 +116,9 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         context; ``-1`` means all cores (``-2`` all but one...). 0 is invalid.
     error_score : 'raise' or float, default=np.nan
         Reward recorded for a candidate that fails; ``'raise'`` re-raises.
-        The controller always sees a failed candidate as reward 0.
+        The controller always sees a failed candidate as reward 0, and a
+        failed candidate never ranks above a successful one nor counts as
+        the best, whatever its ``error_score``.
     max_time : float, default=None
         Seconds after which no new controller epoch starts.
     max_candidates : int, default=None
@@ -151,7 +143,9 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         same data: its seed, controller, shared weights and finished
         candidates are restored, and the search appends to that folder.
         Only ``controller_epochs``, ``max_time``, ``max_candidates``,
-        ``n_jobs``, ``error_score``, ``refit`` and ``verbose`` may differ.
+        ``n_jobs``, ``error_score``, ``refit`` and ``verbose`` may differ;
+        ``random_state`` must be the run's own or ``None`` (the run's seed
+        is used either way).
     random_state : int, RandomState instance or None, default=None
         Seeds the whole search (sampling, initialisation, shuffling, dropout).
     verbose : int, default=0
@@ -164,7 +158,9 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         ``n_params``, ``controller_epoch``, ``reward``, ``predicted_reward``,
         ``last_score``, ``max_score``, ``fit_time``, ``rank``, ``status``,
         ``message``, ``host``, ``pid``. ``pd.DataFrame(search_results_)``
-        gives the table.
+        gives the table. ``rank`` 1 is the best; failed rows rank after every
+        successful one. ``fit_time`` is the wall time of the population the
+        candidate trained in, divided by the number of candidates in it.
     best_index_ : int
         Row of the best candidate in ``search_results_``.
     best_architecture_ : str
@@ -188,6 +184,8 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         ``elapsed``.
     controller_ : Controller or RandomStrategy
         The trained strategy.
+    n_candidates_ : int
+        Number of candidates the search trained (failed ones included).
     stop_reason_ : str
         ``'completed'``, ``'max_time'``, ``'max_candidates'``, ``'interrupted'``
         or ``'exhausted'``.
@@ -197,6 +195,20 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         Seconds spent refitting the best architecture.
     run_dir_ : pathlib.Path or None
         The run folder written when ``log_dir`` or ``resume`` was given.
+
+    Notes
+    -----
+    With the default population trainer, the same ``random_state`` gives the
+    same search when candidates run sequentially (``n_jobs=1``; with more
+    workers too, as tested). With ``trainer='keras'`` two fits differ:
+    ``model.fit`` shuffles and drops out with TensorFlow's global seed, so
+    the estimator's ``non_deterministic`` tag is True in that configuration.
+
+    ``fit`` touches global state only where it must, and restores it: a
+    SIGINT handler while the search runs (main thread only), Python's
+    ``random`` state (Keras draws layer seeds from it), and TensorFlow's
+    logger level while a population graph is traced. See
+    :ref:`global-side-effects`.
 
     See Also
     --------
@@ -228,7 +240,7 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         "controller_decay": [Interval(Real, 0, None, closed="left")],
         "controller_clipnorm": [Interval(Real, 0, None, closed="neither")],
         "discount": [Interval(Real, 0, 1, closed="both")],
-        "baseline": [StrOptions({"ema"}), Interval(Real, None, None, closed="neither")],
+        "baseline": [StrOptions({"ema", "batch"}), Interval(Real, None, None, closed="neither")],
         "baseline_decay": [Interval(Real, 0, 1, closed="left")],
         "normalize_advantage": ["boolean"],
         "entropy_weight": [Interval(Real, 0, None, closed="left")],
@@ -375,9 +387,13 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         return cls(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    @_keeps_python_random_state
+    @keeps_python_random_state
     def fit(self, X, y, sample_weight=None):
         """Run the architecture search and refit the best architecture.
+
+        If ``fit`` raises (bad data, every candidate failed, a second
+        Ctrl-C), the estimator is left unfitted: no fitted attribute of this
+        or an earlier fit survives.
 
         Parameters
         ----------
@@ -393,6 +409,14 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         self : MLPNASClassifier
             The fitted estimator.
         """
+        try:
+            return self._fit(X, y, sample_weight)
+        except BaseException:
+            for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+                delattr(self, name)
+            raise
+
+    def _fit(self, X, y, sample_weight):
         space = self._make_space()
         X, y, w, encoder = self._validate_training_data(X, y, sample_weight)
         self.classes_ = encoder.classes_
@@ -447,7 +471,10 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
         ok = [t for t in trials if t.status == "ok"]
         if not ok:
             first = trials[0].message if trials else "no candidate was trained"
-            raise RuntimeError(f"Every candidate of the search failed; the first error was: {first}")
+            where = (f" The run folder {self.run_dir_} keeps the failed trials."
+                     if self.run_dir_ is not None else "")
+            raise RuntimeError("Every candidate of the search failed; the first error was: "
+                               f"{first}.{where}")
         self.search_results_ = results_table(trials)
         self.best_index_ = best_row(self.search_results_)
         best = trials[self.best_index_]
@@ -616,7 +643,9 @@ class MLPNASClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
-        tags.non_deterministic = False
+        # the population trainer draws every random number from random_state;
+        # model.fit's shuffling and dropout draw from TensorFlow's global seed
+        tags.non_deterministic = self.trainer == "keras"
         return tags
 
 
@@ -628,7 +657,6 @@ def _model_to_bytes(model):
             return fh.read()
 
 
-@_keeps_python_random_state
 def _model_from_bytes(data):
     from ._runlog import load_keras
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,8 +18,6 @@ class RandomStrategy:
     space : SearchSpace
     """
 
-    use_predictor = False
-
     def __init__(self, space):
         self.space = space
 

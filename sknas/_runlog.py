@@ -28,10 +28,12 @@ same architectures, because epoch ``e`` draws from
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
 import os
+import random
 import time
 import warnings
 from dataclasses import dataclass, fields
@@ -52,7 +54,7 @@ _TRIAL_FIELDS = frozenset(f.name for f in fields(Trial))
 #: Parameters that may change when a run is resumed; all others must match.
 _RESUMABLE_PARAMS = frozenset({"controller_epochs", "n_jobs", "error_score", "max_time",
                                "max_candidates", "refit", "log_dir", "resume",
-                               "random_state", "verbose"})
+                               "verbose"})
 
 
 class RunFormatError(ValueError):
@@ -132,9 +134,24 @@ def save_keras_atomic(model, path):
     os.replace(tmp, path)
 
 
+def keeps_python_random_state(func):
+    """Restore the caller's global ``random`` state after ``func``: Keras
+    draws the default seeds of its layers from it."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        state = random.getstate()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            random.setstate(state)
+    return wrapper
+
+
+@keeps_python_random_state
 def load_keras(path):
     """A ``.keras`` file loaded with ``safe_mode=True`` (no code runs from the
-    file), without Keras' warnings about the training state it leaves out."""
+    file), without Keras' warnings about the training state it leaves out.
+    Python's ``random`` state is left as it was."""
     import keras
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -453,7 +470,8 @@ class RunLog:
         saved = read_json(self.path / "params.json", "run folder")
         now = json_safe(estimator.get_params())
         diff = sorted(k for k in set(saved) | set(now)
-                      if k not in _RESUMABLE_PARAMS and saved.get(k) != now.get(k))
+                      if k not in _RESUMABLE_PARAMS and saved.get(k) != now.get(k)
+                      and not (k == "random_state" and now.get(k) is None))
         if diff:
             raise ValueError(f"Cannot resume {self.path}: these parameters differ from the "
                              f"run's: {', '.join(f'{k}={saved.get(k)!r} (now {now.get(k)!r})' for k in diff)}")

@@ -143,7 +143,7 @@ class Search:
         rewards = np.array([t.reward if t.status == "ok" else np.nan for t in trials])
         info = self.strategy.update(archs, rewards, failed=[t.status != "ok" for t in trials])
         row = {"controller_epoch": epoch, "started": started, **info,
-               "best_reward": float(np.nanmax([t.reward for t in self.trials] + [-np.inf])),
+               "best_reward": self._best_reward(),
                "n_failed": int(sum(t.status != "ok" for t in trials)),
                "elapsed": time.perf_counter() - self.budget.started}
         row["mean_reward"] = float(np.nanmean(rewards)) if np.isfinite(rewards).any() else np.nan
@@ -152,6 +152,11 @@ class Search:
         for cb in self.callbacks:
             cb.on_epoch(row, self)
         return self.stop_reason != "exhausted"
+
+    def _best_reward(self):
+        """Best reward of the successful candidates so far (NaN if none)."""
+        ok = [t.reward for t in self.trials if t.status == "ok" and np.isfinite(t.reward)]
+        return float(max(ok)) if ok else float("nan")
 
     def _train(self, epoch, archs, predicted, rng):
         d = self.data

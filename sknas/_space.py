@@ -136,10 +136,6 @@ class SearchSpace:
             raise ValueError(f"architecture {layers} breaks the search-space rules")
         return arch
 
-    def decode(self, arch):
-        """Alias of :meth:`layers`: machine form of ``arch``."""
-        return self.layers(arch)
-
     def describe(self, arch, n_classes):
         """Readable form, e.g. ``'64-relu > dropout(0.2) > 32-elu > softmax(3)'``."""
         return describe_layers(self.layers(arch), n_classes)

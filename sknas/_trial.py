@@ -74,11 +74,13 @@ def reward_from_scores(val_scores, how):
     return float(np.sum(weights * s) / weights.sum())
 
 
-def _rank(rewards):
-    r = np.where(np.isnan(rewards), -np.inf, rewards)
+def _rank(rewards, ok):
+    """Ranks as in ``cv_results_``: 1 is best, equal rewards share the smallest
+    rank, and failed rows all rank after every successful one, whatever
+    ``error_score`` they were given."""
+    r = np.where(ok & ~np.isnan(rewards), rewards, -np.inf)
     order = np.argsort(-r, kind="stable")
     ranks = np.empty(len(r), dtype=np.int32)
-    # equal rewards share the smallest rank, as in cv_results_' rank columns
     ranks[order] = np.arange(1, len(r) + 1)
     for value in np.unique(r):
         same = r == value
@@ -89,6 +91,7 @@ def _rank(rewards):
 def results_table(trials):
     """``search_results_``: a dict of equal-length arrays, one row per trial."""
     rewards = np.array([t.reward for t in trials], dtype=float)
+    ok = np.array([t.status == "ok" for t in trials], dtype=bool)
     cols = {
         "architecture": np.array([t.architecture for t in trials], dtype=object),
         "layers": np.array([None] * len(trials), dtype=object),
@@ -100,7 +103,7 @@ def results_table(trials):
         "last_score": np.array([t.val_scores[-1] if t.val_scores else np.nan for t in trials]),
         "max_score": np.array([max(t.val_scores) if t.val_scores else np.nan for t in trials]),
         "fit_time": np.array([t.fit_time for t in trials], dtype=float),
-        "rank": _rank(rewards) if len(trials) else np.array([], dtype=np.int32),
+        "rank": _rank(rewards, ok) if len(trials) else np.array([], dtype=np.int32),
         "status": np.array([t.status for t in trials], dtype=object),
         "message": np.array([t.message for t in trials], dtype=object),
         "host": np.array([t.host for t in trials], dtype=object),

@@ -74,7 +74,7 @@ def test_sampling_exhausts_small_space_exactly():
 
 def test_encode_decode_round_trip(space):
     for arch in sorted(brute_force(space))[::7]:
-        layers = space.decode(arch)
+        layers = space.layers(arch)
         assert space.encode(layers) == arch
         assert space.parse(space.describe(arch, 3)) == arch
 
