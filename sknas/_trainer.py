@@ -59,11 +59,46 @@ class CandidateData:
 
 @dataclass
 class CandidateResult:
-    """What training one candidate produced."""
+    """What training one candidate produced.
+
+    Attributes
+    ----------
+    val_scores : list of float
+        Weighted validation accuracy after each epoch (empty without
+        validation rows, as in the refit).
+    weights : list of (ndarray, ndarray) or None
+        Trained ``(kernel, bias)`` of each dense layer, output layer last;
+        every value is finite. ``None`` when the candidate failed.
+    status : {'ok', 'failed'}
+        ``'failed'`` when building or training raised, when the training loss
+        became NaN or infinite, or when a trained weight did.
+    message : str
+        Why the candidate failed (empty when it did not).
+    fit_time : float
+        Seconds of training attributed to this candidate, not its own
+        measured time when it trained in a population. The
+        :class:`PopulationTrainer` trains all the candidates of one
+        :meth:`~PopulationTrainer.train` call in one graph and gives each of
+        them the same value: the wall time of the whole call (building the
+        variables, tracing and running the graph, reading the weights back,
+        and the garbage collection run every few populations) divided by the
+        number of candidates in the call, so a small net trained beside big
+        ones is charged as much as they are. When the population as a whole
+        raised, each candidate is trained again alone and gets the wall time
+        of its own retraining (the failed attempt is not counted). The
+        :class:`KerasTrainer` measures each candidate's own wall time
+        (building, compiling and fitting its model).
+    error : BaseException or None
+        The exception behind a failure (a ``FloatingPointError`` for a
+        non-finite loss or weight), re-raised by ``error_score='raise'``.
+    host : str
+        Name of the machine that trained the candidate.
+    pid : int
+        Id of the process that trained the candidate.
+    """
 
     val_scores: list = field(default_factory=list)
     weights: list | None = None
-    loss: float = float("nan")
     status: str = "ok"
     message: str = ""
     fit_time: float = 0.0
@@ -73,6 +108,19 @@ class CandidateResult:
 
 
 _NAN_MESSAGE = "training loss became NaN or infinite"
+_NONFINITE_WEIGHTS_MESSAGE = "trained weights became NaN or infinite"
+
+
+def _all_finite(weights):
+    """Whether every kernel and bias in ``weights`` (pairs of arrays) is finite."""
+    return all(np.all(np.isfinite(a)) for pair in weights for a in pair)
+
+
+def _failed(message, **fields):
+    """A failed :class:`CandidateResult` whose error is a ``FloatingPointError``."""
+    return CandidateResult(status="failed", message=message,
+                           error=FloatingPointError(message), **fields)
+
 
 #: Populations traced since the last full garbage collection (see _collect_graphs).
 _GRAPHS_SINCE_GC = 0
@@ -334,10 +382,13 @@ class PopulationTrainer:
     last one partial, as in ``model.fit``) and one step per batch updates all
     of them, with the loop over epochs and batches compiled into the graph.
     Forward and backward passes are written out by hand with fused kernels
-    (``MatMul``, ``BiasAdd``, ``ReluGrad``..., one cross-entropy kernel for the
-    whole population, ``ApplyAdam``), so a step costs few kernel launches and
-    the graph traces quickly. A candidate whose loss becomes NaN or infinite is
-    reported as failed without disturbing the others.
+    (``MatMul``, ``BiasAdd``, ``ReluGrad``..., one cross-entropy kernel per
+    net, on that net's own logits, and one ``ApplyAdam`` on the population's
+    flat parameter vector), so a step costs few kernel launches and the graph
+    traces quickly. A candidate whose loss becomes NaN or infinite during
+    training, or whose trained weights are not all finite (for example after an
+    overflow in the last Adam step, which no loss sees), is reported as failed
+    without disturbing the others.
 
     Parameters
     ----------
@@ -375,7 +426,7 @@ class PopulationTrainer:
         try:
             nets = [_Net(layers, data.n_features, data.n_classes, s) for layers, _, s in candidates]
             pop = _Population(nets, [w for _, w, _ in candidates])
-            scores, losses, bad = self._run(pop, data, seed)
+            scores, bad = self._run(pop, data, seed)
             weights = pop.weights()
             del pop, nets
             _collect_graphs()
@@ -387,13 +438,14 @@ class PopulationTrainer:
         elapsed = (time.perf_counter() - start) / len(candidates)
         results = []
         for k in range(len(candidates)):
+            val_scores = scores[:, k].tolist()
             if bad[k]:
-                results.append(CandidateResult(
-                    val_scores=scores[:, k].tolist(), status="failed", fit_time=elapsed,
-                    message=_NAN_MESSAGE, error=FloatingPointError(_NAN_MESSAGE)))
+                results.append(_failed(_NAN_MESSAGE, val_scores=val_scores, fit_time=elapsed))
+            elif not _all_finite(weights[k]):  # e.g. the last Adam step overflowed
+                results.append(_failed(_NONFINITE_WEIGHTS_MESSAGE, val_scores=val_scores,
+                                       fit_time=elapsed))
             else:
-                results.append(CandidateResult(val_scores=scores[:, k].tolist(),
-                                               weights=weights[k], loss=float(losses[k]),
+                results.append(CandidateResult(val_scores=val_scores, weights=weights[k],
                                                fit_time=elapsed))
         return results
 
@@ -407,9 +459,9 @@ class PopulationTrainer:
         with _quiet_retracing():
             graph_fn = fn.get_concrete_function(*args)
         t2 = time.perf_counter()
-        scores, losses, bad = (t.numpy() for t in graph_fn(*args))
+        scores, bad = (t.numpy() for t in graph_fn(*args))
         self.last_timings_ = {"setup": t1 - t0, "trace": t2 - t1, "run": time.perf_counter() - t2}
-        return scores, losses, bad
+        return scores, bad
 
     def _make_loop(self, pop, seed):
         epochs, bs, n_nets = self.epochs, self.batch_size, len(pop.nets)
@@ -418,21 +470,19 @@ class PopulationTrainer:
             n = tf.shape(X)[0]
             steps = (n + bs - 1) // bs
             state = (tf.constant(0), tf.constant(1.0), tf.constant(1.0),
-                     tf.zeros([n_nets], tf.bool), tf.zeros([n_nets]),
-                     tf.TensorArray(tf.float32, size=epochs))
+                     tf.zeros([n_nets], tf.bool), tf.TensorArray(tf.float32, size=epochs))
 
-            def epoch_body(epoch, b1p, b2p, bad, _, scores):
+            def epoch_body(epoch, b1p, b2p, bad, scores):
                 perm = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([seed, epoch])))
                 rows = (tf.gather(X, perm), tf.gather(y, perm), tf.gather(w, perm))
                 step_fn = self._make_step(pop, rows, n, epoch * steps)
-                _, b1p, b2p, bad, loss = tf.while_loop(
-                    lambda s, *_: s < steps, step_fn,
-                    (tf.constant(0), b1p, b2p, bad, tf.zeros([n_nets])))
+                _, b1p, b2p, bad = tf.while_loop(lambda s, *_: s < steps, step_fn,
+                                                 (tf.constant(0), b1p, b2p, bad))
                 scores = scores.write(epoch, self._val_scores(pop, Xv, yv, wv))
-                return epoch + 1, b1p, b2p, bad, loss / tf.cast(steps, tf.float32), scores
+                return epoch + 1, b1p, b2p, bad, scores
 
-            _, _, _, bad, loss, scores = tf.while_loop(lambda e, *_: e < epochs, epoch_body, state)
-            return scores.stack(), loss, bad
+            _, _, _, bad, scores = tf.while_loop(lambda e, *_: e < epochs, epoch_body, state)
+            return scores.stack(), bad
 
         return loop
 
@@ -441,7 +491,7 @@ class PopulationTrainer:
         bs, lr = self.batch_size, self.learning_rate
         nets = pop.nets
 
-        def step(s, b1p, b2p, bad, total):
+        def step(s, b1p, b2p, bad):
             lo = s * bs
             xb, yb, wb = (r[lo:tf.minimum(lo + bs, n)] for r in rows)
             scale = wb / tf.cast(tf.shape(wb)[0], tf.float32)
@@ -456,7 +506,7 @@ class PopulationTrainer:
                 beta2_power=b2p, lr=lr, beta1=0.9, beta2=0.999, epsilon=1e-7,
                 grad=grads)
             bad = tf.logical_or(bad, tf.logical_not(tf.math.is_finite(losses)))
-            return s + 1, b1p, b2p, bad, total + losses
+            return s + 1, b1p, b2p, bad
 
         return step
 
@@ -546,12 +596,14 @@ class KerasTrainer:
         except (tf.errors.OpError, ValueError, TypeError) as exc:
             return CandidateResult(status="failed", message=_message(exc), error=exc,
                                    fit_time=time.perf_counter() - start)
-        losses = hist.history["loss"]
         dense = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Dense)]
-        result = CandidateResult(val_scores=list(hist.history.get("val_accuracy", [])),
-                                 weights=[tuple(lyr.get_weights()) for lyr in dense],
-                                 loss=float(losses[-1]), fit_time=time.perf_counter() - start)
-        if not np.all(np.isfinite(losses)):
-            result.status, result.message, result.weights = "failed", _NAN_MESSAGE, None
-            result.error = FloatingPointError(_NAN_MESSAGE)
-        return result
+        weights = [tuple(lyr.get_weights()) for lyr in dense]
+        val_scores = list(hist.history.get("val_accuracy", []))
+        fit_time = time.perf_counter() - start
+        # Keras' loss is taken before each update, so it cannot see an overflow
+        # in the last step: the trained weights are checked too
+        if not np.all(np.isfinite(hist.history["loss"])):
+            return _failed(_NAN_MESSAGE, val_scores=val_scores, fit_time=fit_time)
+        if not _all_finite(weights):
+            return _failed(_NONFINITE_WEIGHTS_MESSAGE, val_scores=val_scores, fit_time=fit_time)
+        return CandidateResult(val_scores=val_scores, weights=weights, fit_time=fit_time)

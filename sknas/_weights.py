@@ -27,8 +27,17 @@ def layer_keys(layers):
     return keys
 
 
+def _finite(*arrays):
+    """Whether every value of every array in ``arrays`` is finite."""
+    return all(np.all(np.isfinite(a)) for a in arrays)
+
+
 class SharedWeights:
-    """In-memory table ``key -> (kernel, bias)`` of NumPy arrays."""
+    """In-memory table ``key -> (kernel, bias)`` of NumPy arrays.
+
+    Every stored value is finite: a NaN or infinite weight would be handed to
+    every later candidate that shares the layer, and to the refit.
+    """
 
     def __init__(self):
         self.table = {}
@@ -47,8 +56,18 @@ class SharedWeights:
         return entry
 
     def put(self, key, kernel, bias):
-        """Store copies of a layer's trained weights."""
-        self.table[tuple(key)] = (np.array(kernel, np.float32), np.array(bias, np.float32))
+        """Store copies of a layer's trained weights.
+
+        Raises
+        ------
+        ValueError
+            If ``kernel`` or ``bias`` holds a NaN or infinite value.
+        """
+        kernel, bias = np.array(kernel, np.float32), np.array(bias, np.float32)
+        if not _finite(kernel, bias):
+            raise ValueError(f"the weights of layer pair {tuple(key)} are not all finite; "
+                             "they cannot be shared")
+        self.table[tuple(key)] = (kernel, bias)
 
     def merge(self, layers_list, weights_list):
         """Store the weights of several candidates, in candidate order.
@@ -59,10 +78,12 @@ class SharedWeights:
             Hidden layers of each candidate.
         weights_list : list of list of (kernel, bias)
             Trained dense weights of each candidate (output last); ``None``
-            entries (failed candidates) are skipped.
+            entries (failed candidates) are skipped, and so is a candidate
+            with any NaN or infinite weight, as a whole (the trainers already
+            report such a candidate as failed).
         """
         for layers, weights in zip(layers_list, weights_list):
-            if weights is None:
+            if weights is None or not _finite(*(a for pair in weights for a in pair)):
                 continue
             for key, (kernel, bias) in zip(layer_keys(layers), weights):
                 self.put(key, kernel, bias)
@@ -77,10 +98,18 @@ class SharedWeights:
 
     @classmethod
     def from_arrays(cls, arrays):
-        """Inverse of :meth:`to_arrays`."""
+        """Inverse of :meth:`to_arrays`.
+
+        A layer pair with a NaN or infinite value (as in a checkpoint written
+        before the trainers checked their trained weights) is left out, so
+        that layer starts afresh.
+        """
         store = cls()
         for name in arrays:
             prev, this, part = name.split("|")
-            if part == "kernel":
-                store.put((prev, this), arrays[name], arrays[f"{prev}|{this}|bias"])
+            if part != "kernel":
+                continue
+            kernel, bias = arrays[name], arrays[f"{prev}|{this}|bias"]
+            if _finite(kernel, bias):
+                store.put((prev, this), kernel, bias)
         return store

@@ -1,5 +1,8 @@
 """The fast population trainer trains like plain ``model.fit``, and is the default.
 
+Its hand-written gradients are checked against ``tf.GradientTape`` on the
+Keras model of the same candidate; its training against ``model.fit``.
+
 No timings here: the speed is measured by ``benchmarks/bench_speed.py``.
 """
 
@@ -10,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from sknas import MLPNASClassifier
-from sknas._trainer import CandidateData, KerasTrainer, PopulationTrainer, initial_weights
+from sknas._trainer import (CandidateData, KerasTrainer, PopulationTrainer, _loss_and_grads, _Net,
+                            build_keras_model, initial_weights)
 
 
 def dense(units, act):
@@ -135,3 +139,92 @@ def test_populations_release_their_tensorflow_state(cancer):
     for seed in range(3):
         trainer.train(cands, cancer, seed=seed)
     assert _live_variables() == before
+
+
+# ------------------------------------------------- gradients against autodiff
+#: All four activations, one and two hidden layers, dropout between and after.
+GRADIENT_ARCHS = [
+    [dense(8, "relu")],
+    [dense(7, "tanh"), dense(5, "elu")],
+    [dense(6, "sigmoid"), {"type": "dropout", "rate": 0.3}, dense(9, "relu")],
+    [dense(9, "elu"), {"type": "dropout", "rate": 0.5}],
+    [dense(5, "tanh"), dense(4, "sigmoid")],
+]
+
+
+def _keras_loss_and_grads(model, masks, X, y, w, n_classes):
+    """Keras' own loss of ``model`` on a batch and its gradients by ``GradientTape``.
+
+    The layers run in order; each ``Dropout`` in training mode is replaced by
+    the population trainer's keep-mask (Keras' dropout is ``x * keep / (1 -
+    rate)`` too), so both sides drop the same units. The loss is Keras'
+    cross-entropy on the output layer's probabilities, weighted by ``w`` and
+    reduced as ``model.fit`` does (``'sum_over_batch_size'``): the weighted
+    sum divided by the rows, as the trainer's ``scale = w / batch rows``.
+    """
+    import keras
+    if n_classes == 2:
+        loss_fn = keras.losses.BinaryCrossentropy(reduction="sum_over_batch_size")
+        y = y[:, None].astype(np.float32)
+    else:
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction="sum_over_batch_size")
+    masks = iter(masks)
+    with tf.GradientTape() as tape:
+        h = tf.constant(X)
+        for layer in model.layers:
+            h = h * next(masks) if isinstance(layer, keras.layers.Dropout) else layer(h)
+        loss = loss_fn(y, h, sample_weight=w)
+    grads = tape.gradient(loss, model.trainable_weights)  # kernel, bias, kernel, ...
+    return float(loss), [g.numpy().ravel() for g in grads]
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_hand_written_gradients_match_gradient_tape(n_classes):
+    # The population trainer differentiates its nets by hand (_Net.forward,
+    # _loss_and_grads, _Net.backward). Per candidate, with the same weights,
+    # rows, non-uniform sample weights and dropout masks, its loss and every
+    # kernel and bias gradient equal what tf.GradientTape finds on the Keras
+    # model that build_keras_model makes, up to float32 round-off.
+    rng = np.random.default_rng(n_classes)
+    n_rows, n_features = 37, 6
+    X = rng.normal(size=(n_rows, n_features)).astype(np.float32)
+    y = rng.integers(0, n_classes, n_rows).astype(np.int32)
+    w = rng.uniform(0.1, 3.0, n_rows).astype(np.float32)
+    n_out = 1 if n_classes == 2 else n_classes
+    nets, params, weights = [], [], []
+    for k, layers in enumerate(GRADIENT_ARCHS):
+        init = initial_weights(layers, n_features, n_out, rng)
+        init = [(kern, rng.normal(scale=0.3, size=bias.shape).astype(np.float32))  # not zero
+                for kern, bias in init]
+        nets.append(_Net(layers, n_features, n_classes, seed=10 + k))
+        params.append([(tf.constant(kern), tf.constant(bias)) for kern, bias in init])
+        weights.append(init)
+
+    # the trainer's step, as in PopulationTrainer._make_step: one pass per net,
+    # the losses of the whole population at once, then each net's backward
+    step = tf.constant(3)
+    passes = [net.forward(p, tf.constant(X), step) for net, p in zip(nets, params)]
+    scale = tf.constant(w / n_rows)
+    losses, dlogits = _loss_and_grads([f[0] for f in passes], tf.constant(y), scale, n_classes)
+
+    for k, layers in enumerate(GRADIENT_ARCHS):
+        tape = passes[k][1]
+        grads = [g.numpy() for g in nets[k].backward(params[k], tape, dlogits[k])]
+        masks = [record[0].numpy() for record in tape if len(record) == 1]
+        assert len(masks) == sum(layer["type"] == "dropout" for layer in layers)
+        assert all(0 < np.mean(m == 0) < 1 for m in masks)  # units really dropped
+        model = build_keras_model(layers, n_features, n_classes, weights[k])
+        loss, want = _keras_loss_and_grads(model, masks, X, y, w, n_classes)
+        np.testing.assert_allclose(losses[k].numpy(), loss, rtol=1e-6)
+        assert [g.shape for g in grads] == [g.shape for g in want]
+        for got, ref in zip(grads, want):
+            assert np.any(ref != 0)
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+        # without a step no unit is dropped: the probabilities are the Keras
+        # model's in inference mode (what scoring and predict use)
+        logits = nets[k].forward(params[k], tf.constant(X))[0].numpy()
+        proba = model(X, training=False).numpy()
+        mine = 1 / (1 + np.exp(-logits)) if n_classes == 2 else \
+            np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        np.testing.assert_allclose(mine, proba, rtol=1e-5, atol=1e-6)

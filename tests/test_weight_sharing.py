@@ -1,6 +1,7 @@
 """One-shot weight sharing: keys, transfer, merge order, file form."""
 
 import numpy as np
+import pytest
 
 from sknas._trainer import CandidateData, PopulationTrainer, initial_weights
 from sknas._weights import SharedWeights, layer_keys
@@ -63,3 +64,24 @@ def test_arrays_round_trip():
     again = SharedWeights.from_arrays(store.to_arrays())
     np.testing.assert_array_equal(again.get(("input", "4-relu"), (3, 4))[0],
                                   np.arange(12.0).reshape(3, 4))
+
+
+def test_non_finite_weights_never_enter_the_table():
+    layers = [dense(4, "relu")]
+    good = [(np.ones((3, 4)), np.ones(4)), (np.ones((4, 2)), np.ones(2))]
+    for bad_value in (np.nan, np.inf, -np.inf):
+        store = SharedWeights()
+        with pytest.raises(ValueError, match="not all finite"):
+            store.put(("input", "4-relu"), np.full((3, 4), bad_value), np.zeros(4))
+        # one bad value anywhere (here the output bias) keeps the whole candidate out,
+        # and the earlier candidate's weights stay in place
+        bad = [(3 * np.ones((3, 4)), 3 * np.ones(4)), (np.ones((4, 2)), np.array([1.0, bad_value]))]
+        store.merge([layers, layers], [good, bad])
+        assert store.get(("input", "4-relu"), (3, 4))[0][0, 0] == 1.0
+        assert store.get(("4-relu", "output"), (4, 2))[1][1] == 1.0
+        # a checkpoint written before the trainers checked their weights: its
+        # non-finite pair is left out on reading, the other pairs are kept
+        arrays = store.to_arrays()
+        arrays["4-relu|output|bias"] = np.array([1.0, bad_value], np.float32)
+        again = SharedWeights.from_arrays(arrays)
+        assert ("input", "4-relu") in again and ("4-relu", "output") not in again
