@@ -2,8 +2,8 @@
 
 One command, from the repository root::
 
-    python benchmarks/bench_speed.py            # the full run (about 15 minutes)
-    python benchmarks/bench_speed.py --quick    # a smoke run (about 2 minutes)
+    python benchmarks/bench_speed.py            # the full run (about 10 minutes on 2 cores)
+    python benchmarks/bench_speed.py --quick    # a smoke run (a minute or two)
 
 It runs, on the reference protocol (bundled wine-quality data, stratified
 80/20 split with ``random_state=0``, ``StandardScaler``), in one process:

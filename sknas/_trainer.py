@@ -133,9 +133,10 @@ def _collect_graphs():
     A traced graph and its function sit in reference cycles (a TensorFlow
     graph points to its ops and they point back), so only a full collection
     frees them, and Python's collection thresholds do not see the memory
-    they hold in TensorFlow's runtime: left alone, a long search grows by a
-    few MB per population. A full collection costs about 0.15 s here, so it
-    runs every few populations rather than after each.
+    they hold in TensorFlow's runtime: left alone, a long search keeps
+    growing (``bench_speed.py`` measures the memory of a 300-candidate
+    search). A full collection is not free, so it runs every few
+    populations rather than after each.
     """
     global _GRAPHS_SINCE_GC
     _GRAPHS_SINCE_GC += 1
