@@ -8,7 +8,7 @@ from ._space import SearchSpace
 
 __version__ = "0.1.0"
 
-__all__ = ["ControllerHistoryDisplay", "MLPNASClassifier", "PredictorDisplay",
+__all__ = ["ControllerHistoryDisplay", "MLPNASClassifier", "MLPNASRegressor", "PredictorDisplay",
            "RewardDistributionDisplay", "RewardHistoryDisplay", "Run", "RunFormatError", "SavedModel",
            "SearchSpace", "__version__", "load_model", "load_run"]
 
@@ -17,10 +17,10 @@ def __getattr__(name):
     # The estimator imports TensorFlow (seconds, and log lines on stderr): it
     # loads on first use, so ``import sknas`` and the command line's input
     # checks stay fast and quiet.
-    if name == "MLPNASClassifier":
-        from ._estimator import MLPNASClassifier
-        globals()[name] = MLPNASClassifier
-        return MLPNASClassifier
+    if name in ("MLPNASClassifier", "MLPNASRegressor"):
+        from . import _estimator
+        globals()[name] = getattr(_estimator, name)
+        return globals()[name]
     raise AttributeError(f"module 'sknas' has no attribute {name!r}")
 
 

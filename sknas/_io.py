@@ -2,11 +2,13 @@
 
 A saved model is a folder with two plain files:
 
-* ``model.keras``: the refit Keras model (probabilities out: one sigmoid unit
-  for two classes, a softmax otherwise);
-* ``sknas_model.json``: format version, sknas version, classes with their
-  dtype, feature names, number of features, the architecture (readable and
-  machine form), its search reward and the estimator's parameters.
+* ``model.keras``: the refit Keras model (a classifier's gives probabilities:
+  one sigmoid unit for two classes, a softmax otherwise; a regressor's gives
+  the targets in their original units);
+* ``sknas_model.json``: format version, sknas version, the task, classes with
+  their dtype (``null`` for a regressor) or the targets' summary, feature
+  names, number of features, the architecture (readable and machine form),
+  its search reward and the estimator's parameters.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._runlog import (RunFormatError, decode_classes, encode_classes, json_safe, load_keras,
-                      read_json, save_keras_atomic, write_json_atomic)
+from ._runlog import (RunFormatError, _target_summary, decode_classes, encode_classes, json_safe,
+                      load_keras, read_json, save_keras_atomic, write_json_atomic)
 
-__all__ = ["SavedModel", "keras_proba", "load_model", "save_model"]
+__all__ = ["SavedModel", "keras_predict", "keras_proba", "load_model", "save_model"]
 
 MODEL_FORMAT = "sknas-model"
 MODEL_FORMAT_VERSION = 1
@@ -27,9 +29,9 @@ _KERAS = "model.keras"
 
 
 def save_model(estimator, path):
-    """Write a fitted :class:`MLPNASClassifier`'s winner to the folder ``path``.
+    """Write a fitted estimator's winner to the folder ``path``.
 
-    See :meth:`MLPNASClassifier.save_model`.
+    See :meth:`MLPNASClassifier.save_model` and :meth:`MLPNASRegressor.save_model`.
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -39,7 +41,10 @@ def save_model(estimator, path):
     path.mkdir(parents=True, exist_ok=True)
     save_keras_atomic(estimator.model_, path / _KERAS)
     meta = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
-            "sknas_version": __version__, "classes": encode_classes(estimator.classes_),
+            "sknas_version": __version__,
+            "task": "regression" if hasattr(estimator, "y_mean_") else "classification",
+            "classes": encode_classes(getattr(estimator, "classes_", None)),
+            "target": _target_summary(estimator),
             "feature_names": json_safe(getattr(estimator, "feature_names_in_", None)),
             "n_features": int(estimator.n_features_in_),
             "architecture": estimator.best_architecture_,
@@ -61,8 +66,9 @@ def load_model(path):
     Returns
     -------
     model : SavedModel
-        A predictor with ``predict``, ``predict_proba``, ``score`` and
-        ``classes_``, giving the same probabilities as the estimator.
+        A predictor with ``predict`` and ``score`` (and, for a classifier,
+        ``predict_proba`` and ``classes_``), giving the same predictions as
+        the estimator.
 
     Raises
     ------
@@ -93,9 +99,20 @@ def load_model(path):
                              f"format {meta.get('format_version')!r}; this sknas reads format "
                              f"{MODEL_FORMAT_VERSION} only")
     missing = {"classes", "n_features", "architecture", "layers", "params"} - set(meta)
+    if meta.get("task", "classification") == "classification" and meta.get("classes") is None:
+        missing.add("classes")
     if missing:
         raise RunFormatError(f"{path / _META} lacks {sorted(missing)}")
     return SavedModel(load_keras(path / _KERAS), meta)
+
+
+def keras_predict(model, X):
+    """Outputs of a Keras ``model`` on float32 rows ``X``, in batches of 8192
+    rows, as float64 (serves the regressor and :class:`SavedModel`)."""
+    if len(X) == 0:
+        return np.zeros((0,) + tuple(model.output_shape[1:]))
+    return np.concatenate([np.asarray(model(X[i:i + 8192], training=False), np.float64)
+                           for i in range(0, len(X), 8192)])
 
 
 def keras_proba(model, X, n_classes):
@@ -105,11 +122,7 @@ def keras_proba(model, X, n_classes):
     column becomes two columns (``1 - p``, ``p``); rows are normalised to
     sum to 1. Serves :class:`MLPNASClassifier` and :class:`SavedModel` alike.
     """
-    if len(X) == 0:
-        out = np.zeros((0, 1 if n_classes == 2 else n_classes))
-    else:
-        out = np.concatenate([np.asarray(model(X[i:i + 8192], training=False), np.float64)
-                              for i in range(0, len(X), 8192)])
+    out = keras_predict(model, X)
     if n_classes == 2:
         out = np.hstack([1.0 - out, out])
     return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-300)
@@ -123,8 +136,9 @@ class SavedModel:
     Attributes
     ----------
     model_ : keras.Model
-    classes_ : ndarray of shape (n_classes,)
-        Labels with their original dtype.
+    task : {'classification', 'regression'}
+    classes_ : ndarray of shape (n_classes,) or None
+        Labels with their original dtype (``None`` for a regressor).
     n_features_in_ : int
     feature_names_in_ : ndarray of str or None
     architecture_ : str
@@ -136,6 +150,7 @@ class SavedModel:
     def __init__(self, model, meta):
         self.model_ = model
         self.meta = meta
+        self.task = meta.get("task", "classification")
         self.classes_ = decode_classes(meta["classes"])
         self.n_features_in_ = int(meta["n_features"])
         names = meta.get("feature_names")
@@ -157,16 +172,26 @@ class SavedModel:
         return X
 
     def predict_proba(self, X):
-        """Class probabilities, columns in the order of ``classes_``."""
+        """Class probabilities, columns in the order of ``classes_`` (classifiers only)."""
+        if self.task == "regression":
+            raise AttributeError("a saved regressor has no predict_proba; use predict")
         return keras_proba(self.model_, self._check_X(X), len(self.classes_))
 
     def predict(self, X):
-        """Predicted labels, from ``classes_``."""
+        """Predicted labels from ``classes_``, or a regressor's targets."""
+        if self.task == "regression":
+            out = keras_predict(self.model_, self._check_X(X))
+            return out.ravel() if out.shape[1] == 1 else out
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def score(self, X, y):
-        """Accuracy on ``(X, y)``."""
+        """Accuracy on ``(X, y)``, or R^2 (averaged over targets) for a regressor."""
+        if self.task == "regression":
+            from sklearn.metrics import r2_score
+            return float(r2_score(y, self.predict(X)))
         return float(np.mean(self.predict(X) == np.asarray(y)))
 
     def __repr__(self):
+        if self.task == "regression":
+            return f"SavedModel({self.architecture_!r}, task='regression')"
         return f"SavedModel({self.architecture_!r}, classes={self.classes_.tolist()!r})"

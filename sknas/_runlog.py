@@ -84,7 +84,10 @@ def json_safe(obj):
 
 
 def encode_classes(classes):
-    """Class labels as ``{'dtype': ..., 'values': [...]}`` (JSON-safe)."""
+    """Class labels as ``{'dtype': ..., 'values': [...]}`` (JSON-safe); a
+    regressor's ``None`` stays ``None``."""
+    if classes is None:
+        return None
     classes = np.asarray(classes)
     return {"dtype": classes.dtype.str if classes.dtype != object else "object",
             "values": [v.item() if isinstance(v, np.generic) else v for v in classes.tolist()]}
@@ -92,6 +95,8 @@ def encode_classes(classes):
 
 def decode_classes(spec):
     """Inverse of :func:`encode_classes`."""
+    if spec is None:
+        return None
     if not isinstance(spec, dict) or set(spec) != {"dtype", "values"}:
         raise RunFormatError(f"classes must be {{'dtype', 'values'}}; got {spec!r}")
     if spec["dtype"] == "object":
@@ -207,10 +212,22 @@ def read_meta(path):
         raise RunFormatError(
             f"{path} was written by sknas {meta.get('sknas_version')!r} in run-folder format "
             f"{meta.get('format_version')!r}; sknas {__version__} reads format {FORMAT_VERSION} only")
-    for key, kind in (("seed", int), ("n_features", int), ("classes", dict)):
+    for key, kind in (("seed", int), ("n_features", int)):
         if not isinstance(meta.get(key), kind):
             raise RunFormatError(f"{path / 'meta.json'}: {key!r} is missing or not {kind.__name__}")
+    regression = meta.get("task") == "regression"
+    if not (meta.get("classes") is None if regression else isinstance(meta.get("classes"), dict)):
+        raise RunFormatError(f"{path / 'meta.json'}: 'classes' is missing or not "
+                             f"{'null (a regression run)' if regression else 'dict'}")
     return meta
+
+
+def _target_summary(estimator):
+    """A regressor's target: number of outputs, mean and standard deviation."""
+    if not hasattr(estimator, "y_mean_"):
+        return None
+    return {"n_outputs": int(estimator.n_outputs_), "mean": json_safe(estimator.y_mean_),
+            "std": json_safe(estimator.y_scale_)}
 
 
 def _trial_from_line(obj, lineno, path):
@@ -294,7 +311,7 @@ class Run:
         ``meta.json`` (versions, seed, feature names, status, stop reason).
     params : dict
         The estimator's parameters (JSON-safe).
-    classes : ndarray
+    classes : ndarray or None
         Class labels, with their original dtype.
     trials : list of Trial
     results : dict of ndarray
@@ -331,6 +348,38 @@ class Run:
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: the run has not finished its refit")
         return load_keras(path)
+
+    def to_html(self, path=None, *, held_out_score=None):
+        """Write the run's report: one self-contained HTML page.
+
+        The page holds the run's parameters and data summary, its status,
+        stop reason and times, the leaderboard of every candidate (sortable),
+        the winner, the four plots (inline PNG images; they need matplotlib)
+        with the predictor's rank correlation, and the controller history. It
+        loads nothing from a network, so it can be mailed. A run that is
+        still being written gives the page as it stands, with a notice.
+
+        Parameters
+        ----------
+        path : str or path-like, default=None
+            File to write; ``None`` returns the HTML text instead. A path
+            inside the run folder is refused: the run folder is only read.
+        held_out_score : float or dict of str to float, default=None
+            The winner's held-out score, which the run folder does not know.
+
+        Returns
+        -------
+        html_or_path : str or pathlib.Path
+            The HTML text when ``path`` is ``None``, else ``path``.
+
+        Examples
+        --------
+        >>> run = load_run("runs/run-20250101-120000-1234")  # doctest: +SKIP
+        >>> run.to_html("report.html")  # doctest: +SKIP
+        PosixPath('report.html')
+        """
+        from ._html import run_report
+        return run_report(self, path, held_out_score=held_out_score)
 
 
 def load_run(path):
@@ -428,7 +477,9 @@ class RunLog:
         write_json_atomic(self.path / "params.json", json_safe(estimator.get_params()))
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "sknas_version": __version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": int(search.seed),
-                "classes": encode_classes(estimator.classes_),
+                "task": "regression" if search.data.head.is_regression else "classification",
+                "classes": encode_classes(getattr(estimator, "classes_", None)),
+                "target": _target_summary(estimator),
                 "feature_names": json_safe(getattr(estimator, "feature_names_in_", None)),
                 "n_features": int(estimator.n_features_in_),
                 "data_sha256": data_fingerprint(search.data), "status": "running",
@@ -478,7 +529,7 @@ class RunLog:
         if meta.get("data_sha256") != data_fingerprint(search.data):
             raise ValueError(f"Cannot resume {self.path}: the training data (X, y, sample_weight) "
                              "differs from the data of the interrupted search")
-        if json_safe(decode_classes(meta["classes"])) != json_safe(estimator.classes_):
+        if json_safe(decode_classes(meta["classes"])) != json_safe(getattr(estimator, "classes_", None)):
             raise ValueError(f"Cannot resume {self.path}: the classes differ")
 
     def _rewrite_trials(self, trials):

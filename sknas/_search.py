@@ -141,7 +141,10 @@ class Search:
             return False
         trials = self._train(epoch, archs, predicted, rng)
         rewards = np.array([t.reward if t.status == "ok" else np.nan for t in trials])
-        info = self.strategy.update(archs, rewards, failed=[t.status != "ok" for t in trials])
+        # the policy learns from rewards in [0, 1]: a regressor's negative R^2
+        # (worse than predicting the mean) counts as a failure, reward 0
+        info = self.strategy.update(archs, np.clip(rewards, 0.0, 1.0),
+                                    failed=[t.status != "ok" for t in trials])
         row = {"controller_epoch": epoch, "started": started, **info,
                "best_reward": self._best_reward(),
                "n_failed": int(sum(t.status != "ok" for t in trials)),
@@ -188,7 +191,7 @@ class Search:
     def _record(self, epoch, arch, layers, predicted, result):
         d = self.data
         trial = Trial(index=len(self.trials), controller_epoch=epoch, arch=tuple(arch),
-                      architecture=describe_layers(layers, d.n_classes), layers=layers,
+                      architecture=describe_layers(layers, d.head.name), layers=layers,
                       n_params=n_params(layers, d.n_features, d.n_outputs),
                       predicted_reward=float(predicted), val_scores=list(result.val_scores),
                       fit_time=result.fit_time, status=result.status, message=result.message,

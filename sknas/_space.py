@@ -16,7 +16,7 @@ __all__ = ["SearchSpace"]
 
 _DENSE_RE = re.compile(r"^(\d+)-([A-Za-z_]+)$")
 _DROPOUT_RE = re.compile(r"^dropout\(([0-9.eE+-]+)\)$")
-_OUTPUT_RE = re.compile(r"^(softmax|sigmoid)\((\d+)\)$")
+_OUTPUT_RE = re.compile(r"^(softmax|sigmoid|linear)\((\d+)\)$")
 
 
 class SearchSpace:
@@ -136,9 +136,13 @@ class SearchSpace:
             raise ValueError(f"architecture {layers} breaks the search-space rules")
         return arch
 
-    def describe(self, arch, n_classes):
-        """Readable form, e.g. ``'64-relu > dropout(0.2) > 32-elu > softmax(3)'``."""
-        return describe_layers(self.layers(arch), n_classes)
+    def describe(self, arch, output):
+        """Readable form, e.g. ``'64-relu > dropout(0.2) > 32-elu > softmax(3)'``.
+
+        ``output`` is the number of classes, or the output layer's readable
+        name (such as ``'linear(1)'`` for a regressor).
+        """
+        return describe_layers(self.layers(arch), output)
 
     def parse(self, text):
         """Architecture (tuple of tokens) from its readable form."""
@@ -150,15 +154,16 @@ def output_layer_name(n_classes):
     return "sigmoid(1)" if n_classes == 2 else f"softmax({n_classes})"
 
 
-def describe_layers(layers, n_classes):
-    """Readable form of a list of hidden-layer dicts plus the output layer."""
+def describe_layers(layers, output):
+    """Readable form of a list of hidden-layer dicts plus the output layer
+    (``output``: a number of classes or the output layer's name)."""
     parts = []
     for layer in layers:
         if layer["type"] == "dropout":
             parts.append(f"dropout({layer['rate']:g})")
         else:
             parts.append(f"{layer['units']}-{layer['activation']}")
-    parts.append(output_layer_name(n_classes))
+    parts.append(output if isinstance(output, str) else output_layer_name(output))
     return " > ".join(parts)
 
 

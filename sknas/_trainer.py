@@ -28,15 +28,52 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["CandidateData", "CandidateResult", "PopulationTrainer", "KerasTrainer",
+__all__ = ["CandidateData", "CandidateResult", "Head", "PopulationTrainer", "KerasTrainer",
            "build_keras_model", "dense_shapes", "initial_weights", "n_params"]
+
+
+@dataclass(frozen=True)
+class Head:
+    """The output layer and loss of every candidate of a fit.
+
+    Parameters
+    ----------
+    kind : {'binary', 'softmax', 'linear'}
+        One sigmoid unit with binary cross-entropy, a softmax with sparse
+        categorical cross-entropy, or linear units with squared error.
+    n_outputs : int
+        Units of the output layer.
+    """
+
+    kind: str
+    n_outputs: int
+
+    @classmethod
+    def of(cls, spec):
+        """A head from itself or from a number of classes (the classifier's)."""
+        if isinstance(spec, Head):
+            return spec
+        n_classes = int(spec)
+        return cls("binary", 1) if n_classes == 2 else cls("softmax", n_classes)
+
+    @property
+    def name(self):
+        """Readable form of the output layer, e.g. ``'softmax(3)'``."""
+        activation = {"binary": "sigmoid", "softmax": "softmax", "linear": "linear"}[self.kind]
+        return f"{activation}({self.n_outputs})"
+
+    @property
+    def is_regression(self):
+        return self.kind == "linear"
 
 
 @dataclass
 class CandidateData:
     """Training and validation rows shared by every candidate of a fit.
 
-    ``y`` holds class indices ``0 .. n_classes - 1``; ``w`` sample weights.
+    For classification ``y`` holds class indices ``0 .. n_classes - 1``; for
+    regression (``task='regression'``, ``n_classes`` 0) it is a float array
+    of shape ``(n, n_targets)``, standardised. ``w`` holds sample weights.
     ``X_val`` may be empty (no validation, as in the refit).
     """
 
@@ -47,14 +84,22 @@ class CandidateData:
     y_val: np.ndarray
     w_val: np.ndarray
     n_classes: int
+    task: str = "classification"
 
     @property
     def n_features(self):
         return self.X.shape[1]
 
     @property
+    def head(self):
+        """The :class:`Head` of the candidates."""
+        if self.task == "regression":
+            return Head("linear", self.y.shape[1])
+        return Head.of(self.n_classes)
+
+    @property
     def n_outputs(self):
-        return 1 if self.n_classes == 2 else self.n_classes
+        return self.head.n_outputs
 
 
 @dataclass
@@ -203,11 +248,10 @@ class _Net:
     gradient tape, no broadcasting bookkeeping, and a graph that traces fast.
     """
 
-    def __init__(self, layers, n_features, n_classes, seed):
-        self.n_classes = n_classes
+    def __init__(self, layers, n_features, head, seed):
+        self.head = Head.of(head)
         self.seed = int(seed) % (2**31 - 1)
-        n_out = 1 if n_classes == 2 else n_classes
-        self.shapes = dense_shapes(layers, n_features, n_out)
+        self.shapes = dense_shapes(layers, n_features, self.head.n_outputs)
         self.ops = []  # ('dense', index, activation name) | ('dropout', rate, salt)
         i = 0
         for j, layer in enumerate(layers):
@@ -272,14 +316,19 @@ class _Net:
                 dx = tf.matmul(dz, params[op[1]][0], transpose_b=True)
         return grads
 
-    def correct(self, params, x, y):
-        """1.0 where the prediction on ``x`` (no dropout) equals ``y``."""
+    def score(self, params, x, y, w, total):
+        """Validation score on ``x`` (no dropout): weighted accuracy, or for a
+        linear head R^2 averaged over the outputs (``total`` holds each
+        output's weighted sum of squares about its mean)."""
         z = self.forward(params, x)[0]
-        if self.n_classes == 2:
+        if self.head.is_regression:
+            sse = tf.reduce_sum(w[:, None] * tf.square(z - y), axis=0)
+            return tf.reduce_mean(1.0 - sse / total)
+        if self.head.kind == "binary":
             pred = tf.cast(z[:, 0] > 0, tf.int32)
         else:
             pred = tf.argmax(z, axis=1, output_type=tf.int32)
-        return tf.cast(tf.equal(pred, y), tf.float32)
+        return tf.reduce_sum(w * tf.cast(tf.equal(pred, y), tf.float32)) / total
 
 
 def _dense_grads(x, dz):
@@ -351,7 +400,7 @@ class _Population:
 _ALIGN = 64  # floats: 256 bytes, a multiple of every SIMD packet and unrolled block
 
 
-def _loss_and_grads(logits, y, scale, n_classes):
+def _loss_and_grads(logits, y, scale, head):
     """Per-net weighted losses and d loss / d logits for a list of nets' logits.
 
     One fused cross-entropy kernel per net, on that net's own ``(rows,
@@ -359,10 +408,17 @@ def _loss_and_grads(logits, y, scale, n_classes):
     vector or a scalar path depending on where an element falls in its
     buffer, so sharing one buffer between nets would make a net's numbers
     depend on the population it trains in. ``scale`` is ``w / batch rows``.
+    A linear head has Keras' squared error: the mean over outputs of
+    ``(z - y) ** 2`` per row.
     """
+    head = Head.of(head)
     losses, grads = [], []
     for z in logits:
-        if n_classes == 2:
+        if head.is_regression:
+            diff = z - y
+            per_row = tf.reduce_mean(tf.square(diff), axis=1)
+            dz = diff * (2.0 / head.n_outputs) * scale[:, None]
+        elif head.kind == "binary":
             t = tf.cast(y, tf.float32)[:, None]
             per_row = tf.nn.sigmoid_cross_entropy_with_logits(t, z)[:, 0]
             dz = (tf.math.sigmoid(z) - t) * scale[:, None]
@@ -425,7 +481,7 @@ class PopulationTrainer:
         """
         start = time.perf_counter()
         try:
-            nets = [_Net(layers, data.n_features, data.n_classes, s) for layers, _, s in candidates]
+            nets = [_Net(layers, data.n_features, data.head, s) for layers, _, s in candidates]
             pop = _Population(nets, [w for _, w, _ in candidates])
             scores, bad = self._run(pop, data, seed)
             weights = pop.weights()
@@ -452,9 +508,10 @@ class PopulationTrainer:
 
     def _run(self, pop, data, seed):
         t0 = time.perf_counter()
-        args = (tf.constant(data.X, tf.float32), tf.constant(data.y, tf.int32),
+        y_type = tf.float32 if data.head.is_regression else tf.int32
+        args = (tf.constant(data.X, tf.float32), tf.constant(data.y, y_type),
                 tf.constant(data.w, tf.float32), tf.constant(data.X_val, tf.float32),
-                tf.constant(data.y_val, tf.int32), tf.constant(data.w_val, tf.float32))
+                tf.constant(data.y_val, y_type), tf.constant(data.w_val, tf.float32))
         fn = tf.function(self._make_loop(pop, int(seed) % (2**31 - 1)), autograph=False)
         t1 = time.perf_counter()
         with _quiet_retracing():
@@ -498,7 +555,7 @@ class PopulationTrainer:
             scale = wb / tf.cast(tf.shape(wb)[0], tf.float32)
             params = pop.split()
             passes = [net.forward(p, xb, first_step + s) for net, p in zip(nets, params)]
-            losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].n_classes)
+            losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].head)
             grads = pop.padded_grads([net.backward(p, tape, d) for net, p, (_, tape), d
                                       in zip(nets, params, passes, dlogits)])
             b1p, b2p = b1p * 0.9, b2p * 0.999
@@ -513,9 +570,13 @@ class PopulationTrainer:
 
     @staticmethod
     def _val_scores(pop, Xv, yv, wv):
-        total = tf.maximum(tf.reduce_sum(wv), 1e-12)
-        return tf.stack([tf.reduce_sum(wv * net.correct(p, Xv, yv)) / total
-                         for net, p in zip(pop.nets, pop.split())])
+        """Each net's validation score: weighted accuracy or mean R^2."""
+        if pop.nets[0].head.is_regression:
+            mean = tf.reduce_sum(wv[:, None] * yv, axis=0) / tf.maximum(tf.reduce_sum(wv), 1e-12)
+            total = tf.maximum(tf.reduce_sum(wv[:, None] * tf.square(yv - mean), axis=0), 1e-12)
+        else:
+            total = tf.maximum(tf.reduce_sum(wv), 1e-12)
+        return tf.stack([net.score(p, Xv, yv, wv, total) for net, p in zip(pop.nets, pop.split())])
 
 
 @contextmanager
@@ -536,14 +597,16 @@ def _message(exc):
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def build_keras_model(layers, n_features, n_classes, weights=None, seed=None):
+def build_keras_model(layers, n_features, head, weights=None, seed=None):
     """A ``keras.Sequential`` MLP for ``layers`` plus the output layer.
 
     Parameters
     ----------
     layers : list of dict
         Hidden layers in machine form.
-    n_features, n_classes : int
+    n_features : int
+    head : Head or int
+        The output layer, or the number of classes of a classifier.
     weights : list of (kernel, bias), optional
         Weights of the dense layers, output last.
     seed : int, optional
@@ -556,10 +619,9 @@ def build_keras_model(layers, n_features, n_classes, weights=None, seed=None):
             model.add(keras.layers.Dense(layer["units"], activation=layer["activation"]))
         else:
             model.add(keras.layers.Dropout(layer["rate"], seed=None if seed is None else seed + j))
-    if n_classes == 2:
-        model.add(keras.layers.Dense(1, activation="sigmoid"))
-    else:
-        model.add(keras.layers.Dense(n_classes, activation="softmax"))
+    head = Head.of(head)
+    activation = {"binary": "sigmoid", "softmax": "softmax", "linear": None}[head.kind]
+    model.add(keras.layers.Dense(head.n_outputs, activation=activation))
     if weights is not None:
         dense = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Dense)]
         for lyr, (kernel, bias) in zip(dense, weights):
@@ -586,10 +648,15 @@ class KerasTrainer:
         import keras
         start = time.perf_counter()
         try:
-            model = build_keras_model(layers, data.n_features, data.n_classes, weights, seed)
-            loss = "binary_crossentropy" if data.n_classes == 2 else "sparse_categorical_crossentropy"
+            head = data.head
+            model = build_keras_model(layers, data.n_features, head, weights, seed)
+            loss = {"binary": "binary_crossentropy", "softmax": "sparse_categorical_crossentropy",
+                    "linear": "mean_squared_error"}[head.kind]
+            metric = (keras.metrics.R2Score(name="score") if head.is_regression
+                      else keras.metrics.SparseCategoricalAccuracy(name="score")
+                      if head.kind == "softmax" else keras.metrics.BinaryAccuracy(name="score"))
             model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=loss,
-                          weighted_metrics=["accuracy"])
+                          weighted_metrics=[metric])
             has_val = len(data.y_val) > 0
             hist = model.fit(data.X, data.y, sample_weight=data.w, epochs=self.epochs,
                              batch_size=self.batch_size, verbose=0,
@@ -599,7 +666,7 @@ class KerasTrainer:
                                    fit_time=time.perf_counter() - start)
         dense = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Dense)]
         weights = [tuple(lyr.get_weights()) for lyr in dense]
-        val_scores = list(hist.history.get("val_accuracy", []))
+        val_scores = list(hist.history.get("val_score", []))
         fit_time = time.perf_counter() - start
         # Keras' loss is taken before each update, so it cannot see an overflow
         # in the last step: the trained weights are checked too

@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sknas import MLPNASClassifier
-from sknas import _estimator
+from sknas._search import Search
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def no_search(monkeypatch):
     """Fail loudly if a search starts."""
     def run(self, *args, **kwargs):
         raise AssertionError("the search started: validation should have failed first")
-    monkeypatch.setattr(_estimator.Search, "run", run)
+    monkeypatch.setattr(Search, "run", run)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """scikit-learn's own API checks, run on a tiny search budget.
 
-Every check that scikit-learn generates for a classifier runs here. The few
+Every check that scikit-learn generates for a classifier and for a regressor
+runs here. The few
 that cannot pass are listed, with the reason, in ``EXPECTED_FAILED_CHECKS``
 (and in ``docs/sklearn.rst``); they still run, as expected failures.
 """
@@ -8,7 +9,7 @@ that cannot pass are listed, with the reason, in ``EXPECTED_FAILED_CHECKS``
 from sklearn.utils import get_tags
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sknas import MLPNASClassifier
+from sknas import MLPNASClassifier, MLPNASRegressor
 
 from conftest import TINY
 
@@ -30,7 +31,7 @@ def expected_failed_checks(estimator):
     return dict(EXPECTED_FAILED_CHECKS)
 
 
-@parametrize_with_checks([MLPNASClassifier(**BUDGET)],
+@parametrize_with_checks([MLPNASClassifier(**BUDGET), MLPNASRegressor(**BUDGET)],
                          expected_failed_checks=expected_failed_checks)
 def test_sklearn_api(estimator, check):
     check(estimator)

@@ -1,0 +1,622 @@
+"""The search behind both estimators: parameters, fit, results and persistence.
+
+:class:`BaseMLPNAS` runs the architecture search in ``fit``; the classifier
+and the regressor (``_estimator.py``) add only what differs: how the target
+is checked and encoded, how the validation split is drawn, the output layer
+and how predictions are served.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._controller import Controller
+from ._parallel import CandidateExecutor
+from ._random_search import RandomStrategy
+from ._reporting import Reporter
+from ._runlog import keeps_python_random_state
+from ._search import Search, SearchBudget, interrupt_guard
+from ._space import SearchSpace
+from ._trainer import (CandidateData, KerasTrainer, PopulationTrainer, build_keras_model,
+                       initial_weights)
+from ._trial import best_row, history_table, results_table, top_table
+from ._weights import SharedWeights
+
+__all__ = ["BaseMLPNAS"]
+
+#: Parameters shared by both estimators, in numpydoc form (their docstrings
+#: are assembled from these pieces so the two cannot drift apart).
+PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 512)
+        Layer widths of the search space.
+    activations : tuple of str, default=('sigmoid', 'tanh', 'relu', 'elu')
+        Activations of the search space (Keras names).
+    dropout_rate : float, default=0.2
+        Rate of the dropout token.
+    max_layers : int, default=2
+        Maximum number of hidden tokens (a dropout counts as one). The
+        tutorial's sequence length 3 includes the output layer.
+    controller_epochs : int, default=10
+        Controller epochs (tutorial: ``CONTROLLER_SAMPLING_EPOCHS``).
+    samples_per_epoch : int, default=10
+        Candidates per controller epoch (``SAMPLES_PER_CONTROLLER_EPOCH``).
+    controller_train_steps : int, default=10
+        Controller gradient steps per controller epoch
+        (``CONTROLLER_TRAINING_EPOCHS``).
+    controller_units : int, default=100
+        Units of the controller's LSTM (``CONTROLLER_LSTM_DIM``).
+    controller_learning_rate : float, default=0.01
+        Adam learning rate of the controller.
+    controller_decay : float, default=0.1
+        Inverse time decay of the controller's learning rate per step:
+        ``lr / (1 + decay * step)``.
+    controller_clipnorm : float, default=1.0
+        Per-variable gradient norm clip of the controller's Adam.
+    discount : float, default=0.9
+        Discount of the per-step returns (``CONTROLLER_LOSS_ALPHA``).
+    baseline : 'ema' or float, default='ema'
+        Reward baseline: ``'ema'``, an exponential moving average of past
+        rewards (Zoph and Le, 2017) started at the first controller epoch's
+        mean reward; ``'batch'``, the mean reward of the controller epoch
+        being learned from (the advantages are centred); or a constant, such
+        as the tutorial's 0.5. The benchmark behind the default, with its
+        standard errors, is in ``benchmarks/RESULTS.md``.
+    baseline_decay : float, default=0.9
+        Decay of the moving-average baseline.
+    normalize_advantage : bool, default=True
+        Divide the advantages ``R - b`` by a running root mean square of the
+        advantages (decay ``baseline_decay``), floored at 0.01 so that nearly
+        equal rewards do not give huge advantages. The sign of ``R - b`` is
+        kept: better than the baseline is reinforced, worse is discouraged.
+    entropy_weight : float, default=0.0
+        Weight of the policy-entropy bonus in the controller loss.
+    use_predictor : bool, default=True
+        Train the reward-predictor head (``CONTROLLER_USE_PREDICTOR``).
+    strategy : {'reinforce', 'random'}, default='reinforce'
+        ``'random'`` samples architectures uniformly and never learns: the
+        baseline strategy for comparisons.
+    epochs : int, default=10
+        Training epochs per candidate (``ARCHITECTURE_TRAINING_EPOCHS``).
+    batch_size : int, default=32
+        Mini-batch size of candidate training.
+    learning_rate : float, default=0.01
+        Adam learning rate of the candidates (``MLP_LEARNING_RATE``).
+    validation_fraction : float, default=0.1
+        Fraction of the training rows held out once per fit (stratified for
+        the classifier) to score every candidate.
+    reward : {'weighted', 'last', 'max'}, default='weighted'
+        Reward from the per-epoch validation scores (accuracy for the
+        classifier, R^2 for the regressor): mean weighted 1, 2, ..., E (the
+        tutorial's), the last epoch's, or the best epoch's.
+    weight_sharing : bool, default=True
+        One-shot weight sharing between candidates (``MLP_ONE_SHOT``).
+    trainer : {'population', 'keras'}, default='population'
+        ``'population'`` trains a controller epoch of candidates together in
+        one compiled graph (fast); ``'keras'`` calls ``model.fit`` per candidate.
+    n_jobs : int, default=None
+        Parallel workers for candidate training, through the active joblib
+        backend. ``None`` means 1 unless in a ``joblib.parallel_backend``
+        context; ``-1`` means all cores (``-2`` all but one...). 0 is invalid.
+    error_score : 'raise' or float, default=np.nan
+        Reward recorded for a candidate that fails; ``'raise'`` re-raises.
+        The controller always sees a failed candidate as reward 0, and a
+        failed candidate never ranks above a successful one nor counts as
+        the best, whatever its ``error_score``.
+    max_time : float, default=None
+        Seconds after which no new controller epoch starts.
+    max_candidates : int, default=None
+        Maximum number of candidates to train.
+    refit : bool, default=True
+        Retrain the best architecture on all the training data, starting (like
+        every candidate) from the shared weights. If False, ``model_`` is the
+        best candidate as the search trained it.
+    log_dir : str or path, default=None
+        Each ``fit`` writes a new run folder under this directory: trials as
+        JSON lines appended as each candidate ends, controller history,
+        parameters, a controller and shared-weights checkpoint (``.npz``) per
+        controller epoch and the refit winner (``.keras``); see
+        :func:`sknas.load_run`. ``None`` writes no files at all.
+    resume : str or path, default=None
+        Run folder of a killed or interrupted search to continue, with the
+        same data: its seed, controller, shared weights and finished
+        candidates are restored, and the search appends to that folder.
+        Only ``controller_epochs``, ``max_time``, ``max_candidates``,
+        ``n_jobs``, ``error_score``, ``refit`` and ``verbose`` may differ;
+        ``random_state`` must be the run's own or ``None`` (the run's seed
+        is used either way).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the whole search (sampling, initialisation, shuffling, dropout).
+    verbose : int, default=0
+        0 silent, 1 a line per controller epoch, 2 also a line per candidate.
+
+"""
+
+ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
+        One row per candidate: ``architecture``, ``layers``, ``n_layers``,
+        ``n_params``, ``controller_epoch``, ``reward``, ``predicted_reward``,
+        ``last_score``, ``max_score``, ``fit_time``, ``rank``, ``status``,
+        ``message``, ``host``, ``pid``. ``pd.DataFrame(search_results_)``
+        gives the table. ``rank`` 1 is the best; failed rows rank after every
+        successful one. ``fit_time`` is the wall time of the population the
+        candidate trained in, divided by the number of candidates in it.
+    best_index_ : int
+        Row of the best candidate in ``search_results_``.
+    best_architecture_ : str
+        Readable form of the best architecture.
+    best_layers_ : list of dict
+        Machine form of the best architecture.
+    best_score_ : float
+        Reward of the best candidate (validation accuracy or R^2, as
+        ``reward`` combines the epochs).
+    model_ : keras.Model
+        The refit winner.
+{task_attributes}
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features, when X was a DataFrame with string columns.
+    controller_history_ : dict of ndarray
+        Per controller epoch: ``controller_epoch``, ``started`` (seconds
+        into the search), ``loss``, ``baseline``, ``mean_reward``,
+        ``entropy``, ``predictor_loss``, ``best_reward``, ``n_failed``,
+        ``elapsed``.
+    controller_ : Controller or RandomStrategy
+        The trained strategy.
+    n_candidates_ : int
+        Number of candidates the search trained (failed ones included).
+    stop_reason_ : str
+        ``'completed'``, ``'max_time'``, ``'max_candidates'``, ``'interrupted'``
+        or ``'exhausted'``.
+    search_time_ : float
+        Seconds spent in the search.
+    refit_time_ : float
+        Seconds spent refitting the best architecture.
+    run_dir_ : pathlib.Path or None
+        The run folder written when ``log_dir`` or ``resume`` was given.
+
+"""
+
+NOTES_DOC = """    Notes
+    -----
+    With the default population trainer, the same ``random_state`` gives the
+    same search when candidates run sequentially (``n_jobs=1``; with more
+    workers too, as tested). With ``trainer='keras'`` two fits differ:
+    ``model.fit`` shuffles and drops out with TensorFlow's global seed, so
+    the estimator's ``non_deterministic`` tag is True in that configuration.
+
+    ``fit`` touches global state only where it must, and restores it: a
+    SIGINT handler while the search runs (main thread only), Python's
+    ``random`` state (Keras draws layer seeds from it), and TensorFlow's
+    logger level while a population graph is traced. See
+    :ref:`global-side-effects`.
+
+"""
+
+
+class BaseMLPNAS(BaseEstimator):
+    """Base class of :class:`MLPNASClassifier` and :class:`MLPNASRegressor`.
+
+    Subclasses define ``_validate_target`` (the encoded target and what the
+    estimator must remember of it), ``_split`` (the validation split),
+    ``_head_data`` (the :class:`~sknas._trainer.CandidateData` task fields)
+    and ``_finish_model`` (the served Keras model from trained weights).
+    """
+
+    _parameter_constraints: dict = {
+        "units": ["array-like"],
+        "activations": ["array-like"],
+        "dropout_rate": [Interval(Real, 0, 1, closed="left")],
+        "max_layers": [Interval(Integral, 1, None, closed="left")],
+        "controller_epochs": [Interval(Integral, 1, None, closed="left")],
+        "samples_per_epoch": [Interval(Integral, 1, None, closed="left")],
+        "controller_train_steps": [Interval(Integral, 1, None, closed="left")],
+        "controller_units": [Interval(Integral, 1, None, closed="left")],
+        "controller_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "controller_decay": [Interval(Real, 0, None, closed="left")],
+        "controller_clipnorm": [Interval(Real, 0, None, closed="neither")],
+        "discount": [Interval(Real, 0, 1, closed="both")],
+        "baseline": [StrOptions({"ema", "batch"}), Interval(Real, None, None, closed="neither")],
+        "baseline_decay": [Interval(Real, 0, 1, closed="left")],
+        "normalize_advantage": ["boolean"],
+        "entropy_weight": [Interval(Real, 0, None, closed="left")],
+        "use_predictor": ["boolean"],
+        "strategy": [StrOptions({"reinforce", "random"})],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "reward": [StrOptions({"weighted", "last", "max"})],
+        "weight_sharing": ["boolean"],
+        "trainer": [StrOptions({"population", "keras"})],
+        "n_jobs": [Interval(Integral, None, -1, closed="right"),
+                   Interval(Integral, 1, None, closed="left"), None],
+        "error_score": [StrOptions({"raise"}), Real],
+        "max_time": [Interval(Real, 0, None, closed="neither"), None],
+        "max_candidates": [Interval(Integral, 1, None, closed="left"), None],
+        "refit": ["boolean"],
+        "log_dir": [str, os.PathLike, None],
+        "resume": [str, os.PathLike, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, units=(8, 16, 32, 64, 128, 256, 512),
+                 activations=("sigmoid", "tanh", "relu", "elu"), dropout_rate=0.2,
+                 max_layers=2, controller_epochs=10, samples_per_epoch=10,
+                 controller_train_steps=10, controller_units=100,
+                 controller_learning_rate=0.01, controller_decay=0.1,
+                 controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
+                 normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
+                 strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
+                 validation_fraction=0.1, reward="weighted", weight_sharing=True,
+                 trainer="population", n_jobs=None, error_score=np.nan, max_time=None,
+                 max_candidates=None, refit=True, log_dir=None, resume=None,
+                 random_state=None, verbose=0):
+        self.units = units
+        self.activations = activations
+        self.dropout_rate = dropout_rate
+        self.max_layers = max_layers
+        self.controller_epochs = controller_epochs
+        self.samples_per_epoch = samples_per_epoch
+        self.controller_train_steps = controller_train_steps
+        self.controller_units = controller_units
+        self.controller_learning_rate = controller_learning_rate
+        self.controller_decay = controller_decay
+        self.controller_clipnorm = controller_clipnorm
+        self.discount = discount
+        self.baseline = baseline
+        self.baseline_decay = baseline_decay
+        self.normalize_advantage = normalize_advantage
+        self.entropy_weight = entropy_weight
+        self.use_predictor = use_predictor
+        self.strategy = strategy
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.reward = reward
+        self.weight_sharing = weight_sharing
+        self.trainer = trainer
+        self.n_jobs = n_jobs
+        self.error_score = error_score
+        self.max_time = max_time
+        self.max_candidates = max_candidates
+        self.refit = refit
+        self.log_dir = log_dir
+        self.resume = resume
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ validation
+    def _make_space(self):
+        try:
+            units = np.asarray(self.units, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            units = np.zeros(0)
+        activations = [str(a) for a in np.asarray(self.activations, dtype=object).ravel()]
+        if units.size == 0 or not all(float(u).is_integer() and u >= 1 for u in units):
+            raise ValueError("units must be a non-empty sequence of positive integers; "
+                             f"got {self.units!r}")
+        if len(set(units.tolist())) != units.size:
+            raise ValueError(f"units must not repeat a width; got {self.units!r}")
+        if not activations or len(set(activations)) != len(activations):
+            raise ValueError("activations must be a non-empty sequence of distinct "
+                             f"Keras activation names; got {self.activations!r}")
+        import keras
+        for name in activations:
+            try:
+                keras.activations.get(name)
+            except ValueError:
+                raise ValueError(f"activations: {name!r} is not a Keras activation "
+                                 "(e.g. 'relu', 'tanh', 'sigmoid', 'elu')") from None
+        return SearchSpace([int(u) for u in units], activations, self.dropout_rate, self.max_layers)
+
+    def _validate_training_data(self, X, y, sample_weight):
+        """Checked float32 ``X``, the encoded target and float32 row weights."""
+        self._check_target_kind(y)
+        try:
+            X, y = validate_data(self, X, y, reset=True, dtype=[np.float64, np.float32],
+                                 ensure_min_samples=2, **self._target_validation)
+        except ValueError as exc:
+            if "could not convert" in str(exc):
+                raise ValueError(f"{exc}. {type(self).__name__} needs numeric features: encode "
+                                 "categorical columns first, e.g. with a ColumnTransformer and "
+                                 "a OneHotEncoder in a Pipeline.") from exc
+            raise
+        y_enc = self._encode_target(y)
+        w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        w = self._row_weights(y, w)
+        if not w.sum() > 0:
+            raise ValueError("sample_weight (times class_weight) sums to zero: no row would count "
+                             "in training or in the reward.")
+        return X.astype(np.float32), y_enc, w.astype(np.float32)
+
+    #: keyword arguments of ``validate_data`` for the target
+    _target_validation: dict = {}
+
+    def _check_target_kind(self, y):
+        """Reject a target of the wrong kind before anything else."""
+
+    def _row_weights(self, y, w):
+        """Row weights from ``sample_weight`` (the classifier applies ``class_weight``)."""
+        return w
+
+    def _split(self, X, y, w, seed):
+        n_val = max(1, int(round(self.validation_fraction * len(y))))
+        if len(y) - n_val < 1:
+            raise ValueError(f"Too few samples ({len(y)}) to hold out a validation split.")
+        parts = train_test_split(X, y, w, test_size=n_val, stratify=self._stratify(y, n_val),
+                                 random_state=seed)
+        X_tr, X_val, y_tr, y_val, w_tr, w_val = parts
+        return CandidateData(X_tr, y_tr, w_tr, X_val, y_val, w_val, **self._task_fields())
+
+    def _stratify(self, y, n_val):
+        """Labels to stratify the validation split by, or None."""
+        return None
+
+    # -------------------------------------------------------------- the fit
+    def _make_strategy(self, space, seed):
+        if self.strategy == "random":
+            return RandomStrategy(space)
+        return Controller(
+            space, lstm_units=self.controller_units, learning_rate=self.controller_learning_rate,
+            decay=self.controller_decay, clipnorm=self.controller_clipnorm,
+            discount=self.discount, baseline=self.baseline, baseline_decay=self.baseline_decay,
+            normalize_advantage=self.normalize_advantage, entropy_weight=self.entropy_weight,
+            train_steps=self.controller_train_steps, use_predictor=self.use_predictor, seed=seed)
+
+    def _make_trainer(self):
+        cls = KerasTrainer if self.trainer == "keras" else PopulationTrainer
+        return cls(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    @keeps_python_random_state
+    def fit(self, X, y, sample_weight=None):
+        """Run the architecture search and refit the best architecture.
+
+        If ``fit`` raises (bad data, every candidate failed, a second
+        Ctrl-C), the estimator is left unfitted: no fitted attribute of this
+        or an earlier fit survives.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Numeric training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Class labels (strings, integers, booleans...) for the classifier;
+            numeric targets, one or several columns, for the regressor.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights, used in candidate training, the reward and the refit.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        try:
+            return self._fit(X, y, sample_weight)
+        except BaseException:
+            for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+                delattr(self, name)
+            raise
+
+    def _fit(self, X, y, sample_weight):
+        space = self._make_space()
+        X, y, w = self._validate_training_data(X, y, sample_weight)
+        seed = self._search_seed()
+        data = self._split(X, y, w, seed)
+        strategy = self._make_strategy(space, seed)
+        store = SharedWeights() if self.weight_sharing else None
+        budget = SearchBudget(max_time=self.max_time, max_candidates=self.max_candidates)
+        search = Search(space, strategy, CandidateExecutor(self._make_trainer(), self.n_jobs),
+                        store, data, controller_epochs=self.controller_epochs,
+                        samples_per_epoch=self.samples_per_epoch, reward=self.reward,
+                        error_score=self.error_score, seed=seed, budget=budget,
+                        reporter=Reporter(self.verbose), callbacks=self._callbacks())
+        start_epoch = self._restore(search)
+        with interrupt_guard(budget):
+            search.run(start_epoch)
+        self.search_time_ = time.perf_counter() - budget.started
+        self._store_results(search, strategy)
+        self._fit_best(search, X, y, w, seed)
+        for cb in search.callbacks:
+            cb.on_refit(self)
+        return self
+
+    def _search_seed(self):
+        """The search's integer seed: from ``random_state``, or the resumed run's."""
+        if self.resume is not None:
+            from ._runlog import read_meta
+            return int(read_meta(self.resume)["seed"])
+        return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+
+    def _callbacks(self):
+        """The run log: continue ``resume``, or a new folder under ``log_dir``."""
+        from ._runlog import RunLog
+        if self.resume is not None:
+            log = RunLog.open(self.resume)
+        elif self.log_dir is not None:
+            log = RunLog.create(self.log_dir)
+        else:
+            self.run_dir_ = None
+            return []
+        self.run_dir_ = log.path
+        return [log]
+
+    def _restore(self, search):
+        """Write a new run's metadata or restore a resumed search; the epoch to start at."""
+        from ._runlog import RunLog
+        logs = [cb for cb in search.callbacks if isinstance(cb, RunLog)]
+        return logs[0].begin(self, search) if logs else 0
+
+    def _store_results(self, search, strategy):
+        trials = search.trials
+        ok = [t for t in trials if t.status == "ok"]
+        if not ok:
+            first = trials[0].message if trials else "no candidate was trained"
+            where = (f" The run folder {self.run_dir_} keeps the failed trials."
+                     if self.run_dir_ is not None else "")
+            raise RuntimeError("Every candidate of the search failed; the first error was: "
+                               f"{first}.{where}")
+        self.search_results_ = results_table(trials)
+        self.best_index_ = best_row(self.search_results_)
+        best = trials[self.best_index_]
+        self.best_architecture_ = best.architecture
+        self.best_layers_ = best.layers
+        self.best_score_ = float(best.reward)
+        self.controller_history_ = history_table(search.history)
+        self.controller_ = strategy
+        self.stop_reason_ = search.stop_reason
+        self.n_candidates_ = len(trials)
+
+    def _fit_best(self, search, X, y, w, seed):
+        """Build ``model_``: the winner retrained on all rows if ``refit``, else
+        as the search trained it (retrained on the search's split when those
+        weights are gone, as after a resume)."""
+        start = time.perf_counter()
+        store = search.store
+        own = search.best_weights
+        if self.refit or own is None or own[0] != self.best_index_:
+            data = search.data
+            if self.refit:
+                data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._task_fields())
+            weights = self._train_best(data, store, seed)
+        else:
+            weights = own[1]
+        head = search.data.head
+        self.model_ = build_keras_model(self.best_layers_, X.shape[1], head,
+                                        self._served_weights(weights))
+        self.refit_time_ = time.perf_counter() - start
+
+    def _served_weights(self, weights):
+        """The trained weights as the served model uses them."""
+        return weights
+
+    def _train_best(self, data, store, seed):
+        """Train the best architecture from the shared weights (as every candidate starts)."""
+        rng = np.random.default_rng([seed, 2**20])
+        weights = initial_weights(self.best_layers_, data.n_features, data.n_outputs, rng, store)
+        candidate = (self.best_layers_, weights, int(rng.integers(2**31 - 1)))
+        result = self._make_trainer().train([candidate], data, int(rng.integers(2**31 - 1)))[0]
+        if result.status != "ok":
+            raise RuntimeError(f"Refitting the best architecture {self.best_architecture_} "
+                               f"failed: {result.message}")
+        return result.weights
+
+    # -------------------------------------------------------------- results
+    def top_architectures(self, n=5):
+        """The ``n`` best candidates of the search (the tutorial's TOP_N report).
+
+        Parameters
+        ----------
+        n : int, default=5
+            Number of rows.
+
+        Returns
+        -------
+        top : pandas.DataFrame
+            Columns ``rank``, ``architecture``, ``reward``, ``predicted_reward``,
+            ``n_params``, ``controller_epoch``, ``fit_time``, best first.
+            With ``verbose``, the table is also printed.
+        """
+        check_is_fitted(self, "search_results_")
+        top = top_table(self.search_results_, n)
+        if self.verbose:
+            Reporter(self.verbose).message("top architectures:\n" + top.to_string(index=False))
+        return top
+
+    def _model_input(self, X):
+        """``X`` checked against what ``fit`` saw, as float32."""
+        check_is_fitted(self, "model_")
+        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32]).astype(np.float32)
+
+    # ---------------------------------------------------------- persistence
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        model = state.pop("model_", None)
+        if model is not None:
+            state["_model_keras_bytes"] = _model_to_bytes(model)
+        return state
+
+    def __setstate__(self, state):
+        data = state.pop("_model_keras_bytes", None)
+        self.__dict__.update(state)
+        if data is not None:
+            self.model_ = _model_from_bytes(data)
+
+    def export_model(self, path):
+        """Write the refit winner as a plain ``.keras`` file.
+
+        The file loads with ``keras.models.load_model(path)`` and no custom
+        objects. A classifier's outputs are probabilities (one sigmoid unit
+        for binary problems) for classes in the order of ``classes_``; a
+        regressor's are the targets in their original units (the target's
+        standardisation is folded into the output layer).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination; should end in ``.keras``.
+
+        Returns
+        -------
+        path : str
+        """
+        check_is_fitted(self, "model_")
+        path = os.fspath(path)
+        self.model_.save(path)
+        return path
+
+    def save_model(self, path):
+        """Write the refit winner and its metadata to the folder ``path``, without pickle.
+
+        The folder holds ``model.keras`` and ``sknas_model.json`` (the task,
+        classes with their dtype or the targets' shape, feature names,
+        architecture, parameters); :func:`sknas.load_model` rebuilds a
+        predictor from it that gives the same predictions.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Folder to write (created if needed; its two files are replaced).
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        from ._io import save_model
+        return save_model(self, path)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        # the population trainer draws every random number from random_state;
+        # model.fit's shuffling and dropout draw from TensorFlow's global seed
+        tags.non_deterministic = self.trainer == "keras"
+        return tags
+
+
+def _model_to_bytes(model):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        model.save(path)
+        with open(path, "rb") as fh:
+            return fh.read()
+
+
+def _model_from_bytes(data):
+    from ._runlog import load_keras
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        return load_keras(path)
