@@ -14,8 +14,8 @@ import time
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, _fit_context
-from sklearn.model_selection import train_test_split
+from sklearn.base import BaseEstimator, _fit_context, is_classifier
+from sklearn.model_selection import KFold, check_cv, train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -90,6 +90,27 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         Mini-batch size of candidate training.
     learning_rate : float, default=0.01
         Adam learning rate of the candidates (``MLP_LEARNING_RATE``).
+    early_stopping : bool, default=False
+        Stop each candidate's training once its validation loss has not
+        improved (by more than 1e-4) for ``n_iter_no_change`` epochs, and
+        keep the weights of its best epoch; the refit then trains the winner
+        for that many epochs (the mean over its folds when finalists are
+        cross-validated), not ``epochs``.
+    n_iter_no_change : int, default=3
+        Patience of ``early_stopping``, in epochs.
+    cv : 'auto', int, cross-validation splitter or None, default='auto'
+        How the ``n_finalists`` best candidates of the search (by reward) are
+        scored again before the winner is chosen: k-fold cross-validation on
+        all the training rows, the k folds of every finalist trained side by
+        side in one population, each from one fresh initialisation (shared
+        weights have seen the rows of every fold). An int is the number of
+        folds (stratified and shuffled for the classifier), a splitter (such
+        as ``KFold``) is used as given, ``None`` keeps the search's holdout
+        as the only score (the tutorial's behaviour). ``'auto'``: 5 folds
+        when the validation split has fewer than 1,000 rows (too few to rank
+        candidates whose scores differ by a point or two), none otherwise.
+    n_finalists : int, default=5
+        Candidates scored by ``cv``.
     validation_fraction : float, default=0.1
         Fraction of the training rows held out once per fit (stratified for
         the classifier) to score every candidate.
@@ -143,9 +164,13 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
 ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
         One row per candidate: ``architecture``, ``layers``, ``n_layers``,
         ``n_params``, ``controller_epoch``, ``reward``, ``predicted_reward``,
-        ``last_score``, ``max_score``, ``fit_time``, ``rank``, ``status``,
-        ``message``, ``host``, ``pid``. ``pd.DataFrame(search_results_)``
-        gives the table. ``rank`` 1 is the best; failed rows rank after every
+        ``last_score``, ``max_score``, ``fit_time``, ``best_epoch``,
+        ``cv_score``, ``cv_std`` and ``split0_score``, ``split1_score``, ...
+        (the finalists' cross-validation; NaN for the other rows), ``rank``,
+        ``status``, ``message``, ``host``, ``pid``.
+        ``pd.DataFrame(search_results_)`` gives the table. ``rank`` 1 is the
+        winner: cross-validated finalists rank first, by ``cv_score``, then
+        the other candidates by reward; failed rows rank after every
         successful one. ``fit_time`` is the wall time of the population the
         candidate trained in, divided by the number of candidates in it.
     best_index_ : int
@@ -155,8 +180,9 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
     best_layers_ : list of dict
         Machine form of the best architecture.
     best_score_ : float
-        Reward of the best candidate (validation accuracy or R^2, as
-        ``reward`` combines the epochs).
+        The winner's ``cv_score`` when finalists were cross-validated, else
+        its reward (validation accuracy or R^2, as ``reward`` combines the
+        epochs).
     model_ : keras.Model
         The refit winner.
 {task_attributes}
@@ -178,6 +204,13 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
         or ``'exhausted'``.
     search_time_ : float
         Seconds spent in the search.
+    cv_time_ : float
+        Seconds spent cross-validating the finalists (0 when ``cv`` did not
+        apply).
+    refit_epochs_ : int
+        Epochs the refit trained the winner for: its best epoch with
+        ``early_stopping`` (the mean over its folds when cross-validated),
+        else ``epochs``.
     refit_time_ : float
         Seconds spent refitting the best architecture.
     run_dir_ : pathlib.Path or None
@@ -233,6 +266,11 @@ class BaseMLPNAS(BaseEstimator):
         "epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "early_stopping": ["boolean"],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "cv": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left"), "cv_object",
+               None],
+        "n_finalists": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "reward": [StrOptions({"weighted", "last", "max"})],
         "weight_sharing": ["boolean"],
@@ -257,6 +295,7 @@ class BaseMLPNAS(BaseEstimator):
                  controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
+                 early_stopping=False, n_iter_no_change=3, cv="auto", n_finalists=5,
                  validation_fraction=0.1, reward="weighted", weight_sharing=True,
                  trainer="population", n_jobs=None, error_score=np.nan, max_time=None,
                  max_candidates=None, refit=True, log_dir=None, resume=None,
@@ -282,6 +321,10 @@ class BaseMLPNAS(BaseEstimator):
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.cv = cv
+        self.n_finalists = n_finalists
         self.validation_fraction = validation_fraction
         self.reward = reward
         self.weight_sharing = weight_sharing
@@ -374,9 +417,67 @@ class BaseMLPNAS(BaseEstimator):
             normalize_advantage=self.normalize_advantage, entropy_weight=self.entropy_weight,
             train_steps=self.controller_train_steps, use_predictor=self.use_predictor, seed=seed)
 
-    def _make_trainer(self):
+    def _make_trainer(self, epochs=None, early_stopping=None):
         cls = KerasTrainer if self.trainer == "keras" else PopulationTrainer
-        return cls(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate)
+        return cls(epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
+                   learning_rate=self.learning_rate,
+                   early_stopping=self.early_stopping if early_stopping is None else early_stopping,
+                   n_iter_no_change=self.n_iter_no_change)
+
+    # ------------------------------------------------------ cross-validation
+    def _cv_splitter(self, y, n_val, seed):
+        """The splitter that scores the finalists, or None (checked before any training)."""
+        cv = self.cv
+        if cv == "auto":
+            if n_val >= 1000:
+                return None
+            cv = min(5, self._max_folds(y))
+            if cv < 2:
+                return None
+        if cv is None:
+            return None
+        if isinstance(cv, Integral):
+            most = self._max_folds(y)
+            if cv > most:
+                raise ValueError(f"cv={cv} folds need at least {cv} rows of every class; the "
+                                 f"smallest class has {most}. Use cv={most} or fewer, or "
+                                 "cv=None.")
+            return self._kfold(int(cv), seed)
+        return check_cv(cv, y, classifier=is_classifier(self))
+
+    def _max_folds(self, y):
+        """The most folds the target allows (rows, or the smallest class's rows)."""
+        return len(y)
+
+    def _kfold(self, n_splits, seed):
+        return KFold(n_splits, shuffle=True, random_state=seed)
+
+    def _score_finalists(self, search, splitter, X, y, w, seed):
+        """Cross-validate the ``n_finalists`` best candidates; their trials get ``cv_scores``."""
+        ok = [t for t in search.trials if t.status == "ok" and np.isfinite(t.reward)]
+        finalists = sorted(ok, key=lambda t: -t.reward)[:self.n_finalists]
+        folds = list(splitter.split(X, y if y.ndim == 1 else y[:, 0]))
+        data = CandidateData(X, y, w, X, y, w, **self._task_fields())
+        candidates, row_weights = [], []
+        for trial in finalists:
+            rng = np.random.default_rng([seed, 2**21, trial.index])
+            init = initial_weights(trial.layers, data.n_features, data.n_outputs, rng)
+            net_seed = int(rng.integers(2**31 - 1))
+            for train, val in folds:
+                candidates.append((trial.layers, [(k.copy(), b.copy()) for k, b in init],
+                                   net_seed))
+                in_train = np.zeros(len(y), np.float32)
+                in_train[train] = 1.0
+                in_val = np.zeros(len(y), np.float32)
+                in_val[val] = 1.0
+                row_weights.append((w * in_train, w * in_val))
+        results = self._make_trainer().train(candidates, data, seed, row_weights)
+        for i, trial in enumerate(finalists):
+            mine = results[i * len(folds):(i + 1) * len(folds)]
+            trial.cv_scores = [r.val_scores[max(r.best_epoch, 1) - 1]
+                               if r.status == "ok" and r.val_scores else np.nan for r in mine]
+            epochs = [r.best_epoch for r in mine if r.status == "ok"]
+            trial.cv_best_epoch = int(round(np.mean(epochs))) if epochs else self.epochs
 
     @_fit_context(prefer_skip_nested_validation=True)
     @keeps_python_random_state
@@ -414,6 +515,7 @@ class BaseMLPNAS(BaseEstimator):
         X, y, w = self._validate_training_data(X, y, sample_weight)
         seed = self._search_seed()
         data = self._split(X, y, w, seed)
+        splitter = self._cv_splitter(y, len(data.y_val), seed)
         strategy = self._make_strategy(space, seed)
         store = SharedWeights() if self.weight_sharing else None
         budget = SearchBudget(max_time=self.max_time, max_candidates=self.max_candidates)
@@ -426,10 +528,15 @@ class BaseMLPNAS(BaseEstimator):
         with interrupt_guard(budget):
             search.run(start_epoch)
         self.search_time_ = time.perf_counter() - budget.started
+        self.cv_time_ = 0.0
+        if splitter is not None and search.stop_reason != "interrupted":
+            start = time.perf_counter()
+            self._score_finalists(search, splitter, X, y, w, seed)
+            self.cv_time_ = time.perf_counter() - start
         self._store_results(search, strategy)
         self._fit_best(search, X, y, w, seed)
         for cb in search.callbacks:
-            cb.on_refit(self)
+            cb.on_refit(self, search)
         return self
 
     def _search_seed(self):
@@ -472,7 +579,10 @@ class BaseMLPNAS(BaseEstimator):
         best = trials[self.best_index_]
         self.best_architecture_ = best.architecture
         self.best_layers_ = best.layers
-        self.best_score_ = float(best.reward)
+        cv_score = self.search_results_["cv_score"][self.best_index_]
+        self.best_score_ = float(best.reward if np.isnan(cv_score) else cv_score)
+        self.refit_epochs_ = (getattr(best, "cv_best_epoch", None) or best.best_epoch
+                              or self.epochs)
         self.controller_history_ = history_table(search.history)
         self.controller_ = strategy
         self.stop_reason_ = search.stop_reason
@@ -485,11 +595,17 @@ class BaseMLPNAS(BaseEstimator):
         start = time.perf_counter()
         store = search.store
         own = search.best_weights
+        cross_validated = bool(search.trials[self.best_index_].cv_scores)
         if self.refit or own is None or own[0] != self.best_index_:
             data = search.data
+            epochs = None if (self.refit_epochs_ == self.epochs and not self.early_stopping) \
+                else self.refit_epochs_
             if self.refit:
                 data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._task_fields())
-            weights = self._train_best(data, store, seed)
+            else:
+                epochs = None
+            weights = self._train_best(data, None if cross_validated else store, seed,
+                                       epochs, fresh=cross_validated)
         else:
             weights = own[1]
         head = search.data.head
@@ -501,12 +617,21 @@ class BaseMLPNAS(BaseEstimator):
         """The trained weights as the served model uses them."""
         return weights
 
-    def _train_best(self, data, store, seed):
-        """Train the best architecture from the shared weights (as every candidate starts)."""
-        rng = np.random.default_rng([seed, 2**20])
-        weights = initial_weights(self.best_layers_, data.n_features, data.n_outputs, rng, store)
+    def _train_best(self, data, store, seed, epochs=None, fresh=False):
+        """Train the best architecture: from the shared weights (as every
+        candidate starts), or, when it won a cross-validation, from the fresh
+        initialisation its folds started from; for ``epochs`` (the trainer's
+        own count if None)."""
+        if fresh:
+            rng = np.random.default_rng([seed, 2**21, self.best_index_])
+            weights = initial_weights(self.best_layers_, data.n_features, data.n_outputs, rng)
+        else:
+            rng = np.random.default_rng([seed, 2**20])
+            weights = initial_weights(self.best_layers_, data.n_features, data.n_outputs, rng,
+                                      store)
         candidate = (self.best_layers_, weights, int(rng.integers(2**31 - 1)))
-        result = self._make_trainer().train([candidate], data, int(rng.integers(2**31 - 1)))[0]
+        trainer = self._make_trainer(epochs=epochs, early_stopping=False if epochs else None)
+        result = trainer.train([candidate], data, int(rng.integers(2**31 - 1)))[0]
         if result.status != "ok":
             raise RuntimeError(f"Refitting the best architecture {self.best_architecture_} "
                                f"failed: {result.message}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import compute_sample_weight
 from sklearn.utils._param_validation import StrOptions
@@ -83,6 +84,7 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
                  controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
+                 early_stopping=False, n_iter_no_change=3, cv="auto", n_finalists=5,
                  validation_fraction=0.1, reward="weighted", weight_sharing=True,
                  trainer="population", n_jobs=None, error_score=np.nan, max_time=None,
                  max_candidates=None, class_weight=None, refit=True, log_dir=None,
@@ -97,7 +99,8 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
             normalize_advantage=normalize_advantage, entropy_weight=entropy_weight,
             use_predictor=use_predictor, strategy=strategy, epochs=epochs,
             batch_size=batch_size, learning_rate=learning_rate,
-            validation_fraction=validation_fraction, reward=reward,
+            early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, cv=cv,
+            n_finalists=n_finalists, validation_fraction=validation_fraction, reward=reward,
             weight_sharing=weight_sharing, trainer=trainer, n_jobs=n_jobs,
             error_score=error_score, max_time=max_time, max_candidates=max_candidates,
             refit=refit, log_dir=log_dir, resume=resume, random_state=random_state,
@@ -125,6 +128,12 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
 
     def _task_fields(self):
         return {"n_classes": len(self.classes_)}
+
+    def _max_folds(self, y):
+        return int(np.bincount(y).min())
+
+    def _kfold(self, n_splits, seed):
+        return StratifiedKFold(n_splits, shuffle=True, random_state=seed)
 
     # ------------------------------------------------------------ inference
     def predict_proba(self, X):

@@ -50,11 +50,13 @@ FORMAT = "sknas-run"
 FORMAT_VERSION = 1
 
 _TRIAL_FIELDS = frozenset(f.name for f in fields(Trial))
+#: Trial fields a run folder written before they existed may lack.
+_OPTIONAL_TRIAL_FIELDS = frozenset({"best_epoch", "cv_scores"})
 
 #: Parameters that may change when a run is resumed; all others must match.
 _RESUMABLE_PARAMS = frozenset({"controller_epochs", "n_jobs", "error_score", "max_time",
                                "max_candidates", "refit", "log_dir", "resume",
-                               "verbose"})
+                               "verbose", "cv", "n_finalists"})
 
 
 class RunFormatError(ValueError):
@@ -231,7 +233,8 @@ def _target_summary(estimator):
 
 
 def _trial_from_line(obj, lineno, path):
-    if not isinstance(obj, dict) or set(obj) != _TRIAL_FIELDS:
+    if not isinstance(obj, dict) or not (
+            _TRIAL_FIELDS - _OPTIONAL_TRIAL_FIELDS <= set(obj) <= _TRIAL_FIELDS):
         got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
         raise RunFormatError(f"{path}, line {lineno}: a trial needs the keys "
                              f"{sorted(_TRIAL_FIELDS)}; got {got}")
@@ -554,8 +557,12 @@ class RunLog:
             arrays.update({f"weights/{k}": v for k, v in search.store.to_arrays().items()})
         _savez_atomic(self.path / "checkpoint.npz", arrays)
 
-    def on_refit(self, estimator):
-        """Save the refit winner as ``model.keras`` and mark the run finished."""
+    def on_refit(self, estimator, search=None):
+        """Save the refit winner as ``model.keras`` and mark the run finished;
+        with ``search``, rewrite the trials with what the finalists'
+        cross-validation added."""
+        if search is not None and any(t.cv_scores for t in search.trials):
+            self._rewrite_trials(search.trials)
         save_keras_atomic(estimator.model_, self.path / "model.keras")
         meta = read_meta(self.path)
         meta.update(status="finished", stop_reason=estimator.stop_reason_,

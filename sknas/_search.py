@@ -195,7 +195,7 @@ class Search:
                       n_params=n_params(layers, d.n_features, d.n_outputs),
                       predicted_reward=float(predicted), val_scores=list(result.val_scores),
                       fit_time=result.fit_time, status=result.status, message=result.message,
-                      host=result.host, pid=result.pid)
+                      host=result.host, pid=result.pid, best_epoch=result.best_epoch)
         if result.status == "ok":
             trial.reward = reward_from_scores(result.val_scores, self.reward)
         elif self.error_score == "raise":

@@ -119,6 +119,10 @@ class CandidateResult:
         became NaN or infinite, or when a trained weight did.
     message : str
         Why the candidate failed (empty when it did not).
+    best_epoch : int
+        Epochs of training behind ``weights``: with early stopping the best
+        epoch (by validation loss) whose weights were restored, else the
+        number of epochs trained.
     fit_time : float
         Seconds of training attributed to this candidate, not its own
         measured time when it trained in a population. The
@@ -147,6 +151,7 @@ class CandidateResult:
     status: str = "ok"
     message: str = ""
     fit_time: float = 0.0
+    best_epoch: int = 0
     error: BaseException | None = None
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
@@ -316,11 +321,12 @@ class _Net:
                 dx = tf.matmul(dz, params[op[1]][0], transpose_b=True)
         return grads
 
-    def score(self, params, x, y, w, total):
+    def score(self, params, x, y, w, total, z=None):
         """Validation score on ``x`` (no dropout): weighted accuracy, or for a
         linear head R^2 averaged over the outputs (``total`` holds each
-        output's weighted sum of squares about its mean)."""
-        z = self.forward(params, x)[0]
+        output's weighted sum of squares about its mean). ``z``: the logits
+        on ``x`` when already computed."""
+        z = self.forward(params, x)[0] if z is None else z
         if self.head.is_regression:
             sse = tf.reduce_sum(w[:, None] * tf.square(z - y), axis=0)
             return tf.reduce_mean(1.0 - sse / total)
@@ -370,6 +376,16 @@ class _Population:
         self.params = tf.Variable(flat)
         self.m = tf.Variable(tf.zeros_like(flat))
         self.v = tf.Variable(tf.zeros_like(flat))
+        self._best = None
+
+    @property
+    def best(self):
+        """A copy of the vector holding each net's best-epoch weights (early stopping)."""
+        if self._best is None:
+            self._best = tf.Variable(self.params.read_value())
+            lengths = [sum(net.sizes) + pad for net, pad in zip(self.nets, self.pads)]
+            self.segments = tf.constant(np.repeat(np.arange(len(self.nets)), lengths), tf.int32)
+        return self._best
 
     def split(self):
         """Per net, its list of ``(kernel, bias)`` tensors read from the vector."""
@@ -413,20 +429,22 @@ def _loss_and_grads(logits, y, scale, head):
     """
     head = Head.of(head)
     losses, grads = [], []
-    for z in logits:
+    per_net = scale.shape.rank == 2  # each net its own row weights: (n_nets, rows)
+    for k, z in enumerate(logits):
+        scale_k = scale[k] if per_net else scale
         if head.is_regression:
             diff = z - y
             per_row = tf.reduce_mean(tf.square(diff), axis=1)
-            dz = diff * (2.0 / head.n_outputs) * scale[:, None]
+            dz = diff * (2.0 / head.n_outputs) * scale_k[:, None]
         elif head.kind == "binary":
             t = tf.cast(y, tf.float32)[:, None]
             per_row = tf.nn.sigmoid_cross_entropy_with_logits(t, z)[:, 0]
-            dz = (tf.math.sigmoid(z) - t) * scale[:, None]
+            dz = (tf.math.sigmoid(z) - t) * scale_k[:, None]
         else:
             per_row, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
                 features=z, labels=y)
-            dz = backprop * scale[:, None]
-        losses.append(tf.reduce_sum(per_row * scale))
+            dz = backprop * scale_k[:, None]
+        losses.append(tf.reduce_sum(per_row * scale_k))
         grads.append(dz)
     return tf.stack(losses), grads
 
@@ -455,6 +473,14 @@ class PopulationTrainer:
         Rows per gradient step.
     learning_rate : float, default=0.01
         Adam learning rate (Keras' Adam: beta_1=0.9, beta_2=0.999, epsilon=1e-7).
+    early_stopping : bool, default=False
+        Watch each candidate's validation loss after every epoch, keep the
+        weights of its best epoch, and stop the candidate once the loss has
+        not improved (by more than ``1e-4``) for ``n_iter_no_change``
+        epochs; the candidate ends with its best epoch's weights. The
+        population stops when all its candidates have.
+    n_iter_no_change : int, default=3
+        Patience of ``early_stopping``, in epochs.
 
     Attributes
     ----------
@@ -463,17 +489,25 @@ class PopulationTrainer:
         (``setup``), tracing the graph (``trace``) and running it (``run``).
     """
 
-    def __init__(self, epochs=10, batch_size=32, learning_rate=0.01):
+    def __init__(self, epochs=10, batch_size=32, learning_rate=0.01, early_stopping=False,
+                 n_iter_no_change=3):
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
 
-    def train(self, candidates, data, seed):
+    def train(self, candidates, data, seed, row_weights=None):
         """Train ``candidates``, a list of ``(layers, initial_weights, seed)``.
 
         ``seed`` (an int per candidate, and one for the population) fixes the
         candidate's dropout masks and the population's shuffling, so a
         candidate trains the same whether alone or in any population.
+
+        ``row_weights``, if given, holds per candidate a pair ``(w, w_val)``
+        that replaces ``data.w`` and ``data.w_val`` for it: the folds of a
+        cross-validation train side by side on the same rows, each with
+        zero weight on the rows it does not train (or score) on.
 
         Returns
         -------
@@ -483,7 +517,7 @@ class PopulationTrainer:
         try:
             nets = [_Net(layers, data.n_features, data.head, s) for layers, _, s in candidates]
             pop = _Population(nets, [w for _, w, _ in candidates])
-            scores, bad = self._run(pop, data, seed)
+            scores, bad, best_epoch, stop_epoch = self._run(pop, data, seed, row_weights)
             weights = pop.weights()
             del pop, nets
             _collect_graphs()
@@ -491,11 +525,12 @@ class PopulationTrainer:
             if len(candidates) == 1:
                 return [CandidateResult(status="failed", message=_message(exc), error=exc,
                                         fit_time=time.perf_counter() - start)]
-            return [r for c in candidates for r in self.train([c], data, seed)]
+            return [r for k, c in enumerate(candidates) for r in self.train(
+                [c], data, seed, None if row_weights is None else [row_weights[k]])]
         elapsed = (time.perf_counter() - start) / len(candidates)
         results = []
         for k in range(len(candidates)):
-            val_scores = scores[:, k].tolist()
+            val_scores = scores[:int(stop_epoch[k]), k].tolist()
             if bad[k]:
                 results.append(_failed(_NAN_MESSAGE, val_scores=val_scores, fit_time=elapsed))
             elif not _all_finite(weights[k]):  # e.g. the last Adam step overflowed
@@ -503,44 +538,75 @@ class PopulationTrainer:
                                        fit_time=elapsed))
             else:
                 results.append(CandidateResult(val_scores=val_scores, weights=weights[k],
-                                               fit_time=elapsed))
+                                               fit_time=elapsed, best_epoch=int(best_epoch[k])))
         return results
 
-    def _run(self, pop, data, seed):
+    def _run(self, pop, data, seed, row_weights=None):
         t0 = time.perf_counter()
         y_type = tf.float32 if data.head.is_regression else tf.int32
+        w, w_val = data.w, data.w_val
+        if row_weights is not None:
+            w = np.stack([np.asarray(r[0], np.float32) for r in row_weights])
+            w_val = np.stack([np.asarray(r[1], np.float32) for r in row_weights])
         args = (tf.constant(data.X, tf.float32), tf.constant(data.y, y_type),
-                tf.constant(data.w, tf.float32), tf.constant(data.X_val, tf.float32),
-                tf.constant(data.y_val, y_type), tf.constant(data.w_val, tf.float32))
+                tf.constant(w, tf.float32), tf.constant(data.X_val, tf.float32),
+                tf.constant(data.y_val, y_type), tf.constant(w_val, tf.float32))
         fn = tf.function(self._make_loop(pop, int(seed) % (2**31 - 1)), autograph=False)
         t1 = time.perf_counter()
         with _quiet_retracing():
             graph_fn = fn.get_concrete_function(*args)
         t2 = time.perf_counter()
-        scores, bad = (t.numpy() for t in graph_fn(*args))
+        scores, bad, best_epoch, stop_epoch = (t.numpy() for t in graph_fn(*args))
         self.last_timings_ = {"setup": t1 - t0, "trace": t2 - t1, "run": time.perf_counter() - t2}
-        return scores, bad
+        return scores, bad, best_epoch, stop_epoch
 
     def _make_loop(self, pop, seed):
         epochs, bs, n_nets = self.epochs, self.batch_size, len(pop.nets)
+        patience = self.n_iter_no_change if self.early_stopping else None
+        if patience is not None:
+            pop.best  # noqa: B018 -- create the best-weights copy outside the graph
 
         def loop(X, y, w, Xv, yv, wv):
             n = tf.shape(X)[0]
             steps = (n + bs - 1) // bs
+            inf = tf.fill([n_nets], np.float32(np.inf))
             state = (tf.constant(0), tf.constant(1.0), tf.constant(1.0),
-                     tf.zeros([n_nets], tf.bool), tf.TensorArray(tf.float32, size=epochs))
+                     tf.zeros([n_nets], tf.bool), tf.TensorArray(tf.float32, size=epochs),
+                     inf, tf.fill([n_nets], epochs if patience is None else 0),
+                     tf.fill([n_nets], epochs),
+                     tf.zeros([n_nets], tf.int32))
 
-            def epoch_body(epoch, b1p, b2p, bad, scores):
+            def epoch_body(epoch, b1p, b2p, bad, scores, best_loss, best_epoch, stop_epoch, wait):
                 perm = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([seed, epoch])))
-                rows = (tf.gather(X, perm), tf.gather(y, perm), tf.gather(w, perm))
+                rows = (tf.gather(X, perm), tf.gather(y, perm), tf.gather(w, perm, axis=-1))
                 step_fn = self._make_step(pop, rows, n, epoch * steps)
                 _, b1p, b2p, bad = tf.while_loop(lambda s, *_: s < steps, step_fn,
                                                  (tf.constant(0), b1p, b2p, bad))
-                scores = scores.write(epoch, self._val_scores(pop, Xv, yv, wv))
-                return epoch + 1, b1p, b2p, bad, scores
+                epoch_scores, val_loss = self._val_metrics(pop, Xv, yv, wv, patience is not None)
+                scores = scores.write(epoch, epoch_scores)
+                if patience is not None:
+                    running = wait < patience
+                    improved = running & (val_loss < best_loss - 1e-4)
+                    pop.best.assign(tf.where(tf.gather(improved, pop.segments),
+                                             pop.params.read_value(), pop.best.read_value()))
+                    best_loss = tf.where(improved, val_loss, best_loss)
+                    best_epoch = tf.where(improved, epoch + 1, best_epoch)
+                    wait = tf.where(improved, 0, tf.where(running, wait + 1, wait))
+                    stop_epoch = tf.where(running & (wait >= patience), epoch + 1, stop_epoch)
+                return (epoch + 1, b1p, b2p, bad, scores, best_loss, best_epoch, stop_epoch,
+                        wait)
 
-            _, _, _, bad, scores = tf.while_loop(lambda e, *_: e < epochs, epoch_body, state)
-            return scores.stack(), bad
+            def more(epoch, *rest):
+                if patience is None:
+                    return epoch < epochs
+                return (epoch < epochs) & tf.reduce_any(rest[-1] < patience)
+
+            epoch, _, _, bad, scores, _, best_epoch, stop_epoch, _ = tf.while_loop(
+                more, epoch_body, state)
+            if patience is not None:
+                pop.params.assign(pop.best.read_value())
+                stop_epoch = tf.minimum(stop_epoch, epoch)
+            return scores.stack()[:epoch], bad, best_epoch, stop_epoch
 
         return loop
 
@@ -551,8 +617,9 @@ class PopulationTrainer:
 
         def step(s, b1p, b2p, bad):
             lo = s * bs
-            xb, yb, wb = (r[lo:tf.minimum(lo + bs, n)] for r in rows)
-            scale = wb / tf.cast(tf.shape(wb)[0], tf.float32)
+            hi = tf.minimum(lo + bs, n)
+            xb, yb, wb = rows[0][lo:hi], rows[1][lo:hi], rows[2][..., lo:hi]
+            scale = wb / tf.cast(hi - lo, tf.float32)
             params = pop.split()
             passes = [net.forward(p, xb, first_step + s) for net, p in zip(nets, params)]
             losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].head)
@@ -569,14 +636,25 @@ class PopulationTrainer:
         return step
 
     @staticmethod
-    def _val_scores(pop, Xv, yv, wv):
-        """Each net's validation score: weighted accuracy or mean R^2."""
-        if pop.nets[0].head.is_regression:
-            mean = tf.reduce_sum(wv[:, None] * yv, axis=0) / tf.maximum(tf.reduce_sum(wv), 1e-12)
-            total = tf.maximum(tf.reduce_sum(wv[:, None] * tf.square(yv - mean), axis=0), 1e-12)
-        else:
-            total = tf.maximum(tf.reduce_sum(wv), 1e-12)
-        return tf.stack([net.score(p, Xv, yv, wv, total) for net, p in zip(pop.nets, pop.split())])
+    def _val_metrics(pop, Xv, yv, wv, with_loss):
+        """Each net's validation score (weighted accuracy or mean R^2) and, if
+        ``with_loss``, its weighted mean validation loss. ``wv`` is shared
+        ``(n_val,)`` or per net ``(n_nets, n_val)``."""
+        head = pop.nets[0].head
+        scores, losses = [], []
+        for k, (net, p) in enumerate(zip(pop.nets, pop.split())):
+            w = wv if wv.shape.rank == 1 else wv[k]
+            if head.is_regression:
+                mean = tf.reduce_sum(w[:, None] * yv, axis=0) / tf.maximum(tf.reduce_sum(w), 1e-12)
+                total = tf.maximum(tf.reduce_sum(w[:, None] * tf.square(yv - mean), axis=0), 1e-12)
+            else:
+                total = tf.maximum(tf.reduce_sum(w), 1e-12)
+            z = net.forward(p, Xv)[0]
+            scores.append(net.score(p, Xv, yv, w, total, z))
+            if with_loss:
+                loss = _loss_and_grads([z], yv, w, head)[0][0]
+                losses.append(loss / tf.maximum(tf.reduce_sum(w), 1e-12))
+        return tf.stack(scores), (tf.stack(losses) if with_loss else None)
 
 
 @contextmanager
@@ -635,16 +713,21 @@ class KerasTrainer:
     Parameters are those of :class:`PopulationTrainer`.
     """
 
-    def __init__(self, epochs=10, batch_size=32, learning_rate=0.01):
+    def __init__(self, epochs=10, batch_size=32, learning_rate=0.01, early_stopping=False,
+                 n_iter_no_change=3):
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
 
-    def train(self, candidates, data, seed):
+    def train(self, candidates, data, seed, row_weights=None):
         """Train each of ``candidates`` in turn; see :meth:`PopulationTrainer.train`."""
-        return [self._train_one(layers, w, data, s) for layers, w, s in candidates]
+        return [self._train_one(layers, w, data, s,
+                                (data.w, data.w_val) if row_weights is None else row_weights[k])
+                for k, (layers, w, s) in enumerate(candidates)]
 
-    def _train_one(self, layers, weights, data, seed):
+    def _train_one(self, layers, weights, data, seed, row_weights):
         import keras
         start = time.perf_counter()
         try:
@@ -658,9 +741,16 @@ class KerasTrainer:
             model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=loss,
                           weighted_metrics=[metric])
             has_val = len(data.y_val) > 0
-            hist = model.fit(data.X, data.y, sample_weight=data.w, epochs=self.epochs,
+            w, w_val = row_weights
+            stopper = None
+            if self.early_stopping and has_val:
+                stopper = keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=self.n_iter_no_change, min_delta=1e-4,
+                    restore_best_weights=True)
+            hist = model.fit(data.X, data.y, sample_weight=w, epochs=self.epochs,
                              batch_size=self.batch_size, verbose=0,
-                             validation_data=(data.X_val, data.y_val, data.w_val) if has_val else None)
+                             callbacks=[stopper] if stopper else None,
+                             validation_data=(data.X_val, data.y_val, w_val) if has_val else None)
         except (tf.errors.OpError, ValueError, TypeError) as exc:
             return CandidateResult(status="failed", message=_message(exc), error=exc,
                                    fit_time=time.perf_counter() - start)
@@ -674,4 +764,8 @@ class KerasTrainer:
             return _failed(_NAN_MESSAGE, val_scores=val_scores, fit_time=fit_time)
         if not _all_finite(weights):
             return _failed(_NONFINITE_WEIGHTS_MESSAGE, val_scores=val_scores, fit_time=fit_time)
-        return CandidateResult(val_scores=val_scores, weights=weights, fit_time=fit_time)
+        best_epoch = len(hist.history["loss"])
+        if stopper is not None and getattr(stopper, "best_epoch", None) is not None:
+            best_epoch = int(stopper.best_epoch) + 1
+        return CandidateResult(val_scores=val_scores, weights=weights, fit_time=fit_time,
+                               best_epoch=best_epoch)

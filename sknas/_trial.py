@@ -15,8 +15,11 @@ __all__ = ["Trial", "best_row", "history_table", "results_table", "reward_from_s
 class Trial:
     """One candidate of the search.
 
-    ``reward`` is the score used for ranking (``error_score`` when the
-    candidate failed); ``val_scores`` holds its per-epoch validation accuracy.
+    ``reward`` is the score the controller learned from (``error_score``
+    when the candidate failed); ``val_scores`` holds its per-epoch validation
+    score (accuracy or R^2); ``best_epoch`` the epochs behind its trained
+    weights; ``cv_scores`` its per-fold scores when it was a cross-validated
+    finalist (empty otherwise).
     """
 
     index: int
@@ -33,6 +36,8 @@ class Trial:
     message: str = ""
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
+    best_epoch: int = 0
+    cv_scores: list = field(default_factory=list)
 
     def to_json(self):
         """JSON-ready dict (NaN kept as ``None``)."""
@@ -41,6 +46,7 @@ class Trial:
         for k in ("predicted_reward", "reward"):
             d[k] = None if d[k] is None or np.isnan(d[k]) else float(d[k])
         d["val_scores"] = [float(s) for s in self.val_scores]
+        d["cv_scores"] = [None if np.isnan(s) else float(s) for s in self.cv_scores]
         return d
 
     @classmethod
@@ -50,6 +56,7 @@ class Trial:
         d["arch"] = tuple(d["arch"])
         for k in ("predicted_reward", "reward"):
             d[k] = float("nan") if d[k] is None else float(d[k])
+        d["cv_scores"] = [float("nan") if s is None else float(s) for s in d.get("cv_scores", [])]
         return cls(**d)
 
 
@@ -74,16 +81,20 @@ def reward_from_scores(val_scores, how):
     return float(np.sum(weights * s) / weights.sum())
 
 
-def _rank(rewards, ok):
-    """Ranks as in ``cv_results_``: 1 is best, equal rewards share the smallest
-    rank, and failed rows all rank after every successful one, whatever
-    ``error_score`` they were given."""
-    r = np.where(ok & ~np.isnan(rewards), rewards, -np.inf)
-    order = np.argsort(-r, kind="stable")
-    ranks = np.empty(len(r), dtype=np.int32)
-    ranks[order] = np.arange(1, len(r) + 1)
-    for value in np.unique(r):
-        same = r == value
+def _rank(rewards, ok, cv_score):
+    """Ranks as in ``cv_results_``: 1 is best and equal scores share the
+    smallest rank. Cross-validated finalists come first, by ``cv_score``;
+    the other successful candidates follow by reward; failed rows rank after
+    every successful one, whatever ``error_score`` they were given."""
+    usable = ok & ~np.isnan(rewards)
+    finalist = usable & ~np.isnan(cv_score)
+    key = np.where(finalist, cv_score, np.where(usable, rewards, -np.inf))
+    tier = np.where(finalist, 0, np.where(usable, 1, 2))
+    order = np.lexsort((-key, tier))
+    ranks = np.empty(len(key), dtype=np.int32)
+    ranks[order] = np.arange(1, len(key) + 1)
+    for t, value in set(zip(tier.tolist(), key.tolist())):
+        same = (tier == t) & (key == value)
         ranks[same] = ranks[same].min()
     return ranks
 
@@ -92,6 +103,13 @@ def results_table(trials):
     """``search_results_``: a dict of equal-length arrays, one row per trial."""
     rewards = np.array([t.reward for t in trials], dtype=float)
     ok = np.array([t.status == "ok" for t in trials], dtype=bool)
+    n_splits = max([len(t.cv_scores) for t in trials] + [0])
+    folds = np.full((len(trials), n_splits), np.nan)
+    for i, t in enumerate(trials):
+        folds[i, :len(t.cv_scores)] = t.cv_scores
+    with np.errstate(invalid="ignore"):
+        cv_score = folds.mean(axis=1) if n_splits else np.full(len(trials), np.nan)
+        cv_std = folds.std(axis=1) if n_splits else np.full(len(trials), np.nan)
     cols = {
         "architecture": np.array([t.architecture for t in trials], dtype=object),
         "layers": np.array([None] * len(trials), dtype=object),
@@ -103,7 +121,11 @@ def results_table(trials):
         "last_score": np.array([t.val_scores[-1] if t.val_scores else np.nan for t in trials]),
         "max_score": np.array([max(t.val_scores) if t.val_scores else np.nan for t in trials]),
         "fit_time": np.array([t.fit_time for t in trials], dtype=float),
-        "rank": _rank(rewards, ok) if len(trials) else np.array([], dtype=np.int32),
+        "best_epoch": np.array([t.best_epoch for t in trials], dtype=np.int32),
+        "cv_score": cv_score,
+        "cv_std": cv_std,
+        **{f"split{j}_score": folds[:, j] for j in range(n_splits)},
+        "rank": _rank(rewards, ok, cv_score) if len(trials) else np.array([], dtype=np.int32),
         "status": np.array([t.status for t in trials], dtype=object),
         "message": np.array([t.message for t in trials], dtype=object),
         "host": np.array([t.host for t in trials], dtype=object),
@@ -115,11 +137,15 @@ def results_table(trials):
 
 
 def best_row(results):
-    """Row of the best successful candidate of a results table, or ``None``."""
-    ok = results["status"] == "ok"
+    """Row of the best successful candidate of a results table (rank 1: the
+    best cross-validated finalist, else the best reward), or ``None``."""
+    ok = np.asarray(results["status"]) == "ok"
     if not ok.any():
         return None
-    return int(np.argmax(np.where(ok, results["reward"], -np.inf)))
+    rank = np.asarray(results["rank"]) if "rank" in results else None
+    if rank is None:
+        return int(np.argmax(np.where(ok, results["reward"], -np.inf)))
+    return int(np.argmin(np.where(ok, rank, np.iinfo(np.int64).max)))
 
 
 def history_table(rows):
@@ -128,8 +154,8 @@ def history_table(rows):
     return {k: np.array([row.get(k, np.nan) for row in rows]) for k in keys}
 
 
-TOP_COLUMNS = ("rank", "architecture", "reward", "predicted_reward", "n_params",
-               "controller_epoch", "fit_time")
+TOP_COLUMNS = ("rank", "architecture", "cv_score", "cv_std", "reward", "predicted_reward",
+               "n_params", "controller_epoch", "fit_time")
 
 
 def top_table(results, n=5):
@@ -144,7 +170,8 @@ def top_table(results, n=5):
     Returns
     -------
     top : pandas.DataFrame
-        Columns ``rank``, ``architecture``, ``reward``, ``predicted_reward``,
+        Columns ``rank``, ``architecture``, ``cv_score`` and ``cv_std`` (when
+        finalists were cross-validated), ``reward``, ``predicted_reward``,
         ``n_params``, ``controller_epoch``, ``fit_time`` (those present).
     """
     import pandas as pd
@@ -152,6 +179,10 @@ def top_table(results, n=5):
         pd.DataFrame({k: list(v) for k, v in dict(results).items()})
     if "status" in frame:
         frame = frame[frame["status"] == "ok"]
-    frame = frame.sort_values("reward", ascending=False, kind="stable")
-    cols = [c for c in TOP_COLUMNS if c in frame]
+    if "rank" in frame:
+        frame = frame.sort_values("rank", kind="stable")
+    else:
+        frame = frame.sort_values("reward", ascending=False, kind="stable")
+    cols = [c for c in TOP_COLUMNS if c in frame
+            and not (c.startswith("cv_") and frame[c].isna().all())]
     return frame[cols].head(n).reset_index(drop=True)

@@ -50,7 +50,7 @@ def test_bad_data_leaves_nothing_fitted(blobs, tiny):
 def test_failed_rows_never_rank_above_successful_ones(blobs, tiny):
     X, y = blobs
     tiny.update(activations=("tanh", "exponential"), controller_epochs=2, samples_per_epoch=4,
-                error_score=2.0)                      # above any accuracy
+                error_score=2.0, cv=None)             # above any accuracy; rank by reward
     clf = MLPNASClassifier(**tiny).fit(X * 1000, y)
     res = pd.DataFrame(clf.search_results_)
     ok, failed = res[res.status == "ok"], res[res.status == "failed"]

@@ -1,0 +1,174 @@
+"""Winners that generalise: early stopping with the best epoch restored, the
+refit length taken from it, and cross-validated finalists trained side by
+side in one population."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification, make_regression
+from sklearn.model_selection import KFold
+
+from sknas import MLPNASClassifier, MLPNASRegressor
+from sknas._search import Search
+from sknas._trainer import CandidateData, PopulationTrainer, initial_weights
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+LAYERS = [[{"type": "dense", "units": 64, "activation": "relu"}],
+          [{"type": "dense", "units": 8, "activation": "tanh"}, {"type": "dropout", "rate": 0.2}]]
+
+
+@pytest.fixture(scope="module")
+def problem():
+    X, y = make_classification(500, 10, n_informative=4, n_classes=3, flip_y=0.15,
+                               random_state=0)
+    X = X.astype(np.float32)
+    y = y.astype(np.int32)
+    w = np.ones(len(y), np.float32)
+    data = CandidateData(X[:400], y[:400], w[:400], X[400:], y[400:], w[400:], 3)
+    rng = np.random.default_rng(0)
+    candidates = [(lay, initial_weights(lay, 10, 3, rng), 11 + k) for k, lay in enumerate(LAYERS)]
+    return data, candidates
+
+
+def _same(a, b):
+    return all(np.array_equal(x, y) for p, q in zip(a, b) for x, y in zip(p, q))
+
+
+def test_early_stopping_keeps_the_best_epochs_weights(problem):
+    data, candidates = problem
+    stopped = PopulationTrainer(epochs=40, learning_rate=0.05, early_stopping=True,
+                                n_iter_no_change=2).train(candidates, data, 0)
+    for cand, res in zip(candidates, stopped):
+        assert res.status == "ok"
+        assert 1 <= res.best_epoch < len(res.val_scores) < 40      # it stopped early
+        assert len(res.val_scores) - res.best_epoch == 2           # after 2 epochs without gain
+        # the weights are those of the best epoch: training that many epochs gives them
+        plain = PopulationTrainer(epochs=res.best_epoch, learning_rate=0.05).train(
+            [cand], data, 0)[0]
+        assert _same(res.weights, plain.weights)
+        assert plain.val_scores == res.val_scores[:res.best_epoch]
+
+
+def test_early_stopping_is_per_candidate(problem):
+    data, candidates = problem
+    trainer = PopulationTrainer(epochs=40, learning_rate=0.05, early_stopping=True,
+                                n_iter_no_change=2)
+    together = trainer.train(candidates, data, 0)
+    for k, cand in enumerate(candidates):
+        alone = trainer.train([cand], data, 0)[0]
+        assert _same(alone.weights, together[k].weights)
+        assert alone.val_scores == together[k].val_scores
+        assert alone.best_epoch == together[k].best_epoch
+
+
+def test_per_candidate_row_weights_leave_zero_weight_rows_out(problem):
+    data, candidates = problem
+    full = CandidateData(np.vstack([data.X, data.X_val]), np.concatenate([data.y, data.y_val]),
+                         np.ones(500, np.float32), np.vstack([data.X, data.X_val]),
+                         np.concatenate([data.y, data.y_val]), np.ones(500, np.float32), 3)
+    fold = np.arange(500) % 3
+    weights = [((fold == 0).astype(np.float32), (fold == 1).astype(np.float32)),
+               ((fold == 1).astype(np.float32), (fold == 0).astype(np.float32))]
+    cand = candidates[0]
+
+    def train(group):
+        y2 = full.y.copy()
+        y2[fold == group] = (y2[fold == group] + 1) % 3   # other labels on one group
+        changed = CandidateData(full.X, y2, full.w, full.X_val, y2, full.w_val, 3)
+        return PopulationTrainer(epochs=3).train([cand, cand], changed, 0, weights)
+
+    first = PopulationTrainer(epochs=3).train([cand, cand], full, 0, weights)
+    # rows that no net trains or scores on (group 2) change nothing
+    second = train(2)
+    for k in range(2):
+        assert _same(first[k].weights, second[k].weights)
+        assert first[k].val_scores == second[k].val_scores
+    # group 1: net 1 trains on it, net 0 only scores on it
+    third = train(1)
+    assert not _same(first[1].weights, third[1].weights)
+    assert _same(first[0].weights, third[0].weights)
+    assert first[0].val_scores != third[0].val_scores
+
+
+@pytest.fixture(scope="module")
+def small():
+    X, y = make_classification(240, 6, n_informative=3, n_classes=2, random_state=1)
+    return (X - X.mean(0)) / X.std(0), y
+
+
+def test_finalists_are_cross_validated_and_the_best_wins(small, tiny):
+    X, y = small
+    clf = MLPNASClassifier(**{**tiny, "controller_epochs": 2, "samples_per_epoch": 4},
+                           n_finalists=3, cv=4).fit(X, y)
+    res = pd.DataFrame(clf.search_results_)
+    finalists = res[res.cv_score.notna()]
+    assert len(finalists) == 3
+    # the finalists are the three best rewards of the search
+    assert set(finalists.index) == set(res.reward.nlargest(3).index)
+    splits = finalists[[f"split{j}_score" for j in range(4)]]
+    assert "split4_score" not in res
+    np.testing.assert_allclose(finalists.cv_score, splits.mean(axis=1))
+    np.testing.assert_allclose(finalists.cv_std, splits.std(axis=1, ddof=0))
+    winner = finalists.cv_score.idxmax()
+    assert clf.best_index_ == winner and res["rank"][winner] == 1
+    assert clf.best_score_ == pytest.approx(finalists.cv_score.max())
+    assert (res["rank"][finalists.index] <= 3).all() and (res["rank"].drop(finalists.index) > 3).all()
+    assert clf.cv_time_ > 0
+    assert "cv_score" in clf.top_architectures(3)
+
+
+def test_cv_none_is_the_tutorials_holdout_choice(small, tiny):
+    X, y = small
+    clf = MLPNASClassifier(**tiny, cv=None).fit(X, y)
+    res = clf.search_results_
+    assert np.isnan(res["cv_score"]).all() and "split0_score" not in res
+    assert clf.best_score_ == res["reward"].max() and clf.cv_time_ == 0
+    assert clf.refit_epochs_ == tiny["epochs"]
+
+
+def test_auto_cv_applies_to_small_data_only(small, tiny, monkeypatch):
+    X, y = small
+    clf = MLPNASClassifier(**tiny).fit(X, y)       # 24-row holdout: 5 folds
+    assert "split4_score" in clf.search_results_ and "split5_score" not in clf.search_results_
+    # a holdout of 1,000 rows or more ranks well enough: no cross-validation
+    assert MLPNASClassifier(cv="auto")._cv_splitter(np.zeros(20000, int) % 2, 1000, 0) is None
+
+
+def test_a_splitter_object_is_used_as_given(small, tiny):
+    X, y = small
+    clf = MLPNASClassifier(**tiny, n_finalists=1, cv=KFold(3)).fit(X, y)
+    assert np.isfinite(clf.search_results_["split2_score"]).sum() == 1
+
+
+def test_the_refit_trains_for_the_epochs_the_curves_chose(small, tiny):
+    X, y = small
+    params = {**tiny, "epochs": 30, "learning_rate": 0.05, "early_stopping": True,
+              "n_iter_no_change": 2}
+    clf = MLPNASClassifier(**params, cv=None).fit(X, y)
+    assert clf.refit_epochs_ == clf.search_results_["best_epoch"][clf.best_index_] < 30
+    cv = MLPNASClassifier(**params, cv=3, n_finalists=2).fit(X, y)
+    assert 1 <= cv.refit_epochs_ < 30
+
+
+def test_too_many_folds_is_a_clear_error_before_training(tiny, monkeypatch):
+    def run(self, *args, **kwargs):
+        raise AssertionError("the search started")
+    monkeypatch.setattr(Search, "run", run)
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = np.array([0] * 37 + [1] * 3)
+    with pytest.raises(ValueError, match="cv=5 folds need at least 5 rows of every class.*3"):
+        MLPNASClassifier(**tiny, cv=5).fit(X, y)
+    with pytest.raises(ValueError, match="n_finalists"):
+        MLPNASClassifier(**tiny, n_finalists=0).fit(X, y)
+    with pytest.raises(ValueError, match="n_iter_no_change"):
+        MLPNASClassifier(**tiny, n_iter_no_change=0).fit(X, y)
+
+
+def test_the_regressor_cross_validates_its_finalists(tiny):
+    X, y = make_regression(200, 5, noise=5.0, random_state=0)
+    reg = MLPNASRegressor(**tiny, cv=3, n_finalists=2, early_stopping=True).fit(X, y)
+    res = reg.search_results_
+    assert np.isfinite(res["cv_score"]).sum() == 2
+    assert reg.best_score_ == pytest.approx(np.nanmax(res["cv_score"]))
+    assert reg.score(X, y) > 0
