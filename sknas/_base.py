@@ -111,6 +111,16 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         candidates whose scores differ by a point or two), none otherwise.
     n_finalists : int, default=5
         Candidates scored by ``cv``.
+    ensemble_size : int, default=0
+        0 serves the single winner. Otherwise greedy ensemble selection with
+        replacement (Caruana et al., 2004) over the cross-validated
+        finalists: ``ensemble_size`` times, the finalist whose addition most
+        lowers the log loss (squared error for the regressor) of the
+        averaged out-of-fold predictions is added; each member's weight is
+        the share of picks it got. The members are refit like the winner and
+        ``model_`` averages their outputs with those weights (one Keras
+        model). Needs cross-validated finalists: with ``cv='auto'`` 5 folds
+        are used whatever the data size, ``cv=None`` is an error.
     validation_fraction : float, default=0.1
         Fraction of the training rows held out once per fit (stratified for
         the classifier) to score every candidate.
@@ -204,6 +214,12 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
         or ``'exhausted'``.
     search_time_ : float
         Seconds spent in the search.
+    ensemble_weights_ : dict
+        Row of ``search_results_`` -> weight of each ensemble member (empty
+        with ``ensemble_size=0``); also the ``ensemble_weight`` column.
+    ensemble_score_ : float
+        Out-of-fold score (accuracy or R^2) of the selected ensemble, beside
+        the winner's ``cv_score`` (only with ``ensemble_size > 0``).
     cv_time_ : float
         Seconds spent cross-validating the finalists (0 when ``cv`` did not
         apply).
@@ -271,6 +287,7 @@ class BaseMLPNAS(BaseEstimator):
         "cv": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left"), "cv_object",
                None],
         "n_finalists": [Interval(Integral, 1, None, closed="left")],
+        "ensemble_size": [Interval(Integral, 0, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "reward": [StrOptions({"weighted", "last", "max"})],
         "weight_sharing": ["boolean"],
@@ -296,7 +313,7 @@ class BaseMLPNAS(BaseEstimator):
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
                  early_stopping=False, n_iter_no_change=3, cv="auto", n_finalists=5,
-                 validation_fraction=0.1, reward="weighted", weight_sharing=True,
+                 ensemble_size=0, validation_fraction=0.1, reward="weighted", weight_sharing=True,
                  trainer="population", n_jobs=None, error_score=np.nan, max_time=None,
                  max_candidates=None, refit=True, log_dir=None, resume=None,
                  random_state=None, verbose=0):
@@ -325,6 +342,7 @@ class BaseMLPNAS(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.cv = cv
         self.n_finalists = n_finalists
+        self.ensemble_size = ensemble_size
         self.validation_fraction = validation_fraction
         self.reward = reward
         self.weight_sharing = weight_sharing
@@ -428,8 +446,13 @@ class BaseMLPNAS(BaseEstimator):
     def _cv_splitter(self, y, n_val, seed):
         """The splitter that scores the finalists, or None (checked before any training)."""
         cv = self.cv
+        if self.ensemble_size and cv is None:
+            raise ValueError("ensemble_size > 0 selects members on the finalists' out-of-fold "
+                             "predictions: set cv (e.g. cv='auto' or cv=5), or ensemble_size=0.")
+        if self.ensemble_size and not self.refit:
+            raise ValueError("ensemble_size > 0 refits its members: it needs refit=True.")
         if cv == "auto":
-            if n_val >= 1000:
+            if n_val >= 1000 and not self.ensemble_size:
                 return None
             cv = min(5, self._max_folds(y))
             if cv < 2:
@@ -471,13 +494,48 @@ class BaseMLPNAS(BaseEstimator):
                 in_val = np.zeros(len(y), np.float32)
                 in_val[val] = 1.0
                 row_weights.append((w * in_train, w * in_val))
-        results = self._make_trainer().train(candidates, data, seed, row_weights)
+        results = self._make_trainer().train(candidates, data, seed, row_weights,
+                                             val_outputs=bool(self.ensemble_size))
+        oof = {}
         for i, trial in enumerate(finalists):
             mine = results[i * len(folds):(i + 1) * len(folds)]
             trial.cv_scores = [r.val_scores[max(r.best_epoch, 1) - 1]
                                if r.status == "ok" and r.val_scores else np.nan for r in mine]
             epochs = [r.best_epoch for r in mine if r.status == "ok"]
             trial.cv_best_epoch = int(round(np.mean(epochs))) if epochs else self.epochs
+            if self.ensemble_size and all(r.status == "ok" for r in mine):
+                pred = np.zeros((len(y), data.n_outputs))
+                for (_, val), r in zip(folds, mine):
+                    pred[val] = r.val_outputs[val]
+                oof[trial.index] = pred
+        if self.ensemble_size and oof:
+            self._select_ensemble(search, oof, y, w)
+
+    def _select_ensemble(self, search, oof, y, w):
+        """Greedy selection with replacement on out-of-fold predictions
+        (Caruana et al., 2004); sets the members' ``ensemble_weight``."""
+        ids = list(oof)
+        total = np.zeros_like(oof[ids[0]])
+        picks = []
+        for _ in range(self.ensemble_size):
+            losses = [self._oof_loss((total + oof[i]) / (len(picks) + 1), y, w) for i in ids]
+            best = ids[int(np.argmin(losses))]  # ties: the earlier, better-rewarded finalist
+            picks.append(best)
+            total += oof[best]
+        for i in ids:
+            search.trials[i].ensemble_weight = picks.count(i) / len(picks)
+        self.ensemble_score_ = self._oof_score(total / len(picks), y, w)
+
+    def _oof_loss(self, pred, y, w):
+        """Weighted loss of averaged out-of-fold outputs (lower is better)."""
+        return float(np.average(np.mean((pred - y) ** 2, axis=1), weights=w))
+
+    def _oof_score(self, pred, y, w):
+        """The search's score (R^2, averaged over targets) of out-of-fold outputs."""
+        mean = np.average(y, axis=0, weights=w)
+        sse = (w[:, None] * (pred - y) ** 2).sum(axis=0)
+        sst = np.maximum((w[:, None] * (y - mean) ** 2).sum(axis=0), 1e-12)
+        return float(np.mean(1 - sse / sst))
 
     @_fit_context(prefer_skip_nested_validation=True)
     @keeps_python_random_state
@@ -611,7 +669,36 @@ class BaseMLPNAS(BaseEstimator):
         head = search.data.head
         self.model_ = build_keras_model(self.best_layers_, X.shape[1], head,
                                         self._served_weights(weights))
+        members = {t.index: t.ensemble_weight for t in search.trials if t.ensemble_weight > 0}
+        self.ensemble_weights_ = members
+        if len(members) > 1:
+            self.model_ = self._ensemble_model(search, members, X, y, w, seed, head)
         self.refit_time_ = time.perf_counter() - start
+
+    def _ensemble_model(self, search, members, X, y, w, seed, head):
+        """One Keras model averaging the refit members' outputs with their weights."""
+        import keras
+        data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._task_fields())
+        inputs = keras.Input((X.shape[1],))
+        outputs = []
+        for index, weight in members.items():
+            trial = search.trials[index]
+            if index == self.best_index_:
+                member = self.model_
+            else:
+                rng = np.random.default_rng([seed, 2**21, index])
+                init = initial_weights(trial.layers, data.n_features, data.n_outputs, rng)
+                candidate = (trial.layers, init, int(rng.integers(2**31 - 1)))
+                epochs = getattr(trial, "cv_best_epoch", None) or self.epochs
+                result = self._make_trainer(epochs=epochs, early_stopping=False).train(
+                    [candidate], data, int(rng.integers(2**31 - 1)))[0]
+                if result.status != "ok":
+                    raise RuntimeError(f"Refitting the ensemble member {trial.architecture} "
+                                       f"failed: {result.message}")
+                member = build_keras_model(trial.layers, X.shape[1], head,
+                                           self._served_weights(result.weights))
+            outputs.append(keras.layers.Rescaling(float(weight))(member(inputs)))
+        return keras.Model(inputs, keras.layers.Add()(outputs))
 
     def _served_weights(self, weights):
         """The trained weights as the served model uses them."""

@@ -85,7 +85,7 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
                  early_stopping=False, n_iter_no_change=3, cv="auto", n_finalists=5,
-                 validation_fraction=0.1, reward="weighted", weight_sharing=True,
+                 ensemble_size=0, validation_fraction=0.1, reward="weighted", weight_sharing=True,
                  trainer="population", n_jobs=None, error_score=np.nan, max_time=None,
                  max_candidates=None, class_weight=None, refit=True, log_dir=None,
                  resume=None, random_state=None, verbose=0):
@@ -100,7 +100,8 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
             use_predictor=use_predictor, strategy=strategy, epochs=epochs,
             batch_size=batch_size, learning_rate=learning_rate,
             early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, cv=cv,
-            n_finalists=n_finalists, validation_fraction=validation_fraction, reward=reward,
+            n_finalists=n_finalists, ensemble_size=ensemble_size,
+            validation_fraction=validation_fraction, reward=reward,
             weight_sharing=weight_sharing, trainer=trainer, n_jobs=n_jobs,
             error_score=error_score, max_time=max_time, max_candidates=max_candidates,
             refit=refit, log_dir=log_dir, resume=resume, random_state=random_state,
@@ -131,6 +132,18 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
 
     def _max_folds(self, y):
         return int(np.bincount(y).min())
+
+    def _oof_loss(self, pred, y, w):
+        """Weighted log loss of averaged out-of-fold probabilities."""
+        p = np.clip(pred[:, 0] if pred.shape[1] == 1 else pred[np.arange(len(y)), y], 1e-7, 1)
+        if pred.shape[1] == 1:
+            p = np.where(y == 1, p, np.clip(1 - pred[:, 0], 1e-7, 1))
+        return float(np.average(-np.log(p), weights=w))
+
+    def _oof_score(self, pred, y, w):
+        """Weighted accuracy of averaged out-of-fold probabilities."""
+        label = (pred[:, 0] > 0.5).astype(int) if pred.shape[1] == 1 else pred.argmax(axis=1)
+        return float(np.average(label == y, weights=w))
 
     def _kfold(self, n_splits, seed):
         return StratifiedKFold(n_splits, shuffle=True, random_state=seed)

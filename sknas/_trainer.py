@@ -119,6 +119,8 @@ class CandidateResult:
         became NaN or infinite, or when a trained weight did.
     message : str
         Why the candidate failed (empty when it did not).
+    val_outputs : ndarray of shape (n_val, n_outputs) or None
+        Outputs of the final weights on the validation rows, when asked for.
     best_epoch : int
         Epochs of training behind ``weights``: with early stopping the best
         epoch (by validation loss) whose weights were restored, else the
@@ -152,6 +154,7 @@ class CandidateResult:
     message: str = ""
     fit_time: float = 0.0
     best_epoch: int = 0
+    val_outputs: np.ndarray | None = None
     error: BaseException | None = None
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
@@ -416,6 +419,16 @@ class _Population:
 _ALIGN = 64  # floats: 256 bytes, a multiple of every SIMD packet and unrolled block
 
 
+def _output(head, logits):
+    """What the served model outputs for ``logits``: probabilities, or the
+    linear head's values."""
+    if head.kind == "binary":
+        return tf.math.sigmoid(logits)
+    if head.kind == "softmax":
+        return tf.nn.softmax(logits)
+    return logits
+
+
 def _loss_and_grads(logits, y, scale, head):
     """Per-net weighted losses and d loss / d logits for a list of nets' logits.
 
@@ -497,7 +510,7 @@ class PopulationTrainer:
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
 
-    def train(self, candidates, data, seed, row_weights=None):
+    def train(self, candidates, data, seed, row_weights=None, val_outputs=False):
         """Train ``candidates``, a list of ``(layers, initial_weights, seed)``.
 
         ``seed`` (an int per candidate, and one for the population) fixes the
@@ -507,7 +520,10 @@ class PopulationTrainer:
         ``row_weights``, if given, holds per candidate a pair ``(w, w_val)``
         that replaces ``data.w`` and ``data.w_val`` for it: the folds of a
         cross-validation train side by side on the same rows, each with
-        zero weight on the rows it does not train (or score) on.
+        zero weight on the rows it does not train (or score) on. With
+        ``val_outputs``, each result carries the outputs of its final weights
+        on ``data.X_val`` (probabilities, or a regressor's standardised
+        predictions).
 
         Returns
         -------
@@ -517,7 +533,8 @@ class PopulationTrainer:
         try:
             nets = [_Net(layers, data.n_features, data.head, s) for layers, _, s in candidates]
             pop = _Population(nets, [w for _, w, _ in candidates])
-            scores, bad, best_epoch, stop_epoch = self._run(pop, data, seed, row_weights)
+            scores, bad, best_epoch, stop_epoch, outputs = self._run(pop, data, seed, row_weights,
+                                                                     val_outputs)
             weights = pop.weights()
             del pop, nets
             _collect_graphs()
@@ -526,7 +543,7 @@ class PopulationTrainer:
                 return [CandidateResult(status="failed", message=_message(exc), error=exc,
                                         fit_time=time.perf_counter() - start)]
             return [r for k, c in enumerate(candidates) for r in self.train(
-                [c], data, seed, None if row_weights is None else [row_weights[k]])]
+                [c], data, seed, None if row_weights is None else [row_weights[k]], val_outputs)]
         elapsed = (time.perf_counter() - start) / len(candidates)
         results = []
         for k in range(len(candidates)):
@@ -537,11 +554,12 @@ class PopulationTrainer:
                 results.append(_failed(_NONFINITE_WEIGHTS_MESSAGE, val_scores=val_scores,
                                        fit_time=elapsed))
             else:
-                results.append(CandidateResult(val_scores=val_scores, weights=weights[k],
-                                               fit_time=elapsed, best_epoch=int(best_epoch[k])))
+                results.append(CandidateResult(
+                    val_scores=val_scores, weights=weights[k], fit_time=elapsed,
+                    best_epoch=int(best_epoch[k]), val_outputs=outputs[k] if val_outputs else None))
         return results
 
-    def _run(self, pop, data, seed, row_weights=None):
+    def _run(self, pop, data, seed, row_weights=None, val_outputs=False):
         t0 = time.perf_counter()
         y_type = tf.float32 if data.head.is_regression else tf.int32
         w, w_val = data.w, data.w_val
@@ -551,16 +569,17 @@ class PopulationTrainer:
         args = (tf.constant(data.X, tf.float32), tf.constant(data.y, y_type),
                 tf.constant(w, tf.float32), tf.constant(data.X_val, tf.float32),
                 tf.constant(data.y_val, y_type), tf.constant(w_val, tf.float32))
-        fn = tf.function(self._make_loop(pop, int(seed) % (2**31 - 1)), autograph=False)
+        fn = tf.function(self._make_loop(pop, int(seed) % (2**31 - 1), val_outputs),
+                         autograph=False)
         t1 = time.perf_counter()
         with _quiet_retracing():
             graph_fn = fn.get_concrete_function(*args)
         t2 = time.perf_counter()
-        scores, bad, best_epoch, stop_epoch = (t.numpy() for t in graph_fn(*args))
+        scores, bad, best_epoch, stop_epoch, outputs = (t.numpy() for t in graph_fn(*args))
         self.last_timings_ = {"setup": t1 - t0, "trace": t2 - t1, "run": time.perf_counter() - t2}
-        return scores, bad, best_epoch, stop_epoch
+        return scores, bad, best_epoch, stop_epoch, outputs
 
-    def _make_loop(self, pop, seed):
+    def _make_loop(self, pop, seed, val_outputs=False):
         epochs, bs, n_nets = self.epochs, self.batch_size, len(pop.nets)
         patience = self.n_iter_no_change if self.early_stopping else None
         if patience is not None:
@@ -606,7 +625,11 @@ class PopulationTrainer:
             if patience is not None:
                 pop.params.assign(pop.best.read_value())
                 stop_epoch = tf.minimum(stop_epoch, epoch)
-            return scores.stack()[:epoch], bad, best_epoch, stop_epoch
+            outputs = tf.zeros([0])
+            if val_outputs:
+                outputs = tf.stack([_output(net.head, net.forward(p, Xv)[0])
+                                    for net, p in zip(pop.nets, pop.split())])
+            return scores.stack()[:epoch], bad, best_epoch, stop_epoch, outputs
 
         return loop
 
@@ -721,13 +744,14 @@ class KerasTrainer:
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
 
-    def train(self, candidates, data, seed, row_weights=None):
+    def train(self, candidates, data, seed, row_weights=None, val_outputs=False):
         """Train each of ``candidates`` in turn; see :meth:`PopulationTrainer.train`."""
         return [self._train_one(layers, w, data, s,
-                                (data.w, data.w_val) if row_weights is None else row_weights[k])
+                                (data.w, data.w_val) if row_weights is None else row_weights[k],
+                                val_outputs)
                 for k, (layers, w, s) in enumerate(candidates)]
 
-    def _train_one(self, layers, weights, data, seed, row_weights):
+    def _train_one(self, layers, weights, data, seed, row_weights, val_outputs=False):
         import keras
         start = time.perf_counter()
         try:
@@ -767,5 +791,7 @@ class KerasTrainer:
         best_epoch = len(hist.history["loss"])
         if stopper is not None and getattr(stopper, "best_epoch", None) is not None:
             best_epoch = int(stopper.best_epoch) + 1
+        outputs = (np.asarray(model(data.X_val, training=False), np.float32) if val_outputs
+                   else None)
         return CandidateResult(val_scores=val_scores, weights=weights, fit_time=fit_time,
-                               best_epoch=best_epoch)
+                               best_epoch=best_epoch, val_outputs=outputs)

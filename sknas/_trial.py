@@ -38,6 +38,7 @@ class Trial:
     pid: int = field(default_factory=os.getpid)
     best_epoch: int = 0
     cv_scores: list = field(default_factory=list)
+    ensemble_weight: float = 0.0
 
     def to_json(self):
         """JSON-ready dict (NaN kept as ``None``)."""
@@ -122,6 +123,7 @@ def results_table(trials):
         "max_score": np.array([max(t.val_scores) if t.val_scores else np.nan for t in trials]),
         "fit_time": np.array([t.fit_time for t in trials], dtype=float),
         "best_epoch": np.array([t.best_epoch for t in trials], dtype=np.int32),
+        "ensemble_weight": np.array([t.ensemble_weight for t in trials], dtype=float),
         "cv_score": cv_score,
         "cv_std": cv_std,
         **{f"split{j}_score": folds[:, j] for j in range(n_splits)},
@@ -154,8 +156,8 @@ def history_table(rows):
     return {k: np.array([row.get(k, np.nan) for row in rows]) for k in keys}
 
 
-TOP_COLUMNS = ("rank", "architecture", "cv_score", "cv_std", "reward", "predicted_reward",
-               "n_params", "controller_epoch", "fit_time")
+TOP_COLUMNS = ("rank", "architecture", "cv_score", "cv_std", "ensemble_weight", "reward",
+               "predicted_reward", "n_params", "controller_epoch", "fit_time")
 
 
 def top_table(results, n=5):
@@ -183,6 +185,8 @@ def top_table(results, n=5):
         frame = frame.sort_values("rank", kind="stable")
     else:
         frame = frame.sort_values("reward", ascending=False, kind="stable")
-    cols = [c for c in TOP_COLUMNS if c in frame
-            and not (c.startswith("cv_") and frame[c].isna().all())]
+    optional = {"cv_score": frame.get("cv_score"), "cv_std": frame.get("cv_std"),
+                "ensemble_weight": frame.get("ensemble_weight")}
+    cols = [c for c in TOP_COLUMNS if c in frame and not (
+        c in optional and not (optional[c].fillna(0) != 0).any())]
     return frame[cols].head(n).reset_index(drop=True)

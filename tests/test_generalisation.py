@@ -172,3 +172,64 @@ def test_the_regressor_cross_validates_its_finalists(tiny):
     assert np.isfinite(res["cv_score"]).sum() == 2
     assert reg.best_score_ == pytest.approx(np.nanmax(res["cv_score"]))
     assert reg.score(X, y) > 0
+
+
+def test_an_ensemble_averages_its_members_with_the_selected_weights(small, tiny, tmp_path):
+    import joblib
+    import keras
+
+    from sknas import load_model
+    X, y = small
+    clf = MLPNASClassifier(**{**tiny, "controller_epochs": 2, "samples_per_epoch": 4},
+                           cv=3, n_finalists=4, ensemble_size=7).fit(X, y)
+    res = pd.DataFrame(clf.search_results_)
+    weights = res.ensemble_weight[res.ensemble_weight > 0]
+    assert weights.sum() == pytest.approx(1.0)
+    assert np.allclose(weights * 7, np.round(weights * 7))           # picks out of 7
+    assert res.cv_score[weights.index].notna().all()                  # members are finalists
+    assert clf.ensemble_weights_ == pytest.approx(weights.to_dict())
+    assert 0 <= clf.ensemble_score_ <= 1
+    if len(weights) > 1:
+        scales = sorted(lyr.scale for lyr in clf.model_.layers
+                        if isinstance(lyr, keras.layers.Rescaling))
+        np.testing.assert_allclose(scales, sorted(weights))
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    # wherever a single winner goes, the ensemble goes: joblib, save_model, export
+    joblib.dump(clf, tmp_path / "clf.joblib")
+    np.testing.assert_allclose(joblib.load(tmp_path / "clf.joblib").predict_proba(X), proba,
+                               rtol=1e-6)
+    np.testing.assert_allclose(load_model(clf.save_model(tmp_path / "saved")).predict_proba(X),
+                               proba, rtol=1e-6)
+    exported = keras.models.load_model(clf.export_model(tmp_path / "m.keras"))
+    np.testing.assert_allclose(np.asarray(exported(X.astype(np.float32)))[:, 0], proba[:, 1],
+                               rtol=1e-5, atol=1e-6)
+    assert "ensemble_weight" in clf.top_architectures(5)
+
+
+def test_ensemble_parameters_are_checked_before_training(tiny, monkeypatch):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    def run(self, *args, **kwargs):
+        raise AssertionError("the search started")
+    monkeypatch.setattr(Search, "run", run)
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = np.arange(40) % 2
+    for bad in (-1, 2.5, "3"):
+        with pytest.raises(InvalidParameterError, match="ensemble_size"):
+            MLPNASClassifier(**tiny, ensemble_size=bad).fit(X, y)
+    with pytest.raises(ValueError, match="ensemble_size > 0 .* set cv"):
+        MLPNASClassifier(**tiny, ensemble_size=3, cv=None).fit(X, y)
+
+
+def test_a_run_folder_keeps_the_finalists_and_the_ensemble(small, tiny, tmp_path):
+    from sknas import load_run
+    X, y = small
+    clf = MLPNASClassifier(**{**tiny, "samples_per_epoch": 4}, cv=3, n_finalists=3,
+                           ensemble_size=4, log_dir=tmp_path).fit(X, y)
+    run = load_run(clf.run_dir_)
+    results = pd.DataFrame(run.results)
+    np.testing.assert_allclose(results.cv_score, clf.search_results_["cv_score"])
+    np.testing.assert_allclose(results.ensemble_weight, clf.search_results_["ensemble_weight"])
+    np.testing.assert_allclose(run.load_model()(X.astype(np.float32)).numpy()[:, 0],
+                               clf.predict_proba(X)[:, 1], rtol=1e-5, atol=1e-6)
