@@ -751,6 +751,28 @@ class BaseMLPNAS(BaseEstimator):
         check_is_fitted(self, "model_")
         return validate_data(self, X, reset=False, dtype=[np.float64, np.float32]).astype(np.float32)
 
+    def to_html(self, path=None, *, held_out_score=None):
+        """Write the report of this fitted search: one self-contained HTML page.
+
+        The same page as ``sknas report RUN_DIR --html`` (see the report
+        guide): parameters, data summary, leaderboard, winner, plots and
+        controller history, with nothing loaded from a network.
+
+        Parameters
+        ----------
+        path : str or path-like, default=None
+            File to write; ``None`` returns the HTML text instead.
+        held_out_score : float or dict of str to float, default=None
+            The winner's score on held-out data, shown on the page.
+
+        Returns
+        -------
+        html_or_path : str or pathlib.Path
+        """
+        check_is_fitted(self, "search_results_")
+        from ._html import estimator_report
+        return estimator_report(self, path, held_out_score=held_out_score)
+
     # ---------------------------------------------------------- persistence
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -210,7 +210,7 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
         PARAMETERS_DOC,
         """    n_outputs_ : int
         Number of targets.
-    y_mean_, y_scale_ : ndarray of shape (n_outputs_,)
+    y_mean_, y_scale_ : ndarray of shape (`n_outputs_`,)
         Mean and standard deviation of each target over the training rows:
         candidates train on ``(y - y_mean_) / y_scale_``.
 """,
@@ -275,7 +275,7 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
 
         Returns
         -------
-        y : ndarray of shape (n_samples,) or (n_samples, n_outputs_)
+        y : ndarray of shape (n_samples,) or (n_samples, `n_outputs_`)
             In the target's original units; one-dimensional for one target.
         """
         X = self._model_input(X)

@@ -224,12 +224,17 @@ def read_meta(path):
     return meta
 
 
-def _target_summary(estimator):
-    """A regressor's target: number of outputs, mean and standard deviation."""
+def _target_summary(estimator, data=None):
+    """A regressor's target: number of outputs, mean, standard deviation and,
+    given the search's data, its range over the training rows."""
     if not hasattr(estimator, "y_mean_"):
         return None
-    return {"n_outputs": int(estimator.n_outputs_), "mean": json_safe(estimator.y_mean_),
-            "std": json_safe(estimator.y_scale_)}
+    summary = {"n_outputs": int(estimator.n_outputs_), "mean": json_safe(estimator.y_mean_),
+               "std": json_safe(estimator.y_scale_)}
+    if data is not None:
+        y = np.vstack([data.y, data.y_val]) * estimator.y_scale_ + estimator.y_mean_
+        summary["range"] = [json_safe(y.min(axis=0)), json_safe(y.max(axis=0))]
+    return summary
 
 
 def _trial_from_line(obj, lineno, path):
@@ -482,7 +487,9 @@ class RunLog:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": int(search.seed),
                 "task": "regression" if search.data.head.is_regression else "classification",
                 "classes": encode_classes(getattr(estimator, "classes_", None)),
-                "target": _target_summary(estimator),
+                "target": _target_summary(estimator, search.data),
+                "n_samples": int(len(search.data.y) + len(search.data.y_val)),
+                "n_train": int(len(search.data.y)), "n_val": int(len(search.data.y_val)),
                 "feature_names": json_safe(getattr(estimator, "feature_names_in_", None)),
                 "n_features": int(estimator.n_features_in_),
                 "data_sha256": data_fingerprint(search.data), "status": "running",
