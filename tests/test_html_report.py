@@ -480,3 +480,20 @@ def test_estimator_report_of_a_fitted_estimator_and_a_pipeline(searched, tmp_pat
     assert len(leaderboard_rows(path.read_text(encoding="utf-8"))) == N_CANDIDATES
     with pytest.raises(ValueError, match="inside the run folder"):
         estimator_report(clf, clf.run_dir_ / "p.html")
+
+
+def test_a_fitted_estimator_writes_its_own_page(tmp_path):
+    """``est.to_html`` needs no run folder: the page comes from the fitted attributes."""
+    from sklearn.datasets import make_classification
+
+    from sknas import MLPNASClassifier
+    from conftest import TINY
+    X, y = make_classification(120, 4, n_informative=3, n_redundant=0, random_state=0)
+    est = MLPNASClassifier(**{**TINY, "samples_per_epoch": 3}).fit(X, y)
+    path = est.to_html(tmp_path / "est.html", held_out_score=0.5)
+    text = path.read_text(encoding="utf-8")
+    for arch in est.search_results_["architecture"]:
+        assert html.escape(arch) in text
+    assert "http://" not in text and "https://" not in text
+    with pytest.raises(Exception, match="not fitted|NotFitted"):
+        MLPNASClassifier().to_html()
