@@ -19,6 +19,9 @@ from pathlib import Path
 __all__ = ["main"]
 
 WINE_TARGET = "quality_label"
+#: ``--task auto``: a numeric target (integer or float, not boolean) with more distinct
+#: values than this is a regression target; any other target is a classification target
+AUTO_MAX_CLASSES = 10
 PLOTS = ("reward_history", "reward_distribution", "predictor", "controller_history")
 
 
@@ -35,7 +38,12 @@ def _parser():
     _add_search(sub.add_parser("search", help="search architectures for a CSV file",
                                description="Search MLP architectures for a CSV file: numeric "
                                "columns are imputed and scaled, the others one-hot encoded; "
-                               "a stratified held-out split scores the refit winner."))
+                               "a held-out split (stratified for classification) scores the "
+                               "refit winner. A numeric target with more than "
+                               f"{AUTO_MAX_CLASSES} distinct values is a regression target "
+                               "(MLPNASRegressor; held-out R^2 and RMSE), any other a "
+                               "classification target (MLPNASClassifier; held-out accuracy); "
+                               "--task overrides the detection."))
     rep = sub.add_parser("report", help="print the top architectures of a saved run and plot it",
                          description="Print the top-N table of a run folder written with "
                          "--log-dir and write its four plots as PNG files.")
@@ -43,6 +51,11 @@ def _parser():
     rep.add_argument("--out", metavar="DIR", help="where to write the PNG files "
                      "(default: RUN_DIR/plots)")
     rep.add_argument("--top", type=int, default=5, metavar="N", help="rows of the table (default 5)")
+    rep.add_argument("--html", nargs="?", const="", metavar="FILE",
+                     help="write one self-contained HTML page (leaderboard, plots, controller "
+                     "history) instead of the PNG files (those too if --out is given); default "
+                     "FILE: RUN_FOLDER_NAME.html in the current directory. Nothing in the run "
+                     "folder is changed")
     return parser
 
 
@@ -50,7 +63,14 @@ def _add_search(p):
     p.add_argument("data", nargs="?", metavar="DATA.csv",
                    help="CSV file with a header row (default: the bundled wine-quality data)")
     p.add_argument("--target", metavar="COL", help="target column (required with DATA.csv; "
-                   f"default for the bundled data: {WINE_TARGET})")
+                   f"default for the bundled data: {WINE_TARGET}, its classes; 'quality' is "
+                   "its numeric score, a regression target with --task regression)")
+    p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
+                   help="what to predict: 'auto' (the default) treats a numeric target with "
+                        f"more than {AUTO_MAX_CLASSES} distinct values (missing ones left out) "
+                        "as a regression target and any other (text, booleans, numbers with "
+                        f"at most {AUTO_MAX_CLASSES} values) as class labels; 'classification' "
+                        "and 'regression' force the choice")
     p.add_argument("--drop", action="extend", nargs="+", default=[], metavar="COL",
                    help="columns to leave out (ids, leaks)")
     p.add_argument("--controller-epochs", type=int, metavar="N", help="controller epochs (default 10)")
@@ -83,11 +103,13 @@ def _add_search(p):
 
 
 # ---------------------------------------------------------------- the data
-def _read_frame(path):
+def _read_frame(path, target=None):
     import pandas as pd
     if path is None:
         from .datasets import load_wine_quality
-        return load_wine_quality(as_frame=True).frame, "bundled wine-quality data"
+        wine_target = "quality" if target == "quality" else WINE_TARGET
+        return (load_wine_quality(as_frame=True, target=wine_target).frame,
+                "bundled wine-quality data")
     p = Path(path)
     if not p.is_file():
         raise CLIError(f"no such file: {path}")
@@ -97,7 +119,8 @@ def _read_frame(path):
         raise CLIError(f"cannot read {path} as CSV: {' '.join(str(exc).split())}") from None
 
 
-def _features_and_target(frame, target, drop):
+def _features_and_target(frame, target, drop, task="classification"):
+    """Features, target and the task (``task='auto'`` is resolved from the target)."""
     if target not in frame.columns:
         raise CLIError(f"target column {target!r} not found; columns are: "
                        f"{', '.join(map(str, frame.columns))}")
@@ -106,20 +129,52 @@ def _features_and_target(frame, target, drop):
         raise CLIError(f"--drop: no column named {', '.join(map(repr, unknown))}")
     frame = frame[frame[target].notna()]
     y = frame[target]
-    if y.nunique() < 2:
+    if task == "auto":
+        task = _detect_task(y)
+    if task == "regression":
+        _check_regression_target(y, target)
+    elif y.nunique() < 2:
         only = repr(y.iloc[0]) if len(y) else "none"
         raise CLIError(f"target column {target!r} has only one class ({only}); "
                        "a classifier needs at least 2")
     X = frame.drop(columns=[target, *drop])
     if X.shape[1] == 0:
         raise CLIError("no feature columns left after dropping the target and --drop columns")
-    return X, y.astype(str) if y.dtype == object else y
+    return X, y.astype(str) if y.dtype == object else y, task
 
 
-def _split(X, y, test_size, seed):
+def _detect_task(y):
+    """``--task auto``: 'regression' for a numeric target (integer or float, not
+    boolean) with more than ``AUTO_MAX_CLASSES`` distinct values, else 'classification'."""
+    numeric = y.dtype.kind in "iuf"
+    return "regression" if numeric and y.nunique() > AUTO_MAX_CLASSES else "classification"
+
+
+def _check_regression_target(y, target):
+    """A regression target must be numeric, finite and not constant."""
+    import numpy as np
+    if y.dtype.kind not in "iuf":
+        sample = y.iloc[0] if len(y) else None
+        raise CLIError(f"target column {target!r} is not numeric (values such as {sample!r}); "
+                       "regression needs numbers: for class labels use --task classification")
+    if not np.isfinite(y.to_numpy(dtype=float)).all():
+        raise CLIError(f"target column {target!r} has infinite values; regression needs "
+                       "finite numbers")
+    if y.nunique() < 2:
+        only = repr(y.iloc[0].item()) if len(y) else "none"
+        raise CLIError(f"target column {target!r} is constant ({only}): there is nothing to "
+                       "learn")
+
+
+def _split(X, y, test_size, seed, task="classification"):
     from sklearn.model_selection import train_test_split
     if not 0 < test_size < 1:
         raise CLIError(f"--test-size must be between 0 and 1; got {test_size}")
+    if task == "regression":  # no classes to stratify by
+        try:
+            return train_test_split(X, y, test_size=test_size, random_state=seed)
+        except ValueError as exc:
+            raise CLIError(f"cannot split the rows: {exc}") from None
     try:
         return train_test_split(X, y, test_size=test_size, stratify=y, random_state=seed)
     except ValueError as exc:
@@ -185,20 +240,24 @@ def _estimator_params(args):
 
 
 def _search(args):
-    frame, source = _read_frame(args.data)
     if args.target is None and args.data is not None:
         raise CLIError("--target is required with a data file")
     target = args.target or WINE_TARGET
-    X, y = _features_and_target(frame, target, args.drop)
+    frame, source = _read_frame(args.data, target)
+    X, y, task = _features_and_target(frame, target, args.drop, args.task)
     X = _as_text_categories(X)
-    X_train, X_test, y_train, y_test = _split(X, y, args.test_size, args.random_state)
-    search = _make_search(args)  # bad input of any kind fails before any output
+    X_train, X_test, y_train, y_test = _split(X, y, args.test_size, args.random_state, task)
+    search = _make_search(args, task)  # bad input of any kind fails before any output
+    if task == "regression":
+        kind, split = f"regression target, range {y.min():.6g} to {y.max():.6g}", ""
+    else:
+        kind, split = f"{y.nunique()} classes", "stratified, "
     print(f"data: {source}, {len(X)} rows, {X.shape[1]} feature columns, target {target!r} "
-          f"({y.nunique()} classes); train {len(X_train)} / test {len(X_test)} rows "
-          f"(stratified, random_state={args.random_state})")
+          f"({kind}); train {len(X_train)} / test {len(X_test)} rows "
+          f"({split}random_state={args.random_state})")
     sys.stdout.flush()
     pipe = _fit(search, X_train, y_train)
-    _summarise(args, pipe, X_test, y_test)
+    _summarise(args, pipe, X_test, y_test, y_train)
     return 0
 
 
@@ -238,11 +297,12 @@ def _import_tensorflow_quietly():
         print("\n".join(kept), file=sys.stderr)
 
 
-def _make_search(args):
+def _make_search(args, task="classification"):
     """The estimator the flags ask for, its parameters and search space checked."""
     _import_tensorflow_quietly()
-    from ._estimator import MLPNASClassifier
-    search = MLPNASClassifier(**_estimator_params(args))
+    from ._estimator import MLPNASClassifier, MLPNASRegressor
+    cls = MLPNASRegressor if task == "regression" else MLPNASClassifier
+    search = cls(**_estimator_params(args))
     try:
         search._validate_params()
         search._make_space()
@@ -260,14 +320,21 @@ def _fit(search, X_train, y_train):
         raise CLIError(" ".join(str(exc).split())) from None
 
 
-def _summarise(args, pipe, X_test, y_test):
+def _summarise(args, pipe, X_test, y_test, y_train=None):
     search = pipe.named_steps["search"]
     _print_top(search.search_results_, args.top)
-    accuracy = pipe.score(X_test, y_test)
-    majority = y_test.value_counts(normalize=True).max()
     print(f"\nbest architecture: {search.best_architecture_} (reward {search.best_score_:.4f})")
-    print(f"held-out test accuracy of the refit winner: {accuracy:.4f} on {len(y_test)} rows "
-          f"(majority class: {majority:.4f})")
+    if hasattr(search, "y_mean_"):  # a regressor
+        r2, rmse = _r2_rmse(y_test, pipe.predict(X_test))
+        r2_mean, rmse_mean = _r2_rmse(y_test, [float(y_train.mean())] * len(y_test))
+        print(f"held-out test R^2 of the refit winner: {r2:.4f}, RMSE {rmse:.6g} on "
+              f"{len(y_test)} rows (predicting the training mean: R^2 {r2_mean:.4f}, "
+              f"RMSE {rmse_mean:.6g})")
+    else:
+        accuracy = pipe.score(X_test, y_test)
+        majority = y_test.value_counts(normalize=True).max()
+        print(f"held-out test accuracy of the refit winner: {accuracy:.4f} on {len(y_test)} rows "
+              f"(majority class: {majority:.4f})")
     print(f"search {search.search_time_:.1f}s, refit {search.refit_time_:.1f}s")
     if getattr(search, "run_dir_", None):
         print(f"run folder: {search.run_dir_}")
@@ -277,22 +344,59 @@ def _summarise(args, pipe, X_test, y_test):
         print(f"fitted pipeline saved to {args.model_out}")
 
 
+def _r2_rmse(y_true, y_pred):
+    """R^2 and root mean squared error of predictions of a numeric target."""
+    import numpy as np
+    from sklearn.metrics import mean_squared_error, r2_score
+    return (float(r2_score(y_true, y_pred)),
+            float(np.sqrt(mean_squared_error(y_true, y_pred))))
+
+
 def _report(args):
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise CLIError(f"no such run folder: {args.run_dir}")
+    import warnings
+
     from ._runlog import load_run
     try:
-        run = load_run(run_dir)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run = load_run(run_dir)
     except (OSError, ValueError, KeyError) as exc:
         raise CLIError(f"cannot read the run in {args.run_dir}: {' '.join(str(exc).split())}") \
             from None
+    notes = [" ".join(str(w.message).split()) for w in caught]
+    for note in notes:
+        print(f"sknas: warning: {note}", file=sys.stderr)
+    page = None if args.html is None else _write_html(run, args.html, notes)
     print(f"run: {run_dir}")
     _print_top(run.results, args.top)
+    if page is not None:
+        if run.meta.get("status") == "running":
+            print(f"note: the search is still running or was interrupted (meta.json says "
+                  f"'running'); the page shows the {len(run.results['reward'])} candidates "
+                  "recorded so far")
+        print(f"wrote {page}")
+        if not args.out:
+            return 0
     out = Path(args.out) if args.out else run_dir / "plots"
     for path in _write_plots(run.results, run.history, out):
         print(f"wrote {path}")
     return 0
+
+
+def _write_html(run, file, notes):
+    """``report --html [FILE]``: write the run's page (by default
+    ``./RUN_FOLDER_NAME.html``) before anything is printed; its path."""
+    from ._html import run_report
+    path = Path(file) if file else Path(f"{run.path.resolve().name}.html")
+    try:
+        return run_report(run, path, notes=notes)
+    except ValueError as exc:  # a path inside the run folder
+        raise CLIError(" ".join(str(exc).split())) from None
+    except OSError as exc:
+        raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _write_plots(results, history, out):

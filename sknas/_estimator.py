@@ -250,7 +250,7 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
         constant = np.flatnonzero(scale == 0)
         if constant.size:
             raise ValueError(f"The target is constant (column {int(constant[0])} is always "
-                             f"{y[0, constant[0]]!r}): there is nothing to learn.")
+                             f"{float(y[0, constant[0]])!r}): there is nothing to learn.")
         self.n_outputs_ = y.shape[1]
         self.y_mean_ = y.mean(axis=0)
         self.y_scale_ = scale

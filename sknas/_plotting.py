@@ -158,7 +158,7 @@ class RewardHistoryDisplay(_ResultsDisplay):
                                       label="failed")
         self.boundary_lines_ = [ax.axvline(b - 0.5, color="grey", linestyle=":", linewidth=1)
                                 for b in self._boundaries()]
-        ax.set(xlabel="candidate (row of search_results_)", ylabel="reward",
+        ax.set(xlabel="candidate (row of search_results_)", ylabel="reward (validation score)",
                title="Reward over the search")
         ax.xaxis.set_major_locator(_integer_locator())
         ax.legend(loc="best")
@@ -247,7 +247,7 @@ class RewardDistributionDisplay(_ResultsDisplay):
             self.best_line_ = ax.axvline(r.max(), color="C1", linestyle="--",
                                          label=f"best = {r.max():.4f}")
             ax.legend(loc="upper left")
-        ax.set(xlabel="reward", ylabel="candidates",
+        ax.set(xlabel="reward (validation score)", ylabel="candidates",
                title=f"Distribution of rewards ({r.size} candidates)")
         self.ax_, self.figure_ = ax, ax.figure
         return self
@@ -333,10 +333,11 @@ class PredictorDisplay(_ResultsDisplay):
         (self.diagonal_line_,) = ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--",
                                          label="perfect prediction")
         r = "n/a" if np.isnan(self.correlation_) else f"{self.correlation_:.3f}"
-        title = f"Accuracy predictor: Pearson r = {r}"
+        title = f"Reward predictor: Pearson r = {r}"
         if self.n_missing_:
             title += f" ({self.n_missing_} without prediction)"
-        ax.set(xlabel="observed reward", ylabel="predicted reward", title=title)
+        ax.set(xlabel="observed reward (validation score)", ylabel="predicted reward",
+               title=title)
         ax.legend(loc="upper left")
         self.ax_, self.figure_ = ax, ax.figure
         return self
