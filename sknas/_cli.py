@@ -89,6 +89,18 @@ def _add_search(p):
                         "controller epoch's mean reward) or a number, such as the tutorial's 0.5")
     p.add_argument("--max-time", type=float, metavar="SECONDS",
                    help="stop the search after this time, then refit the best so far")
+    p.add_argument("--cv", type=_cv, metavar="K",
+                   help="folds that re-score the best candidates: 'auto' (the default: 5 "
+                        "when the validation split has under 1,000 rows), a number, or "
+                        "'none' for the search's holdout alone")
+    p.add_argument("--n-finalists", type=int, metavar="N",
+                   help="candidates re-scored by --cv (default 5)")
+    p.add_argument("--early-stopping", action="store_true",
+                   help="stop each candidate when its validation loss stops improving, "
+                        "keep its best epoch, and refit for that many epochs")
+    p.add_argument("--ensemble-size", type=int, metavar="N",
+                   help="serve an ensemble of the finalists chosen greedily in N picks "
+                        "(default 0: the single winner)")
     p.add_argument("--random-state", type=int, default=0, metavar="N",
                    help="seed of the split and the search (default 0)")
     p.add_argument("--n-jobs", type=int, metavar="N", help="parallel candidate training")
@@ -228,14 +240,30 @@ def _baseline(text):
             f"expected 'ema', 'batch' or a number, got {text!r}") from None
 
 
+def _cv(text):
+    """``--cv``: 'auto', 'none' or a number of folds (the estimator validates it)."""
+    if text in ("auto", "none"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto', 'none' or a number of folds, got {text!r}") from None
+
+
 def _estimator_params(args):
     params = {"controller_epochs": args.controller_epochs, "samples_per_epoch": args.samples_per_epoch,
               "epochs": args.epochs, "controller_train_steps": args.controller_train_steps,
               "units": tuple(args.units) if args.units else None,
               "activations": tuple(args.activations) if args.activations else None,
               "max_layers": args.max_layers, "baseline": args.baseline, "max_time": args.max_time,
-              "n_jobs": args.n_jobs, "log_dir": args.log_dir}
+              "n_jobs": args.n_jobs, "log_dir": args.log_dir,
+              "cv": args.cv, "n_finalists": args.n_finalists,
+              "early_stopping": True if args.early_stopping else None,
+              "ensemble_size": args.ensemble_size}
     params = {k: v for k, v in params.items() if v is not None}
+    if params.get("cv") == "none":
+        params["cv"] = None
     return dict(params, random_state=args.random_state, verbose=0 if args.quiet else args.verbose)
 
 
@@ -323,17 +351,25 @@ def _fit(search, X_train, y_train):
 def _summarise(args, pipe, X_test, y_test, y_train=None):
     search = pipe.named_steps["search"]
     _print_top(search.search_results_, args.top)
-    print(f"\nbest architecture: {search.best_architecture_} (reward {search.best_score_:.4f})")
+    cv_score = float(search.search_results_["cv_score"][search.best_index_])
+    how = "reward" if cv_score != cv_score else "cross-validated score"  # NaN: not a finalist
+    print(f"\nbest architecture: {search.best_architecture_} ({how} {search.best_score_:.4f})")
+    members = getattr(search, "ensemble_weights_", {})
+    served = "ensemble" if len(members) > 1 else "winner"
+    if len(members) > 1:
+        print(f"served: an ensemble of {len(members)} finalists, weights "
+              + ", ".join(f"{w:.2f}" for w in members.values())
+              + f" (out-of-fold score {search.ensemble_score_:.4f})")
     if hasattr(search, "y_mean_"):  # a regressor
         r2, rmse = _r2_rmse(y_test, pipe.predict(X_test))
         r2_mean, rmse_mean = _r2_rmse(y_test, [float(y_train.mean())] * len(y_test))
-        print(f"held-out test R^2 of the refit winner: {r2:.4f}, RMSE {rmse:.6g} on "
+        print(f"held-out test R^2 of the refit {served}: {r2:.4f}, RMSE {rmse:.6g} on "
               f"{len(y_test)} rows (predicting the training mean: R^2 {r2_mean:.4f}, "
               f"RMSE {rmse_mean:.6g})")
     else:
         accuracy = pipe.score(X_test, y_test)
         majority = y_test.value_counts(normalize=True).max()
-        print(f"held-out test accuracy of the refit winner: {accuracy:.4f} on {len(y_test)} rows "
+        print(f"held-out test accuracy of the refit {served}: {accuracy:.4f} on {len(y_test)} rows "
               f"(majority class: {majority:.4f})")
     print(f"search {search.search_time_:.1f}s, refit {search.refit_time_:.1f}s")
     if getattr(search, "run_dir_", None):

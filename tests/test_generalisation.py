@@ -233,3 +233,24 @@ def test_a_run_folder_keeps_the_finalists_and_the_ensemble(small, tiny, tmp_path
     np.testing.assert_allclose(results.ensemble_weight, clf.search_results_["ensemble_weight"])
     np.testing.assert_allclose(run.load_model()(X.astype(np.float32)).numpy()[:, 0],
                                clf.predict_proba(X)[:, 1], rtol=1e-5, atol=1e-6)
+
+
+def test_the_command_line_serves_an_ensemble(tmp_path):
+    import subprocess
+    import sys
+    out = subprocess.run(
+        [sys.executable, "-m", "sknas", "search", "--controller-epochs", "1",
+         "--samples-per-epoch", "3", "--epochs", "2", "--controller-train-steps", "1",
+         "--units", "4", "8", "--activations", "relu", "tanh", "--cv", "3",
+         "--n-finalists", "3", "--ensemble-size", "4", "--early-stopping"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "(cross-validated score 0." in out.stdout
+    assert "cv_score" in out.stdout and "ensemble_weight" in out.stdout
+    accuracy = float(out.stdout.split("held-out test accuracy of the refit ")[1].split(": ")[1]
+                     .split()[0])
+    majority = float(out.stdout.split("(majority class: ")[1].split(")")[0])
+    assert accuracy > majority
+    bad = subprocess.run([sys.executable, "-m", "sknas", "search", "--cv", "many"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert bad.returncode == 2 and "--cv" in bad.stderr
