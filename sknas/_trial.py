@@ -147,7 +147,7 @@ def best_row(results):
     rank = np.asarray(results["rank"]) if "rank" in results else None
     if rank is None:
         return int(np.argmax(np.where(ok, results["reward"], -np.inf)))
-    return int(np.argmin(np.where(ok, rank, np.iinfo(np.int64).max)))
+    return int(np.argmin(np.where(ok, rank, np.inf)))
 
 
 def history_table(rows):

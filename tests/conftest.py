@@ -1,5 +1,6 @@
 """Shared fixtures: tiny budgets and a clean Keras state for every test."""
 
+import importlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -10,6 +11,23 @@ import pytest  # noqa: E402
 #: A search budget that runs in about a second: use ``MLPNASClassifier(**TINY)``.
 TINY = dict(controller_epochs=1, samples_per_epoch=2, epochs=2, controller_train_steps=1,
             units=(4, 8), activations=("relu", "tanh"), controller_units=8, random_state=0)
+
+
+def in_ci():
+    """True when the environment variable ``CI`` is set (and not to false, 0 or no)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require(module):
+    """Import an optional test dependency (one of the ``test`` extra's).
+
+    Locally, a missing ``module`` skips the test (``pytest.importorskip``); under CI
+    (``CI`` set) it is imported plainly, so a missing package fails the test run
+    instead of skipping it silently.
+    """
+    if in_ci():
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
 
 
 @pytest.fixture(autouse=True)

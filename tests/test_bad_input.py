@@ -69,7 +69,7 @@ def test_sample_weight_length_must_match(no_search):
 
 
 @pytest.mark.parametrize("weights, message", [("negative", "Negative values in data"),
-                                              ("zeros", "at least one non-zero")])
+                                              ("zeros", "at least one non-zero|sums to zero")])
 def test_sample_weight_must_be_usable(no_search, weights, message):
     X, y = _data()
     w = -np.ones(len(y)) if weights == "negative" else np.zeros(len(y))

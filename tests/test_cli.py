@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_FLAGS = ["--controller-epochs", "2", "--samples-per-epoch", "2", "--epochs", "2",
+TINY_FLAGS = ["--controller-epochs", "2", "--samples-per-epoch", "2", "--epochs", "8",
               "--controller-train-steps", "1", "--units", "4", "8"]
 
 
@@ -37,6 +37,15 @@ def iris_csv(tmp_path_factory):
     return path
 
 
+def majority_rate_of_test_part(csv, target, test_size=0.2, random_state=0):
+    """How often the majority class occurs in the held-out part that ``sknas search``
+    scores on: its split is stratified, with the default --test-size and --random-state."""
+    from sklearn.model_selection import train_test_split
+    y = pd.read_csv(csv)[target].dropna()
+    _, y_test = train_test_split(y, test_size=test_size, stratify=y, random_state=random_state)
+    return y_test.value_counts(normalize=True).max()
+
+
 @pytest.fixture(scope="module")
 def searched(iris_csv, tmp_path_factory):
     """One tiny search with a run log and a saved pipeline."""
@@ -47,7 +56,7 @@ def searched(iris_csv, tmp_path_factory):
     return proc, cwd
 
 
-def test_search_prints_progress_top_table_and_held_out_accuracy(searched):
+def test_search_prints_progress_top_table_and_held_out_accuracy(searched, iris_csv):
     proc, _ = searched
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -55,8 +64,12 @@ def test_search_prints_progress_top_table_and_held_out_accuracy(searched):
     assert "[sknas] [1/4]" in out and "[sknas] [4/4]" in out  # -v: one line per candidate
     assert "controller epoch 2/2" in out
     assert "top 3 architectures (of 4 candidates)" in out
-    accuracy = float(out.split("held-out test accuracy of the refit winner: ")[1].split()[0])
-    assert 0.0 <= accuracy <= 1.0
+    line = out.split("held-out test accuracy of the refit winner: ")[1].splitlines()[0]
+    accuracy = float(line.split()[0])
+    majority = majority_rate_of_test_part(iris_csv, "species")
+    assert f"on 30 rows (majority class: {majority:.4f})" in line
+    # the refit winner learned something: better than always answering the majority class
+    assert majority < accuracy <= 1.0
     assert "Traceback" not in proc.stderr
     # TensorFlow's start-up notices (printed whatever TF_CPP_MIN_LOG_LEVEL says) are left out
     assert "InitializeLog" not in proc.stderr, proc.stderr
@@ -80,7 +93,7 @@ def test_search_flags_reach_the_estimator(searched):
     params = json.loads(next((cwd / "logs").glob("run-*/params.json")).read_text())
     assert params["activations"] == ["relu", "tanh"] and params["units"] == [4, 8]
     assert params["baseline"] == 0.5 and params["max_time"] == 600
-    assert params["controller_epochs"] == 2 and params["epochs"] == 2
+    assert params["controller_epochs"] == 2 and params["epochs"] == 8
     lines = next((cwd / "logs").glob("run-*/trials.jsonl")).read_text().splitlines()
     activations = {layer.get("activation") for line in lines
                    for layer in json.loads(line)["layers"] if layer["type"] == "dense"}

@@ -3,7 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from sknas import MLPNASClassifier
 from sknas.datasets import load_wine_quality
@@ -15,10 +18,9 @@ FITTED = ["search_results_", "best_index_", "best_architecture_", "best_layers_"
 
 @pytest.fixture(scope="module")
 def wine_small():
+    """2500 raw (unscaled) rows: scaling is learned after the split, on the training part."""
     X, y = load_wine_quality(return_X_y=True, as_frame=True)
-    X, y = X.iloc[:2500], y.iloc[:2500]
-    X = (X - X.mean()) / X.std()
-    return X, y
+    return X.iloc[:2500], y.iloc[:2500]
 
 
 def test_tiny_search_learns_and_fills_attributes(wine_small):
@@ -27,7 +29,9 @@ def test_tiny_search_learns_and_fills_attributes(wine_small):
     clf = MLPNASClassifier(controller_epochs=2, samples_per_epoch=3, epochs=10,
                            controller_train_steps=2, units=(16, 32), activations=("relu", "tanh"),
                            random_state=0)
-    clf.fit(X_tr, y_tr)
+    # the scaler sees the training rows only (a DataFrame out keeps the feature names)
+    model = make_pipeline(StandardScaler().set_output(transform="pandas"), clf).fit(X_tr, y_tr)
+    assert model[0].n_samples_seen_ == len(X_tr)
     for name in FITTED:
         assert hasattr(clf, name), name
     assert list(clf.feature_names_in_) == list(X.columns)
@@ -37,16 +41,20 @@ def test_tiny_search_learns_and_fills_attributes(wine_small):
     assert len(table) == 6 and set(table["controller_epoch"]) == {0, 1}
     assert table["status"].eq("ok").all() and table["reward"].between(0, 1).all()
     assert table["predicted_reward"].between(0, 1).all()
-    assert clf.best_score_ == table["reward"].max()
+    # 200 validation rows: cv='auto' cross-validates the 5 finalists and the best one wins
+    finalists = table[table["cv_score"].notna()]
+    assert len(finalists) == 5
+    assert clf.best_index_ == finalists["cv_score"].idxmax()
+    assert clf.best_score_ == finalists["cv_score"].max()
     assert clf.best_architecture_ == table["architecture"][clf.best_index_]
     assert table["rank"][clf.best_index_] == 1
     assert len(clf.controller_history_["loss"]) == 2
     majority = y_te.value_counts(normalize=True).max()
-    assert clf.score(X_te, y_te) > majority + 0.02
-    proba = clf.predict_proba(X_te)
+    assert model.score(X_te, y_te) > majority + 0.02
+    proba = model.predict_proba(X_te)
     assert proba.shape == (500, 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    assert set(clf.predict(X_te)) <= set(clf.classes_)
+    assert set(model.predict(X_te)) <= set(clf.classes_)
 
 
 def test_same_random_state_same_search(blobs, tiny):
@@ -98,12 +106,28 @@ def test_keras_trainer_and_random_strategy(blobs, tiny):
     assert clf.score(X, y) > 0.5
 
 
-def test_refit_false_serves_the_searched_candidate(blobs, tiny):
-    X, y = blobs
+def test_refit_false_serves_the_searched_candidate(tiny, monkeypatch):
+    # Overlapping classes and label noise: the validation accuracy is far from 1, so
+    # a model trained again (another start, other rows) would score differently.
+    X, y = make_classification(n_samples=400, n_features=6, n_informative=3, n_classes=3,
+                               n_clusters_per_class=1, flip_y=0.15, random_state=0)
+    # the validation split the search scores every candidate on, as fit made it
+    splits = []
+    make_split = MLPNASClassifier._split
+
+    def recording_split(self, *args):
+        splits.append(make_split(self, *args))
+        return splits[-1]
+
+    monkeypatch.setattr(MLPNASClassifier, "_split", recording_split)
     tiny.update(samples_per_epoch=3, epochs=4)
-    searched = MLPNASClassifier(**tiny, refit=False).fit(X, y)
-    refit = MLPNASClassifier(**tiny).fit(X, y)
-    np.testing.assert_array_equal(searched.search_results_["reward"], refit.search_results_["reward"])
+    # cv=None: the holdout alone picks the winner, so the search kept its trained weights
+    clf = MLPNASClassifier(**tiny, refit=False, validation_fraction=0.25, cv=None).fit(X, y)
+    (data,) = splits
+    assert len(data.y_val) == 100 and len(data.y) == 300
     # the served model scores on the validation rows exactly what the search recorded
-    assert searched.best_score_ == refit.best_score_
-    assert not np.allclose(searched.predict_proba(X), refit.predict_proba(X))
+    # for the best candidate after its last epoch (accuracy weighted by the row weights)
+    recorded = clf.search_results_["last_score"][clf.best_index_]
+    assert 0.5 < recorded < 0.95
+    correct = clf.predict(data.X_val) == clf.classes_[data.y_val]
+    assert np.average(correct, weights=data.w_val) == pytest.approx(recorded, abs=1e-6)

@@ -14,7 +14,7 @@ import joblib
 import numpy as np
 import pytest
 
-from conftest import TINY
+from conftest import TINY, require
 from sknas import MLPNASClassifier
 from sknas._parallel import CandidateExecutor, thread_share
 from sknas._trainer import CandidateData, PopulationTrainer, initial_weights
@@ -88,7 +88,7 @@ def test_n_jobs_2_search_is_the_sequential_search(sequential):
 
 
 def test_dask_cluster_runs_the_candidates_once_scattered(sequential):
-    distributed = pytest.importorskip("distributed")
+    distributed = require("distributed")  # a hard import under CI: never skipped there
     X, y = _blobs()
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                   dashboard_address=None) as cluster, \
@@ -135,7 +135,7 @@ def _kill_first_busy_loky_worker(killed, stop):
 
 
 def test_killed_worker_costs_only_its_candidates(sequential):
-    pytest.importorskip("psutil")
+    require("psutil")  # a hard import under CI: never skipped there
     X, y = _blobs()
     killed, stop = [], threading.Event()
     killer = threading.Thread(target=_kill_first_busy_loky_worker, args=(killed, stop))

