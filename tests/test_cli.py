@@ -108,7 +108,7 @@ def test_report_prints_the_saved_table_and_writes_four_pngs(searched, tmp_path):
     rep = sknas("report", run_dirs[0], "--out", tmp_path / "plots", "--top", "2", cwd=cwd)
     assert rep.returncode == 0, rep.stderr
     assert "top 2 architectures (of 4 candidates)" in rep.stdout
-    best = proc.stdout.split("best architecture: ")[1].split(" (reward")[0]
+    best = proc.stdout.split("best architecture: ")[1].split(" (")[0]
     first_row = rep.stdout.split("fit_time\n")[1].splitlines()[0]
     assert best in first_row
     for name in ("reward_history", "reward_distribution", "predictor", "controller_history"):

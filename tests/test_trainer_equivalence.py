@@ -25,10 +25,11 @@ DROP = {"type": "dropout", "rate": 0.2}
 
 
 def split(X, y, n_val, seed=0):
-    """CandidateData with the last ``n_val`` rows of a shuffled, scaled copy held out."""
+    """CandidateData with the last ``n_val`` rows of a shuffled copy held out, scaled
+    with the statistics of the training rows alone."""
     order = np.random.default_rng(seed).permutation(len(y))
     X = X[order].astype(np.float32)
-    X = (X - X.mean(0)) / (X.std(0) + 1e-6)
+    X = (X - X[:-n_val].mean(0)) / (X[:-n_val].std(0) + 1e-6)
     y = y[order].astype(np.int32)
     ones = np.ones(len(y), np.float32)
     return CandidateData(X[:-n_val], y[:-n_val], ones[:-n_val], X[-n_val:], y[-n_val:],
