@@ -254,3 +254,16 @@ def test_the_command_line_serves_an_ensemble(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sknas", "search", "--cv", "many"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert bad.returncode == 2 and "--cv" in bad.stderr
+
+
+def test_a_regressor_ensemble_predicts_in_original_units(tiny, tmp_path):
+    import keras
+    X, y = make_regression(200, 5, noise=5.0, random_state=1)
+    y = 1000 + 100 * y / y.std()
+    reg = MLPNASRegressor(**{**tiny, "samples_per_epoch": 4}, cv=3, n_finalists=3,
+                          ensemble_size=6).fit(X, y)
+    assert sum(reg.ensemble_weights_.values()) == pytest.approx(1.0)
+    pred = reg.predict(X)
+    assert pred.shape == (200,) and abs(pred.mean() - 1000) < 100
+    exported = keras.models.load_model(reg.export_model(tmp_path / "reg.keras"))
+    np.testing.assert_allclose(np.asarray(exported(X.astype(np.float32)))[:, 0], pred, rtol=1e-5)
