@@ -371,7 +371,8 @@ def _summarise(args, pipe, X_test, y_test, y_train=None):
         majority = y_test.value_counts(normalize=True).max()
         print(f"held-out test accuracy of the refit {served}: {accuracy:.4f} on {len(y_test)} rows "
               f"(majority class: {majority:.4f})")
-    print(f"search {search.search_time_:.1f}s, refit {search.refit_time_:.1f}s")
+    cv = f", cross-validation {search.cv_time_:.1f}s" if search.cv_time_ else ""
+    print(f"search {search.search_time_:.1f}s{cv}, refit {search.refit_time_:.1f}s")
     if getattr(search, "run_dir_", None):
         print(f"run folder: {search.run_dir_}")
     if args.model_out:
