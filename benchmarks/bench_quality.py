@@ -56,7 +56,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -70,6 +69,7 @@ sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 
 import suite  # noqa: E402
+from bench_speed import _git_commit  # noqa: E402
 
 #: sknas configurations run by default.
 DEFAULT_CONFIGS = ["dict()", "dict(strategy='random')"]
@@ -261,16 +261,6 @@ def _version(dist):
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-def _git_commit():
-    """Short hash of the checked-out commit (plus '+dirty' with local changes), or '?'."""
-    try:
-        run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True,  # noqa: E731
-                                        cwd=HERE, check=True).stdout.strip()
-        return run("rev-parse", "--short", "HEAD") + ("+dirty" if run("status", "--porcelain", "-uno") else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
 
 
 def environment():

@@ -392,12 +392,13 @@ def report(res):
         END])
 
 
-def write_results(section, path):
-    """Replace the bench_speed section of ``path``, keeping the rest of the file."""
+def write_section(section, path, start=START, end=END):
+    """Replace the section of ``path`` between the ``start`` and ``end`` markers
+    (or append it), keeping the rest of the file."""
     text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     with open(path, "w") as fh:
@@ -444,7 +445,7 @@ def main(argv=None):
     if not args.quick:
         with open(os.path.join(HERE, "results_speed.json"), "w") as fh:
             json.dump(res, fh, indent=1, default=str)
-        write_results(section, os.path.join(HERE, "RESULTS.md"))
+        write_section(section, os.path.join(HERE, "RESULTS.md"))
 
 
 if __name__ == "__main__":

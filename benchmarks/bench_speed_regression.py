@@ -40,7 +40,7 @@ sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
 
-from bench_speed import Clock, _table, environment  # noqa: E402
+from bench_speed import Clock, _table, environment, write_section  # noqa: E402
 
 START = "<!-- bench_speed_regression:start -->"
 END = "<!-- bench_speed_regression:end -->"
@@ -187,18 +187,6 @@ def report(res):
     return "\n\n".join(text)
 
 
-def write_section(section, path):
-    """Replace the marked section of ``path`` (or append it), keeping the rest."""
-    text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    with open(path, "w") as fh:
-        fh.write(text)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -234,7 +222,7 @@ def main(argv=None):
     section = report(res)
     print(section)
     if args.out:
-        write_section(section, args.out)
+        write_section(section, args.out, START, END)
         print(f"written to {args.out}")
 
 
