@@ -9,8 +9,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 #: A search budget that runs in about a second: use ``MLPNASClassifier(**TINY)``.
+#: ``cv=None``: most tests are about the search, and cross-validating the finalists
+#: would trace one more population graph per fit; the default ``cv='auto'`` is tested
+#: by the scikit-learn checks (tests/test_sklearn_checks.py), tests/test_generalisation.py,
+#: test_core_fit's first test, the CLI and the examples.
 TINY = dict(controller_epochs=1, samples_per_epoch=2, epochs=2, controller_train_steps=1,
-            units=(4, 8), activations=("relu", "tanh"), controller_units=8, random_state=0)
+            units=(4, 8), activations=("relu", "tanh"), controller_units=8, random_state=0,
+            cv=None)
 
 
 def in_ci():

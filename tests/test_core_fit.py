@@ -122,7 +122,8 @@ def test_refit_false_serves_the_searched_candidate(tiny, monkeypatch):
     monkeypatch.setattr(MLPNASClassifier, "_split", recording_split)
     tiny.update(samples_per_epoch=3, epochs=4)
     # cv=None: the holdout alone picks the winner, so the search kept its trained weights
-    clf = MLPNASClassifier(**tiny, refit=False, validation_fraction=0.25, cv=None).fit(X, y)
+    clf = MLPNASClassifier(**{**tiny, "refit": False, "validation_fraction": 0.25,
+                              "cv": None}).fit(X, y)
     (data,) = splits
     assert len(data.y_val) == 100 and len(data.y) == 300
     # the served model scores on the validation rows exactly what the search recorded

@@ -14,6 +14,13 @@ from sknas._trainer import CandidateData, PopulationTrainer, initial_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
+@pytest.fixture
+def tiny(tiny):
+    """The tiny budget without its ``cv``: these tests set ``cv`` themselves."""
+    tiny.pop("cv", None)
+    return tiny
+
+
 LAYERS = [[{"type": "dense", "units": 64, "activation": "relu"}],
           [{"type": "dense", "units": 8, "activation": "tanh"}, {"type": "dropout", "rate": 0.2}]]
 
@@ -129,7 +136,7 @@ def test_cv_none_is_the_tutorials_holdout_choice(small, tiny):
 
 def test_auto_cv_applies_to_small_data_only(small, tiny, monkeypatch):
     X, y = small
-    clf = MLPNASClassifier(**tiny).fit(X, y)       # 24-row holdout: 5 folds
+    clf = MLPNASClassifier(**{**tiny, "cv": "auto"}).fit(X, y)   # 24-row holdout: 5 folds
     assert "split4_score" in clf.search_results_ and "split5_score" not in clf.search_results_
     # a holdout of 1,000 rows or more ranks well enough: no cross-validation
     assert MLPNASClassifier(cv="auto")._cv_splitter(np.zeros(20000, int) % 2, 1000, 0) is None

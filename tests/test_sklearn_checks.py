@@ -16,7 +16,7 @@ from conftest import TINY
 #: The tiny budget, with enough epochs per candidate (they are cheap: the loop
 #: over epochs runs inside one graph) for the accuracy checks
 #: (check_classifiers_train, check_class_weight_classifiers).
-BUDGET = dict(TINY, epochs=20)
+BUDGET = dict(TINY, epochs=20, cv="auto")  # the default: finalists cross-validated
 
 #: Check name -> why it cannot pass. Keep in sync with docs/sklearn.rst.
 EXPECTED_FAILED_CHECKS = {
