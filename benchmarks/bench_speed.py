@@ -71,18 +71,23 @@ def candidate_data(X, y):
                          np.ones(len(y_val), np.float32), int(yi.max()) + 1)
 
 
-def environment():
-    """Machine, load and library versions."""
-    import keras
-    import sklearn
-    import tensorflow as tf
+def cpu_name():
+    """The processor's model name (from /proc/cpuinfo where there is one)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
             cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+    return cpu
+
+
+def environment():
+    """Machine, load and library versions."""
+    import keras
+    import sklearn
+    import tensorflow as tf
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "scikit-learn": sklearn.__version__,
             "numpy": np.__version__, "loadavg_start": list(os.getloadavg()),
