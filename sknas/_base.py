@@ -486,8 +486,7 @@ class BaseMLPNAS(BaseEstimator):
         data = CandidateData(X, y, w, X, y, w, **self._task_fields())
         candidates, row_weights = [], []
         for trial in finalists:
-            rng = np.random.default_rng([seed, 2**21, trial.index])
-            init = initial_weights(trial.layers, data.n_features, data.n_outputs, rng)
+            init, rng = self._fresh_start(trial, data, seed)
             net_seed = int(rng.integers(2**31 - 1))
             for train, val in folds:
                 candidates.append((trial.layers, [(k.copy(), b.copy()) for k, b in init],
@@ -642,8 +641,7 @@ class BaseMLPNAS(BaseEstimator):
         self.best_layers_ = best.layers
         cv_score = self.search_results_["cv_score"][self.best_index_]
         self.best_score_ = float(best.reward if np.isnan(cv_score) else cv_score)
-        self.refit_epochs_ = (getattr(best, "cv_best_epoch", None) or best.best_epoch
-                              or self.epochs)
+        self.refit_epochs_ = best.cv_best_epoch or best.best_epoch or self.epochs
         self.controller_history_ = history_table(search.history)
         self.controller_ = strategy
         self.stop_reason_ = search.stop_reason
@@ -656,17 +654,12 @@ class BaseMLPNAS(BaseEstimator):
         start = time.perf_counter()
         store = search.store
         own = search.best_weights
-        cross_validated = bool(search.trials[self.best_index_].cv_scores)
-        if self.refit or own is None or own[0] != self.best_index_:
-            data = search.data
-            epochs = None if (self.refit_epochs_ == self.epochs and not self.early_stopping) \
-                else self.refit_epochs_
-            if self.refit:
-                data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._task_fields())
-            else:
-                epochs = None
-            weights = self._train_best(data, None if cross_validated else store, seed,
-                                       epochs, fresh=cross_validated)
+        best = search.trials[self.best_index_]
+        if self.refit:
+            data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._task_fields())
+            weights = self._train(best, data, store, seed, self.refit_epochs_)
+        elif own is None or own[0] != self.best_index_:
+            weights = self._train(best, search.data, store, seed)
         else:
             weights = own[1]
         head = search.data.head
@@ -689,17 +682,10 @@ class BaseMLPNAS(BaseEstimator):
             if index == self.best_index_:
                 member = self.model_
             else:
-                rng = np.random.default_rng([seed, 2**21, index])
-                init = initial_weights(trial.layers, data.n_features, data.n_outputs, rng)
-                candidate = (trial.layers, init, int(rng.integers(2**31 - 1)))
-                epochs = getattr(trial, "cv_best_epoch", None) or self.epochs
-                result = self._make_trainer(epochs=epochs, early_stopping=False).train(
-                    [candidate], data, int(rng.integers(2**31 - 1)))[0]
-                if result.status != "ok":
-                    raise RuntimeError(f"Refitting the ensemble member {trial.architecture} "
-                                       f"failed: {result.message}")
+                weights = self._train(trial, data, None, seed,
+                                      trial.cv_best_epoch or self.epochs)
                 member = build_keras_model(trial.layers, X.shape[1], head,
-                                           self._served_weights(result.weights))
+                                           self._served_weights(weights))
             outputs.append(keras.layers.Rescaling(float(weight))(member(inputs)))
         return keras.Model(inputs, keras.layers.Add()(outputs))
 
@@ -707,24 +693,29 @@ class BaseMLPNAS(BaseEstimator):
         """The trained weights as the served model uses them."""
         return weights
 
-    def _train_best(self, data, store, seed, epochs=None, fresh=False):
-        """Train the best architecture: from the shared weights (as every
-        candidate starts), or, when it won a cross-validation, from the fresh
-        initialisation its folds started from; for ``epochs`` (the trainer's
-        own count if None)."""
-        if fresh:
-            rng = np.random.default_rng([seed, 2**21, self.best_index_])
-            weights = initial_weights(self.best_layers_, data.n_features, data.n_outputs, rng)
+    def _fresh_start(self, trial, data, seed):
+        """The fresh initialisation (and the generator after drawing it) that a
+        finalist's folds, and later its refit, start from."""
+        rng = np.random.default_rng([seed, 2**21, trial.index])
+        return initial_weights(trial.layers, data.n_features, data.n_outputs, rng), rng
+
+    def _train(self, trial, data, store, seed, epochs=None):
+        """Train ``trial``'s architecture again on ``data``: from its folds'
+        fresh initialisation when it was cross-validated (shared weights have
+        seen every fold), else from the shared weights as every candidate
+        starts; for ``epochs`` without early stopping (no validation rows), or
+        as the search trains when ``epochs`` is None."""
+        if trial.cv_scores:
+            weights, rng = self._fresh_start(trial, data, seed)
         else:
             rng = np.random.default_rng([seed, 2**20])
-            weights = initial_weights(self.best_layers_, data.n_features, data.n_outputs, rng,
-                                      store)
-        candidate = (self.best_layers_, weights, int(rng.integers(2**31 - 1)))
-        trainer = self._make_trainer(epochs=epochs, early_stopping=False if epochs else None)
+            weights = initial_weights(trial.layers, data.n_features, data.n_outputs, rng, store)
+        candidate = (trial.layers, weights, int(rng.integers(2**31 - 1)))
+        trainer = (self._make_trainer() if epochs is None
+                   else self._make_trainer(epochs=epochs, early_stopping=False))
         result = trainer.train([candidate], data, int(rng.integers(2**31 - 1)))[0]
         if result.status != "ok":
-            raise RuntimeError(f"Refitting the best architecture {self.best_architecture_} "
-                               f"failed: {result.message}")
+            raise RuntimeError(f"Refitting {trial.architecture} failed: {result.message}")
         return result.weights
 
     # -------------------------------------------------------------- results

@@ -51,7 +51,8 @@ FORMAT_VERSION = 1
 
 _TRIAL_FIELDS = frozenset(f.name for f in fields(Trial))
 #: Trial fields a run folder written before they existed may lack.
-_OPTIONAL_TRIAL_FIELDS = frozenset({"best_epoch", "cv_scores", "ensemble_weight"})
+_OPTIONAL_TRIAL_FIELDS = frozenset({"best_epoch", "cv_scores", "cv_best_epoch",
+                                    "ensemble_weight"})
 
 #: Parameters that may change when a run is resumed; all others must match.
 _RESUMABLE_PARAMS = frozenset({"controller_epochs", "n_jobs", "error_score", "max_time",

@@ -19,7 +19,8 @@ class Trial:
     when the candidate failed); ``val_scores`` holds its per-epoch validation
     score (accuracy or R^2); ``best_epoch`` the epochs behind its trained
     weights; ``cv_scores`` its per-fold scores when it was a cross-validated
-    finalist (empty otherwise).
+    finalist (empty otherwise) and ``cv_best_epoch`` the mean of its folds'
+    best epochs (0 otherwise).
     """
 
     index: int
@@ -38,6 +39,7 @@ class Trial:
     pid: int = field(default_factory=os.getpid)
     best_epoch: int = 0
     cv_scores: list = field(default_factory=list)
+    cv_best_epoch: int = 0
     ensemble_weight: float = 0.0
 
     def to_json(self):
