@@ -135,10 +135,11 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
 
     def _oof_loss(self, pred, y, w):
         """Weighted log loss of averaged out-of-fold probabilities."""
-        p = np.clip(pred[:, 0] if pred.shape[1] == 1 else pred[np.arange(len(y)), y], 1e-7, 1)
-        if pred.shape[1] == 1:
-            p = np.where(y == 1, p, np.clip(1 - pred[:, 0], 1e-7, 1))
-        return float(np.average(-np.log(p), weights=w))
+        if pred.shape[1] == 1:  # one sigmoid column: the probability of class 1
+            p = np.where(y == 1, pred[:, 0], 1 - pred[:, 0])
+        else:
+            p = pred[np.arange(len(y)), y]
+        return float(np.average(-np.log(np.clip(p, 1e-7, 1)), weights=w))
 
     def _oof_score(self, pred, y, w):
         """Weighted accuracy of averaged out-of-fold probabilities."""

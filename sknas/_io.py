@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._runlog import (RunFormatError, _target_summary, decode_classes, encode_classes, json_safe,
-                      load_keras, read_json, save_keras_atomic, write_json_atomic)
+from ._runlog import (RunFormatError, decode_classes, encode_classes, json_safe, load_keras,
+                      read_json, save_keras_atomic, target_summary, task_of, write_json_atomic)
 
 __all__ = ["SavedModel", "keras_predict", "keras_proba", "load_model", "save_model"]
 
@@ -42,9 +42,9 @@ def save_model(estimator, path):
     save_keras_atomic(estimator.model_, path / _KERAS)
     meta = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
             "sknas_version": __version__,
-            "task": "regression" if hasattr(estimator, "y_mean_") else "classification",
+            "task": task_of(estimator),
             "classes": encode_classes(getattr(estimator, "classes_", None)),
-            "target": _target_summary(estimator),
+            "target": target_summary(estimator),
             "feature_names": json_safe(getattr(estimator, "feature_names_in_", None)),
             "n_features": int(estimator.n_features_in_),
             "architecture": estimator.best_architecture_,

@@ -225,7 +225,12 @@ def read_meta(path):
     return meta
 
 
-def _target_summary(estimator, data=None):
+def task_of(estimator):
+    """``'regression'`` or ``'classification'``: what a fitted estimator learned."""
+    return "regression" if hasattr(estimator, "y_mean_") else "classification"
+
+
+def target_summary(estimator, data=None):
     """A regressor's target: number of outputs, mean, standard deviation and,
     given the search's data, its range over the training rows."""
     if not hasattr(estimator, "y_mean_"):
@@ -486,9 +491,9 @@ class RunLog:
         write_json_atomic(self.path / "params.json", json_safe(estimator.get_params()))
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "sknas_version": __version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": int(search.seed),
-                "task": "regression" if search.data.head.is_regression else "classification",
+                "task": task_of(estimator),
                 "classes": encode_classes(getattr(estimator, "classes_", None)),
-                "target": _target_summary(estimator, search.data),
+                "target": target_summary(estimator, search.data),
                 "n_samples": int(len(search.data.y) + len(search.data.y_val)),
                 "n_train": int(len(search.data.y)), "n_val": int(len(search.data.y_val)),
                 "feature_names": json_safe(getattr(estimator, "feature_names_in_", None)),
