@@ -274,3 +274,33 @@ def test_a_regressor_ensemble_predicts_in_original_units(tiny, tmp_path):
     assert pred.shape == (200,) and abs(pred.mean() - 1000) < 100
     exported = keras.models.load_model(reg.export_model(tmp_path / "reg.keras"))
     np.testing.assert_allclose(np.asarray(exported(X.astype(np.float32)))[:, 0], pred, rtol=1e-5)
+
+
+#: The tutorial's constants (docs/algorithm.rst, "The tutorial's constants"), as parameters.
+TUTORIAL = dict(controller_epochs=10, samples_per_epoch=10, controller_train_steps=10,
+                epochs=10, discount=0.9, controller_units=100, controller_learning_rate=0.01,
+                controller_decay=0.1, use_predictor=True, max_layers=2, learning_rate=0.01,
+                dropout_rate=0.2, weight_sharing=True, baseline=0.5, batch_size=32,
+                reward="weighted", units=(8, 16, 32, 64, 128, 256, 512),
+                activations=("sigmoid", "tanh", "relu", "elu"))
+
+
+def test_the_tutorials_search_is_two_parameters_away():
+    """``baseline=0.5, cv=None`` on top of the defaults is the tutorial's search: every
+    other default is its constant, and nothing beyond it (early stopping, ensembles) is on."""
+    params = MLPNASClassifier(baseline=0.5, cv=None).get_params()
+    assert {k: params[k] for k in TUTORIAL} == TUTORIAL
+    assert params["early_stopping"] is False and params["ensemble_size"] == 0
+    assert params["cv"] is None
+
+
+def test_the_tutorials_choice_is_the_best_holdout_reward_for_a_fixed_count(small):
+    X, y = small
+    clf = MLPNASClassifier(**{**TUTORIAL, "controller_epochs": 1, "samples_per_epoch": 3,
+                              "epochs": 3, "controller_units": 8, "units": (4, 8)},
+                           cv=None, random_state=0).fit(X, y)
+    res = clf.search_results_
+    assert clf.best_score_ == res["reward"].max() == res["reward"][clf.best_index_]
+    assert np.isnan(res["cv_score"]).all() and (res["ensemble_weight"] == 0).all()
+    assert clf.refit_epochs_ == 3 and clf.cv_time_ == 0
+    assert clf.controller_history_["baseline"][0] == 0.5
