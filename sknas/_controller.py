@@ -16,6 +16,8 @@ _FAILED_REWARD = 0.0
 MIN_ADVANTAGE_SCALE = 0.01
 #: Truncation of the per-candidate importance weight in the reused-batch steps.
 MAX_IMPORTANCE_WEIGHT = 2.0
+#: Floor of the reward spread the predictor's targets are divided by.
+MIN_PREDICTOR_SCALE = 0.01
 
 
 def discounted_returns(n_steps, advantage, discount):
@@ -71,6 +73,9 @@ class Controller:
     entropy_weight : float
     train_steps : int
     use_predictor : bool
+        Train the accuracy predictor: a linear head on the LSTM state after
+        the end token, fitted in standard units (see
+        :meth:`predictor_targets`) to every successful candidate so far.
     seed : int
         Seed of the weight initialisation.
 
@@ -86,7 +91,9 @@ class Controller:
     truncated at :data:`MAX_IMPORTANCE_WEIGHT`), so every step estimates the
     gradient of the current policy. Neglected: that an earlier sample of the
     batch changes the masks of later ones (it only matters once a sub-tree
-    of the space is exhausted).
+    of the space is exhausted). Screening passes per-candidate weights to
+    :meth:`update` (inverse inclusion probabilities, see
+    ``docs/algorithm.rst``); the policy loss is then their weighted mean.
     """
 
     def __init__(self, space, *, lstm_units=100, learning_rate=0.01, decay=0.1,
@@ -108,6 +115,8 @@ class Controller:
         self.t_max = space.max_layers + 1
         self.baseline_value = None if baseline in ("ema", "batch") else float(baseline)
         self.advantage_scale = None  # running root mean square of the advantages
+        self.replay_archs = []  # every (architecture, reward) the predictor learns from
+        self.replay_rewards = []
         self._sampled_masks = {}
         self._init_variables(np.random.default_rng(seed))
 
@@ -142,6 +151,11 @@ class Controller:
         state["baseline"] = np.array(np.nan if self.baseline_value is None else self.baseline_value)
         state["advantage_scale"] = np.array(
             np.nan if self.advantage_scale is None else self.advantage_scale)
+        replay = np.full((len(self.replay_archs), self.space.max_layers), -1, np.int64)
+        for k, arch in enumerate(self.replay_archs):
+            replay[k, :len(arch)] = arch
+        state["replay_archs"] = replay
+        state["replay_rewards"] = np.asarray(self.replay_rewards, np.float64)
         return state
 
     def set_state(self, state):
@@ -154,6 +168,9 @@ class Controller:
         self.baseline_value = None if np.isnan(b) else b
         s = float(state["advantage_scale"])
         self.advantage_scale = None if np.isnan(s) else s
+        replay = np.asarray(state.get("replay_archs", np.zeros((0, 0))), np.int64)
+        self.replay_archs = [tuple(int(t) for t in row if t >= 0) for row in replay]
+        self.replay_rewards = [float(r) for r in state.get("replay_rewards", ())]
 
     def __getstate__(self):
         d = {k: v for k, v in self.__dict__.items()
@@ -209,8 +226,8 @@ class Controller:
                 break
             prefix = prefix + (tok,)
         h, c = self._np_step(w, w["embedding"][[space.end_token]], h, c)
-        predicted = float(_sigmoid(h @ w["predictor_kernel"] + w["predictor_bias"])[0, 0])
-        return prefix, predicted, masks
+        z = float((h @ w["predictor_kernel"] + w["predictor_bias"])[0, 0])
+        return prefix, self._from_standard(z), masks
 
     def sample(self, n, rng, exclude=()):
         """Sample up to ``n`` distinct architectures not in ``exclude``.
@@ -276,9 +293,30 @@ class Controller:
     def predict_rewards(self, archs):
         """The accuracy predictor's estimate for each architecture."""
         inputs, actions, masks, lengths = self._batch_tensors(archs)
-        return self._forward(inputs, actions, masks, lengths)[2].numpy().astype(float)
+        z = self._forward(inputs, actions, masks, lengths)[2].numpy().astype(float)
+        return self._from_standard(z)
 
-    def _forward(self, inputs, actions, masks, lengths):
+    # ----------------------------------------------------------- predictor
+    def predictor_targets(self):
+        """Centre and spread of the rewards the predictor has seen.
+
+        The predictor regresses ``(R - centre) / spread`` over its replay
+        (every successful candidate so far): the mean reward and the
+        standard deviation floored at :data:`MIN_PREDICTOR_SCALE`; before
+        any reward, 0.5 and 0.1.
+        """
+        if not self.replay_rewards:
+            return 0.5, 0.1
+        r = np.asarray(self.replay_rewards, np.float64)
+        return float(r.mean()), max(float(r.std()), MIN_PREDICTOR_SCALE)
+
+    def _from_standard(self, z):
+        """The predictor head's output in reward units, clipped to [0, 1]."""
+        centre, spread = self.predictor_targets()
+        return np.clip(centre + spread * np.asarray(z, np.float64), 0.0, 1.0)[()]
+
+    def _states(self, inputs):
+        """The LSTM's output after each input token: ``(b, t_max + 1, units)``."""
         w = dict(zip(self._names, self._vars))
         x_all = tf.gather(w["embedding"], inputs)
         b = tf.shape(inputs)[0]
@@ -291,37 +329,47 @@ class Controller:
             c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
             h = tf.sigmoid(o) * tf.tanh(c)
             states.append(h)
-        hs = tf.stack(states, axis=1)  # (b, t_max + 1, units)
+        return tf.stack(states, axis=1)
+
+    def _predict_standard(self, hs, lengths):
+        """The predictor head on the state after the end token (standardised units)."""
+        h_last = tf.gather(hs, lengths, batch_dims=1)
+        return (h_last @ self._vars[self._names.index("predictor_kernel")]
+                + self._vars[self._names.index("predictor_bias")])[:, 0]
+
+    def _forward(self, inputs, actions, masks, lengths):
+        w = dict(zip(self._names, self._vars))
+        hs = self._states(inputs)
         logits = hs[:, :-1] @ w["policy_kernel"] + w["policy_bias"]
         logits = tf.where(masks, logits, tf.fill(tf.shape(logits), -1e9))
         log_pi = tf.nn.log_softmax(logits, axis=-1)
         logp = tf.gather(log_pi, actions, batch_dims=2)
         entropy = -tf.reduce_sum(tf.where(masks, tf.exp(log_pi) * log_pi, 0.0), axis=-1)
-        h_last = tf.gather(hs, lengths, batch_dims=1)
-        pred = tf.sigmoid(h_last @ w["predictor_kernel"] + w["predictor_bias"])[:, 0]
-        return logp, entropy, pred
+        return logp, entropy, self._predict_standard(hs, lengths)
 
-    def _loss(self, inputs, actions, masks, lengths, returns, step_mask, rewards, pred_mask,
-              sampled_logp):
-        logp, entropy, pred = self._forward(inputs, actions, masks, lengths)
+    def _loss(self, inputs, actions, masks, lengths, returns, step_mask, sample_weight,
+              sampled_logp, replay_inputs, replay_lengths, replay_targets):
+        logp, entropy, _ = self._forward(inputs, actions, masks, lengths)
         seq_logp = tf.reduce_sum(logp * step_mask, axis=1)
-        weight = tf.stop_gradient(tf.minimum(tf.exp(seq_logp - sampled_logp),
-                                             MAX_IMPORTANCE_WEIGHT))
-        policy_loss = tf.reduce_mean(-weight * tf.reduce_sum(returns * logp, axis=1))
+        weight = sample_weight * tf.stop_gradient(
+            tf.minimum(tf.exp(seq_logp - sampled_logp), MAX_IMPORTANCE_WEIGHT))
+        policy_loss = (tf.reduce_sum(-weight * tf.reduce_sum(returns * logp, axis=1))
+                       / tf.reduce_sum(sample_weight))
         mean_entropy = tf.reduce_sum(entropy * step_mask) / tf.reduce_sum(step_mask)
         loss = policy_loss - self.entropy_weight * mean_entropy
-        pred_loss = tf.reduce_sum(pred_mask * (pred - rewards) ** 2) / tf.maximum(tf.reduce_sum(pred_mask), 1.0)
+        pred_loss = tf.constant(0.0)
         if self.use_predictor:
+            pred = self._predict_standard(self._states(replay_inputs), replay_lengths)
+            n_replay = tf.cast(tf.size(replay_targets), tf.float32)
+            pred_loss = tf.reduce_sum((pred - replay_targets) ** 2) / tf.maximum(n_replay, 1.0)
             loss = loss + pred_loss
         return loss, mean_entropy, pred_loss
 
     def _make_update_fn(self):
         @tf.function(reduce_retracing=True)
-        def update(inputs, actions, masks, lengths, returns, step_mask, rewards, pred_mask,
-                   sampled_logp):
+        def update(*args):
             with tf.GradientTape() as tape:
-                loss, entropy, pred_loss = self._loss(inputs, actions, masks, lengths, returns,
-                                                      step_mask, rewards, pred_mask, sampled_logp)
+                loss, entropy, pred_loss = self._loss(*args)
             grads = tape.gradient(loss, self._vars)
             self._iterations.assign_add(1)
             step = tf.cast(self._iterations, tf.float32)
@@ -334,7 +382,7 @@ class Controller:
             return loss, entropy, pred_loss
         return update
 
-    def advantages(self, rewards):
+    def advantages(self, rewards, sample_weight=None):
         """Baseline and advantages of a controller epoch, without updating anything.
 
         ``A = R - b``; with ``normalize_advantage``, divided by the running
@@ -348,6 +396,9 @@ class Controller:
         ----------
         rewards : array-like of float
             Rewards the policy learns from (failed candidates already 0).
+        sample_weight : array-like of float, default=None
+            Weight of each candidate in the epoch's means (the screening's
+            inclusion weights, see :meth:`update`); ``None`` weighs all alike.
 
         Returns
         -------
@@ -359,15 +410,15 @@ class Controller:
         """
         r = np.asarray(rewards, np.float64)
         if self.baseline == "batch":
-            b = float(r.mean())
+            b = _mean(r, sample_weight)
         elif self.baseline_value is None:  # 'ema' starts at the first epoch's mean
-            b = float(r.mean())
+            b = _mean(r, sample_weight)
         else:
             b = self.baseline_value
         adv = r - b
         scale = None
         if self.normalize_advantage:
-            mean_square = float(np.mean(adv ** 2))
+            mean_square = _mean(adv ** 2, sample_weight)
             if self.advantage_scale is not None:
                 mean_square = (self.baseline_decay * self.advantage_scale ** 2
                                + (1 - self.baseline_decay) * mean_square)
@@ -375,8 +426,11 @@ class Controller:
             adv = adv / max(scale, MIN_ADVANTAGE_SCALE)
         return b, adv, scale
 
-    def update(self, archs, rewards, failed=None):
+    def update(self, archs, rewards, failed=None, sample_weight=None):
         """One REINFORCE update (``train_steps`` Adam steps) on a controller epoch.
+
+        The predictor learns, in the same steps, from every successful
+        candidate so far (its replay, to which this epoch's are added first).
 
         Parameters
         ----------
@@ -385,17 +439,26 @@ class Controller:
             Observed rewards; failed candidates should carry NaN.
         failed : array-like of bool, optional
             Candidates that failed; they get the worst-case reward 0 for the
-            policy and are left out of the predictor's loss.
+            policy and are left out of the predictor's replay.
+        sample_weight : array-like of float, default=None
+            Weight of each candidate's policy-gradient term (and in the
+            baseline's and the advantage scale's means); the policy loss is
+            the weighted mean. Screening passes inverse inclusion
+            probabilities (see ``docs/algorithm.rst``); ``None`` weighs all
+            alike.
 
         Returns
         -------
         info : dict
-            ``loss``, ``baseline``, ``mean_reward``, ``entropy``, ``predictor_loss``.
+            ``loss``, ``baseline``, ``mean_reward``, ``entropy``,
+            ``predictor_loss`` (the predictor's mean squared error in reward
+            units over its replay, before the last step).
         """
         rewards = np.asarray(rewards, np.float64)
         failed = np.isnan(rewards) if failed is None else np.asarray(failed, bool)
         r = np.where(failed, _FAILED_REWARD, rewards)
-        b, adv, scale = self.advantages(r)
+        sw = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+        b, adv, scale = self.advantages(r, sw)
         inputs, actions, masks, lengths = self._batch_tensors(archs)
         returns = np.zeros((len(archs), self.t_max), np.float32)
         for k, n_steps in enumerate(lengths):
@@ -403,20 +466,35 @@ class Controller:
         step_mask = (np.arange(self.t_max)[None, :] < lengths[:, None]).astype(np.float32)
         logp, _, _ = self._forward(inputs, actions, masks, lengths)
         sampled_logp = (logp.numpy() * step_mask).sum(axis=1)
-        args = (inputs, actions, masks, lengths, returns, step_mask, r.astype(np.float32),
-                (~failed).astype(np.float32), sampled_logp.astype(np.float32))
+        if self.use_predictor:
+            self.replay_archs += [tuple(a) for a, f in zip(archs, failed) if not f]
+            self.replay_rewards += [float(x) for x, f in zip(r, failed) if not f]
+        centre, spread = self.predictor_targets()
+        replay_inputs, _, _, replay_lengths = self._batch_tensors(self.replay_archs)
+        targets = (np.asarray(self.replay_rewards, np.float64) - centre) / spread
+        args = (inputs, actions, masks, lengths, returns, step_mask,
+                (np.ones(len(archs)) if sw is None else sw).astype(np.float32),
+                sampled_logp.astype(np.float32), replay_inputs, replay_lengths,
+                targets.astype(np.float32))
         if self._update_fn is None:
             self._update_fn = self._make_update_fn()
         loss = entropy = pred_loss = np.nan
         for _ in range(self.train_steps):
             loss, entropy, pred_loss = self._update_fn(*args)
         if self.baseline == "ema":
-            self.baseline_value = self.baseline_decay * b + (1 - self.baseline_decay) * float(r.mean())
+            self.baseline_value = (self.baseline_decay * b
+                                   + (1 - self.baseline_decay) * _mean(r, sw))
         self.advantage_scale = scale
         self._sampled_masks = {}
         return {"loss": float(loss), "baseline": float(b), "mean_reward": float(np.mean(r)),
                 "entropy": float(entropy),
-                "predictor_loss": float(pred_loss) if self.use_predictor else np.nan}
+                "predictor_loss": (float(pred_loss) * spread ** 2
+                                   if self.use_predictor and self.replay_rewards else np.nan)}
+
+
+def _mean(x, weights=None):
+    """``x.mean()``, or its weighted mean."""
+    return float(x.mean() if weights is None else np.average(x, weights=weights))
 
 
 class _TriedSet:

@@ -81,7 +81,9 @@ _COLUMN_HELP = {
 _PLOTS = (("reward_history", "Reward of every candidate in search order, with the best so far "
            "and the controller-epoch boundaries"),
           ("reward_distribution", "Distribution of the rewards of the successful candidates"),
-          ("predictor", "The controller's predicted reward against the observed reward"),
+          ("predictor", "The controller's predicted reward against the observed reward; "
+           "inset: the predictor's Spearman rank correlation within each controller epoch "
+           "(the predictor_spearman column of the controller history)"),
           ("controller_history", "The controller's loss, baseline, entropy and mean reward "
            "per controller epoch"))
 

@@ -278,12 +278,18 @@ class PredictorDisplay(_ResultsDisplay):
     Points on the diagonal are perfect predictions; the title gives the
     Pearson correlation. Candidates without a prediction (NaN, e.g. with
     ``use_predictor=False`` or ``strategy='random'``) or without a reward
-    are left out and counted in ``n_missing_``.
+    are left out and counted in ``n_missing_``. Given each candidate's
+    controller epoch, an inset panel draws the predictor's Spearman rank
+    correlation within each controller epoch (the ``predictor_spearman``
+    column of ``controller_history_``): how well it ranks the candidates
+    it is asked to screen.
 
     Parameters
     ----------
     predicted : array-like of shape (n_candidates,)
     observed : array-like of shape (n_candidates,)
+    controller_epoch : array-like of shape (n_candidates,), default=None
+        Controller epoch of each candidate; ``None`` draws no inset.
 
     Attributes
     ----------
@@ -292,8 +298,15 @@ class PredictorDisplay(_ResultsDisplay):
         points or no spread).
     n_missing_ : int
         Candidates left out.
+    spearman_ : dict of int to float
+        Spearman rank correlation per controller epoch (NaN with fewer than
+        3 candidates or no spread); empty without ``controller_epoch``.
     points_ : matplotlib.collections.PathCollection
     diagonal_line_ : matplotlib.lines.Line2D
+    spearman_line_ : matplotlib.lines.Line2D or None
+        The per-epoch Spearman correlation, in the inset ``inset_ax_``
+        (both ``None`` without ``controller_epoch``).
+    inset_ax_ : matplotlib.axes.Axes or None
     ax_ : matplotlib.axes.Axes
     figure_ : matplotlib.figure.Figure
 
@@ -307,9 +320,10 @@ class PredictorDisplay(_ResultsDisplay):
     1.0
     """
 
-    def __init__(self, predicted, observed):
+    def __init__(self, predicted, observed, controller_epoch=None):
         self.predicted = np.asarray(predicted, dtype=float)
         self.observed = np.asarray(observed, dtype=float)
+        self.controller_epoch = controller_epoch
 
     def plot(self, ax=None):
         """Draw the scatter plot.
@@ -339,8 +353,32 @@ class PredictorDisplay(_ResultsDisplay):
         ax.set(xlabel="observed reward (validation score)", ylabel="predicted reward",
                title=title)
         ax.legend(loc="upper left")
+        self._plot_spearman(ax)
         self.ax_, self.figure_ = ax, ax.figure
         return self
+
+    def _plot_spearman(self, ax):
+        """The inset of per-epoch Spearman correlations."""
+        self.spearman_, self.spearman_line_, self.inset_ax_ = {}, None, None
+        if self.controller_epoch is None:
+            return
+        from ._trial import epoch_spearman
+        self.spearman_ = epoch_spearman({"controller_epoch": self.controller_epoch,
+                                         "predicted_reward": self.predicted,
+                                         "reward": self.observed})
+        inset = ax.inset_axes([0.6, 0.1, 0.37, 0.32])
+        epochs = np.array(sorted(self.spearman_), dtype=float)
+        rho = np.array([self.spearman_[int(e)] for e in epochs])
+        (self.spearman_line_,) = inset.plot(epochs + 1, rho, marker="o", markersize=3)
+        inset.axhline(0.0, color="grey", linewidth=0.8)
+        inset.set_ylim(-1.05, 1.05)
+        inset.set_title("Spearman per controller epoch", fontsize=7)
+        inset.tick_params(labelsize=6)
+        inset.xaxis.set_major_locator(_integer_locator())
+        if not np.isfinite(rho).any():
+            inset.text(0.5, 0.5, "not defined", ha="center", va="center", fontsize=7,
+                       transform=inset.transAxes)
+        self.inset_ax_ = inset
 
     @classmethod
     def from_results(cls, results, *, ax=None):
@@ -355,8 +393,8 @@ class PredictorDisplay(_ResultsDisplay):
         -------
         display : PredictorDisplay
         """
-        rewards, status, _, predicted = _results(results)
-        return cls(predicted, np.where(status == "ok", rewards, np.nan)).plot(ax=ax)
+        rewards, status, epochs, predicted = _results(results)
+        return cls(predicted, np.where(status == "ok", rewards, np.nan), epochs).plot(ax=ax)
 
 
 

@@ -43,7 +43,7 @@ class RandomStrategy:
                 archs.append(arch)
         return archs, [np.nan] * len(archs)
 
-    def update(self, archs, rewards, failed=None):
+    def update(self, archs, rewards, failed=None, sample_weight=None):
         """No learning; returns the controller-history fields."""
         rewards = np.asarray(rewards, float)
         return {"loss": np.nan, "baseline": np.nan,

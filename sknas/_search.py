@@ -13,9 +13,47 @@ import numpy as np
 
 from ._space import describe_layers
 from ._trainer import CandidateResult, initial_weights, n_params
-from ._trial import Trial, reward_from_scores
+from ._trial import Trial, predictor_spearman, reward_from_scores
 
-__all__ = ["Search", "SearchBudget", "interrupt_guard"]
+__all__ = ["SCREEN_EXPLORE_SHARE", "Search", "SearchBudget", "interrupt_guard", "screen"]
+
+#: Share of a screened controller epoch's trained candidates drawn uniformly
+#: from those the predictor did not rank highest (at least one).
+SCREEN_EXPLORE_SHARE = 0.2
+
+
+def screen(predicted, n_train, rng):
+    """Which of the sampled candidates to train: the predictor's top ones and
+    an exploration share drawn uniformly from the rest.
+
+    Parameters
+    ----------
+    predicted : array-like of shape (m,)
+        The predictor's estimate of each sampled candidate.
+    n_train : int
+        How many to train (``n_train < m``).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    chosen : ndarray of int
+        Indices of the candidates to train, in sampling order.
+    weight : ndarray of float
+        Each chosen candidate's inverse inclusion probability given the
+        sample: 1 for a top pick, ``(m - n_top) / n_explore`` for an
+        exploration pick (they sum to ``m``). With one candidate to train
+        there is no exploration share and the top pick has weight 1.
+    """
+    p = np.asarray(predicted, dtype=float)
+    m = p.size
+    n_explore = min(max(1, int(round(SCREEN_EXPLORE_SHARE * n_train))), n_train - 1)
+    n_top = n_train - n_explore
+    order = np.argsort(-np.nan_to_num(p, nan=-np.inf), kind="stable")  # ties: sampling order
+    top, rest = order[:n_top], np.sort(order[n_top:])
+    explore = rng.choice(rest, size=n_explore, replace=False) if n_explore else rest[:0]
+    chosen = np.sort(np.concatenate([top, explore]))
+    weight = np.where(np.isin(chosen, top), 1.0, (m - n_top) / max(n_explore, 1))
+    return chosen, weight
 
 
 class SearchInterrupted(UserWarning):
@@ -78,6 +116,10 @@ class Search:
         One-shot weight table; ``None`` disables weight sharing.
     data : CandidateData
     controller_epochs, samples_per_epoch : int
+    screen_factor : float, default=1
+        Sample ``round(screen_factor * samples_per_epoch)`` architectures per
+        controller epoch and train ``samples_per_epoch`` of them, chosen by
+        :func:`screen`; 1 trains all it samples.
     reward : {'weighted', 'last', 'max'}
     error_score : float or 'raise'
     seed : int
@@ -89,7 +131,8 @@ class Search:
     """
 
     def __init__(self, space, strategy, executor, store, data, *, controller_epochs,
-                 samples_per_epoch, reward, error_score, seed, budget, reporter, callbacks=()):
+                 samples_per_epoch, reward, error_score, seed, budget, reporter, callbacks=(),
+                 screen_factor=1):
         self.space = space
         self.strategy = strategy
         self.executor = executor
@@ -97,6 +140,7 @@ class Search:
         self.data = data
         self.controller_epochs = controller_epochs
         self.samples_per_epoch = samples_per_epoch
+        self.screen_factor = screen_factor
         self.reward = reward
         self.error_score = error_score
         self.seed = seed
@@ -132,22 +176,34 @@ class Search:
         n = self.samples_per_epoch
         if self.budget.max_candidates is not None:
             n = min(n, self.budget.max_candidates - len(self.trials))
-        archs, predicted = self.strategy.sample(n, rng, exclude={t.arch for t in self.trials})
+        n_sample = max(n, int(round(self.screen_factor * n)))
+        archs, predicted = self.strategy.sample(n_sample, rng,
+                                                exclude={t.arch for t in self.trials})
         if len(archs) < n:
             warnings.warn(f"The search space is exhausted: all {self.space.size} architectures "
                           "have been tried; the search ends early.", UserWarning, stacklevel=3)
             self.stop_reason = "exhausted"
         if not archs:
             return False
+        n_sampled, weight = len(archs), None
+        if n_sampled > n:
+            chosen, weight = screen(predicted, n, rng)
+            archs = [archs[k] for k in chosen]
+            predicted = [predicted[k] for k in chosen]
         trials = self._train(epoch, archs, predicted, rng)
         rewards = np.array([t.reward if t.status == "ok" else np.nan for t in trials])
         # the policy learns from rewards in [0, 1]: a regressor's negative R^2
         # (worse than predicting the mean) counts as a failure, reward 0
-        info = self.strategy.update(archs, np.clip(rewards, 0.0, 1.0),
-                                    failed=[t.status != "ok" for t in trials])
+        failed = [t.status != "ok" for t in trials]
+        info = self.strategy.update(archs, np.clip(rewards, 0.0, 1.0), failed=failed,
+                                    sample_weight=weight)
         row = {"controller_epoch": epoch, "started": started, **info,
+               "predictor_spearman": predictor_spearman(
+                   [t.predicted_reward for t in trials if t.status == "ok"],
+                   [t.reward for t in trials if t.status == "ok"]),
+               "n_screened": n_sampled - len(archs),
                "best_reward": self._best_reward(),
-               "n_failed": int(sum(t.status != "ok" for t in trials)),
+               "n_failed": int(sum(failed)),
                "elapsed": time.perf_counter() - self.budget.started}
         row["mean_reward"] = float(np.nanmean(rewards)) if np.isfinite(rewards).any() else np.nan
         self.history.append(row)

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-__all__ = ["Trial", "best_row", "history_table", "results_table", "reward_from_scores",
-           "top_table"]
+__all__ = ["Trial", "best_row", "history_table", "predictor_spearman", "results_table",
+           "reward_from_scores", "top_table"]
 
 @dataclass
 class Trial:
@@ -150,6 +150,42 @@ def best_row(results):
     if rank is None:
         return int(np.argmax(np.where(ok, results["reward"], -np.inf)))
     return int(np.argmin(np.where(ok, rank, np.inf)))
+
+
+def predictor_spearman(predicted, observed):
+    """Spearman rank correlation of the predictor's estimates with the rewards.
+
+    Parameters
+    ----------
+    predicted, observed : array-like of shape (n,)
+        Pairs with a NaN in either member are left out.
+
+    Returns
+    -------
+    rho : float
+        ``scipy.stats.spearmanr`` of the pairs (average ranks for ties);
+        NaN with fewer than 3 pairs or when either side is constant.
+    """
+    from scipy.stats import spearmanr
+    p = np.asarray(predicted, dtype=float)
+    o = np.asarray(observed, dtype=float)
+    keep = np.isfinite(p) & np.isfinite(o)
+    p, o = p[keep], o[keep]
+    if p.size < 3 or np.ptp(p) == 0 or np.ptp(o) == 0:
+        return float("nan")
+    return float(spearmanr(p, o).statistic)
+
+
+def epoch_spearman(results):
+    """``predictor_spearman`` of each controller epoch's successful rows of a
+    results table: ``{controller_epoch: rho}``."""
+    epochs = np.asarray(results.get("controller_epoch", []), dtype=int)
+    n = len(epochs)
+    ok = np.asarray(results.get("status", np.full(n, "ok")), dtype=object) == "ok"
+    predicted = np.asarray(results.get("predicted_reward", np.full(n, np.nan)), dtype=float)
+    rewards = np.asarray(results.get("reward", np.full(n, np.nan)), dtype=float)
+    return {int(e): predictor_spearman(predicted[ok & (epochs == e)], rewards[ok & (epochs == e)])
+            for e in np.unique(epochs)}
 
 
 def history_table(rows):

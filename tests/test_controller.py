@@ -1,5 +1,7 @@
 """The controller: REINFORCE update, returns, predictor, state."""
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -87,13 +89,20 @@ def test_reused_batch_steps_are_importance_weighted(space):
     step_mask = (np.arange(controller.t_max)[None, :] < lengths[:, None]).astype(np.float32)
     returns = step_mask * np.array([[1.0], [-0.5], [0.25]], np.float32)
     logp = controller.log_probs(archs).astype(np.float32)
-    rest = (step_mask, np.zeros(3, np.float32), np.ones(3, np.float32))
+    no_replay = controller._batch_tensors([])
+    no_replay = (no_replay[0], no_replay[3], np.zeros(0, np.float32))
 
-    def policy_loss(sampled_logp):
-        return float(controller._loss(inputs, actions, masks, lengths, returns, *rest,
-                                      sampled_logp)[0])
+    def policy_loss(sampled_logp, sample_weight=np.ones(3, np.float32)):
+        return float(controller._loss(inputs, actions, masks, lengths, returns, step_mask,
+                                      np.asarray(sample_weight, np.float32), sampled_logp,
+                                      *no_replay)[0])
 
     on_policy = policy_loss(logp)
+    # screening's sample weights: the weighted mean of the candidates' terms
+    terms = [policy_loss(logp, np.eye(3)[k]) for k in range(3)]
+    assert policy_loss(logp, [1.0, 1.0, 4.0]) == pytest.approx(
+        (terms[0] + terms[1] + 4 * terms[2]) / 6, rel=1e-5)
+    assert on_policy == pytest.approx(np.mean(terms), rel=1e-5)
     # each candidate now 1.5x as likely as when drawn: every term weighs 1.5
     assert policy_loss(logp - np.log(1.5)) == pytest.approx(1.5 * on_policy, rel=1e-5)
     # 10x as likely: truncated at MAX_IMPORTANCE_WEIGHT
@@ -176,18 +185,41 @@ def test_predictor_learns_rewards_that_differ_between_architectures(space):
     assert mse() < 0.25 * rewards.var()
     assert np.corrcoef(controller.predict_rewards(archs), rewards)[0, 1] > 0.9
     _, predicted = controller.sample(3, np.random.default_rng(0))
-    assert all(0 < p < 1 for p in predicted)
+    assert all(0 <= p <= 1 for p in predicted)  # in reward units, clipped to [0, 1]
 
 
 def test_failed_candidates_get_the_worst_reward_and_no_predictor_target(space):
     controller = Controller(space, lstm_units=8, seed=0, train_steps=1)
-    archs = [(0,), (1,)]
-    before = controller.predict_rewards(archs)
-    info = controller.update(archs, [np.nan, 0.8])
-    assert info["mean_reward"] == pytest.approx(0.4)   # the failure counted as 0 for the policy
-    # the predictor's loss (computed before the step) is the successful row's alone
-    assert info["predictor_loss"] == pytest.approx((before[1] - 0.8) ** 2, rel=1e-4)
-    assert info["predictor_loss"] != pytest.approx(np.mean((before - [0.0, 0.8]) ** 2), rel=1e-3)
+    archs = [(0,), (1,), (2,)]
+    info = controller.update(archs, [np.nan, 0.8, 0.6])
+    assert info["mean_reward"] == pytest.approx(1.4 / 3)   # the failure counted as 0 for the policy
+    # the predictor learns from the successful rows alone
+    assert controller.replay_archs == [(1,), (2,)] and controller.replay_rewards == [0.8, 0.6]
+    assert controller.predictor_targets() == pytest.approx((0.7, 0.1))
+    assert np.isfinite(info["predictor_loss"])
+
+
+def test_predictor_replays_every_reward_so_far_in_standard_units(space):
+    controller = Controller(space, lstm_units=8, seed=0, train_steps=1)
+    controller.update([(0,), (1,)], [0.7, 0.72])
+    controller.update([(2,), (3,)], [0.74, np.nan])
+    assert controller.replay_archs == [(0,), (1,), (2,)]
+    centre, spread = controller.predictor_targets()
+    assert centre == pytest.approx(0.72) and spread == pytest.approx(np.std([0.7, 0.72, 0.74]))
+    # the reported loss is the replay's mean squared error in reward units, before the step
+    before = Controller(space, lstm_units=8, seed=0, train_steps=1)
+    before.set_state(controller.get_state())
+    info = controller.update([(4,)], [0.71])
+    replay_rewards = np.array([0.7, 0.72, 0.74, 0.71])
+    before.replay_archs.append((4,))
+    before.replay_rewards.append(0.71)
+    unclipped = before.predict_rewards(before.replay_archs)
+    assert info["predictor_loss"] == pytest.approx(np.mean((unclipped - replay_rewards) ** 2),
+                                                   rel=1e-3)
+    # no predictor: no replay, no loss
+    off = Controller(space, lstm_units=8, seed=0, train_steps=1, use_predictor=False)
+    assert np.isnan(off.update([(0,), (1,)], [0.7, 0.72])["predictor_loss"])
+    assert off.replay_archs == []
 
 
 def test_state_round_trip(space):
@@ -199,6 +231,11 @@ def test_state_round_trip(space):
     np.testing.assert_allclose(a.log_probs(archs), b.log_probs(archs), rtol=1e-6)
     assert b.baseline_value == a.baseline_value
     assert b.advantage_scale == a.advantage_scale
+    assert b.replay_archs == a.replay_archs and b.replay_rewards == a.replay_rewards
+    np.testing.assert_allclose(a.predict_rewards(archs), b.predict_rewards(archs), rtol=1e-6)
+    c = pickle.loads(pickle.dumps(a))
+    assert c.replay_archs == a.replay_archs
+    np.testing.assert_allclose(a.predict_rewards(archs), c.predict_rewards(archs), rtol=1e-6)
     a.update(archs, [0.1, 0.2, 0.3])
     b.update(archs, [0.1, 0.2, 0.3])
     np.testing.assert_allclose(a.log_probs(archs), b.log_probs(archs), rtol=1e-5)
