@@ -14,6 +14,7 @@ import time
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, _fit_context, is_classifier
 from sklearn.model_selection import KFold, check_cv, train_test_split
 from sklearn.utils import check_random_state
@@ -27,8 +28,8 @@ from ._reporting import Reporter
 from ._runlog import keeps_python_random_state
 from ._search import Search, SearchBudget, interrupt_guard
 from ._space import SearchSpace
-from ._trainer import (CandidateData, KerasTrainer, PopulationTrainer, build_keras_model,
-                       initial_weights)
+from ._trainer import (BYTES_PER_PARAM, CandidateData, KerasTrainer, PopulationTrainer,
+                       build_keras_model, initial_weights, n_params)
 from ._trial import best_row, history_table, results_table, top_table
 from ._weights import SharedWeights
 
@@ -385,11 +386,16 @@ class BaseMLPNAS(BaseEstimator):
         return SearchSpace([int(u) for u in units], activations, self.dropout_rate, self.max_layers)
 
     def _validate_training_data(self, X, y, sample_weight):
-        """Checked float32 ``X``, the encoded target and float32 row weights."""
+        """Checked float32 ``X`` (dense, or CSR), the encoded target and float32 row weights."""
+        if sp.issparse(y):
+            raise ValueError(f"y is a sparse {type(y).__name__}; {type(self).__name__} needs a "
+                             "dense target: pass y.toarray().ravel() (or y.toarray() for "
+                             "several regression targets).")
         self._check_target_kind(y)
         try:
             X, y = validate_data(self, X, y, reset=True, dtype=[np.float64, np.float32],
-                                 ensure_min_samples=2, **self._target_validation)
+                                 accept_sparse=_SPARSE_FORMATS, ensure_min_samples=2,
+                                 **self._target_validation)
         except ValueError as exc:
             if "could not convert" in str(exc):
                 raise ValueError(f"{exc}. {type(self).__name__} needs numeric features: encode "
@@ -402,7 +408,7 @@ class BaseMLPNAS(BaseEstimator):
         if not w.sum() > 0:
             raise ValueError("sample_weight (times class_weight) sums to zero: no row would count "
                              "in training or in the reward.")
-        return X.astype(np.float32), y_enc, w.astype(np.float32)
+        return _as_float32(X), y_enc, w.astype(np.float32)
 
     #: keyword arguments of ``validate_data`` for the target
     _target_validation: dict = {}
@@ -575,6 +581,7 @@ class BaseMLPNAS(BaseEstimator):
         X, y, w = self._validate_training_data(X, y, sample_weight)
         seed = self._search_seed()
         data = self._split(X, y, w, seed)
+        self._check_memory(space, data)
         splitter = self._cv_splitter(y, len(data.y_val), seed)
         strategy = self._make_strategy(space, seed)
         store = SharedWeights() if self.weight_sharing else None
@@ -598,6 +605,34 @@ class BaseMLPNAS(BaseEstimator):
         for cb in search.callbacks:
             cb.on_refit(self, search)
         return self
+
+    def _check_memory(self, space, data):
+        """Refuse, before any training, a search that cannot fit in this
+        machine's memory: its widest candidate in training (in each worker
+        process here) and the shared weight table at its fullest."""
+        import joblib
+        n_in, n_out = data.n_features, data.n_outputs
+        widest = [{"type": "dense", "units": max(space.units), "activation": "relu"}]
+        candidate = n_params(widest * space.max_layers, n_in, n_out) * BYTES_PER_PARAM
+        population = max(candidate, PopulationTrainer().max_population_bytes)
+        workers = 1 if self.n_jobs is None else joblib.effective_n_jobs(self.n_jobs)
+        table = 0
+        if self.weight_sharing:  # one kernel per (previous layer, this layer) pair
+            units = sum(space.units) * len(space.activations)
+            table = 4 * (n_in * units + (units * units if space.max_layers > 1 else 0)
+                         + units * n_out)
+        need = population * workers + table
+        have = available_memory()
+        if have is not None and need > have:
+            gb = 2.0**30
+            raise MemoryError(
+                f"This search does not fit in memory: on {n_in} features it needs about "
+                f"{need / gb:.1f} GB (the widest candidate, {max(space.units)} units on "
+                f"{n_in} inputs, takes {candidate / gb:.1f} GB in training"
+                f"{f' in each of {workers} workers' if workers > 1 else ''}; the shared weight "
+                f"table up to {table / gb:.1f} GB) and about {have / gb:.1f} GB is available. "
+                "Use fewer features (e.g. TfidfVectorizer(max_features=...) or SelectKBest in "
+                "the pipeline), smaller `units`, fewer `n_jobs`, or weight_sharing=False.")
 
     def _search_seed(self):
         """The search's integer seed: from ``random_state``, or the resumed run's."""
@@ -741,9 +776,10 @@ class BaseMLPNAS(BaseEstimator):
         return top
 
     def _model_input(self, X):
-        """``X`` checked against what ``fit`` saw, as float32."""
+        """``X`` checked against what ``fit`` saw, as float32 (dense, or CSR)."""
         check_is_fitted(self, "model_")
-        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32]).astype(np.float32)
+        return _as_float32(validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
+                                         accept_sparse=_SPARSE_FORMATS))
 
     def to_html(self, path=None, *, held_out_score=None):
         """Write the report of this fitted search: one self-contained HTML page.
@@ -827,10 +863,52 @@ class BaseMLPNAS(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True
         # the population trainer draws every random number from random_state;
         # model.fit's shuffling and dropout draw from TensorFlow's global seed
         tags.non_deterministic = self.trainer == "keras"
         return tags
+
+
+def available_memory():
+    """Bytes of memory this process may still take (the smaller of the
+    system's available memory and the room left under a cgroup limit), or
+    None where neither can be read."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            limit = fh.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as fh:
+            if limit != "max":
+                limits.append(int(limit) - int(fh.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+#: Sparse formats ``fit`` and the predictions take (converted to CSR).
+_SPARSE_FORMATS = ("csr", "csc", "coo")
+
+
+def _as_float32(X):
+    """Validated ``X`` as float32: an array, or a CSR matrix in canonical form
+    (sorted column indices, duplicates summed), which is what the trainers
+    take and what keeps a mini-batch's gather a slice of stored values."""
+    if not sp.issparse(X):
+        return X.astype(np.float32)
+    if X.format == "csr" and X.dtype == np.float32 and X.has_canonical_format:
+        return sp.csr_matrix(X)
+    X = sp.csr_matrix(X, dtype=np.float32, copy=True)  # the caller's matrix is left alone
+    X.sum_duplicates()
+    X.sort_indices()
+    return X
 
 
 def _model_to_bytes(model):

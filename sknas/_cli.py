@@ -194,7 +194,12 @@ def _split(X, y, test_size, seed, task="classification"):
 
 
 def _preprocessor(X):
-    """Impute and scale numeric columns, impute and one-hot encode the others."""
+    """Impute and scale numeric columns, impute and one-hot encode the others.
+
+    The output is sparse when the one-hot columns make it mostly zeros (the
+    ColumnTransformer's default ``sparse_threshold=0.3``): the search takes
+    sparse rows, so a high-cardinality column costs memory for its stored
+    values only."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -208,8 +213,8 @@ def _preprocessor(X):
     if categorical:
         parts.append(("categorical", make_pipeline(
             SimpleImputer(strategy="most_frequent"),
-            OneHotEncoder(handle_unknown="ignore", sparse_output=False)), categorical))
-    return ColumnTransformer(parts, sparse_threshold=0.0)
+            OneHotEncoder(handle_unknown="ignore")), categorical))
+    return ColumnTransformer(parts)
 
 
 def _as_text_categories(X):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from ._runlog import (RunFormatError, decode_classes, encode_classes, json_safe, load_keras,
                       read_json, save_keras_atomic, target_summary, task_of, write_json_atomic)
@@ -107,12 +108,14 @@ def load_model(path):
 
 
 def keras_predict(model, X):
-    """Outputs of a Keras ``model`` on float32 rows ``X``, in batches of 8192
-    rows, as float64 (serves the regressor and :class:`SavedModel`)."""
-    if len(X) == 0:
+    """Outputs of a Keras ``model`` on float32 rows ``X`` (dense, or sparse:
+    densified a batch at a time), in batches of at most 8192 rows, as
+    float64 (serves the regressor and :class:`SavedModel`)."""
+    from ._trainer import dense_batches  # imports TensorFlow: not at ``import sknas``
+    if X.shape[0] == 0:
         return np.zeros((0,) + tuple(model.output_shape[1:]))
-    return np.concatenate([np.asarray(model(X[i:i + 8192], training=False), np.float64)
-                           for i in range(0, len(X), 8192)])
+    return np.concatenate([np.asarray(model(batch, training=False), np.float64)
+                           for batch in dense_batches(X)])
 
 
 def keras_proba(model, X, n_classes):
@@ -165,7 +168,10 @@ class SavedModel:
             if [str(c) for c in names] != list(self.feature_names_in_):
                 raise ValueError("The feature names of X differ from those seen in fit: "
                                  f"expected {list(self.feature_names_in_)}")
-        X = np.asarray(X, dtype=np.float32)
+        if sp.issparse(X):
+            X = sp.csr_matrix(X, dtype=np.float32)
+        else:
+            X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has shape {X.shape}; the model expects "
                              f"(n_samples, {self.n_features_in_})")

@@ -40,6 +40,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from ._trial import Trial, best_row, history_table, results_table
 from ._weights import SharedWeights
@@ -178,12 +179,21 @@ def read_json(path, what):
 
 
 def data_fingerprint(data):
-    """SHA-256 of the training and validation arrays of a search."""
+    """SHA-256 of the training and validation arrays of a search (of a sparse
+    matrix's shape, stored values and their positions)."""
     h = hashlib.sha256()
     for name in ("X", "y", "w", "X_val", "y_val", "w_val"):
-        arr = np.ascontiguousarray(getattr(data, name))
-        h.update(f"{name}{arr.dtype.str}{arr.shape}".encode())
-        h.update(arr.tobytes())
+        value = getattr(data, name)
+        if sp.issparse(value):
+            value = value.tocsr()
+            h.update(f"{name}sparse{value.shape}".encode())
+            parts = [(f"{name}.{p}", getattr(value, p)) for p in ("indptr", "indices", "data")]
+        else:
+            parts = [(name, value)]
+        for label, arr in parts:
+            arr = np.ascontiguousarray(arr)
+            h.update(f"{label}{arr.dtype.str}{arr.shape}".encode())
+            h.update(arr.tobytes())
     return h.hexdigest()
 
 

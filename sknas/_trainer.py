@@ -12,6 +12,13 @@ Two trainers share one interface, ``trainer.train(candidates, data, seed)``:
 
 Both start each dense layer from the given initial weights and return the
 per-epoch validation accuracies and the trained weights.
+
+Both take SciPy sparse rows (CSR) as well as dense ones. The
+:class:`PopulationTrainer` keeps sparse data sparse in its graph: each
+mini-batch is gathered from the stored values alone, and the first dense
+layer multiplies it with TensorFlow's sparse-dense product (or, with
+``sparse_product=False``, densifies the mini-batch first), so memory for the
+data stays proportional to the stored values.
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 import tensorflow as tf
 
 __all__ = ["CandidateData", "CandidateResult", "Head", "PopulationTrainer", "KerasTrainer",
-           "build_keras_model", "dense_shapes", "initial_weights", "n_params"]
+           "build_keras_model", "dense_batches", "dense_shapes", "initial_weights", "n_params"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,9 @@ class CandidateData:
     For classification ``y`` holds class indices ``0 .. n_classes - 1``; for
     regression (``task='regression'``, ``n_classes`` 0) it is a float array
     of shape ``(n, n_targets)``, standardised. ``w`` holds sample weights.
-    ``X_val`` may be empty (no validation, as in the refit).
+    ``X_val`` may be empty (no validation, as in the refit). ``X`` and
+    ``X_val`` are float32 arrays, or SciPy CSR matrices in canonical form
+    (sorted column indices, no duplicates) whose stored values are float32.
     """
 
     X: np.ndarray
@@ -228,6 +238,87 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
     return out
 
 
+#: Bytes of graph memory per trainable parameter of a population: the
+#: parameter vector, Adam's two moments, the flat gradient and its pieces, the
+#: weights read for the step, and early stopping's copy of the best weights.
+BYTES_PER_PARAM = 28
+
+
+def dense_batches(X, rows=8192):
+    """Consecutive blocks of ``rows`` rows of ``X`` as dense float32 arrays.
+
+    A sparse ``X`` is densified one block at a time, and its blocks are
+    made shorter for wide data (at most about 16 MB each), so no more than
+    one block is ever dense.
+    """
+    n = X.shape[0]
+    if sp.issparse(X):
+        X = X.tocsr()
+        rows = max(1, min(rows, 2**22 // max(X.shape[1], 1)))
+        for i in range(0, n, rows):
+            yield X[i:i + rows].toarray().astype(np.float32, copy=False)
+    else:
+        for i in range(0, n, rows):
+            yield X[i:i + rows]
+
+
+def _graph_rows(X):
+    """``X`` as a graph input: a float32 tensor, or a ``tf.SparseTensor`` of a
+    sparse matrix's stored values in row-major order."""
+    if not sp.issparse(X):
+        return tf.constant(X, tf.float32)
+    X = X.tocsr()
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    coo = X.tocoo()
+    indices = np.stack([coo.row, coo.col], axis=1).astype(np.int64)
+    return tf.SparseTensor(indices, coo.data.astype(np.float32), coo.shape)
+
+
+def _matmul(x, kernel):
+    """``x @ kernel`` for dense rows or a ``tf.SparseTensor`` of rows."""
+    if isinstance(x, tf.SparseTensor):
+        return tf.sparse.sparse_dense_matmul(x, kernel)
+    return tf.matmul(x, kernel)
+
+
+class _RowSource:
+    """Mini-batches of training rows inside the graph.
+
+    Dense rows are gathered once per epoch in shuffled order and sliced.
+    Sparse rows are held as two ragged tensors (column indices and values,
+    a row each) and each mini-batch gathers only its own rows' stored values
+    into a ``tf.SparseTensor``, densified if ``densify``: the whole matrix is
+    never dense.
+    """
+
+    def __init__(self, X, densify=False):
+        self.X = X
+        self.densify = densify
+        if isinstance(X, tf.SparseTensor):
+            n, rowids = X.dense_shape[0], X.indices[:, 0]
+            self.cols = tf.RaggedTensor.from_value_rowids(X.indices[:, 1], rowids, nrows=n)
+            self.vals = tf.RaggedTensor.from_value_rowids(X.values, rowids, nrows=n)
+
+    def permuted(self, perm):
+        """A function ``(lo, hi) -> rows perm[lo:hi]``."""
+        if not isinstance(self.X, tf.SparseTensor):
+            shuffled = tf.gather(self.X, perm)
+            return lambda lo, hi: shuffled[lo:hi]
+        width = self.X.dense_shape[1]
+
+        def take(lo, hi):
+            cols = tf.gather(self.cols, perm[lo:hi])
+            vals = tf.gather(self.vals, perm[lo:hi])
+            batch = tf.SparseTensor(
+                tf.stack([cols.value_rowids(), cols.flat_values], axis=1), vals.flat_values,
+                tf.stack([tf.cast(hi - lo, tf.int64), width]))
+            return tf.sparse.to_dense(batch) if self.densify else batch
+
+        return take
+
+
 # Activations whose gradient TensorFlow computes from the layer's output with
 # one fused kernel: the population graph differentiates them by hand.
 _FUSED_ACTIVATIONS = {
@@ -285,7 +376,7 @@ class _Net:
         for op in self.ops:
             if op[0] == "dense":
                 kernel, bias = params[op[1]]
-                z = tf.nn.bias_add(tf.matmul(x, kernel), bias)
+                z = tf.nn.bias_add(_matmul(x, kernel), bias)
                 a = _activation(op[2])(z)
                 tape.append((x, z, a))
                 x = a
@@ -341,8 +432,12 @@ class _Net:
 
 
 def _dense_grads(x, dz):
-    """Flat kernel and bias gradients of a dense layer."""
-    return [tf.reshape(tf.matmul(x, dz, transpose_a=True), [-1]),
+    """Flat kernel and bias gradients of a dense layer (``x`` dense or sparse)."""
+    if isinstance(x, tf.SparseTensor):
+        kernel_grad = tf.sparse.sparse_dense_matmul(x, dz, adjoint_a=True)
+    else:
+        kernel_grad = tf.matmul(x, dz, transpose_a=True)
+    return [tf.reshape(kernel_grad, [-1]),
             tf.raw_ops.BiasAddGrad(out_backprop=dz)]
 
 
@@ -494,6 +589,17 @@ class PopulationTrainer:
         population stops when all its candidates have.
     n_iter_no_change : int, default=3
         Patience of ``early_stopping``, in epochs.
+    sparse_product : bool, default=True
+        With sparse rows, multiply each mini-batch in the first layer with
+        TensorFlow's sparse-dense product; ``False`` densifies each
+        mini-batch first (``benchmarks/bench_sparse.py`` compares the two).
+    max_population_bytes : int, default=2**28
+        Graph memory one population may take (about :data:`BYTES_PER_PARAM`
+        bytes per trainable parameter). Candidates that would exceed it
+        together train in successive populations, with the same results: a
+        candidate trains identically in any population. Only wide inputs
+        reach it (a 512-unit first layer on 20,000 columns holds 10 million
+        parameters).
 
     Attributes
     ----------
@@ -503,12 +609,28 @@ class PopulationTrainer:
     """
 
     def __init__(self, epochs=10, batch_size=32, learning_rate=0.01, early_stopping=False,
-                 n_iter_no_change=3):
+                 n_iter_no_change=3, sparse_product=True, max_population_bytes=2**28):
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
+        self.sparse_product = sparse_product
+        self.max_population_bytes = max_population_bytes
+
+    def populations(self, candidates, data):
+        """Indices of ``candidates`` grouped into populations that each fit in
+        ``max_population_bytes`` (a candidate too big alone is its own)."""
+        limit = self.max_population_bytes / BYTES_PER_PARAM
+        groups, size = [[]], 0
+        for k, (layers, _, _) in enumerate(candidates):
+            p = n_params(layers, data.n_features, data.n_outputs)
+            if groups[-1] and size + p > limit:
+                groups.append([])
+                size = 0
+            groups[-1].append(k)
+            size += p
+        return groups
 
     def train(self, candidates, data, seed, row_weights=None, val_outputs=False):
         """Train ``candidates``, a list of ``(layers, initial_weights, seed)``.
@@ -529,6 +651,16 @@ class PopulationTrainer:
         -------
         results : list of CandidateResult
         """
+        groups = self.populations(candidates, data)
+        if len(groups) > 1:
+            results = [None] * len(candidates)
+            for group in groups:
+                part = self.train([candidates[k] for k in group], data, seed,
+                                  None if row_weights is None else [row_weights[k] for k in group],
+                                  val_outputs)
+                for k, r in zip(group, part):
+                    results[k] = r
+            return results
         start = time.perf_counter()
         try:
             nets = [_Net(layers, data.n_features, data.head, s) for layers, _, s in candidates]
@@ -566,8 +698,8 @@ class PopulationTrainer:
         if row_weights is not None:
             w = np.stack([np.asarray(r[0], np.float32) for r in row_weights])
             w_val = np.stack([np.asarray(r[1], np.float32) for r in row_weights])
-        args = (tf.constant(data.X, tf.float32), tf.constant(data.y, y_type),
-                tf.constant(w, tf.float32), tf.constant(data.X_val, tf.float32),
+        args = (_graph_rows(data.X), tf.constant(data.y, y_type),
+                tf.constant(w, tf.float32), _graph_rows(data.X_val),
                 tf.constant(data.y_val, y_type), tf.constant(w_val, tf.float32))
         fn = tf.function(self._make_loop(pop, int(seed) % (2**31 - 1), val_outputs),
                          autograph=False)
@@ -586,7 +718,8 @@ class PopulationTrainer:
             pop.best  # noqa: B018 -- create the best-weights copy outside the graph
 
         def loop(X, y, w, Xv, yv, wv):
-            n = tf.shape(X)[0]
+            source = _RowSource(X, densify=not self.sparse_product)
+            n = tf.shape(y)[0]
             steps = (n + bs - 1) // bs
             inf = tf.fill([n_nets], np.float32(np.inf))
             state = (tf.constant(0), tf.constant(1.0), tf.constant(1.0),
@@ -597,7 +730,7 @@ class PopulationTrainer:
 
             def epoch_body(epoch, b1p, b2p, bad, scores, best_loss, best_epoch, stop_epoch, wait):
                 perm = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([seed, epoch])))
-                rows = (tf.gather(X, perm), tf.gather(y, perm), tf.gather(w, perm, axis=-1))
+                rows = (source.permuted(perm), tf.gather(y, perm), tf.gather(w, perm, axis=-1))
                 step_fn = self._make_step(pop, rows, n, epoch * steps)
                 _, b1p, b2p, bad = tf.while_loop(lambda s, *_: s < steps, step_fn,
                                                  (tf.constant(0), b1p, b2p, bad))
@@ -641,7 +774,7 @@ class PopulationTrainer:
         def step(s, b1p, b2p, bad):
             lo = s * bs
             hi = tf.minimum(lo + bs, n)
-            xb, yb, wb = rows[0][lo:hi], rows[1][lo:hi], rows[2][..., lo:hi]
+            xb, yb, wb = rows[0](lo, hi), rows[1][lo:hi], rows[2][..., lo:hi]
             scale = wb / tf.cast(hi - lo, tf.float32)
             params = pop.split()
             passes = [net.forward(p, xb, first_step + s) for net, p in zip(nets, params)]
@@ -791,7 +924,10 @@ class KerasTrainer:
         best_epoch = len(hist.history["loss"])
         if stopper is not None and getattr(stopper, "best_epoch", None) is not None:
             best_epoch = int(stopper.best_epoch) + 1
-        outputs = (np.asarray(model(data.X_val, training=False), np.float32) if val_outputs
-                   else None)
+        outputs = None
+        if val_outputs:
+            outputs = np.concatenate(
+                [np.asarray(model(b, training=False), np.float32)
+                 for b in dense_batches(data.X_val)] or [np.zeros((0, head.n_outputs), np.float32)])
         return CandidateResult(val_scores=val_scores, weights=weights, fit_time=fit_time,
                                best_epoch=best_epoch, val_outputs=outputs)

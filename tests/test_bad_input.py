@@ -96,10 +96,23 @@ def test_empty_or_tiny_X_is_rejected(no_search, shape, message):
         MLPNASClassifier().fit(np.zeros(shape), np.arange(shape[0]) % 2)
 
 
-def test_sparse_X_gets_a_clear_message(no_search):
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_sparse_X_with_nan_or_inf_gets_the_dense_message(no_search, bad):
     X, y = _data()
-    with pytest.raises(TypeError, match="Sparse data was passed.*dense data is required"):
-        MLPNASClassifier().fit(sp.csr_matrix(X), y)
+    X[3, 1] = bad
+    with pytest.raises(ValueError) as dense:
+        MLPNASClassifier().fit(X, y)
+    for fmt in ("csr", "csc", "coo"):
+        with pytest.raises(ValueError) as sparse:
+            MLPNASClassifier().fit(sp.csr_matrix(X).asformat(fmt), y)
+        assert str(sparse.value) == str(dense.value)
+        assert "NaN" in str(sparse.value) or "infinity" in str(sparse.value)
+
+
+def test_sparse_y_gets_a_clear_message(no_search):
+    X, y = _data()
+    with pytest.raises(ValueError, match="y is a sparse .*dense target.*toarray"):
+        MLPNASClassifier().fit(sp.csr_matrix(X), sp.csr_matrix(y).T)
 
 
 def test_non_numeric_X_points_to_a_column_transformer(no_search):

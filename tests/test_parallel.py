@@ -13,6 +13,7 @@ import time
 import joblib
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from conftest import TINY, require
 from sknas import MLPNASClassifier
@@ -96,6 +97,8 @@ def test_dask_cluster_runs_the_candidates_once_scattered(sequential):
         worker_pids = set(client.run(os.getpid).values())
         with joblib.parallel_backend("dask"):
             clf = MLPNASClassifier(**BUDGET).fit(X, y)
+            # sparse rows are scattered like dense ones (tests/test_sparse.py for the rest)
+            sparse = MLPNASClassifier(**BUDGET).fit(sp.csr_matrix(X), y).search_results_
             cands, data = _candidates(4)
             with CandidateExecutor(PopulationTrainer(epochs=1)) as ex:
                 assert ex.n_workers == 2
@@ -105,6 +108,8 @@ def test_dask_cluster_runs_the_candidates_once_scattered(sequential):
     assert set(res["pid"]) <= worker_pids and len(res["pid"]) == 8
     assert set(res["status"]) == {"ok"}
     _same_search(res, sequential)
+    assert set(sparse["pid"]) <= worker_pids and set(sparse["status"]) == {"ok"}
+    _same_search(sparse, MLPNASClassifier(**BUDGET).fit(sp.csr_matrix(X), y).search_results_)
     by_pid = {}
     for info in ex.worker_log:
         by_pid.setdefault(info["pid"], set()).add(info["data_id"])

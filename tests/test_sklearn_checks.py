@@ -23,6 +23,8 @@ EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data":
         "mini-batch Adam, shuffling and a held-out validation split make a weight of 2 "
         "differ from a repeated row (sklearn runs it on MLPClassifier only with lbfgs)",
+    "check_sample_weight_equivalence_on_sparse_data":
+        "the same check on sparse rows: the same reason",
 }
 
 
@@ -42,7 +44,7 @@ def test_tags_tell_the_truth():
     assert tags.estimator_type == "classifier"
     assert tags.classifier_tags.multi_class and not tags.classifier_tags.multi_label
     assert tags.input_tags.allow_nan is False  # NaN is rejected (test_bad_input)
-    assert tags.input_tags.sparse is False  # sparse X is rejected (test_bad_input)
+    assert tags.input_tags.sparse is True  # SciPy sparse X is taken (test_sparse)
     assert tags.requires_fit and tags.target_tags.required
     # same random_state, same model, in another process too (test_persistence)
     assert tags.non_deterministic is False

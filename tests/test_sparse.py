@@ -1,0 +1,226 @@
+"""Sparse and wide input: SciPy sparse rows through the search, never densified whole.
+
+The population trainer keeps sparse rows sparse in its graph (a mini-batch
+gathers only its rows' stored values; the first layer is a sparse-dense
+product, or densifies the mini-batch with ``sparse_product=False``), so a
+search on sparse data trains as on the same data dense, up to float
+summation order.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import joblib
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import make_pipeline
+
+from conftest import TINY
+from sknas import MLPNASClassifier, MLPNASRegressor, load_model
+from sknas._trainer import CandidateData, KerasTrainer, PopulationTrainer, initial_weights
+
+LAYERS = [{"type": "dense", "units": 16, "activation": "relu"}, {"type": "dropout", "rate": 0.2},
+          {"type": "dense", "units": 8, "activation": "tanh"}]
+
+
+def _sparse_problem(n=300, d=200, density=0.05, seed=0):
+    """Sparse rows whose label depends on which half of the columns holds more mass."""
+    X = sp.random(n, d, density=density, format="csr", dtype=np.float64, random_state=seed)
+    y = (X[:, :d // 2].sum(1).A1 > X[:, d // 2:].sum(1).A1).astype(int)
+    return X, y
+
+
+def _texts(n=240, seed=0):
+    """Short documents of two topics sharing half their vocabulary."""
+    rng = np.random.default_rng(seed)
+    common = [f"w{i}" for i in range(60)]
+    topics = [[f"a{i}" for i in range(30)], [f"b{i}" for i in range(30)]]
+    y = rng.integers(0, 2, n)
+    docs = [" ".join(rng.choice(common, 6).tolist() + rng.choice(topics[c], 2).tolist())
+            for c in y]
+    return docs, y
+
+
+def _data(X, y, n_train):
+    ones = np.ones(len(y), np.float32)
+    y = y.astype(np.int32)
+    return CandidateData(X[:n_train], y[:n_train], ones[:n_train], X[n_train:], y[n_train:],
+                         ones[n_train:], 2)
+
+
+def _train(trainer, X, y):
+    init = initial_weights(LAYERS, X.shape[1], 1, np.random.default_rng(1))
+    return trainer.train([(LAYERS, init, 3)], _data(X, y, 200), 7, val_outputs=True)[0]
+
+
+@pytest.mark.parametrize("sparse_product", [True, False])
+def test_population_trainer_trains_sparse_rows_as_dense_ones(sparse_product):
+    X, y = _sparse_problem()
+    X = X.astype(np.float32)
+    dense = _train(PopulationTrainer(epochs=4), X.toarray(), y)
+    sparse = _train(PopulationTrainer(epochs=4, sparse_product=sparse_product), X, y)
+    assert dense.status == sparse.status == "ok"
+    # same shuffles, dropout masks and Adam steps: equal up to summation order
+    np.testing.assert_allclose(sparse.val_scores, dense.val_scores, atol=1e-6)
+    for (k1, b1), (k2, b2) in zip(sparse.weights, dense.weights):
+        np.testing.assert_allclose(k1, k2, atol=1e-4)
+        np.testing.assert_allclose(b1, b2, atol=1e-4)
+    np.testing.assert_allclose(sparse.val_outputs, dense.val_outputs, atol=1e-4)
+    assert dense.val_scores[-1] > 0.7  # and it learns
+
+
+def test_keras_trainer_takes_sparse_rows_like_the_population_trainer():
+    X, y = _sparse_problem()
+    X = X.astype(np.float32)
+    pop = _train(PopulationTrainer(epochs=8), X, y)
+    ref = _train(KerasTrainer(epochs=8), X, y)
+    assert pop.status == ref.status == "ok"
+    assert ref.val_outputs.shape == (100, 1)
+    assert abs(pop.val_scores[-1] - ref.val_scores[-1]) < 0.1
+    assert min(pop.val_scores[-1], ref.val_scores[-1]) > 0.7
+
+
+def test_populations_split_by_memory_train_as_one():
+    X, y = _sparse_problem()
+    X = X.astype(np.float32)
+    rng = np.random.default_rng(0)
+    archs = [[{"type": "dense", "units": u, "activation": "relu"}] for u in (4, 32, 8, 16)]
+    cands = [(a, initial_weights(a, X.shape[1], 1, rng), 10 + k) for k, a in enumerate(archs)]
+    data = _data(X, y, 200)
+    small = PopulationTrainer(epochs=2, max_population_bytes=32 * 200 * 28)
+    assert small.populations(cands, data) == [[0], [1], [2, 3]]
+    together = PopulationTrainer(epochs=2).train(cands, data, 5)
+    apart = small.train(cands, data, 5)
+    for a, b in zip(apart, together):
+        assert a.val_scores == b.val_scores
+        np.testing.assert_array_equal(a.weights[0][0], b.weights[0][0])
+
+
+def test_tfidf_pipeline_searches_predicts_and_scores():
+    docs, y = _texts()
+    pipe = make_pipeline(TfidfVectorizer(), MLPNASClassifier(**dict(TINY, epochs=6)))
+    pipe.fit(docs[:200], y[:200])
+    clf = pipe[-1]
+    assert clf.n_features_in_ == len(pipe[0].vocabulary_)
+    assert set(clf.search_results_["status"]) == {"ok"}
+    proba = pipe.predict_proba(docs[200:])
+    assert proba.shape == (40, 2)
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)
+    assert pipe.score(docs[200:], y[200:]) > 0.7
+
+
+@pytest.mark.parametrize("fmt", ["csc", "coo", "csr_array"])
+def test_every_sparse_format_gives_the_search_of_the_dense_rows(fmt):
+    X, y = _sparse_problem()
+    ref = MLPNASClassifier(**TINY).fit(X.toarray(), y)
+    Xs = sp.csr_array(X) if fmt == "csr_array" else X.asformat(fmt)
+    clf = MLPNASClassifier(**TINY).fit(Xs, y)
+    assert list(clf.search_results_["architecture"]) == list(ref.search_results_["architecture"])
+    np.testing.assert_allclose(clf.search_results_["reward"], ref.search_results_["reward"],
+                               atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(Xs), ref.predict_proba(X.toarray()), atol=1e-4)
+    assert clf.score(Xs, y) == pytest.approx(ref.score(X.toarray(), y), abs=0.01)
+    assert Xs.format == ("csr" if fmt == "csr_array" else fmt)  # the caller's matrix untouched
+
+
+def test_regressor_and_finalists_cross_validation_take_sparse_rows():
+    X, _ = _sparse_problem()
+    target = X[:, :20].sum(1).A1
+    reg = MLPNASRegressor(**dict(TINY, epochs=6, cv=3)).fit(X, target)
+    assert np.isfinite(reg.search_results_["cv_score"]).sum() >= 1
+    assert reg.predict(X).shape == (300,)
+    assert reg.score(X, target) > 0.0
+
+
+def test_sparse_fit_resumes_and_persists(tmp_path):
+    X, y = _sparse_problem()
+    budget = dict(TINY, controller_epochs=2)
+    full = MLPNASClassifier(**budget).fit(X, y)
+    # a run folder of the first epoch, resumed on the same sparse rows
+    first = MLPNASClassifier(**dict(budget, controller_epochs=1), log_dir=tmp_path).fit(X, y)
+    resumed = MLPNASClassifier(**budget, resume=first.run_dir_).fit(X, y)
+    assert list(resumed.search_results_["architecture"]) == \
+        list(full.search_results_["architecture"])
+    # other sparse rows are refused like other dense rows
+    with pytest.raises(ValueError, match="data"):
+        MLPNASClassifier(**budget, resume=first.run_dir_).fit(X * 2, y)
+    # joblib and the saved model predict on sparse rows
+    joblib.dump(full, tmp_path / "clf.joblib")
+    again = joblib.load(tmp_path / "clf.joblib")
+    np.testing.assert_allclose(again.predict_proba(X), full.predict_proba(X), atol=1e-6)
+    saved = load_model(full.save_model(tmp_path / "model"))
+    np.testing.assert_allclose(saved.predict_proba(X.tocsc()), full.predict_proba(X), atol=1e-6)
+    np.testing.assert_array_equal(saved.predict(X), full.predict(X))
+
+
+def test_n_jobs_2_sparse_search_is_the_sequential_one():
+    X, y = _sparse_problem()
+    budget = dict(TINY, controller_epochs=2, samples_per_epoch=4)
+    seq = MLPNASClassifier(**budget).fit(X, y).search_results_
+    par = MLPNASClassifier(**budget, n_jobs=2).fit(X, y).search_results_
+    assert list(par["architecture"]) == list(seq["architecture"])
+    np.testing.assert_allclose(par["reward"], seq["reward"], atol=1e-6)
+
+
+def test_a_search_too_big_for_memory_is_refused_before_training(tmp_path):
+    # 10^8 columns: a 512-unit first layer alone would need over a terabyte
+    X = sp.csr_matrix((np.ones(20), (np.arange(20), np.arange(20) * 5 * 10**6)),
+                      shape=(20, 10**8))
+    with pytest.raises(MemoryError, match=r"does not fit in memory.*100000000 features.*"
+                                          r"TfidfVectorizer\(max_features"):
+        MLPNASClassifier(log_dir=tmp_path).fit(X, np.arange(20) % 2)
+    assert not list(tmp_path.iterdir())  # refused before any run folder or training
+
+
+def test_wide_sparse_data_is_never_densified_whole():
+    # 300 rows x 2,000,000 columns: 2.4 GB dense, a few kB stored. A fresh
+    # process fits, predicts and scores; its peak memory stays far below
+    # what densifying the rows once would take.
+    script = textwrap.dedent("""
+        import numpy as np, scipy.sparse as sp
+        from sknas import MLPNASClassifier
+        rng = np.random.default_rng(0)
+        # 10 stored values a row: one of the first 10 columns, 9 anywhere
+        # (not sp.random: it draws positions from all rows x columns)
+        rows = np.repeat(np.arange(300), 10)
+        cols = rng.integers(0, 2_000_000, 3000)
+        cols[::10] = rng.integers(0, 10, 300)
+        X = sp.csr_matrix((rng.random(3000), (rows, cols)), shape=(300, 2_000_000))
+        y = (X[:, :5].sum(1).A1 > 0).astype(int)
+        clf = MLPNASClassifier(controller_epochs=1, samples_per_epoch=2, epochs=2, units=(2,),
+                               activations=("relu",), max_layers=1, controller_units=8,
+                               cv=None, random_state=0).fit(X, y)
+        # VmHWM: this process's peak (ru_maxrss would carry the parent's over exec)
+        peak = next(line.split()[1] for line in open("/proc/self/status")
+                    if line.startswith("VmHWM"))
+        print(clf.score(X, y), peak)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    score, peak_kb = out.stdout.split()
+    assert 0.0 <= float(score) <= 1.0
+    assert int(peak_kb) * 1024 < 2.4e9 * 0.6, f"peak {int(peak_kb) / 2**20:.2f} GB"
+
+
+def test_cli_keeps_a_high_cardinality_one_hot_table_sparse(tmp_path):
+    from test_cli import TINY_FLAGS, sknas
+    rng = np.random.default_rng(0)
+    n = 400
+    city = rng.integers(0, 150, n)
+    frame = {"x": rng.normal(size=n), "city": [f"c{c}" for c in city],
+             "label": np.where((city % 2 == 0) ^ (rng.random(n) < 0.1), "even", "odd")}
+    import pandas as pd
+    pd.DataFrame(frame).to_csv(tmp_path / "cities.csv", index=False)
+    proc = sknas("search", tmp_path / "cities.csv", "--target", "label", *TINY_FLAGS,
+                 "--model-out", "model.joblib", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "held-out" in proc.stdout
+    pipe = joblib.load(tmp_path / "model.joblib")
+    table = pipe[0].transform(pd.read_csv(tmp_path / "cities.csv").drop(columns="label"))
+    assert sp.issparse(table) and table.shape[1] > 100
+    assert pipe[-1].n_features_in_ == table.shape[1]
