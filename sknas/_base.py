@@ -50,6 +50,16 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         Controller epochs (tutorial: ``CONTROLLER_SAMPLING_EPOCHS``).
     samples_per_epoch : int, default=10
         Candidates per controller epoch (``SAMPLES_PER_CONTROLLER_EPOCH``).
+    screen_factor : float, default=1
+        Predictor screening. The controller samples
+        ``round(screen_factor * samples_per_epoch)`` distinct architectures
+        per controller epoch and ``samples_per_epoch`` of them are trained:
+        the accuracy predictor's top-ranked ones, except a fifth (at least
+        one) drawn uniformly from the rest for exploration. The policy
+        gradient weighs each trained candidate by its inverse inclusion
+        probability (see the :doc:`algorithm guide </algorithm>`). 1 (the
+        default, the tutorial's) trains every sampled architecture. Needs
+        ``use_predictor=True`` and ``strategy='reinforce'``.
     controller_train_steps : int, default=10
         Controller gradient steps per controller epoch
         (``CONTROLLER_TRAINING_EPOCHS``).
@@ -207,7 +217,11 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
     controller_history_ : dict of ndarray
         Per controller epoch: ``controller_epoch``, ``started`` (seconds
         into the search), ``loss``, ``baseline``, ``mean_reward``,
-        ``entropy``, ``predictor_loss``, ``best_reward``, ``n_failed``,
+        ``entropy``, ``predictor_loss``, ``predictor_spearman`` (Spearman
+        rank correlation of the epoch's predicted and observed rewards over
+        its successful candidates; NaN with fewer than 3, constant values or
+        no predictor), ``n_screened`` (architectures sampled but not
+        trained, see ``screen_factor``), ``best_reward``, ``n_failed``,
         ``elapsed``.
     controller_ : Controller or RandomStrategy
         The trained strategy.
@@ -271,6 +285,7 @@ class BaseMLPNAS(BaseEstimator):
         "max_layers": [Interval(Integral, 1, None, closed="left")],
         "controller_epochs": [Interval(Integral, 1, None, closed="left")],
         "samples_per_epoch": [Interval(Integral, 1, None, closed="left")],
+        "screen_factor": [Interval(Real, 1, None, closed="left")],
         "controller_train_steps": [Interval(Integral, 1, None, closed="left")],
         "controller_units": [Interval(Integral, 1, None, closed="left")],
         "controller_learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -310,7 +325,7 @@ class BaseMLPNAS(BaseEstimator):
 
     def __init__(self, units=(8, 16, 32, 64, 128, 256, 512),
                  activations=("sigmoid", "tanh", "relu", "elu"), dropout_rate=0.2,
-                 max_layers=2, controller_epochs=10, samples_per_epoch=10,
+                 max_layers=2, controller_epochs=10, samples_per_epoch=10, screen_factor=1,
                  controller_train_steps=10, controller_units=100,
                  controller_learning_rate=0.01, controller_decay=0.1,
                  controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
@@ -327,6 +342,7 @@ class BaseMLPNAS(BaseEstimator):
         self.max_layers = max_layers
         self.controller_epochs = controller_epochs
         self.samples_per_epoch = samples_per_epoch
+        self.screen_factor = screen_factor
         self.controller_train_steps = controller_train_steps
         self.controller_units = controller_units
         self.controller_learning_rate = controller_learning_rate
@@ -435,6 +451,12 @@ class BaseMLPNAS(BaseEstimator):
 
     # -------------------------------------------------------------- the fit
     def _make_strategy(self, space, seed):
+        if self.screen_factor > 1 and (self.strategy == "random" or not self.use_predictor):
+            why = ("strategy='random' has no predictor" if self.strategy == "random"
+                   else "use_predictor=False")
+            raise ValueError(f"screen_factor={self.screen_factor!r} ranks sampled architectures "
+                             f"by the controller's accuracy predictor, but {why}: use "
+                             "screen_factor=1, or strategy='reinforce' with use_predictor=True.")
         if self.strategy == "random":
             return RandomStrategy(space)
         return Controller(
@@ -588,7 +610,8 @@ class BaseMLPNAS(BaseEstimator):
         budget = SearchBudget(max_time=self.max_time, max_candidates=self.max_candidates)
         search = Search(space, strategy, CandidateExecutor(self._make_trainer(), self.n_jobs),
                         store, data, controller_epochs=self.controller_epochs,
-                        samples_per_epoch=self.samples_per_epoch, reward=self.reward,
+                        samples_per_epoch=self.samples_per_epoch,
+                        screen_factor=self.screen_factor, reward=self.reward,
                         error_score=self.error_score, seed=seed, budget=budget,
                         reporter=Reporter(self.verbose), callbacks=self._callbacks())
         start_epoch = self._restore(search)

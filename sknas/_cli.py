@@ -76,6 +76,10 @@ def _add_search(p):
     p.add_argument("--controller-epochs", type=int, metavar="N", help="controller epochs (default 10)")
     p.add_argument("--samples-per-epoch", type=int, metavar="N",
                    help="candidates per controller epoch (default 10)")
+    p.add_argument("--screen-factor", type=float, metavar="F",
+                   help="sample F times as many architectures per controller epoch and train "
+                        "those the accuracy predictor ranks highest, a fifth of them drawn "
+                        "from the rest for exploration (default 1: train all it samples)")
     p.add_argument("--epochs", type=int, metavar="N", help="training epochs per candidate (default 10)")
     p.add_argument("--controller-train-steps", type=int, metavar="N",
                    help="controller gradient steps per controller epoch (default 10)")
@@ -258,6 +262,7 @@ def _cv(text):
 
 def _estimator_params(args):
     params = {"controller_epochs": args.controller_epochs, "samples_per_epoch": args.samples_per_epoch,
+              "screen_factor": args.screen_factor,
               "epochs": args.epochs, "controller_train_steps": args.controller_train_steps,
               "units": tuple(args.units) if args.units else None,
               "activations": tuple(args.activations) if args.activations else None,
