@@ -103,8 +103,9 @@ def _add_search(p):
                    help="stop each candidate when its validation loss stops improving, "
                         "keep its best epoch, and refit for that many epochs")
     p.add_argument("--ensemble-size", type=int, metavar="N",
-                   help="serve an ensemble of the finalists chosen greedily in N picks "
-                        "(default 0: the single winner)")
+                   help="serve an ensemble of the finalists chosen greedily in N picks; "
+                        "0: the single winner (default: 10 for regression, 0 for "
+                        "classification)")
     p.add_argument("--random-state", type=int, default=0, metavar="N",
                    help="seed of the split and the search (default 0)")
     p.add_argument("--n-jobs", type=int, metavar="N", help="parallel candidate training")

@@ -85,9 +85,9 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
                  early_stopping=False, n_iter_no_change=3, cv="auto", n_finalists=5,
-                 ensemble_size=0, validation_fraction=0.1, reward="weighted", weight_sharing=True,
-                 trainer="population", n_jobs=None, error_score=np.nan, max_time=None,
-                 max_candidates=None, class_weight=None, refit=True, log_dir=None,
+                 ensemble_size="auto", validation_fraction=0.1, reward="weighted",
+                 weight_sharing=True, trainer="population", n_jobs=None, error_score=np.nan,
+                 max_time=None, max_candidates=None, class_weight=None, refit=True, log_dir=None,
                  resume=None, random_state=None, verbose=0):
         super().__init__(
             units=units, activations=activations, dropout_rate=dropout_rate,
@@ -232,6 +232,7 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
 """)
 
     _target_validation = {"multi_output": True, "y_numeric": True}
+    _auto_ensemble_size = 10  # ensemble_size="auto": see BaseMLPNAS._n_members
 
     # ---------------------------------------------------------------- target
     def _check_target_kind(self, y):

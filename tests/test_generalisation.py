@@ -229,6 +229,24 @@ def test_ensemble_parameters_are_checked_before_training(tiny, monkeypatch):
         MLPNASClassifier(**tiny, ensemble_size=3, cv=None).fit(X, y)
 
 
+def test_auto_ensemble_size_is_an_ensemble_for_the_regressor_only(tiny):
+    from sknas import MLPNASRegressor
+    X = np.random.default_rng(0).normal(size=(120, 3))
+    y = X[:, 0] - X[:, 1] ** 2
+    budget = dict(tiny, samples_per_epoch=4, epochs=4, cv=3, n_finalists=3)
+    reg = MLPNASRegressor(**budget).fit(X, y)
+    assert reg.get_params()["ensemble_size"] == "auto"
+    weights = reg.search_results_["ensemble_weight"]
+    assert weights.sum() == pytest.approx(1.0) and hasattr(reg, "ensemble_score_")
+    assert dict(reg.ensemble_weights_) == {i: w for i, w in enumerate(weights) if w > 0}
+    clf = MLPNASClassifier(**budget).fit(X, y > np.median(y))
+    assert (clf.search_results_["ensemble_weight"] == 0).all() and not clf.ensemble_weights_
+    # 'auto' without cross-validated finalists or without a refit: the single winner
+    for params in (dict(cv=None), dict(refit=False)):
+        single = MLPNASRegressor(**dict(budget, **params)).fit(X, y)
+        assert not single.ensemble_weights_
+
+
 def test_a_run_folder_keeps_the_finalists_and_the_ensemble(small, tiny, tmp_path):
     from sknas import load_run
     X, y = small
@@ -290,8 +308,9 @@ def test_the_tutorials_search_is_two_parameters_away():
     other default is its constant, and nothing beyond it (early stopping, ensembles) is on."""
     params = MLPNASClassifier(baseline=0.5, cv=None).get_params()
     assert {k: params[k] for k in TUTORIAL} == TUTORIAL
-    assert params["early_stopping"] is False and params["ensemble_size"] == 0
+    assert params["early_stopping"] is False and params["ensemble_size"] == "auto"
     assert params["cv"] is None
+    assert MLPNASClassifier(baseline=0.5, cv=None)._n_members() == 0  # 'auto': no ensemble
 
 
 def test_the_tutorials_choice_is_the_best_holdout_reward_for_a_fixed_count(small):
