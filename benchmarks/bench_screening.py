@@ -36,19 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from bench_controller import data  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
+from bench_controller import data, mean_se  # noqa: E402
 
 from sknas import MLPNASClassifier  # noqa: E402
+from sknas._trial import predictor_spearman as rank_correlation  # noqa: E402
 
 METRICS = ("best", "mean_all", "mean_late", "spearman_late", "spearman_pooled", "test", "time")
-
-
-def rank_correlation(predicted, observed):
-    """Spearman's rho; NaN with fewer than 3 pairs or constant values."""
-    if len(predicted) < 3 or np.ptp(predicted) == 0 or np.ptp(observed) == 0:
-        return np.nan
-    return float(spearmanr(predicted, observed).statistic)
 
 
 def run(factor, seed, split):
@@ -71,12 +64,6 @@ def run(factor, seed, split):
             "n_screened": int(np.sum(hist.get("n_screened", 0))), "rho": rho,
             "span": (np.nanmin(pred[ok]), np.nanmax(pred[ok]),
                      np.nanmin(reward[ok]), np.nanmax(reward[ok]))}
-
-
-def mean_se(values):
-    values = np.asarray(values, float)
-    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
-    return f"{values.mean():.4f} ± {se:.4f}"
 
 
 def main(argv=None):

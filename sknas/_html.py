@@ -261,15 +261,10 @@ def spearman(predicted, observed):
     n : int
         The number of pairs used.
     """
-    from scipy.stats import rankdata
-    p = np.asarray(predicted, dtype=float)
-    o = np.asarray(observed, dtype=float)
-    keep = np.isfinite(p) & np.isfinite(o)
-    p, o = p[keep], o[keep]
-    n = int(p.size)
-    if n < 2 or np.ptp(p) == 0 or np.ptp(o) == 0:
-        return float("nan"), n
-    return float(np.corrcoef(rankdata(p), rankdata(o))[0, 1]), n
+    from ._trial import predictor_spearman
+    n = int(np.sum(np.isfinite(np.asarray(predicted, dtype=float))
+                   & np.isfinite(np.asarray(observed, dtype=float))))
+    return predictor_spearman(predicted, observed, min_pairs=2), n
 
 
 def _ok_mask(results):

@@ -152,26 +152,28 @@ def best_row(results):
     return int(np.argmin(np.where(ok, rank, np.inf)))
 
 
-def predictor_spearman(predicted, observed):
+def predictor_spearman(predicted, observed, min_pairs=3):
     """Spearman rank correlation of the predictor's estimates with the rewards.
 
     Parameters
     ----------
     predicted, observed : array-like of shape (n,)
         Pairs with a NaN in either member are left out.
+    min_pairs : int, default=3
+        Fewer finite pairs than this give NaN.
 
     Returns
     -------
     rho : float
         ``scipy.stats.spearmanr`` of the pairs (average ranks for ties);
-        NaN with fewer than 3 pairs or when either side is constant.
+        NaN with fewer than ``min_pairs`` pairs or when either side is constant.
     """
     from scipy.stats import spearmanr
     p = np.asarray(predicted, dtype=float)
     o = np.asarray(observed, dtype=float)
     keep = np.isfinite(p) & np.isfinite(o)
     p, o = p[keep], o[keep]
-    if p.size < 3 or np.ptp(p) == 0 or np.ptp(o) == 0:
+    if p.size < max(min_pairs, 2) or np.ptp(p) == 0 or np.ptp(o) == 0:
         return float("nan")
     return float(spearmanr(p, o).statistic)
 
