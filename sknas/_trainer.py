@@ -185,13 +185,17 @@ def _failed(message, **fields):
                            error=FloatingPointError(message), **fields)
 
 
-#: Populations traced since the last full garbage collection (see _collect_graphs).
+#: Populations traced, and their parameters, since the last full garbage
+#: collection (see _collect_graphs).
 _GRAPHS_SINCE_GC = 0
+_PARAMS_SINCE_GC = 0
 _GC_EVERY = 5
+_GC_EVERY_PARAMS = 2**23  # 8 million parameters: about 230 MB of graph memory
 
 
-def _collect_graphs():
-    """Free the graphs of past populations every ``_GC_EVERY`` populations.
+def _collect_graphs(n_params=0):
+    """Free the graphs of past populations every ``_GC_EVERY`` populations,
+    or sooner once they held ``_GC_EVERY_PARAMS`` parameters.
 
     A traced graph and its function sit in reference cycles (a TensorFlow
     graph points to its ops and they point back), so only a full collection
@@ -199,12 +203,15 @@ def _collect_graphs():
     they hold in TensorFlow's runtime: left alone, a long search keeps
     growing (``bench_speed.py`` measures the memory of a 300-candidate
     search). A full collection is not free, so it runs every few
-    populations rather than after each.
+    populations rather than after each, unless the populations were big (wide
+    inputs): each one's variables (parameters and Adam's moments) stay alive
+    until its graph is collected.
     """
-    global _GRAPHS_SINCE_GC
+    global _GRAPHS_SINCE_GC, _PARAMS_SINCE_GC
     _GRAPHS_SINCE_GC += 1
-    if _GRAPHS_SINCE_GC >= _GC_EVERY:
-        _GRAPHS_SINCE_GC = 0
+    _PARAMS_SINCE_GC += n_params
+    if _GRAPHS_SINCE_GC >= _GC_EVERY or _PARAMS_SINCE_GC >= _GC_EVERY_PARAMS:
+        _GRAPHS_SINCE_GC = _PARAMS_SINCE_GC = 0
         gc.collect()
 
 
@@ -668,8 +675,9 @@ class PopulationTrainer:
             scores, bad, best_epoch, stop_epoch, outputs = self._run(pop, data, seed, row_weights,
                                                                      val_outputs)
             weights = pop.weights()
+            size = sum(sum(net.sizes) for net in nets)
             del pop, nets
-            _collect_graphs()
+            _collect_graphs(size)
         except (tf.errors.OpError, ValueError, TypeError) as exc:  # whole population broke
             if len(candidates) == 1:
                 return [CandidateResult(status="failed", message=_message(exc), error=exc,

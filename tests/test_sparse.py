@@ -224,3 +224,33 @@ def test_cli_keeps_a_high_cardinality_one_hot_table_sparse(tmp_path):
     table = pipe[0].transform(pd.read_csv(tmp_path / "cities.csv").drop(columns="label"))
     assert sp.issparse(table) and table.shape[1] > 100
     assert pipe[-1].n_features_in_ == table.shape[1]
+
+
+def test_wide_populations_are_freed_before_five_accumulate(monkeypatch):
+    # each population's variables live until a full collection frees its graph:
+    # big (wide) populations trigger one at once, not after five of them
+    import gc
+
+    from sknas import _trainer
+    X, y = _sparse_problem()
+    data = _data(X.astype(np.float32), y, 200)
+    init = initial_weights(LAYERS, X.shape[1], 1, np.random.default_rng(1))
+    full = []
+
+    def seen(phase, info):
+        if phase == "start" and info["generation"] == 2:
+            full.append(1)
+    monkeypatch.setattr(_trainer, "_GRAPHS_SINCE_GC", 0)
+    monkeypatch.setattr(_trainer, "_PARAMS_SINCE_GC", 0)
+    gc.callbacks.append(seen)
+    gc.disable()  # only the trainer's own collections are counted
+    try:
+        monkeypatch.setattr(_trainer, "_GC_EVERY_PARAMS", 10**9)
+        PopulationTrainer(epochs=1).train([(LAYERS, init, 3)], data, 0)
+        assert not full  # a small population waits for four more
+        monkeypatch.setattr(_trainer, "_GC_EVERY_PARAMS", 1000)  # ours holds 3,361
+        PopulationTrainer(epochs=1).train([(LAYERS, init, 3)], data, 0)
+        assert full
+    finally:
+        gc.enable()
+        gc.callbacks.remove(seen)
