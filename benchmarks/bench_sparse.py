@@ -32,7 +32,8 @@ table's.
   subsample first (``random_state=0``; 0 keeps all 58,788 rows).
 
 Methods: ``sknas`` (``MLPNASClassifier(random_state=seed)``, the default
-search), ``mlp`` (``MLPClassifier(max_iter=500, random_state=seed)``) and
+search), ``sknas_es`` (the same with ``early_stopping=True``; run it with
+``--methods sknas_es``), ``mlp`` (``MLPClassifier(max_iter=500, random_state=seed)``) and
 ``logreg`` (``LogisticRegression(max_iter=1000)``), each behind the same
 preprocessing. Output: a line per fit, then a Markdown report (printed; with
 ``--out``, written into that file between ``bench_sparse`` markers), and the
@@ -106,6 +107,10 @@ def text_table(name, movies_rows=10_000):
     return pd.DataFrame(X), y, pre
 
 
+#: sknas configurations of the ``quality`` part: the default search, and with
+#: early stopping
+SKNAS_METHODS = {"sknas": {}, "sknas_es": {"early_stopping": True}}
+
 # ------------------------------------------------------------------- jobs
 def _peak_mb():
     """This process's peak resident memory (``VmHWM``; ``ru_maxrss`` where
@@ -147,9 +152,9 @@ def run_job(job):
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
     load = time.perf_counter() - start
     from sklearn.pipeline import make_pipeline
-    if job["method"] == "sknas":
+    if job["method"].startswith("sknas"):
         from sknas import MLPNASClassifier
-        model = MLPNASClassifier(random_state=job["seed"])
+        model = MLPNASClassifier(random_state=job["seed"], **SKNAS_METHODS[job["method"]])
     elif job["method"] == "mlp":
         from sklearn.neural_network import MLPClassifier
         model = MLPClassifier(max_iter=500, random_state=job["seed"])
@@ -162,7 +167,7 @@ def run_job(job):
     row = {**job, "load_s": load, "fit_s": fit, "accuracy": float(pipe.score(X_te, y_te)),
            "peak_mb": _peak_mb(), "n_train": len(y_tr), "n_features": Xt.shape[1],
            "density": float(Xt.nnz / (Xt.shape[0] * Xt.shape[1])) if hasattr(Xt, "nnz") else 1.0}
-    if job["method"] == "sknas":
+    if job["method"].startswith("sknas"):
         row.update(best=model.best_architecture_, n_candidates=model.n_candidates_,
                    best_score=model.best_score_)
     return row
@@ -208,7 +213,7 @@ def report(rows, argv):
         body = [["table", "method", "seeds", "test accuracy (mean ± s.e.)", "per seed",
                  "fit s (mean)", "peak MB (max)"]]
         for table in dict.fromkeys(r["table"] for r in text):
-            for method in ("sknas", "mlp", "logreg"):
+            for method in (*SKNAS_METHODS, "mlp", "logreg"):
                 mine = [r for r in text if r["table"] == table and r["method"] == method]
                 if not mine:
                     continue
@@ -221,10 +226,11 @@ def report(rows, argv):
                              f"{np.mean([r['fit_s'] for r in mine]):.1f}",
                              f"{max(r['peak_mb'] for r in mine):.0f}"])
         out += [_table(body), ""]
-        best = [r for r in text if r["method"] == "sknas"]
+        best = [r for r in text if r["method"].startswith("sknas")]
         if best:
             out += ["sknas winners: " + "; ".join(
-                f"{r['table']} seed {r['seed']}: {r['best']} ({r['n_candidates']} candidates)"
+                f"{r['table']} seed {r['seed']} {r['method']}: {r['best']} "
+                f"({r['n_candidates']} candidates)"
                 for r in best), ""]
     failed = [r for r in rows if "failed" in r]
     if failed:
@@ -256,6 +262,8 @@ def main(argv=None):
     p.add_argument("--controller-epochs", type=int, default=2)
     p.add_argument("--movies-rows", type=int, default=10_000)
     p.add_argument("--json", default=None)
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows of --json and run only the jobs not there")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if args.job:
@@ -276,6 +284,11 @@ def main(argv=None):
                     jobs.append(dict(kind="quality", table=table, method=method, seed=seed,
                                      movies_rows=args.movies_rows))
     rows = []
+    if args.resume and args.json and os.path.exists(args.json):
+        with open(args.json) as fh:
+            rows = [r for r in json.load(fh) if "failed" not in r]
+        jobs = [job for job in jobs
+                if not any(all(r.get(k) == v for k, v in job.items()) for r in rows)]
     for job in jobs:
         row = spawn(job)
         rows.append(row)

@@ -113,10 +113,17 @@ def test_tfidf_pipeline_searches_predicts_and_scores():
     assert pipe.score(docs[200:], y[200:]) > 0.7
 
 
-@pytest.mark.parametrize("fmt", ["csc", "coo", "csr_array"])
-def test_every_sparse_format_gives_the_search_of_the_dense_rows(fmt):
+@pytest.fixture(scope="module")
+def dense_reference():
+    """The tiny search on the sparse problem's rows, dense."""
     X, y = _sparse_problem()
-    ref = MLPNASClassifier(**TINY).fit(X.toarray(), y)
+    return MLPNASClassifier(**TINY).fit(X.toarray(), y)
+
+
+@pytest.mark.parametrize("fmt", ["csc", "coo", "csr_array"])
+def test_every_sparse_format_gives_the_search_of_the_dense_rows(fmt, dense_reference):
+    X, y = _sparse_problem()
+    ref = dense_reference
     Xs = sp.csr_array(X) if fmt == "csr_array" else X.asformat(fmt)
     clf = MLPNASClassifier(**TINY).fit(Xs, y)
     assert list(clf.search_results_["architecture"]) == list(ref.search_results_["architecture"])
