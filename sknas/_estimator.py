@@ -84,7 +84,7 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
                  controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
-                 early_stopping=False, n_iter_no_change=3, cv="auto", n_finalists=5,
+                 early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=5,
                  ensemble_size="auto", validation_fraction=0.1, reward="weighted",
                  weight_sharing=True, trainer="population", n_jobs=None, error_score=np.nan,
                  max_time=None, max_candidates=None, class_weight=None, refit=True, log_dir=None,

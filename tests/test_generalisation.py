@@ -308,7 +308,7 @@ def test_the_tutorials_search_is_two_parameters_away():
     other default is its constant, and nothing beyond it (early stopping, ensembles) is on."""
     params = MLPNASClassifier(baseline=0.5, cv=None).get_params()
     assert {k: params[k] for k in TUTORIAL} == TUTORIAL
-    assert params["early_stopping"] is False and params["ensemble_size"] == "auto"
+    assert params["early_stopping"] == "auto" and params["ensemble_size"] == "auto"
     assert params["cv"] is None
     assert MLPNASClassifier(baseline=0.5, cv=None)._n_members() == 0  # 'auto': no ensemble
 

@@ -134,6 +134,19 @@ def test_every_sparse_format_gives_the_search_of_the_dense_rows(fmt, dense_refer
     assert Xs.format == ("csr" if fmt == "csr_array" else fmt)  # the caller's matrix untouched
 
 
+def test_auto_early_stopping_is_on_for_sparse_rows_only(dense_reference):
+    X, y = _sparse_problem()
+    budget = dict(TINY, epochs=12, learning_rate=0.05)
+    clf = MLPNASClassifier(**budget).fit(X, y)
+    assert clf.get_params()["early_stopping"] == "auto" and clf.early_stopping_ is True
+    # candidates stopped at their best epoch: some before the last one
+    assert (clf.search_results_["best_epoch"] < 12).any()
+    assert clf.refit_epochs_ == clf.search_results_["best_epoch"][clf.best_index_]
+    assert dense_reference.early_stopping_ is False  # dense rows: off
+    off = MLPNASClassifier(**budget, early_stopping=False).fit(X, y)
+    assert off.early_stopping_ is False and (off.search_results_["best_epoch"] == 12).all()
+
+
 def test_regressor_and_finalists_cross_validation_take_sparse_rows():
     X, _ = _sparse_problem()
     target = X[:, :20].sum(1).A1
