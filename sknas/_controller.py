@@ -348,7 +348,7 @@ class Controller:
         return logp, entropy, self._predict_standard(hs, lengths)
 
     def _loss(self, inputs, actions, masks, lengths, returns, step_mask, sample_weight,
-              sampled_logp, replay_inputs, replay_lengths, replay_targets):
+              sampled_logp, replay_inputs, replay_lengths, replay_targets, pred_weight):
         logp, entropy, _ = self._forward(inputs, actions, masks, lengths)
         seq_logp = tf.reduce_sum(logp * step_mask, axis=1)
         weight = sample_weight * tf.stop_gradient(
@@ -362,7 +362,10 @@ class Controller:
             pred = self._predict_standard(self._states(replay_inputs), replay_lengths)
             n_replay = tf.cast(tf.size(replay_targets), tf.float32)
             pred_loss = tf.reduce_sum((pred - replay_targets) ** 2) / tf.maximum(n_replay, 1.0)
-            loss = loss + pred_loss
+            # weighted back to reward units (pred_weight = spread ** 2): the shared LSTM
+            # is then driven by the policy as in the tutorial, while Adam's per-parameter
+            # scaling leaves the head's own steps as they are in standard units
+            loss = loss + pred_weight * pred_loss
         return loss, mean_entropy, pred_loss
 
     def _make_update_fn(self):
@@ -475,7 +478,7 @@ class Controller:
         args = (inputs, actions, masks, lengths, returns, step_mask,
                 (np.ones(len(archs)) if sw is None else sw).astype(np.float32),
                 sampled_logp.astype(np.float32), replay_inputs, replay_lengths,
-                targets.astype(np.float32))
+                targets.astype(np.float32), np.float32(spread ** 2))
         if self._update_fn is None:
             self._update_fn = self._make_update_fn()
         loss = entropy = pred_loss = np.nan

@@ -90,7 +90,7 @@ def test_reused_batch_steps_are_importance_weighted(space):
     returns = step_mask * np.array([[1.0], [-0.5], [0.25]], np.float32)
     logp = controller.log_probs(archs).astype(np.float32)
     no_replay = controller._batch_tensors([])
-    no_replay = (no_replay[0], no_replay[3], np.zeros(0, np.float32))
+    no_replay = (no_replay[0], no_replay[3], np.zeros(0, np.float32), np.float32(1.0))
 
     def policy_loss(sampled_logp, sample_weight=np.ones(3, np.float32)):
         return float(controller._loss(inputs, actions, masks, lengths, returns, step_mask,
