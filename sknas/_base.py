@@ -29,7 +29,7 @@ from ._runlog import keeps_python_random_state
 from ._search import Search, SearchBudget, interrupt_guard
 from ._space import SearchSpace
 from ._trainer import (BYTES_PER_PARAM, CandidateData, KerasTrainer, PopulationTrainer,
-                       build_keras_model, initial_weights, n_params)
+                       available_memory, build_keras_model, initial_weights, n_params)
 from ._trial import best_row, history_table, results_table, top_table
 from ._weights import SharedWeights
 
@@ -651,32 +651,26 @@ class BaseMLPNAS(BaseEstimator):
         return self
 
     def _check_memory(self, space, data):
-        """Refuse, before any training, a search that cannot fit in this
-        machine's memory: its widest candidate in training (in each worker
-        process here) and the shared weight table at its fullest."""
+        """Refuse, before any training, a search of which not even the
+        narrowest candidate fits in this machine's memory (in each worker
+        process here). Wider candidates that do not fit fail one by one,
+        recorded, before they allocate anything (see
+        :meth:`PopulationTrainer.train`)."""
         import joblib
         n_in, n_out = data.n_features, data.n_outputs
-        widest = [{"type": "dense", "units": max(space.units), "activation": "relu"}]
-        candidate = n_params(widest * space.max_layers, n_in, n_out) * BYTES_PER_PARAM
-        population = max(candidate, PopulationTrainer().max_population_bytes)
+        narrowest = [{"type": "dense", "units": min(space.units), "activation": "relu"}]
+        candidate = n_params(narrowest, n_in, n_out) * BYTES_PER_PARAM
         workers = 1 if self.n_jobs is None else joblib.effective_n_jobs(self.n_jobs)
-        table = 0
-        if self.weight_sharing:  # one kernel per (previous layer, this layer) pair
-            units = sum(space.units) * len(space.activations)
-            table = 4 * (n_in * units + (units * units if space.max_layers > 1 else 0)
-                         + units * n_out)
-        need = population * workers + table
         have = available_memory()
-        if have is not None and need > have:
+        if have is not None and candidate * workers > have:
             gb = 2.0**30
             raise MemoryError(
-                f"This search does not fit in memory: on {n_in} features it needs about "
-                f"{need / gb:.1f} GB (the widest candidate, {max(space.units)} units on "
-                f"{n_in} inputs, takes {candidate / gb:.1f} GB in training"
-                f"{f' in each of {workers} workers' if workers > 1 else ''}; the shared weight "
-                f"table up to {table / gb:.1f} GB) and about {have / gb:.1f} GB is available. "
-                "Use fewer features (e.g. TfidfVectorizer(max_features=...) or SelectKBest in "
-                "the pipeline), smaller `units`, fewer `n_jobs`, or weight_sharing=False.")
+                f"This search does not fit in memory: on {n_in} features even its narrowest "
+                f"candidate ({min(space.units)} units) needs about {candidate / gb:.1f} GB in "
+                f"training{f' in each of {workers} workers' if workers > 1 else ''}, and about "
+                f"{have / gb:.1f} GB is available. Use fewer features (e.g. "
+                "TfidfVectorizer(max_features=...) or SelectKBest in the pipeline), smaller "
+                "`units`, or fewer `n_jobs`.")
 
     def _search_seed(self):
         """The search's integer seed: from ``random_state``, or the resumed run's."""
@@ -912,29 +906,6 @@ class BaseMLPNAS(BaseEstimator):
         # model.fit's shuffling and dropout draw from TensorFlow's global seed
         tags.non_deterministic = self.trainer == "keras"
         return tags
-
-
-def available_memory():
-    """Bytes of memory this process may still take (the smaller of the
-    system's available memory and the room left under a cgroup limit), or
-    None where neither can be read."""
-    limits = []
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    limits.append(int(line.split()[1]) * 1024)
-    except OSError:
-        pass
-    try:
-        with open("/sys/fs/cgroup/memory.max") as fh:
-            limit = fh.read().strip()
-        with open("/sys/fs/cgroup/memory.current") as fh:
-            if limit != "max":
-                limits.append(int(limit) - int(fh.read().strip()))
-    except (OSError, ValueError):
-        pass
-    return min(limits) if limits else None
 
 
 #: Sparse formats ``fit`` and the predictions take (converted to CSR).

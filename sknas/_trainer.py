@@ -251,6 +251,39 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
 BYTES_PER_PARAM = 28
 
 
+def available_memory():
+    """Bytes of memory this process may still take (the smaller of the
+    system's available memory and the room left under a cgroup limit), or
+    None where neither can be read."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            limit = fh.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as fh:
+            if limit != "max":
+                limits.append(int(limit) - int(fh.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+def _too_big(n_parameters):
+    """Why a candidate of ``n_parameters`` cannot train in the memory available
+    now, or None when it can (or memory cannot be read)."""
+    need, have = n_parameters * BYTES_PER_PARAM, available_memory()
+    if have is None or need <= have:
+        return None
+    return (f"MemoryError: the candidate's {n_parameters} parameters need about "
+            f"{need / 2**30:.1f} GB in training and about {have / 2**30:.1f} GB is available")
+
+
 def dense_batches(X, rows=8192):
     """Consecutive blocks of ``rows`` rows of ``X`` as dense float32 arrays.
 
@@ -658,6 +691,18 @@ class PopulationTrainer:
         -------
         results : list of CandidateResult
         """
+        sizes = [n_params(layers, data.n_features, data.n_outputs) for layers, _, _ in candidates]
+        too_big = [_too_big(n) for n in sizes]
+        if any(too_big):  # fail those before they allocate; train the others
+            results = [CandidateResult(status="failed", message=why, error=MemoryError(why))
+                       if why else None for why in too_big]
+            fits = [k for k, why in enumerate(too_big) if not why]
+            part = self.train([candidates[k] for k in fits], data, seed,
+                              None if row_weights is None else [row_weights[k] for k in fits],
+                              val_outputs) if fits else []
+            for k, r in zip(fits, part):
+                results[k] = r
+            return results
         groups = self.populations(candidates, data)
         if len(groups) > 1:
             results = [None] * len(candidates)

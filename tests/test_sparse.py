@@ -187,13 +187,30 @@ def test_n_jobs_2_sparse_search_is_the_sequential_one():
 
 
 def test_a_search_too_big_for_memory_is_refused_before_training(tmp_path):
-    # 10^8 columns: a 512-unit first layer alone would need over a terabyte
-    X = sp.csr_matrix((np.ones(20), (np.arange(20), np.arange(20) * 5 * 10**6)),
-                      shape=(20, 10**8))
-    with pytest.raises(MemoryError, match=r"does not fit in memory.*100000000 features.*"
-                                          r"TfidfVectorizer\(max_features"):
+    # 10^9 columns: even an 8-unit first layer would need over 200 GB in training
+    X = sp.csr_matrix((np.ones(20), (np.arange(20), np.arange(20) * 5 * 10**7)),
+                      shape=(20, 10**9))
+    with pytest.raises(MemoryError, match=r"does not fit in memory.*1000000000 features.*"
+                                          r"narrowest.*TfidfVectorizer\(max_features"):
         MLPNASClassifier(log_dir=tmp_path).fit(X, np.arange(20) % 2)
     assert not list(tmp_path.iterdir())  # refused before any run folder or training
+
+
+def test_a_candidate_too_big_for_the_memory_left_fails_alone(monkeypatch):
+    from sknas import _trainer
+    X, y = _sparse_problem()
+    data = _data(X.astype(np.float32), y, 200)
+    rng = np.random.default_rng(0)
+    archs = [[{"type": "dense", "units": u, "activation": "relu"}] for u in (4, 64)]
+    cands = [(a, initial_weights(a, 200, 1, rng), k) for k, a in enumerate(archs)]
+    # room for the 4-unit net (809 parameters) but not the 64-unit one (12,929)
+    monkeypatch.setattr(_trainer, "available_memory", lambda: 5000 * _trainer.BYTES_PER_PARAM)
+    small, big = PopulationTrainer(epochs=2).train(cands, data, 0)
+    assert small.status == "ok" and big.status == "failed"
+    assert big.message.startswith("MemoryError: the candidate's 12929 parameters need")
+    assert isinstance(big.error, MemoryError)
+    alone = PopulationTrainer(epochs=2).train(cands[:1], data, 0)[0]
+    assert small.val_scores == alone.val_scores
 
 
 def test_wide_sparse_data_is_never_densified_whole():
