@@ -368,8 +368,13 @@ class Controller:
             loss = loss + pred_weight * pred_loss
         return loss, mean_entropy, pred_loss
 
-    def _make_update_fn(self):
-        @tf.function(reduce_retracing=True)
+    def _make_update_fn(self, args):
+        # every dimension left open: the batch and the predictor's replay grow from
+        # one controller epoch to the next, and one trace serves them all
+        signature = [tf.TensorSpec([None] * np.ndim(a), tf.as_dtype(np.asarray(a).dtype))
+                     for a in args]
+
+        @tf.function(input_signature=signature)
         def update(*args):
             with tf.GradientTape() as tape:
                 loss, entropy, pred_loss = self._loss(*args)
@@ -480,7 +485,7 @@ class Controller:
                 sampled_logp.astype(np.float32), replay_inputs, replay_lengths,
                 targets.astype(np.float32), np.float32(spread ** 2))
         if self._update_fn is None:
-            self._update_fn = self._make_update_fn()
+            self._update_fn = self._make_update_fn(args)
         loss = entropy = pred_loss = np.nan
         for _ in range(self.train_steps):
             loss, entropy, pred_loss = self._update_fn(*args)
