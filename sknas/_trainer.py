@@ -662,6 +662,8 @@ class PopulationTrainer:
         """Indices of ``candidates`` grouped into populations that each fit in
         ``max_population_bytes`` (a candidate too big alone is its own)."""
         limit = self.max_population_bytes / BYTES_PER_PARAM
+        if not candidates:
+            return []
         groups, size = [[]], 0
         for k, (layers, _, _) in enumerate(candidates):
             p = n_params(layers, data.n_features, data.n_outputs)
@@ -691,28 +693,24 @@ class PopulationTrainer:
         -------
         results : list of CandidateResult
         """
-        sizes = [n_params(layers, data.n_features, data.n_outputs) for layers, _, _ in candidates]
-        too_big = [_too_big(n) for n in sizes]
-        if any(too_big):  # fail those before they allocate; train the others
-            results = [CandidateResult(status="failed", message=why, error=MemoryError(why))
-                       if why else None for why in too_big]
-            fits = [k for k, why in enumerate(too_big) if not why]
-            part = self.train([candidates[k] for k in fits], data, seed,
-                              None if row_weights is None else [row_weights[k] for k in fits],
-                              val_outputs) if fits else []
-            for k, r in zip(fits, part):
+        too_big = [_too_big(n_params(layers, data.n_features, data.n_outputs))
+                   for layers, _, _ in candidates]
+        # a candidate that cannot fit fails before it allocates; the others train in
+        # populations of at most max_population_bytes
+        results = [CandidateResult(status="failed", message=why, error=MemoryError(why))
+                   if why else None for why in too_big]
+        fits = [k for k, why in enumerate(too_big) if not why]
+        for group in self.populations([candidates[k] for k in fits], data):
+            members = [fits[i] for i in group]
+            part = self._train_population(
+                [candidates[k] for k in members], data, seed,
+                None if row_weights is None else [row_weights[k] for k in members], val_outputs)
+            for k, r in zip(members, part):
                 results[k] = r
-            return results
-        groups = self.populations(candidates, data)
-        if len(groups) > 1:
-            results = [None] * len(candidates)
-            for group in groups:
-                part = self.train([candidates[k] for k in group], data, seed,
-                                  None if row_weights is None else [row_weights[k] for k in group],
-                                  val_outputs)
-                for k, r in zip(group, part):
-                    results[k] = r
-            return results
+        return results
+
+    def _train_population(self, candidates, data, seed, row_weights, val_outputs):
+        """Train ``candidates`` in one graph (see :meth:`train`)."""
         start = time.perf_counter()
         try:
             nets = [_Net(layers, data.n_features, data.head, s) for layers, _, s in candidates]
