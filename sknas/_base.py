@@ -46,6 +46,16 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
     max_layers : int, default=2
         Maximum number of hidden tokens (a dropout counts as one). The
         tutorial's sequence length 3 includes the output layer.
+    space : {'tutorial', 'extended'}, SearchSpace or None, default=None
+        The search space as one object, instead of the four parameters
+        above (which must then keep their defaults). ``'tutorial'`` is the
+        tutorial's space (what ``None`` builds from the defaults);
+        ``'extended'`` also searches depth (up to 4 hidden layers), batch
+        normalisation and the dropout rate per layer, and each candidate's
+        Adam learning rate and weight decay (see :class:`SearchSpace` and
+        the :doc:`search-space guide </space>`); a :class:`SearchSpace`
+        sets every choice. ``None`` (the default) builds the space from
+        ``units``, ``activations``, ``dropout_rate`` and ``max_layers``.
     controller_epochs : int, default=10
         Controller epochs (tutorial: ``CONTROLLER_SAMPLING_EPOCHS``).
     samples_per_epoch : int, default=10
@@ -293,6 +303,7 @@ class BaseMLPNAS(BaseEstimator):
         "activations": ["array-like"],
         "dropout_rate": [Interval(Real, 0, 1, closed="left")],
         "max_layers": [Interval(Integral, 1, None, closed="left")],
+        "space": [None, StrOptions({"tutorial", "extended"}), SearchSpace],
         "controller_epochs": [Interval(Integral, 1, None, closed="left")],
         "samples_per_epoch": [Interval(Integral, 1, None, closed="left")],
         "screen_factor": [Interval(Real, 1, None, closed="left")],
@@ -335,7 +346,7 @@ class BaseMLPNAS(BaseEstimator):
 
     def __init__(self, units=(8, 16, 32, 64, 128, 256, 512),
                  activations=("sigmoid", "tanh", "relu", "elu"), dropout_rate=0.2,
-                 max_layers=2, controller_epochs=10, samples_per_epoch=10, screen_factor=1,
+                 max_layers=2, space=None, controller_epochs=10, samples_per_epoch=10, screen_factor=1,
                  controller_train_steps=10, controller_units=100,
                  controller_learning_rate=0.01, controller_decay=0.1,
                  controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
@@ -350,6 +361,7 @@ class BaseMLPNAS(BaseEstimator):
         self.activations = activations
         self.dropout_rate = dropout_rate
         self.max_layers = max_layers
+        self.space = space
         self.controller_epochs = controller_epochs
         self.samples_per_epoch = samples_per_epoch
         self.screen_factor = screen_factor
@@ -388,28 +400,36 @@ class BaseMLPNAS(BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------ validation
+    #: the flat parameters that ``space`` replaces, and their defaults
+    _FLAT_SPACE = {"units": (8, 16, 32, 64, 128, 256, 512),
+                   "activations": ("sigmoid", "tanh", "relu", "elu"), "dropout_rate": 0.2,
+                   "max_layers": 2}
+
     def _make_space(self):
-        try:
-            units = np.asarray(self.units, dtype=np.float64).ravel()
-        except (TypeError, ValueError):
-            units = np.zeros(0)
-        activations = [str(a) for a in np.asarray(self.activations, dtype=object).ravel()]
-        if units.size == 0 or not all(float(u).is_integer() and u >= 1 for u in units):
-            raise ValueError("units must be a non-empty sequence of positive integers; "
-                             f"got {self.units!r}")
-        if len(set(units.tolist())) != units.size:
-            raise ValueError(f"units must not repeat a width; got {self.units!r}")
-        if not activations or len(set(activations)) != len(activations):
-            raise ValueError("activations must be a non-empty sequence of distinct "
-                             f"Keras activation names; got {self.activations!r}")
+        """The checked :class:`SearchSpace` of ``space`` or of the flat parameters."""
+        if self.space is None:
+            space = SearchSpace(self.units, self.activations, self.dropout_rate, self.max_layers)
+        else:
+            changed = [k for k, d in self._FLAT_SPACE.items()
+                       if not _same(getattr(self, k), d)]
+            if changed:
+                raise ValueError(
+                    f"space={self.space!r} is given, so {', '.join(changed)} must keep "
+                    f"{'its default' if len(changed) == 1 else 'their defaults'}: set "
+                    f"{'it' if len(changed) == 1 else 'them'} in the space instead, e.g. "
+                    f"SearchSpace({changed[0]}=...) (the flat parameters build the space "
+                    "only when space=None).")
+            space = (SearchSpace.from_preset(self.space) if isinstance(self.space, str)
+                     else self.space)
+        space.check()
         import keras
-        for name in activations:
+        for name in space.activations:
             try:
                 keras.activations.get(name)
             except ValueError:
                 raise ValueError(f"activations: {name!r} is not a Keras activation "
                                  "(e.g. 'relu', 'tanh', 'sigmoid', 'elu')") from None
-        return SearchSpace([int(u) for u in units], activations, self.dropout_rate, self.max_layers)
+        return space
 
     def _validate_training_data(self, X, y, sample_weight):
         """Checked float32 ``X`` (dense, or CSR), the encoded target and float32 row weights."""
@@ -536,7 +556,7 @@ class BaseMLPNAS(BaseEstimator):
             init, rng = self._fresh_start(trial, data, seed)
             net_seed = int(rng.integers(2**31 - 1))
             for train, val in folds:
-                candidates.append((trial.layers, [(k.copy(), b.copy()) for k, b in init],
+                candidates.append((trial.layers, [tuple(a.copy() for a in layer) for layer in init],
                                    net_seed))
                 in_train = np.zeros(len(y), np.float32)
                 in_train[train] = 1.0
@@ -658,7 +678,7 @@ class BaseMLPNAS(BaseEstimator):
         :meth:`PopulationTrainer.train`)."""
         import joblib
         n_in, n_out = data.n_features, data.n_outputs
-        narrowest = [{"type": "dense", "units": min(space.units), "activation": "relu"}]
+        narrowest = [{"type": "dense", "units": min(space.dense_tokens)[0], "activation": "relu"}]
         candidate = n_params(narrowest, n_in, n_out) * BYTES_PER_PARAM
         workers = 1 if self.n_jobs is None else joblib.effective_n_jobs(self.n_jobs)
         have = available_memory()
@@ -666,7 +686,7 @@ class BaseMLPNAS(BaseEstimator):
             gb = 2.0**30
             raise MemoryError(
                 f"This search does not fit in memory: on {n_in} features even its narrowest "
-                f"candidate ({min(space.units)} units) needs about {candidate / gb:.1f} GB in "
+                f"candidate ({min(space.dense_tokens)[0]} units) needs about {candidate / gb:.1f} GB in "
                 f"training{f' in each of {workers} workers' if workers > 1 else ''}, and about "
                 f"{have / gb:.1f} GB is available. Use fewer features (e.g. "
                 "TfidfVectorizer(max_features=...) or SelectKBest in the pipeline), smaller "
@@ -941,3 +961,12 @@ def _model_from_bytes(data):
         with open(path, "wb") as fh:
             fh.write(data)
         return load_keras(path)
+
+
+def _same(value, default):
+    """Whether a flat search-space parameter still has its default value."""
+    try:
+        return np.asarray(value, dtype=object).shape == np.asarray(default, dtype=object).shape \
+            and bool(np.all(np.asarray(value, dtype=object) == np.asarray(default, dtype=object)))
+    except (TypeError, ValueError):
+        return False

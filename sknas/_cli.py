@@ -88,6 +88,20 @@ def _add_search(p):
     p.add_argument("--activations", nargs="+", metavar="NAME",
                    help="activations of the search space (default sigmoid tanh relu elu)")
     p.add_argument("--max-layers", type=int, metavar="N", help="maximum hidden layers (default 2)")
+    p.add_argument("--space", choices=("tutorial", "extended"),
+                   help="a named search space: 'tutorial' (the default) or 'extended' (depth up "
+                        "to 4, batch normalisation, dropout rates, learning rate and weight "
+                        "decay searched); the flags below and --units, --activations, "
+                        "--max-layers change it")
+    p.add_argument("--dropout-rates", type=float, nargs="+", metavar="R",
+                   help="rates of the dropout tokens (default 0.2)")
+    p.add_argument("--batch-norm", choices=("off", "on", "search"),
+                   help="batch normalisation after each dense layer: never, always, or a "
+                        "decision per layer")
+    p.add_argument("--learning-rates", type=float, nargs="+", metavar="LR",
+                   help="Adam learning rates the controller chooses from per candidate")
+    p.add_argument("--weight-decays", type=float, nargs="+", metavar="WD",
+                   help="weight decays the controller chooses from per candidate")
     p.add_argument("--baseline", type=_baseline, metavar="B",
                    help="reward baseline: 'ema' (moving average, the default), 'batch' (the "
                         "controller epoch's mean reward) or a number, such as the tutorial's 0.5")
@@ -274,6 +288,20 @@ def _estimator_params(args):
               "early_stopping": True if args.early_stopping else None,
               "ensemble_size": args.ensemble_size}
     params = {k: v for k, v in params.items() if v is not None}
+    space_flags = {"dropout_rates": args.dropout_rates, "learning_rates": args.learning_rates,
+                   "weight_decays": args.weight_decays,
+                   "batch_norm": {"off": False, "on": True, "search": (False, True),
+                                  None: None}[args.batch_norm]}
+    if args.space is not None or any(v is not None for v in space_flags.values()):
+        # one SearchSpace: the preset, changed by the flags given
+        from ._space import PRESETS, SearchSpace
+        spec = dict(PRESETS[args.space or "tutorial"])
+        spec.update({k: tuple(v) if isinstance(v, list) else v
+                     for k, v in space_flags.items() if v is not None})
+        for name in ("units", "activations", "max_layers"):
+            if name in params:
+                spec[name] = params.pop(name)
+        params["space"] = SearchSpace(**spec)
     if params.get("cv") == "none":
         params["cv"] = None
     return dict(params, random_state=args.random_state, verbose=0 if args.quiet else args.verbose)

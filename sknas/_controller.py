@@ -112,7 +112,7 @@ class Controller:
         self.entropy_weight = entropy_weight
         self.train_steps = train_steps
         self.use_predictor = use_predictor
-        self.t_max = space.max_layers + 1
+        self.t_max = space.max_length
         self.baseline_value = None if baseline in ("ema", "batch") else float(baseline)
         self.advantage_scale = None  # running root mean square of the advantages
         self.replay_archs = []  # every (architecture, reward) the predictor learns from
@@ -151,7 +151,7 @@ class Controller:
         state["baseline"] = np.array(np.nan if self.baseline_value is None else self.baseline_value)
         state["advantage_scale"] = np.array(
             np.nan if self.advantage_scale is None else self.advantage_scale)
-        replay = np.full((len(self.replay_archs), self.space.max_layers), -1, np.int64)
+        replay = np.full((len(self.replay_archs), self.space.max_length - 1), -1, np.int64)
         for k, arch in enumerate(self.replay_archs):
             replay[k, :len(arch)] = arch
         state["replay_archs"] = replay

@@ -78,7 +78,7 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
 
     def __init__(self, units=(8, 16, 32, 64, 128, 256, 512),
                  activations=("sigmoid", "tanh", "relu", "elu"), dropout_rate=0.2,
-                 max_layers=2, controller_epochs=10, samples_per_epoch=10, screen_factor=1,
+                 max_layers=2, space=None, controller_epochs=10, samples_per_epoch=10, screen_factor=1,
                  controller_train_steps=10, controller_units=100,
                  controller_learning_rate=0.01, controller_decay=0.1,
                  controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
@@ -91,7 +91,7 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
                  resume=None, random_state=None, verbose=0):
         super().__init__(
             units=units, activations=activations, dropout_rate=dropout_rate,
-            max_layers=max_layers, controller_epochs=controller_epochs,
+            max_layers=max_layers, space=space, controller_epochs=controller_epochs,
             samples_per_epoch=samples_per_epoch, screen_factor=screen_factor,
             controller_train_steps=controller_train_steps,
             controller_units=controller_units, controller_learning_rate=controller_learning_rate,

@@ -1,112 +1,298 @@
 """The search space: token vocabulary, validity rules and architecture forms.
 
-An architecture is a tuple of hidden-layer token ids (1 to ``max_layers`` of
-them); the end token, which appends the output layer, is implicit in the
+An architecture is a tuple of token ids: the candidate's own decisions
+(learning rate, weight decay) when the space searches them, then its hidden
+layers (a dense token, followed by a batch-normalisation token when the
+space decides that per layer, or a dropout token), 1 to ``max_layers`` of
+them. The end token, which appends the output layer, is implicit in the
 tuple and explicit in the controller's token sequences.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["SearchSpace"]
+__all__ = ["PRESETS", "SearchSpace"]
 
-_DENSE_RE = re.compile(r"^(\d+)-([A-Za-z_]+)$")
+_DENSE_RE = re.compile(r"^(\d+)-([A-Za-z_]+?)(-bn)?$")
 _DROPOUT_RE = re.compile(r"^dropout\(([0-9.eE+-]+)\)$")
 _OUTPUT_RE = re.compile(r"^(softmax|sigmoid|linear)\((\d+)\)$")
+_OPTIMIZER_RE = re.compile(r"^adam\((.*)\)$")
+_SHORT = {"learning_rate": "lr", "weight_decay": "wd"}
+
+_PARAMS = ("units", "activations", "dropout_rates", "max_layers", "batch_norm",
+           "learning_rates", "weight_decays")
+
+#: Named spaces (the estimators' ``space`` parameter): keyword arguments of
+#: :class:`SearchSpace`.
+PRESETS = {
+    # the tutorial's: 28 dense tokens, one dropout rate, two hidden tokens, 840 architectures
+    "tutorial": {},
+    # depth, per-layer batch normalisation and dropout rates, and each candidate's Adam
+    # learning rate and weight decay, all decided by the controller
+    "extended": {"dropout_rates": (0.1, 0.3, 0.5), "max_layers": 4, "batch_norm": (False, True),
+                 "learning_rates": (0.001, 0.003, 0.01, 0.03),
+                 "weight_decays": (0.0, 0.01, 0.1)},
+}
 
 
 class SearchSpace:
     """Vocabulary and rules of the MLP search space.
 
+    The controller builds a candidate token by token: first the candidate's
+    own decisions (its Adam learning rate, then its weight decay, each only
+    when the space searches it), then its hidden layers, then the end token.
+    A hidden layer is a dense token (a width and an activation), followed by
+    a batch-normalisation token (on or off) when the space leaves that
+    choice to the controller, or a dropout token (one per rate; not first,
+    not twice in a row). Each kind of decision has its own tokens, so its
+    own embeddings and its own mask.
+
+    With the defaults the space is the tutorial's: 7 widths x 4 activations,
+    one dropout rate, at most two hidden tokens: 840 architectures. The
+    preset ``SearchSpace.from_preset('extended')`` searches depth (up to 4),
+    batch normalisation, dropout rates, learning rate and weight decay.
+
+    Parameters are stored as given and checked when the space is first used
+    (or by :meth:`check`), as scikit-learn does; the space has
+    ``get_params`` and ``set_params``, so an estimator's ``space`` can be
+    tuned by ``GridSearchCV`` (``space__max_layers``...).
+
     Token ids: ``0 .. n_dense - 1`` are the ``(units, activation)`` pairs in
-    ``units`` x ``activations`` order, ``n_dense`` is the dropout token and
-    ``n_dense + 1`` the end token.
+    ``units`` x ``activations`` order, then one dropout token per rate, then
+    the end token, then (when searched) the batch-normalisation tokens (off,
+    on), the learning-rate tokens and the weight-decay tokens.
 
     Parameters
     ----------
-    units : sequence of int
+    units : sequence of int, default=(8, 16, 32, 64, 128, 256, 512)
         Layer widths.
-    activations : sequence of str
+    activations : sequence of str, default=('sigmoid', 'tanh', 'relu', 'elu')
         Keras activation names.
-    dropout_rate : float
-        Rate of the dropout token.
-    max_layers : int
-        Maximum number of hidden tokens (a dropout counts as one).
+    dropout_rates : float or sequence of float, default=0.2
+        Rates of the dropout tokens (one token per rate).
+    max_layers : int, default=2
+        Maximum number of hidden layers (a dropout counts as one).
+    batch_norm : bool or sequence of bool, default=False
+        ``False``: no batch normalisation; ``True``: every dense layer is
+        followed by one; ``(False, True)``: the controller decides per
+        dense layer.
+    learning_rates : sequence of float or None, default=None
+        Adam learning rates the controller chooses from per candidate; None
+        trains every candidate with the estimator's ``learning_rate``.
+    weight_decays : sequence of float or None, default=None
+        Decoupled weight decays (Keras' ``Adam(weight_decay=...)``, on the
+        kernels) the controller chooses from per candidate; None: no decay.
+
+    Attributes
+    ----------
+    size : int
+        Number of distinct valid architectures.
+    vocab_size : int
+        Number of tokens.
+    max_length : int
+        Length of the longest token sequence (the end token included).
     """
 
-    def __init__(self, units, activations, dropout_rate, max_layers):
-        self.units = tuple(int(u) for u in units)
-        self.activations = tuple(str(a) for a in activations)
-        self.dropout_rate = float(dropout_rate)
-        self.max_layers = int(max_layers)
-        self.dense_tokens = [(u, a) for u in self.units for a in self.activations]
-        self.n_dense = len(self.dense_tokens)
-        self.dropout_token = self.n_dense
-        self.end_token = self.n_dense + 1
-        self.vocab_size = self.n_dense + 2
+    def __init__(self, units=(8, 16, 32, 64, 128, 256, 512),
+                 activations=("sigmoid", "tanh", "relu", "elu"), dropout_rates=0.2,
+                 max_layers=2, batch_norm=False, learning_rates=None, weight_decays=None):
+        self.units = units
+        self.activations = activations
+        self.dropout_rates = dropout_rates
+        self.max_layers = max_layers
+        self.batch_norm = batch_norm
+        self.learning_rates = learning_rates
+        self.weight_decays = weight_decays
+
+    @classmethod
+    def from_preset(cls, name):
+        """The named space: ``'tutorial'`` or ``'extended'`` (see :data:`PRESETS`)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown search-space preset {name!r}; the presets are "
+                             f"{', '.join(repr(k) for k in PRESETS)}")
+        return cls(**PRESETS[name])
+
+    # ------------------------------------------------------------ parameters
+    def get_params(self, deep=True):
+        """The constructor's parameters, as given."""
+        return {k: getattr(self, k) for k in _PARAMS}
+
+    def set_params(self, **params):
+        """Set constructor parameters; returns the space."""
+        for k, v in params.items():
+            if k not in _PARAMS:
+                raise ValueError(f"Invalid parameter {k!r} for SearchSpace; valid parameters "
+                                 f"are {', '.join(_PARAMS)}")
+            setattr(self, k, v)
+        return self
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name in _PARAMS:
+            self.__dict__.pop("_g", None)
+
+    def __repr__(self):
+        defaults = SearchSpace.__init__.__defaults__
+        given = [f"{k}={getattr(self, k)!r}" for k, d in zip(_PARAMS, defaults)
+                 if _differs(getattr(self, k), d)]
+        return f"SearchSpace({', '.join(given)})"
+
+    def __eq__(self, other):
+        return isinstance(other, SearchSpace) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def _key(self):
+        g = self._grammar
+        return (g.units, g.activations, g.dropout_rates, g.max_layers, g.batch_norm,
+                g.learning_rates, g.weight_decays)
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in _PARAMS}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    def check(self):
+        """Check the parameters; returns the space.
+
+        Raises
+        ------
+        ValueError
+            Naming the parameter to fix: an empty choice set, a repeated
+            value, a width that is not a positive integer, a dropout rate
+            outside ``[0, 1)``, a learning rate that is not positive, a
+            negative weight decay, ``max_layers`` below 1.
+        """
+        self._grammar  # noqa: B018 -- builds (and checks) the grammar
+        return self
+
+    @property
+    def _grammar(self):
+        g = self.__dict__.get("_g")
+        if g is None:
+            g = _Grammar(self)
+            self.__dict__["_g"] = g
+        return g
+
+    def __getattr__(self, name):
+        # derived attributes (vocabulary, tokens) come from the checked grammar
+        if name.startswith("__") or name in _PARAMS or name in ("_g", "_grammar"):
+            raise AttributeError(name)
+        g = self._grammar
+        if name in _Grammar.PUBLIC:
+            return getattr(g, name)
+        raise AttributeError(f"'SearchSpace' object has no attribute {name!r}")
 
     # ------------------------------------------------------------------ rules
     def allowed(self, prefix):
-        """Boolean mask of the tokens allowed after ``prefix`` (hidden tokens).
+        """Boolean mask of the tokens allowed after ``prefix``.
 
         Parameters
         ----------
         prefix : sequence of int
-            Hidden tokens placed so far.
+            Tokens placed so far.
 
         Returns
         -------
         mask : ndarray of shape (vocab_size,), dtype=bool
         """
-        mask = np.zeros(self.vocab_size, dtype=bool)
+        g = self._grammar
+        mask = np.zeros(g.vocab_size, dtype=bool)
         t = len(prefix)
-        if t >= self.max_layers:
-            mask[self.end_token] = True
+        if t < g.n_pre:
+            mask[g.pre[t][1]] = True
             return mask
-        mask[: self.n_dense] = True
-        if t >= 1:
-            mask[self.end_token] = True
-            mask[self.dropout_token] = prefix[-1] != self.dropout_token
+        body = prefix[g.n_pre:]
+        if g.bn_tokens and body and body[-1] < g.n_dense:
+            mask[g.bn_tokens] = True
+            return mask
+        n_layers, last = g.layer_state(body)
+        if n_layers >= g.max_layers:
+            mask[g.end_token] = True
+            return mask
+        mask[: g.n_dense] = True
+        if n_layers >= 1:
+            mask[g.end_token] = True
+            if last not in g.dropout_tokens:
+                mask[g.dropout_tokens] = True
         return mask
 
     def is_valid(self, arch):
-        """Whether ``arch`` (a tuple of hidden tokens) obeys every rule."""
+        """Whether ``arch`` (a tuple of tokens, end left out) obeys every rule."""
         arch = tuple(arch)
-        if not 1 <= len(arch) <= self.max_layers:
-            return False
+        g = self._grammar
         for t, tok in enumerate(arch):
-            if not 0 <= tok < self.vocab_size or not self.allowed(arch[:t])[tok]:
+            if not 0 <= tok < g.vocab_size or tok == g.end_token or not self.allowed(arch[:t])[tok]:
                 return False
-        return True
+        return bool(self.allowed(arch)[g.end_token]) and len(arch) > g.n_pre
 
     def sequence(self, arch):
-        """The controller's token sequence for ``arch``: hidden tokens + end."""
+        """The controller's token sequence for ``arch``: its tokens + end."""
         return tuple(arch) + (self.end_token,)
 
     @property
-    def size(self):
-        """Number of distinct valid architectures."""
+    def size(self):  # noqa: D401 -- documented in the class's Attributes
         return self.n_completions(())
 
     def n_completions(self, prefix):
         """Number of valid architectures that start with ``prefix``."""
-        prev_dropout = bool(prefix) and prefix[-1] == self.dropout_token
-        return _count(len(prefix), prev_dropout, self.n_dense, self.max_layers)
+        g = self._grammar
+        t = len(prefix)
+        if t < g.n_pre:
+            return math.prod(len(tokens) for _, tokens in g.pre[t:]) * g.count(0, False)
+        body = tuple(prefix[g.n_pre:])
+        n_layers, last = g.layer_state(body)
+        if g.bn_tokens and body and body[-1] < g.n_dense:
+            return len(g.bn_tokens) * g.count(n_layers, False)
+        return g.count(n_layers, last in g.dropout_tokens)
+
+    @property
+    def max_length(self):  # documented in the class's Attributes
+        g = self._grammar
+        return g.n_pre + g.max_layers * (2 if g.bn_tokens else 1) + 1
 
     # ------------------------------------------------------------------ forms
     def layers(self, arch):
-        """Machine form: a list of layer dicts for the hidden layers."""
+        """Machine form: a list of dicts, the candidate's settings first.
+
+        A ``{'type': 'optimizer', 'learning_rate': ..., 'weight_decay': ...}``
+        entry leads when the space searches either (with the keys it
+        searches); then ``{'type': 'dense', 'units', 'activation'}`` (plus
+        ``'batch_norm': True`` when the layer has it) and
+        ``{'type': 'dropout', 'rate'}`` entries.
+        """
+        g = self._grammar
         out = []
-        for tok in arch:
-            if tok == self.dropout_token:
-                out.append({"type": "dropout", "rate": self.dropout_rate})
+        if g.learning_rates is not None or g.weight_decays is not None:
+            settings = {"type": "optimizer"}
+            for name in ("learning_rate", "weight_decay"):
+                values = g.learning_rates if name == "learning_rate" else g.weight_decays
+                if values is not None:
+                    settings[name] = values[0]
+            for t, (name, tokens) in enumerate(g.pre):
+                values = g.learning_rates if name == "learning_rate" else g.weight_decays
+                settings[name] = values[tokens.index(arch[t])]
+            out.append(settings)
+        for tok in arch[g.n_pre:]:
+            if tok in g.dropout_tokens:
+                out.append({"type": "dropout", "rate": g.dropout_rates[tok - g.n_dense]})
+            elif tok in g.bn_tokens:
+                if g.batch_norm[g.bn_tokens.index(tok)]:
+                    out[-1]["batch_norm"] = True
             else:
-                units, act = self.dense_tokens[tok]
-                out.append({"type": "dense", "units": units, "activation": act})
+                units, act = g.dense_tokens[tok]
+                layer = {"type": "dense", "units": units, "activation": act}
+                if g.batch_norm == (True,):
+                    layer["batch_norm"] = True
+                out.append(layer)
         return out
 
     def encode(self, layers):
@@ -115,22 +301,55 @@ class SearchSpace:
         Raises
         ------
         ValueError
-            If a layer is not in this search space or the rules are broken.
+            If a layer or setting is not in this search space or the rules
+            are broken.
         """
+        g = self._grammar
+        layers = list(layers)
         arch = []
+        searched = g.learning_rates is not None or g.weight_decays is not None
+        settings = layers[0] if layers and layers[0].get("type") == "optimizer" else None
+        if searched and settings is None:
+            raise ValueError("the architecture has no 'optimizer' entry (learning rate, weight "
+                             "decay) but this search space searches them")
+        if settings is not None:
+            if not searched:
+                raise ValueError("the architecture has an 'optimizer' entry but this search "
+                                 "space searches no learning rate or weight decay")
+            layers = layers[1:]
+            for name in ("learning_rate", "weight_decay"):
+                values = g.learning_rates if name == "learning_rate" else g.weight_decays
+                if (values is None) != (name not in settings):
+                    raise ValueError(f"the architecture's {name} does not match the space's")
+                if values is None:
+                    continue
+                k = _index_close(values, settings[name])
+                if k is None:
+                    raise ValueError(f"{name} {settings[name]} is not in the space's {values}")
+                tokens = dict(g.pre).get(name)
+                if tokens is not None:
+                    arch.append(tokens[k])
         for layer in layers:
             kind = layer.get("type")
             if kind == "dropout":
-                if not np.isclose(layer.get("rate"), self.dropout_rate):
-                    raise ValueError(f"dropout rate {layer.get('rate')} is not the space's {self.dropout_rate}")
-                arch.append(self.dropout_token)
+                k = _index_close(g.dropout_rates, layer.get("rate"))
+                if k is None:
+                    raise ValueError(f"dropout rate {layer.get('rate')} is not in the space's "
+                                     f"{g.dropout_rates}")
+                arch.append(g.dropout_tokens[k])
             elif kind == "dense":
                 key = (int(layer["units"]), str(layer["activation"]))
-                if key not in self.dense_tokens:
+                if key not in g.dense_tokens:
                     raise ValueError(f"dense layer {key} is not in the search space")
-                arch.append(self.dense_tokens.index(key))
+                arch.append(g.dense_tokens.index(key))
+                bn = bool(layer.get("batch_norm", False))
+                if bn not in g.batch_norm:
+                    raise ValueError(f"batch_norm={bn} is not in the space's {g.batch_norm}")
+                if g.bn_tokens:
+                    arch.append(g.bn_tokens[g.batch_norm.index(bn)])
             else:
-                raise ValueError(f"unknown layer type {kind!r}; expected 'dense' or 'dropout'")
+                raise ValueError(f"unknown layer type {kind!r}; expected 'dense' or 'dropout' "
+                                 "(and an 'optimizer' entry first)")
         arch = tuple(arch)
         if not self.is_valid(arch):
             raise ValueError(f"architecture {layers} breaks the search-space rules")
@@ -140,13 +359,131 @@ class SearchSpace:
         """Readable form, e.g. ``'64-relu > dropout(0.2) > 32-elu > softmax(3)'``.
 
         ``output`` is the number of classes, or the output layer's readable
-        name (such as ``'linear(1)'`` for a regressor).
+        name (such as ``'linear(1)'`` for a regressor). A dense layer with
+        batch normalisation reads ``'64-relu-bn'``; searched training
+        settings lead, as ``'adam(lr=0.003, wd=0.01)'``.
         """
         return describe_layers(self.layers(arch), output)
 
     def parse(self, text):
         """Architecture (tuple of tokens) from its readable form."""
         return self.encode(parse_layers(text))
+
+
+class _Grammar:
+    """The checked, derived form of a :class:`SearchSpace`."""
+
+    PUBLIC = {"dense_tokens", "n_dense", "dropout_token", "dropout_tokens", "end_token",
+              "bn_tokens", "vocab_size", "n_pre", "pre", "dropout_rate"}
+
+    def __init__(self, space):
+        self.units = _ints(space.units)
+        self.activations = _strs(space.activations)
+        self.dropout_rates = _floats(space.dropout_rates, "dropout_rates", lo=0.0, hi=1.0)
+        self.max_layers = _max_layers(space.max_layers)
+        bn = space.batch_norm
+        bn = (bool(bn),) if isinstance(bn, (bool, np.bool_)) else tuple(bool(b) for b in bn)
+        if not bn or len(set(bn)) != len(bn):
+            raise ValueError("batch_norm must be True, False or a sequence of distinct bools "
+                             f"such as (False, True); got {space.batch_norm!r}")
+        self.batch_norm = bn
+        self.learning_rates = (None if space.learning_rates is None else
+                               _floats(space.learning_rates, "learning_rates", lo=0.0,
+                                       lo_open=True))
+        self.weight_decays = (None if space.weight_decays is None else
+                              _floats(space.weight_decays, "weight_decays", lo=0.0))
+        self.dense_tokens = [(u, a) for u in self.units for a in self.activations]
+        self.n_dense = len(self.dense_tokens)
+        self.dropout_tokens = list(range(self.n_dense, self.n_dense + len(self.dropout_rates)))
+        self.dropout_token = self.dropout_tokens[0]
+        self.dropout_rate = self.dropout_rates[0]
+        self.end_token = self.n_dense + len(self.dropout_rates)
+        nxt = self.end_token + 1
+        self.bn_tokens = []
+        if len(bn) > 1:
+            self.bn_tokens, nxt = list(range(nxt, nxt + len(bn))), nxt + len(bn)
+        self.pre = []  # (name, tokens) of the candidate's own decisions, in order
+        for name, values in (("learning_rate", self.learning_rates),
+                             ("weight_decay", self.weight_decays)):
+            if values is not None and len(values) > 1:
+                self.pre.append((name, list(range(nxt, nxt + len(values)))))
+                nxt += len(values)
+        self.n_pre = len(self.pre)
+        self.vocab_size = nxt
+
+    def layer_state(self, body):
+        """Layers placed in ``body`` (hidden tokens) and the last layer token."""
+        layer_tokens = [t for t in body if t < self.end_token]
+        return len(layer_tokens), (layer_tokens[-1] if layer_tokens else None)
+
+    def count(self, t, prev_dropout):
+        return _count(t, prev_dropout, self.n_dense * max(1, len(self.bn_tokens)),
+                      len(self.dropout_rates), self.max_layers)
+
+
+def _differs(a, b):
+    try:
+        return bool(np.any(np.asarray(a, dtype=object) != np.asarray(b, dtype=object))) or \
+            np.shape(a) != np.shape(b)
+    except (TypeError, ValueError):
+        return True
+
+
+def _index_close(values, x):
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    for k, v in enumerate(values):
+        if np.isclose(v, x, rtol=1e-6, atol=1e-12):
+            return k
+    return None
+
+
+def _ints(units):
+    try:
+        arr = np.asarray(units, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        arr = np.zeros(0)
+    if arr.size == 0 or not all(float(u).is_integer() and u >= 1 for u in arr):
+        raise ValueError(f"units must be a non-empty sequence of positive integers; got {units!r}")
+    if len(set(arr.tolist())) != arr.size:
+        raise ValueError(f"units must not repeat a width; got {units!r}")
+    return tuple(int(u) for u in arr)
+
+
+def _strs(activations):
+    names = [str(a) for a in np.asarray(activations, dtype=object).ravel()]
+    if not names or len(set(names)) != len(names):
+        raise ValueError("activations must be a non-empty sequence of distinct Keras activation "
+                         f"names; got {activations!r}")
+    return tuple(names)
+
+
+def _floats(values, name, lo=None, hi=None, lo_open=False):
+    """A non-empty tuple of distinct floats in ``[lo, hi)`` (``(lo, hi)`` if ``lo_open``)."""
+    try:
+        arr = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        arr = np.zeros(0)
+    ok = arr.size > 0 and bool(np.all(np.isfinite(arr)))
+    if ok and lo is not None:
+        ok = bool(np.all(arr > lo) if lo_open else np.all(arr >= lo))
+    if ok and hi is not None:
+        ok = bool(np.all(arr < hi))
+    if not ok:
+        rng = (f"{'(' if lo_open else '['}{lo:g}, {'inf' if hi is None else f'{hi:g}'})")
+        raise ValueError(f"{name} must be a non-empty sequence of numbers in {rng}; "
+                         f"got {values!r}")
+    if len(set(arr.tolist())) != arr.size:
+        raise ValueError(f"{name} must not repeat a value; got {values!r}")
+    return tuple(float(v) for v in arr)
+
+
+def _max_layers(value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"max_layers must be an int of at least 1; got {value!r}")
+    return int(value)
 
 
 def output_layer_name(n_classes):
@@ -159,22 +496,38 @@ def describe_layers(layers, output):
     (``output``: a number of classes or the output layer's name)."""
     parts = []
     for layer in layers:
-        if layer["type"] == "dropout":
+        if layer["type"] == "optimizer":
+            parts.append("adam(" + ", ".join(f"{_SHORT[k]}={layer[k]:g}" for k in _SHORT
+                                             if k in layer) + ")")
+        elif layer["type"] == "dropout":
             parts.append(f"dropout({layer['rate']:g})")
         else:
-            parts.append(f"{layer['units']}-{layer['activation']}")
+            bn = "-bn" if layer.get("batch_norm") else ""
+            parts.append(f"{layer['units']}-{layer['activation']}{bn}")
     parts.append(output if isinstance(output, str) else output_layer_name(output))
     return " > ".join(parts)
 
 
 def parse_layers(text):
-    """Hidden-layer dicts from a readable architecture string."""
+    """Hidden-layer dicts (and the optimizer entry) from a readable architecture string."""
     layers = []
+    long = {v: k for k, v in _SHORT.items()}
     for part in (p.strip() for p in text.split(">")):
         if m := _DENSE_RE.match(part):
-            layers.append({"type": "dense", "units": int(m.group(1)), "activation": m.group(2)})
+            layer = {"type": "dense", "units": int(m.group(1)), "activation": m.group(2)}
+            if m.group(3):
+                layer["batch_norm"] = True
+            layers.append(layer)
         elif m := _DROPOUT_RE.match(part):
             layers.append({"type": "dropout", "rate": float(m.group(1))})
+        elif m := _OPTIMIZER_RE.match(part):
+            entry = {"type": "optimizer"}
+            for item in filter(None, (s.strip() for s in m.group(1).split(","))):
+                key, _, value = item.partition("=")
+                if key.strip() not in long:
+                    raise ValueError(f"cannot read setting {item!r} in {text!r}")
+                entry[long[key.strip()]] = float(value)
+            layers.append(entry)
         elif _OUTPUT_RE.match(part):
             continue
         else:
@@ -183,12 +536,14 @@ def parse_layers(text):
 
 
 @lru_cache(maxsize=None)
-def _count(t, prev_dropout, n_dense, max_layers):
+def _count(t, prev_dropout, n_dense, n_dropout, max_layers):
+    """Completions after ``t`` layers (``n_dense`` counts a dense token with
+    each of its batch-normalisation choices)."""
     if t >= max_layers:
         return 1
-    total = n_dense * _count(t + 1, False, n_dense, max_layers)
+    total = n_dense * _count(t + 1, False, n_dense, n_dropout, max_layers)
     if t >= 1:
         total += 1  # end here
         if not prev_dropout:
-            total += _count(t + 1, True, n_dense, max_layers)
+            total += n_dropout * _count(t + 1, True, n_dense, n_dropout, max_layers)
     return total

