@@ -542,23 +542,26 @@ class _Net:
 
 def _batch_norm(z, layer, training):
     """Keras' ``BatchNormalization`` of ``z``: the output and, in training,
-    ``(normalised z, 1 / std, batch mean, batch variance)`` for the backward pass."""
+    ``(normalised z, 1 / std, batch mean, batch variance)`` for the backward
+    pass and the moving statistics (the biased batch variance, as Keras)."""
     _, _, gamma, beta, moving_mean, moving_var = layer
     if not training:
         return tf.nn.batch_normalization(z, moving_mean, moving_var, beta, gamma, BN_EPSILON), None
-    mean, var = tf.nn.moments(z, axes=[0])
-    out = tf.nn.batch_normalization(z, mean, var, beta, gamma, BN_EPSILON)
+    mean = tf.reduce_mean(z, axis=0)
+    centred = z - mean
+    var = tf.reduce_mean(tf.square(centred), axis=0)
     inv = tf.math.rsqrt(var + BN_EPSILON)
-    return out, ((z - mean) * inv, inv, mean, var)
+    z_hat = centred * inv
+    return z_hat * gamma + beta, (z_hat, inv, mean, var)
 
 
 def _batch_norm_grad(norm, gamma, dy):
     """d loss / d z, d gamma, d beta of batch normalisation in training mode."""
     z_hat, inv = norm[0], norm[1]
+    n = tf.cast(tf.shape(dy)[0], tf.float32)
     dgamma = tf.reduce_sum(dy * z_hat, axis=0)
     dbeta = tf.reduce_sum(dy, axis=0)
-    dz = (gamma * inv) * (dy - tf.reduce_mean(dy, axis=0)
-                          - z_hat * tf.reduce_mean(dy * z_hat, axis=0))
+    dz = (gamma * inv) * (dy - (dbeta + z_hat * dgamma) / n)
     return dz, dgamma, dbeta
 
 
