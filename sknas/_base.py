@@ -203,8 +203,10 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
 """
 
 ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
-        One row per candidate: ``architecture``, ``layers``, ``n_layers``,
-        ``n_params``, ``controller_epoch``, ``reward``, ``predicted_reward``,
+        One row per candidate: ``architecture``, ``layers``, ``n_layers``
+        (hidden layers, a dropout counting as one), ``learning_rate`` and
+        ``weight_decay`` (the candidate's own, when the space searches them;
+        else NaN), ``n_params``, ``controller_epoch``, ``reward``, ``predicted_reward``,
         ``last_score``, ``max_score``, ``fit_time``, ``best_epoch``,
         ``cv_score``, ``cv_std`` and ``split0_score``, ``split1_score``, ...
         (the finalists' cross-validation; NaN for the other rows), ``rank``,

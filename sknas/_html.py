@@ -69,6 +69,8 @@ _COLUMN_HELP = {
     "max_score": "best per-epoch validation score",
     "n_layers": "hidden layers (a dropout layer counts)",
     "n_params": "trainable parameters",
+    "learning_rate": "the candidate's own Adam learning rate (searched by the space)",
+    "weight_decay": "the candidate's own weight decay (searched by the space)",
     "controller_epoch": "controller epoch that sampled the candidate (0-based)",
     "fit_time": "seconds of training charged to the candidate",
     "status": "'ok', or 'failed' with the error in 'message'",

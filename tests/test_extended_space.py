@@ -319,3 +319,11 @@ def test_tutorial_preset_is_the_flat_default_search(wine):
         assert list(res["architecture"]) == list(runs[0]["architecture"])
         assert np.array_equal(res["reward"], runs[0]["reward"])
     assert not any("adam(" in a or "-bn" in a for a in runs[0]["architecture"])
+
+
+def test_results_table_has_the_decisions(rich_fit):
+    res = rich_fit.search_results_
+    assert set(res["learning_rate"]) <= {0.003, 0.03} and set(res["weight_decay"]) <= {0.0, 0.1}
+    assert all(n == sum(layer["type"] != "optimizer" for layer in layers)
+               for n, layers in zip(res["n_layers"], res["layers"]))
+    assert 1 <= res["n_layers"].min() and res["n_layers"].max() <= 3
