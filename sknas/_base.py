@@ -50,7 +50,7 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         The search space as one object, instead of the four parameters
         above (which must then keep their defaults). ``'tutorial'`` is the
         tutorial's space (what ``None`` builds from the defaults);
-        ``'extended'`` also searches depth (up to 4 hidden layers), batch
+        ``'extended'`` also searches depth (up to 3 hidden layers), batch
         normalisation and the dropout rate per layer, and each candidate's
         Adam learning rate and weight decay (see :class:`SearchSpace` and
         the :doc:`search-space guide </space>`); a :class:`SearchSpace`

@@ -90,7 +90,7 @@ def _add_search(p):
     p.add_argument("--max-layers", type=int, metavar="N", help="maximum hidden layers (default 2)")
     p.add_argument("--space", choices=("tutorial", "extended"),
                    help="a named search space: 'tutorial' (the default) or 'extended' (depth up "
-                        "to 4, batch normalisation, dropout rates, learning rate and weight "
+                        "to 3, batch normalisation, dropout rates, learning rate and weight "
                         "decay searched); the flags below and --units, --activations, "
                         "--max-layers change it")
     p.add_argument("--dropout-rates", type=float, nargs="+", metavar="R",

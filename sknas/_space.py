@@ -33,8 +33,11 @@ PRESETS = {
     # the tutorial's: 28 dense tokens, one dropout rate, two hidden tokens, 840 architectures
     "tutorial": {},
     # depth, per-layer batch normalisation and dropout rates, and each candidate's Adam
-    # learning rate and weight decay, all decided by the controller
-    "extended": {"dropout_rates": (0.1, 0.3, 0.5), "max_layers": 4, "batch_norm": (False, True),
+    # learning rate and weight decay, all decided by the controller; widths up to 256 and
+    # three hidden layers keep a trained candidate's time near the tutorial's (with 512
+    # and four layers it took 3 to 12 times as long on the suite, benchmarks/RESULTS.md)
+    "extended": {"units": (8, 16, 32, 64, 128, 256), "dropout_rates": (0.1, 0.3, 0.5),
+                 "max_layers": 3, "batch_norm": (False, True),
                  "learning_rates": (0.001, 0.003, 0.01, 0.03),
                  "weight_decays": (0.0, 0.01, 0.1)},
 }
@@ -54,7 +57,7 @@ class SearchSpace:
 
     With the defaults the space is the tutorial's: 7 widths x 4 activations,
     one dropout rate, at most two hidden tokens: 840 architectures. The
-    preset ``SearchSpace.from_preset('extended')`` searches depth (up to 4),
+    preset ``SearchSpace.from_preset('extended')`` searches depth (up to 3),
     batch normalisation, dropout rates, learning rate and weight decay.
 
     Parameters are stored as given and checked when the space is first used

@@ -293,7 +293,7 @@ def test_cli_space_flags(tmp_path):
     assert proc.returncode == 0, proc.stderr
     run = next((tmp_path / "logs").glob("run-*"))
     params = json.loads((run / "params.json").read_text())
-    assert params["space__learning_rates"] == [0.01, 0.02] and params["space__max_layers"] == 4
+    assert params["space__learning_rates"] == [0.01, 0.02] and params["space__max_layers"] == 3
     assert params["space__batch_norm"] is True and params["units"] == [8, 16, 32, 64, 128, 256, 512]
     for line in (run / "trials.jsonl").read_text().splitlines():
         layers = json.loads(line)["layers"]
@@ -302,6 +302,7 @@ def test_cli_space_flags(tmp_path):
         assert all(layer["batch_norm"] for layer in layers if layer["type"] == "dense")
         assert all(layer["rate"] == 0.25 for layer in layers if layer["type"] == "dropout")
         assert all(layer["units"] in (4, 8) for layer in layers if layer["type"] == "dense")
+        assert sum(layer["type"] != "optimizer" for layer in layers) <= 3
     bad = subprocess.run([sys.executable, "-m", "sknas", "search", "--weight-decays", "-1"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "weight_decays must be" in bad.stderr

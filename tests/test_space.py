@@ -199,8 +199,8 @@ def test_presets():
     tutorial = SearchSpace.from_preset("tutorial")
     assert tutorial == SearchSpace() and tutorial.size == 840 and tutorial.vocab_size == 30
     extended = SearchSpace.from_preset("extended")
-    assert extended.max_layers == 4 and extended.n_pre == 2 and len(extended.bn_tokens) == 2
-    assert extended.size > 10**8
+    assert extended.max_layers == 3 and extended.n_pre == 2 and len(extended.bn_tokens) == 2
+    assert extended.size == 1522944 and max(extended.units) == 256
     with pytest.raises(ValueError, match="unknown search-space preset 'deep'"):
         SearchSpace.from_preset("deep")
 
