@@ -16,13 +16,20 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import TINY, require
-from sknas import MLPNASClassifier
+from sknas import MLPNASClassifier, SearchSpace
 from sknas._parallel import CandidateExecutor, thread_share
 from sknas._trainer import CandidateData, PopulationTrainer, initial_weights
 
 #: Two controller epochs of four candidates: the second epoch depends on the
 #: first one's rewards (controller update) and trained weights (sharing).
 BUDGET = dict(TINY, controller_epochs=2, samples_per_epoch=4, epochs=4)
+
+
+#: The same budget in a space with every kind of decision.
+RICH_BUDGET = dict({k: v for k, v in BUDGET.items() if k not in ("units", "activations")},
+                   space=SearchSpace((4, 8), ("relu", "tanh"), (0.1, 0.3), 2,
+                                     batch_norm=(False, True), learning_rates=(0.003, 0.03),
+                                     weight_decays=(0.0, 0.1)))
 
 
 def _blobs():
@@ -99,6 +106,8 @@ def test_dask_cluster_runs_the_candidates_once_scattered(sequential):
             clf = MLPNASClassifier(**BUDGET).fit(X, y)
             # sparse rows are scattered like dense ones (tests/test_sparse.py for the rest)
             sparse = MLPNASClassifier(**BUDGET).fit(sp.csr_matrix(X), y).search_results_
+            # the richer space (batch normalisation, each net's own Adam) likewise
+            rich = MLPNASClassifier(**RICH_BUDGET).fit(X, y).search_results_
             cands, data = _candidates(4)
             with CandidateExecutor(PopulationTrainer(epochs=1)) as ex:
                 assert ex.n_workers == 2
@@ -110,6 +119,9 @@ def test_dask_cluster_runs_the_candidates_once_scattered(sequential):
     _same_search(res, sequential)
     assert set(sparse["pid"]) <= worker_pids and set(sparse["status"]) == {"ok"}
     _same_search(sparse, MLPNASClassifier(**BUDGET).fit(sp.csr_matrix(X), y).search_results_)
+    assert set(rich["pid"]) <= worker_pids and set(rich["status"]) == {"ok"}
+    assert any("-bn" in a for a in rich["architecture"])
+    _same_search(rich, MLPNASClassifier(**RICH_BUDGET).fit(X, y).search_results_)
     by_pid = {}
     for info in ex.worker_log:
         by_pid.setdefault(info["pid"], set()).add(info["data_id"])
