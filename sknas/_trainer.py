@@ -798,7 +798,11 @@ class PopulationTrainer:
     batch_size : int, default=32
         Rows per gradient step.
     learning_rate : float, default=0.01
-        Adam learning rate (Keras' Adam: beta_1=0.9, beta_2=0.999, epsilon=1e-7).
+        Adam learning rate (Keras' Adam: beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+        of the candidates without their own: a candidate whose layers lead
+        with an ``'optimizer'`` entry trains with its ``learning_rate`` and
+        decoupled ``weight_decay`` (on its kernels), as
+        ``keras.optimizers.Adam(learning_rate, weight_decay=...)`` would.
     early_stopping : bool, default=False
         Watch each candidate's validation loss after every epoch, keep the
         weights of its best epoch, and stop the candidate once the loss has
