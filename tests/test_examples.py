@@ -87,8 +87,17 @@ def test_regression_wine_beats_predicting_the_mean(tmp_path):
     assert r2 > mean_r2 + 0.1 and rmse < mean_rmse
 
 
+def test_extended_space_example_shows_the_decisions(tmp_path):
+    out = run_example("extended_space.py", tmp_path)
+    assert "tutorial space: 840 architectures" in out
+    assert "extended space: 1,522,944 architectures" in out
+    assert "best architecture: adam(lr=" in out and "learning_rate" in out
+    assert held_out_accuracy(out) > majority_rate(sample=600) - 0.05
+
+
 @pytest.mark.parametrize("name", ["plot_wine_search.py", "grid_search_controller.py",
-                                  "save_load_export.py", "regression_wine.py"])
+                                  "save_load_export.py", "regression_wine.py",
+                                  "extended_space.py"])
 def test_examples_are_documented(name):
     text = (ROOT / "examples" / name).read_text()
     assert text.startswith('"""') and "SKNAS_EXAMPLE_TINY" in text
