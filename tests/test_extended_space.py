@@ -219,6 +219,15 @@ def test_extended_search_fits_and_serves(rich_fit, wine, tmp_path):
     clf.save_model(tmp_path / "saved")
     np.testing.assert_allclose(load_model(tmp_path / "saved").predict_proba(X), proba,
                                rtol=1e-5, atol=1e-6)
+    # the exported .keras file carries the batch-normalisation statistics too
+    import keras
+    clf.export_model(tmp_path / "winner.keras")
+    exported = keras.models.load_model(tmp_path / "winner.keras")
+    np.testing.assert_allclose(exported.predict(X.astype(np.float32), verbose=0), proba,
+                               rtol=1e-5, atol=1e-6)
+    has_bn = any(layer.get("batch_norm") for layer in clf.best_layers_)
+    assert has_bn == any(isinstance(lyr, keras.layers.BatchNormalization)
+                         for lyr in exported.layers)
 
 
 def test_extended_search_is_reproducible_and_resumes(wine, tmp_path):
