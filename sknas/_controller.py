@@ -390,6 +390,32 @@ class Controller:
             return loss, entropy, pred_loss
         return update
 
+    def _refit_predictor_head(self, inputs, lengths, targets):
+        """Set the predictor head to the ridge regression of the standardised
+        replay rewards on the LSTM's final states (the features the shared
+        update left), its penalty chosen by leave-one-out error over a grid."""
+        hs = self._states(tf.constant(inputs))
+        H = tf.gather(hs, tf.constant(lengths), batch_dims=1).numpy().astype(np.float64)
+        y = np.asarray(targets, np.float64)
+        h_mean, y_mean = H.mean(axis=0), y.mean()
+        Hc, yc = H - h_mean, y - y_mean
+        U, sv, Vt = np.linalg.svd(Hc, full_matrices=False)
+        Uy = U.T @ yc
+        best = None
+        for alpha in _RIDGE_ALPHAS:
+            shrink = sv**2 / (sv**2 + alpha)
+            fitted = U @ (shrink * Uy)
+            leverage = (U**2) @ shrink + 1.0 / len(y)
+            loo = np.mean(((yc - fitted) / np.maximum(1.0 - leverage, 1e-6)) ** 2)
+            if best is None or loo < best[0]:
+                best = (loo, alpha)
+        alpha = best[1]
+        kernel = Vt.T @ (sv / (sv**2 + alpha) * Uy)
+        bias = y_mean - h_mean @ kernel
+        self._vars[self._names.index("predictor_kernel")].assign(
+            kernel[:, None].astype(np.float32))
+        self._vars[self._names.index("predictor_bias")].assign(np.array([bias], np.float32))
+
     def advantages(self, rewards, sample_weight=None):
         """Baseline and advantages of a controller epoch, without updating anything.
 
@@ -489,6 +515,8 @@ class Controller:
         loss = entropy = pred_loss = np.nan
         for _ in range(self.train_steps):
             loss, entropy, pred_loss = self._update_fn(*args)
+        if self.use_predictor and len(self.replay_rewards) >= 3:
+            self._refit_predictor_head(replay_inputs, replay_lengths, targets)
         if self.baseline == "ema":
             self.baseline_value = (self.baseline_decay * b
                                    + (1 - self.baseline_decay) * _mean(r, sw))
@@ -533,6 +561,10 @@ class _TriedSet:
             if tok != space.end_token and self.below.get(child, 0) >= space.n_completions(child):
                 mask[tok] = False
         return mask
+
+
+#: Penalties the predictor head's ridge regression chooses from (leave-one-out).
+_RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def adam_update(var, m, v, grad, lr, step, beta_1=0.9, beta_2=0.999, epsilon=1e-7):

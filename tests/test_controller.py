@@ -239,3 +239,32 @@ def test_state_round_trip(space):
     a.update(archs, [0.1, 0.2, 0.3])
     b.update(archs, [0.1, 0.2, 0.3])
     np.testing.assert_allclose(a.log_probs(archs), b.log_probs(archs), rtol=1e-5)
+
+
+def test_predictor_ranks_a_learnable_reward():
+    # A reward that is a plain function of the decisions (depth up, the larger
+    # learning rate up, batch normalisation down): after five controller epochs
+    # of ten candidates, the predictor head, refit by ridge regression on the
+    # LSTM's final states, ranks fifty fresh samples well (an undertrained head,
+    # as before the refit, ranked them at -0.05 on average over these seeds)
+    from sknas._trial import predictor_spearman
+    space = SearchSpace((4, 8, 16), ("relu", "tanh"), (0.1, 0.3), 3, batch_norm=(False, True),
+                        learning_rates=(0.001, 0.01), weight_decays=(0.0, 0.1))
+
+    def reward(arch):
+        layers = space.layers(arch)
+        return (0.6 + 0.05 * sum(layer["type"] == "dense" for layer in layers)
+                + 0.05 * (layers[0]["learning_rate"] == 0.01)
+                - 0.04 * sum(bool(layer.get("batch_norm")) for layer in layers))
+
+    rhos = []
+    for seed in range(3):
+        controller = Controller(space, lstm_units=32, seed=seed)
+        rng, seen = np.random.default_rng(seed), []
+        for _ in range(5):
+            archs, _ = controller.sample(10, rng, exclude=seen)
+            seen += archs
+            controller.update(archs, [reward(a) for a in archs])
+        archs, predicted = controller.sample(50, rng, exclude=seen)
+        rhos.append(predictor_spearman(np.array(predicted), np.array([reward(a) for a in archs])))
+    assert np.mean(rhos) > 0.4, rhos
