@@ -697,13 +697,17 @@ class _Population:
         for g in self.groups:
             g.make_best()
 
+    def _per_net(self, per_group):
+        """Population order from a list per group (``per_group``: one per group)."""
+        out = [None] * len(self.nets)
+        for g, values in zip(self.groups, per_group):
+            for k, value in zip(g.index, values):
+                out[k] = value
+        return out
+
     def split(self):
         """Per net (in population order), its per-layer tensor tuples."""
-        out = [None] * len(self.nets)
-        for g in self.groups:
-            for k, params in zip(g.index, g.split()):
-                out[k] = params
-        return out
+        return self._per_net([g.split() for g in self.groups])
 
     def apply(self, grads, stats, b1p, b2p):
         """One optimiser step of every net (``grads``, ``stats`` in population order)."""
@@ -722,11 +726,7 @@ class _Population:
 
     def weights(self):
         """Per net (in population order), its per-layer tuples of NumPy arrays."""
-        out = [None] * len(self.nets)
-        for g in self.groups:
-            for k, w in zip(g.index, g.weights()):
-                out[k] = w
-        return out
+        return self._per_net([g.weights() for g in self.groups])
 
 
 _ALIGN = 64  # floats: 256 bytes, a multiple of every SIMD packet and unrolled block
