@@ -425,9 +425,10 @@ class _Grammar:
 
 
 def _differs(a, b):
+    """Whether parameter value ``a`` differs from the default ``b`` (for the repr)."""
     try:
-        return bool(np.any(np.asarray(a, dtype=object) != np.asarray(b, dtype=object))) or \
-            np.shape(a) != np.shape(b)
+        a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+        return a.shape != b.shape or bool(np.any(a != b))
     except (TypeError, ValueError):
         return True
 
