@@ -432,6 +432,7 @@ class _Net:
         self.seed = int(seed) % (2**31 - 1)
         self.shapes = dense_shapes(layers, n_features, self.head.n_outputs)
         self.bn = batch_norm_flags(layers)
+        self.counts = [6 if bn else 2 for bn in self.bn]  # flat pieces per dense layer
         self.settings = optimizer_settings(layers)
         self.ops = []  # ('dense', index, activation name) | ('dropout', rate, salt)
         i = 0
@@ -453,13 +454,12 @@ class _Net:
         return [k for bn in self.bn
                 for k in ("kernel", "bias") + (("gamma", "beta", "mean", "variance") if bn else ())]
 
-    def unflatten(self, pieces):
-        """Per dense layer a tuple of tensors from this net's flat pieces
-        (kernel reshaped)."""
+    def unflatten(self, pieces, reshape=tf.reshape):
+        """Per dense layer a tuple of this net's flat pieces, the kernel
+        reshaped (tensors; ``reshape=np.reshape`` for NumPy pieces)."""
         out, at = [], 0
-        for shape, bn in zip(self.shapes, self.bn):
-            n = 6 if bn else 2
-            out.append((tf.reshape(pieces[at], shape),) + tuple(pieces[at + 1:at + n]))
+        for shape, n in zip(self.shapes, self.counts):
+            out.append((reshape(pieces[at], shape),) + tuple(pieces[at + 1:at + n]))
             at += n
         return out
 
@@ -502,7 +502,7 @@ class _Net:
     def backward(self, params, tape, dlogits):
         """Flat gradient pieces (``sizes`` order) given d loss / d logits of
         a training pass; the moving statistics' pieces are zeros."""
-        starts = np.cumsum([0] + [6 if bn else 2 for bn in self.bn])
+        starts = np.cumsum([0] + self.counts)
         grads = [None] * int(starts[-1])
         grads[-2:] = _dense_grads(tape[-1][0], dlogits)
         dx = tf.matmul(dlogits, params[-1][0], transpose_b=True)
@@ -629,15 +629,18 @@ class _Group:
         lengths = [sum(net.sizes) + pad for net, pad in zip(self.nets, self.pads)]
         self.segments = tf.constant(np.repeat(np.arange(len(self.nets)), lengths), tf.int32)
 
-    def split(self):
-        """Per net, its list of per-layer tensor tuples read from the vector."""
-        pieces = tf.split(self.params.read_value(), self.sizes)
+    def _unflatten(self, pieces, reshape=tf.reshape):
+        """Per net, its per-layer tuples from the vector's pieces (``sizes`` order)."""
         out, at = [], 0
         for net in self.nets:
             n = len(net.sizes)
-            out.append(net.unflatten(pieces[at:at + n]))
+            out.append(net.unflatten(pieces[at:at + n], reshape))
             at += n + 1  # skip the padding
         return out
+
+    def split(self):
+        """Per net, its list of per-layer tensor tuples read from the vector."""
+        return self._unflatten(tf.split(self.params.read_value(), self.sizes))
 
     def apply(self, grads, stats, b1p, b2p):
         """One step: decay, Adam on the nets' gradient pieces, and the new
@@ -658,17 +661,8 @@ class _Group:
 
     def weights(self):
         """Per net, its list of per-layer tuples of NumPy arrays."""
-        pieces = np.split(self.params.numpy(), np.cumsum(self.sizes)[:-1])
-        out, at = [], 0
-        for net in self.nets:
-            layers, k = [], at
-            for shape, bn in zip(net.shapes, net.bn):
-                n = 6 if bn else 2
-                layers.append((pieces[k].reshape(shape),) + tuple(pieces[k + 1:k + n]))
-                k += n
-            out.append(layers)
-            at += len(net.sizes) + 1
-        return out
+        return self._unflatten(np.split(self.params.numpy(), np.cumsum(self.sizes)[:-1]),
+                               np.reshape)
 
 
 class _Population:
@@ -1065,7 +1059,7 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None):
 
     A dense layer with batch normalisation is ``Dense(units)``,
     ``BatchNormalization()``, ``Activation(activation)``; an ``'optimizer'``
-    entry builds nothing (see :func:`compile_keras_model`).
+    entry builds nothing (the optimiser is :func:`keras_optimizer`'s).
 
     Parameters
     ----------
