@@ -8,6 +8,7 @@ and how predictions are served.
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 import time
@@ -27,7 +28,7 @@ from ._random_search import RandomStrategy
 from ._reporting import Reporter
 from ._runlog import keeps_python_random_state
 from ._search import Search, SearchBudget, interrupt_guard
-from ._space import SearchSpace
+from ._space import SearchSpace, _differs
 from ._trainer import (BYTES_PER_PARAM, CandidateData, KerasTrainer, PopulationTrainer,
                        available_memory, build_keras_model, initial_weights, n_params)
 from ._trial import best_row, history_table, results_table, top_table
@@ -402,18 +403,17 @@ class BaseMLPNAS(BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------ validation
-    #: the flat parameters that ``space`` replaces, and their defaults
-    _FLAT_SPACE = {"units": (8, 16, 32, 64, 128, 256, 512),
-                   "activations": ("sigmoid", "tanh", "relu", "elu"), "dropout_rate": 0.2,
-                   "max_layers": 2}
+    #: the flat parameters that ``space`` replaces
+    _FLAT_SPACE = ("units", "activations", "dropout_rate", "max_layers")
 
     def _make_space(self):
         """The checked :class:`SearchSpace` of ``space`` or of the flat parameters."""
         if self.space is None:
             space = SearchSpace(self.units, self.activations, self.dropout_rate, self.max_layers)
         else:
-            changed = [k for k, d in self._FLAT_SPACE.items()
-                       if not _same(getattr(self, k), d)]
+            defaults = inspect.signature(type(self).__init__).parameters
+            changed = [k for k in self._FLAT_SPACE
+                       if _differs(getattr(self, k), defaults[k].default)]
             if changed:
                 raise ValueError(
                     f"space={self.space!r} is given, so {', '.join(changed)} must keep "
@@ -680,15 +680,16 @@ class BaseMLPNAS(BaseEstimator):
         :meth:`PopulationTrainer.train`)."""
         import joblib
         n_in, n_out = data.n_features, data.n_outputs
-        narrowest = [{"type": "dense", "units": min(space.dense_tokens)[0], "activation": "relu"}]
-        candidate = n_params(narrowest, n_in, n_out) * BYTES_PER_PARAM
+        units = min(space.dense_tokens)[0]
+        candidate = n_params([{"type": "dense", "units": units, "activation": "relu"}],
+                             n_in, n_out) * BYTES_PER_PARAM
         workers = 1 if self.n_jobs is None else joblib.effective_n_jobs(self.n_jobs)
         have = available_memory()
         if have is not None and candidate * workers > have:
             gb = 2.0**30
             raise MemoryError(
                 f"This search does not fit in memory: on {n_in} features even its narrowest "
-                f"candidate ({min(space.dense_tokens)[0]} units) needs about {candidate / gb:.1f} GB in "
+                f"candidate ({units} units) needs about {candidate / gb:.1f} GB in "
                 f"training{f' in each of {workers} workers' if workers > 1 else ''}, and about "
                 f"{have / gb:.1f} GB is available. Use fewer features (e.g. "
                 "TfidfVectorizer(max_features=...) or SelectKBest in the pipeline), smaller "
@@ -963,12 +964,3 @@ def _model_from_bytes(data):
         with open(path, "wb") as fh:
             fh.write(data)
         return load_keras(path)
-
-
-def _same(value, default):
-    """Whether a flat search-space parameter still has its default value."""
-    try:
-        return np.asarray(value, dtype=object).shape == np.asarray(default, dtype=object).shape \
-            and bool(np.all(np.asarray(value, dtype=object) == np.asarray(default, dtype=object)))
-    except (TypeError, ValueError):
-        return False

@@ -274,15 +274,11 @@ class SearchSpace:
         """
         g = self._grammar
         out = []
-        if g.learning_rates is not None or g.weight_decays is not None:
+        if g.settings:
             settings = {"type": "optimizer"}
-            for name in ("learning_rate", "weight_decay"):
-                values = g.learning_rates if name == "learning_rate" else g.weight_decays
-                if values is not None:
-                    settings[name] = values[0]
+            settings.update((name, values[0]) for name, values in g.settings.items())
             for t, (name, tokens) in enumerate(g.pre):
-                values = g.learning_rates if name == "learning_rate" else g.weight_decays
-                settings[name] = values[tokens.index(arch[t])]
+                settings[name] = g.settings[name][tokens.index(arch[t])]
             out.append(settings)
         for tok in arch[g.n_pre:]:
             if tok in g.dropout_tokens:
@@ -310,7 +306,7 @@ class SearchSpace:
         g = self._grammar
         layers = list(layers)
         arch = []
-        searched = g.learning_rates is not None or g.weight_decays is not None
+        searched = bool(g.settings)
         settings = layers[0] if layers and layers[0].get("type") == "optimizer" else None
         if searched and settings is None:
             raise ValueError("the architecture has no 'optimizer' entry (learning rate, weight "
@@ -320,8 +316,8 @@ class SearchSpace:
                 raise ValueError("the architecture has an 'optimizer' entry but this search "
                                  "space searches no learning rate or weight decay")
             layers = layers[1:]
-            for name in ("learning_rate", "weight_decay"):
-                values = g.learning_rates if name == "learning_rate" else g.weight_decays
+            for name in _SHORT:
+                values = g.settings.get(name)
                 if (values is None) != (name not in settings):
                     raise ValueError(f"the architecture's {name} does not match the space's")
                 if values is None:
@@ -405,10 +401,13 @@ class _Grammar:
         self.bn_tokens = []
         if len(bn) > 1:
             self.bn_tokens, nxt = list(range(nxt, nxt + len(bn))), nxt + len(bn)
+        # the candidate's own training settings the space searches: name -> values
+        self.settings = {name: values for name, values in (("learning_rate", self.learning_rates),
+                                                           ("weight_decay", self.weight_decays))
+                         if values is not None}
         self.pre = []  # (name, tokens) of the candidate's own decisions, in order
-        for name, values in (("learning_rate", self.learning_rates),
-                             ("weight_decay", self.weight_decays)):
-            if values is not None and len(values) > 1:
+        for name, values in self.settings.items():
+            if len(values) > 1:
                 self.pre.append((name, list(range(nxt, nxt + len(values)))))
                 nxt += len(values)
         self.n_pre = len(self.pre)
@@ -425,7 +424,8 @@ class _Grammar:
 
 
 def _differs(a, b):
-    """Whether parameter value ``a`` differs from the default ``b`` (for the repr)."""
+    """Whether a parameter value ``a`` differs from its default ``b`` (lists and tuples
+    of equal items are equal)."""
     try:
         a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
         return a.shape != b.shape or bool(np.any(a != b))
@@ -488,6 +488,17 @@ def _max_layers(value):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"max_layers must be an int of at least 1; got {value!r}")
     return int(value)
+
+
+def optimizer_settings(layers):
+    """The candidate's own ``(learning_rate, weight_decay)`` from its
+    ``'optimizer'`` entry (see :meth:`SearchSpace.layers`): each None where
+    the candidate has none."""
+    for layer in layers:
+        if layer["type"] == "optimizer":
+            lr, wd = layer.get("learning_rate"), layer.get("weight_decay")
+            return (None if lr is None else float(lr)), (None if wd is None else float(wd))
+    return None, None
 
 
 def output_layer_name(n_classes):

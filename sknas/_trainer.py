@@ -36,6 +36,8 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
+from ._space import optimizer_settings
+
 __all__ = ["CandidateData", "CandidateResult", "Head", "PopulationTrainer", "KerasTrainer",
            "batch_norm_flags", "build_keras_model", "dense_batches", "dense_shapes",
            "initial_weights", "n_params", "optimizer_settings"]
@@ -231,16 +233,6 @@ def batch_norm_flags(layers):
     """Whether each dense layer (output layer last: never) has batch normalisation."""
     return [bool(layer.get("batch_norm")) for layer in layers
             if layer["type"] == "dense"] + [False]
-
-
-def optimizer_settings(layers):
-    """The candidate's own ``(learning_rate, weight_decay)`` from its
-    ``'optimizer'`` entry: each None where the candidate has none."""
-    for layer in layers:
-        if layer["type"] == "optimizer":
-            lr, wd = layer.get("learning_rate"), layer.get("weight_decay")
-            return (None if lr is None else float(lr)), (None if wd is None else float(wd))
-    return None, None
 
 
 def n_params(layers, n_features, n_outputs):

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ._space import optimizer_settings
+
 __all__ = ["Trial", "best_row", "history_table", "predictor_spearman", "results_table",
            "reward_from_scores", "top_table"]
 
@@ -102,14 +104,6 @@ def _rank(rewards, ok, cv_score):
     return ranks
 
 
-def _setting(layers, name):
-    """A candidate's own training setting (its ``'optimizer'`` entry), or NaN."""
-    for layer in layers:
-        if layer["type"] == "optimizer":
-            return float(layer.get(name, np.nan))
-    return np.nan
-
-
 def results_table(trials):
     """``search_results_``: a dict of equal-length arrays, one row per trial."""
     rewards = np.array([t.reward for t in trials], dtype=float)
@@ -126,8 +120,8 @@ def results_table(trials):
         "layers": np.array([None] * len(trials), dtype=object),
         "n_layers": np.array([sum(layer["type"] != "optimizer" for layer in t.layers)
                               for t in trials], dtype=np.int32),
-        "learning_rate": np.array([_setting(t.layers, "learning_rate") for t in trials], float),
-        "weight_decay": np.array([_setting(t.layers, "weight_decay") for t in trials], float),
+        "learning_rate": np.array([optimizer_settings(t.layers)[0] for t in trials], float),
+        "weight_decay": np.array([optimizer_settings(t.layers)[1] for t in trials], float),
         "n_params": np.array([t.n_params for t in trials], dtype=np.int64),
         "controller_epoch": np.array([t.controller_epoch for t in trials], dtype=np.int32),
         "reward": rewards,
