@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 
 import numpy as np
 import tensorflow as tf
@@ -140,7 +140,6 @@ class Controller:
         self._m = [tf.Variable(tf.zeros_like(x)) for x in self._vars]
         self._v = [tf.Variable(tf.zeros_like(x)) for x in self._vars]
         self._iterations = tf.Variable(0, dtype=tf.int64)
-        self._update_fn = None
 
     def get_state(self):
         """All controller state as a dict of NumPy arrays (for ``.npz``)."""
@@ -174,7 +173,7 @@ class Controller:
 
     def __getstate__(self):
         d = {k: v for k, v in self.__dict__.items()
-             if k not in ("_vars", "_m", "_v", "_iterations", "_update_fn", "_names",
+             if k not in ("_vars", "_m", "_v", "_iterations", "_names",
                           "_sampled_masks")}
         d["_state"] = self.get_state()
         return d
@@ -315,80 +314,15 @@ class Controller:
         centre, spread = self.predictor_targets()
         return np.clip(centre + spread * np.asarray(z, np.float64), 0.0, 1.0)[()]
 
+    def _weights(self):
+        return dict(zip(self._names, self._vars))
+
     def _states(self, inputs):
         """The LSTM's output after each input token: ``(b, t_max + 1, units)``."""
-        w = dict(zip(self._names, self._vars))
-        x_all = tf.gather(w["embedding"], inputs)
-        b = tf.shape(inputs)[0]
-        h = tf.zeros((b, self.lstm_units))
-        c = tf.zeros((b, self.lstm_units))
-        states = []
-        for t in range(self.t_max + 1):
-            z = x_all[:, t] @ w["kernel"] + h @ w["recurrent_kernel"] + w["bias"]
-            i, f, g, o = tf.split(z, 4, axis=1)
-            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
-            h = tf.sigmoid(o) * tf.tanh(c)
-            states.append(h)
-        return tf.stack(states, axis=1)
-
-    def _predict_standard(self, hs, lengths):
-        """The predictor head on the state after the end token (standardised units)."""
-        h_last = tf.gather(hs, lengths, batch_dims=1)
-        return (h_last @ self._vars[self._names.index("predictor_kernel")]
-                + self._vars[self._names.index("predictor_bias")])[:, 0]
+        return _lstm_states(self._weights(), inputs, self.t_max)
 
     def _forward(self, inputs, actions, masks, lengths):
-        w = dict(zip(self._names, self._vars))
-        hs = self._states(inputs)
-        logits = hs[:, :-1] @ w["policy_kernel"] + w["policy_bias"]
-        logits = tf.where(masks, logits, tf.fill(tf.shape(logits), -1e9))
-        log_pi = tf.nn.log_softmax(logits, axis=-1)
-        logp = tf.gather(log_pi, actions, batch_dims=2)
-        entropy = -tf.reduce_sum(tf.where(masks, tf.exp(log_pi) * log_pi, 0.0), axis=-1)
-        return logp, entropy, self._predict_standard(hs, lengths)
-
-    def _loss(self, inputs, actions, masks, lengths, returns, step_mask, sample_weight,
-              sampled_logp, replay_inputs, replay_lengths, replay_targets, pred_weight):
-        logp, entropy, _ = self._forward(inputs, actions, masks, lengths)
-        seq_logp = tf.reduce_sum(logp * step_mask, axis=1)
-        weight = sample_weight * tf.stop_gradient(
-            tf.minimum(tf.exp(seq_logp - sampled_logp), MAX_IMPORTANCE_WEIGHT))
-        policy_loss = (tf.reduce_sum(-weight * tf.reduce_sum(returns * logp, axis=1))
-                       / tf.reduce_sum(sample_weight))
-        mean_entropy = tf.reduce_sum(entropy * step_mask) / tf.reduce_sum(step_mask)
-        loss = policy_loss - self.entropy_weight * mean_entropy
-        pred_loss = tf.constant(0.0)
-        if self.use_predictor:
-            pred = self._predict_standard(self._states(replay_inputs), replay_lengths)
-            n_replay = tf.cast(tf.size(replay_targets), tf.float32)
-            pred_loss = tf.reduce_sum((pred - replay_targets) ** 2) / tf.maximum(n_replay, 1.0)
-            # weighted back to reward units (pred_weight = spread ** 2): the shared LSTM
-            # is then driven by the policy as in the tutorial, while Adam's per-parameter
-            # scaling leaves the head's own steps as they are in standard units
-            loss = loss + pred_weight * pred_loss
-        return loss, mean_entropy, pred_loss
-
-    def _make_update_fn(self, args):
-        # every dimension left open: the batch and the predictor's replay grow from
-        # one controller epoch to the next, and one trace serves them all
-        signature = [tf.TensorSpec([None] * np.ndim(a), tf.as_dtype(np.asarray(a).dtype))
-                     for a in args]
-
-        @tf.function(input_signature=signature)
-        def update(*args):
-            with tf.GradientTape() as tape:
-                loss, entropy, pred_loss = self._loss(*args)
-            grads = tape.gradient(loss, self._vars)
-            self._iterations.assign_add(1)
-            step = tf.cast(self._iterations, tf.float32)
-            lr = self.learning_rate / (1.0 + self.decay * (step - 1.0))
-            for var, m, v, g in zip(self._vars, self._m, self._v, grads):
-                if g is None:
-                    continue
-                g = tf.clip_by_norm(g, self.clipnorm)
-                adam_update(var, m, v, g, lr, step)
-            return loss, entropy, pred_loss
-        return update
+        return _policy_forward(self._weights(), inputs, actions, masks, lengths, self.t_max)
 
     def _refit_predictor_head(self, inputs, lengths, targets):
         """Set the predictor head to the ridge regression of the standardised
@@ -510,11 +444,13 @@ class Controller:
                 (np.ones(len(archs)) if sw is None else sw).astype(np.float32),
                 sampled_logp.astype(np.float32), replay_inputs, replay_lengths,
                 targets.astype(np.float32), np.float32(spread ** 2))
-        if self._update_fn is None:
-            self._update_fn = self._make_update_fn(args)
+        update = _update_fn(self._names, self.t_max, self.use_predictor, self._vars, args)
+        hyper = np.array([self.learning_rate, self.decay, self.clipnorm, self.entropy_weight],
+                         np.float32)
         loss = entropy = pred_loss = np.nan
         for _ in range(self.train_steps):
-            loss, entropy, pred_loss = self._update_fn(*args)
+            loss, entropy, pred_loss = update(self._vars, self._m, self._v, self._iterations,
+                                              hyper, *args)
         if self.use_predictor and len(self.replay_rewards) >= 3:
             self._refit_predictor_head(replay_inputs, replay_lengths, targets)
         if self.baseline == "ema":
@@ -565,6 +501,125 @@ class _TriedSet:
 
 #: Penalties the predictor head's ridge regression chooses from (leave-one-out).
 _RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+# --------------------------------------------------- the graph, as functions
+# The controller's forward pass, loss and update are functions of its variables
+# (``w``: name -> variable), not methods: the update is traced once per process
+# for every controller of one shape (see :func:`_update_fn`), so a second fit, a
+# GridSearchCV candidate or a cross-validation fold does not trace it again.
+
+def _lstm_states(w, inputs, t_max):
+    """The LSTM's output after each input token: ``(b, t_max + 1, units)``."""
+    x_all = tf.gather(w["embedding"], inputs)
+    b = tf.shape(inputs)[0]
+    units = w["recurrent_kernel"].shape[0]
+    h = tf.zeros((b, units))
+    c = tf.zeros((b, units))
+    states = []
+    for t in range(t_max + 1):
+        z = x_all[:, t] @ w["kernel"] + h @ w["recurrent_kernel"] + w["bias"]
+        i, f, g, o = tf.split(z, 4, axis=1)
+        c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+        h = tf.sigmoid(o) * tf.tanh(c)
+        states.append(h)
+    return tf.stack(states, axis=1)
+
+
+def _predict_standard(w, hs, lengths):
+    """The predictor head on the state after the end token (standardised units)."""
+    h_last = tf.gather(hs, lengths, batch_dims=1)
+    return (h_last @ w["predictor_kernel"] + w["predictor_bias"])[:, 0]
+
+
+def _policy_forward(w, inputs, actions, masks, lengths, t_max):
+    """Per-step log-probabilities of ``actions``, per-step entropies and the
+    predictor's standardised estimate."""
+    hs = _lstm_states(w, inputs, t_max)
+    logits = hs[:, :-1] @ w["policy_kernel"] + w["policy_bias"]
+    logits = tf.where(masks, logits, tf.fill(tf.shape(logits), -1e9))
+    log_pi = tf.nn.log_softmax(logits, axis=-1)
+    logp = tf.gather(log_pi, actions, batch_dims=2)
+    entropy = -tf.reduce_sum(tf.where(masks, tf.exp(log_pi) * log_pi, 0.0), axis=-1)
+    return logp, entropy, _predict_standard(w, hs, lengths)
+
+
+def _loss(w, t_max, use_predictor, entropy_weight, inputs, actions, masks, lengths, returns,
+          step_mask, sample_weight, sampled_logp, replay_inputs, replay_lengths,
+          replay_targets, pred_weight):
+    """The REINFORCE loss (plus the predictor's, in reward units), the mean
+    entropy and the predictor's mean squared error in standard units."""
+    logp, entropy, _ = _policy_forward(w, inputs, actions, masks, lengths, t_max)
+    seq_logp = tf.reduce_sum(logp * step_mask, axis=1)
+    weight = sample_weight * tf.stop_gradient(
+        tf.minimum(tf.exp(seq_logp - sampled_logp), MAX_IMPORTANCE_WEIGHT))
+    policy_loss = (tf.reduce_sum(-weight * tf.reduce_sum(returns * logp, axis=1))
+                   / tf.reduce_sum(sample_weight))
+    mean_entropy = tf.reduce_sum(entropy * step_mask) / tf.reduce_sum(step_mask)
+    loss = policy_loss - entropy_weight * mean_entropy
+    pred_loss = tf.constant(0.0)
+    if use_predictor:
+        pred = _predict_standard(w, _lstm_states(w, replay_inputs, t_max), replay_lengths)
+        n_replay = tf.cast(tf.size(replay_targets), tf.float32)
+        pred_loss = tf.reduce_sum((pred - replay_targets) ** 2) / tf.maximum(n_replay, 1.0)
+        # weighted back to reward units (pred_weight = spread ** 2): the shared LSTM
+        # is then driven by the policy as in the tutorial, while Adam's per-parameter
+        # scaling leaves the head's own steps as they are in standard units
+        loss = loss + pred_weight * pred_loss
+    return loss, mean_entropy, pred_loss
+
+
+#: Traced controller updates, by shape (names, t_max, predictor on, variable shapes,
+#: argument ranks and dtypes); the least recently used is dropped past the bound.
+_UPDATE_FNS = OrderedDict()
+_MAX_UPDATE_FNS = 16
+
+
+def _update_fn(names, t_max, use_predictor, variables, args):
+    """The traced Adam step on the controller loss for controllers of this shape.
+
+    Called as ``fn(vars, m, v, iterations, hyper, *args)`` with ``hyper`` =
+    ``[learning_rate, decay, clipnorm, entropy_weight]`` (float32): the
+    hyperparameters are inputs, not constants, so one trace serves every
+    controller of the same shape. Every dimension of ``args`` is left open:
+    the batch and the predictor's replay grow from one controller epoch to the
+    next.
+    """
+    names = tuple(names)
+    arg_specs = [tf.TensorSpec([None] * np.ndim(a), tf.as_dtype(np.asarray(a).dtype))
+                 for a in args]
+    key = (names, t_max, bool(use_predictor), tuple(tuple(x.shape) for x in variables),
+           tuple((s.shape.rank, s.dtype) for s in arg_specs))
+    if key in _UPDATE_FNS:
+        _UPDATE_FNS.move_to_end(key)
+        return _UPDATE_FNS[key]
+
+    def update(params, m_vars, v_vars, iterations, hyper, *args):
+        learning_rate, decay, clipnorm, entropy_weight = tf.unstack(hyper)
+        with tf.GradientTape() as tape:
+            loss, entropy, pred_loss = _loss(dict(zip(names, params)), t_max, use_predictor,
+                                             entropy_weight, *args)
+        grads = tape.gradient(loss, params)
+        iterations.assign_add(1)
+        step = tf.cast(iterations, tf.float32)
+        lr = learning_rate / (1.0 + decay * (step - 1.0))
+        for var, m, v, g in zip(params, m_vars, v_vars, grads):
+            if g is None:
+                continue
+            g = tf.clip_by_norm(g, clipnorm)
+            adam_update(var, m, v, g, lr, step)
+        return loss, entropy, pred_loss
+
+    fn = tf.function(update)
+    # one trace with every argument dimension open (the variables by their shapes)
+    def like():
+        return [tf.Variable(tf.zeros(x.shape, x.dtype)) for x in variables]
+    fn.get_concrete_function(like(), like(), like(), tf.Variable(0, dtype=tf.int64),
+                             tf.TensorSpec([4], tf.float32), *arg_specs)
+    _UPDATE_FNS[key] = fn
+    while len(_UPDATE_FNS) > _MAX_UPDATE_FNS:
+        _UPDATE_FNS.popitem(last=False)
+    return fn
 
 
 def adam_update(var, m, v, grad, lr, step, beta_1=0.9, beta_2=0.999, epsilon=1e-7):

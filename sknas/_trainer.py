@@ -28,7 +28,9 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -216,6 +218,52 @@ def _collect_graphs(n_params=0):
     if _GRAPHS_SINCE_GC >= _GC_EVERY or _PARAMS_SINCE_GC >= _GC_EVERY_PARAMS:
         _GRAPHS_SINCE_GC = _PARAMS_SINCE_GC = 0
         gc.collect()
+
+
+class _GraphCache:
+    """Recently trained populations with their traced graphs, for another
+    population of the same nets (the same candidates, seeds and settings, on
+    inputs of the same shapes): it is reset to its new initial weights and
+    runs without tracing again, with the same results as a new one.
+
+    A search seldom repeats a population, but fitting again does: a second
+    ``fit`` with the same ``random_state``, the candidates of a
+    ``GridSearchCV`` over the controller's parameters (the first controller
+    epoch draws the same architectures), the single-network refits. Only
+    small populations are kept (at most :attr:`max_params` parameters each,
+    :attr:`size` of them, least recently used dropped). An entry is taken
+    out while it trains, so two threads never share one.
+    """
+
+    size = 8
+    max_params = 2**18
+
+    def __init__(self):
+        self._entries = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key):
+        """``(population, function)`` cached under ``key`` (and removed), or ``(None, None)``."""
+        with self._lock:
+            return self._entries.pop(key, (None, None))
+
+    def keep(self, key, pop, fn, n_params):
+        """Cache ``pop`` and ``fn`` under ``key`` if small enough; True if kept."""
+        if n_params > self.max_params:
+            return False
+        with self._lock:
+            self._entries[key] = (pop, fn)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return True
+
+    def clear(self):
+        with self._lock:
+            self._entries.clear()
+
+
+_GRAPHS = _GraphCache()
 
 
 def dense_shapes(layers, n_features, n_outputs):
@@ -593,9 +641,7 @@ class _Group:
         # bit-identically alone, in any population and in any parallel chunk
         self.pads = [(-sum(net.sizes)) % _ALIGN for net in nets]
         self.sizes = [s for net, pad in zip(nets, self.pads) for s in net.sizes + [pad]]
-        flat = np.concatenate([a.ravel() for w, pad in zip(weights, self.pads)
-                               for a in [x for layer in w for x in layer] + [np.zeros(pad)]]
-                              ).astype(np.float32)
+        flat = self._flat(weights)
         self.params = tf.Variable(flat)
         self.m = tf.Variable(tf.zeros_like(flat))
         self.v = tf.Variable(tf.zeros_like(flat))
@@ -614,6 +660,21 @@ class _Group:
         if stats:
             self.stats_index = tf.constant(np.concatenate(stats)[:, None], tf.int64)
         self.best = None
+
+    def _flat(self, weights):
+        """The nets' per-layer weight arrays as one padded float32 vector."""
+        return np.concatenate([a.ravel() for w, pad in zip(weights, self.pads)
+                               for a in [x for layer in w for x in layer] + [np.zeros(pad)]]
+                              ).astype(np.float32)
+
+    def reset(self, weights):
+        """Start again from ``weights`` with Adam's moments at zero (as new)."""
+        flat = self._flat(weights)
+        self.params.assign(flat)
+        self.m.assign(tf.zeros_like(flat))
+        self.v.assign(tf.zeros_like(flat))
+        if self.best is not None:
+            self.best.assign(flat)
 
     def make_best(self):
         """Create the copy of the vector that keeps each net's best-epoch weights."""
@@ -681,7 +742,13 @@ class _Population:
 
     def make_best(self):
         for g in self.groups:
-            g.make_best()
+            if g.best is None:
+                g.make_best()
+
+    def reset(self, weights):
+        """Start every net again from its ``weights`` (population order)."""
+        for g in self.groups:
+            g.reset([weights[k] for k in g.index])
 
     def _per_net(self, per_group):
         """Population order from a list per group (``per_group``: one per group)."""
@@ -881,14 +948,20 @@ class PopulationTrainer:
         """Train ``candidates`` in one graph (see :meth:`train`)."""
         start = time.perf_counter()
         try:
-            nets = [_Net(layers, data.n_features, data.head, s) for layers, _, s in candidates]
-            pop = _Population(nets, [w for _, w, _ in candidates], self.learning_rate)
-            scores, bad, best_epoch, stop_epoch, outputs = self._run(pop, data, seed, row_weights,
-                                                                     val_outputs)
+            key = self._graph_key(candidates, data, seed, val_outputs)
+            pop, fn = _GRAPHS.take(key)
+            if pop is None:
+                nets = [_Net(layers, data.n_features, data.head, s) for layers, _, s in candidates]
+                pop = _Population(nets, [w for _, w, _ in candidates], self.learning_rate)
+            else:
+                pop.reset([w for _, w, _ in candidates])
+            scores, bad, best_epoch, stop_epoch, outputs, fn = self._run(
+                pop, data, seed, row_weights, val_outputs, fn)
             weights = pop.weights()
-            size = sum(sum(net.sizes) for net in nets)
-            del pop, nets
-            _collect_graphs(size)
+            size = sum(sum(net.sizes) for net in pop.nets)
+            _GRAPHS.keep(key, pop, fn, size)
+            del pop, fn
+            _collect_graphs(size)  # frees the graphs of populations not kept, or dropped
         except (tf.errors.OpError, ValueError, TypeError) as exc:  # whole population broke
             if len(candidates) == 1:
                 return [CandidateResult(status="failed", message=_message(exc), error=exc,
@@ -910,7 +983,17 @@ class PopulationTrainer:
                     best_epoch=int(best_epoch[k]), val_outputs=outputs[k] if val_outputs else None))
         return results
 
-    def _run(self, pop, data, seed, row_weights=None, val_outputs=False):
+    def _graph_key(self, candidates, data, seed, val_outputs):
+        """What a population's traced graph depends on besides its inputs'
+        shapes: the nets (layers, seeds, input width, head), the population
+        seed and the trainer's settings. The initial weights are not in it: a
+        cached population is reset to them."""
+        nets = tuple((repr(layers), int(s) % (2**31 - 1)) for layers, _, s in candidates)
+        return (nets, data.n_features, repr(data.head), int(seed) % (2**31 - 1),
+                bool(val_outputs), self.epochs, self.batch_size, float(self.learning_rate),
+                bool(self.early_stopping), self.n_iter_no_change, bool(self.sparse_product))
+
+    def _run(self, pop, data, seed, row_weights=None, val_outputs=False, fn=None):
         t0 = time.perf_counter()
         y_type = tf.float32 if data.head.is_regression else tf.int32
         w, w_val = data.w, data.w_val
@@ -920,15 +1003,16 @@ class PopulationTrainer:
         args = (_graph_rows(data.X), tf.constant(data.y, y_type),
                 tf.constant(w, tf.float32), _graph_rows(data.X_val),
                 tf.constant(data.y_val, y_type), tf.constant(w_val, tf.float32))
-        fn = tf.function(self._make_loop(pop, int(seed) % (2**31 - 1), val_outputs),
-                         autograph=False)
+        if fn is None:
+            fn = tf.function(self._make_loop(pop, int(seed) % (2**31 - 1), val_outputs),
+                             autograph=False)
         t1 = time.perf_counter()
         with _quiet_retracing():
-            graph_fn = fn.get_concrete_function(*args)
+            graph_fn = fn.get_concrete_function(*args)  # traced once per input signature
         t2 = time.perf_counter()
         scores, bad, best_epoch, stop_epoch, outputs = (t.numpy() for t in graph_fn(*args))
         self.last_timings_ = {"setup": t1 - t0, "trace": t2 - t1, "run": time.perf_counter() - t2}
-        return scores, bad, best_epoch, stop_epoch, outputs
+        return scores, bad, best_epoch, stop_epoch, outputs, fn
 
     def _make_loop(self, pop, seed, val_outputs=False):
         epochs, bs, n_nets = self.epochs, self.batch_size, len(pop.nets)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sknas import SearchSpace
-from sknas._controller import MAX_IMPORTANCE_WEIGHT, Controller, discounted_returns
+from sknas import _controller
+from sknas._controller import MAX_IMPORTANCE_WEIGHT, Controller, _loss, discounted_returns
 
 
 @pytest.fixture
@@ -93,9 +94,9 @@ def test_reused_batch_steps_are_importance_weighted(space):
     no_replay = (no_replay[0], no_replay[3], np.zeros(0, np.float32), np.float32(1.0))
 
     def policy_loss(sampled_logp, sample_weight=np.ones(3, np.float32)):
-        return float(controller._loss(inputs, actions, masks, lengths, returns, step_mask,
-                                      np.asarray(sample_weight, np.float32), sampled_logp,
-                                      *no_replay)[0])
+        return float(_loss(controller._weights(), controller.t_max, False, 0.0, inputs,
+                           actions, masks, lengths, returns, step_mask,
+                           np.asarray(sample_weight, np.float32), sampled_logp, *no_replay)[0])
 
     on_policy = policy_loss(logp)
     # screening's sample weights: the weighted mean of the candidates' terms
@@ -268,3 +269,30 @@ def test_predictor_ranks_a_learnable_reward():
         archs, predicted = controller.sample(50, rng, exclude=seen)
         rhos.append(predictor_spearman(np.array(predicted), np.array([reward(a) for a in archs])))
     assert np.mean(rhos) > 0.4, rhos
+
+
+def test_one_trace_of_the_update_serves_every_controller_of_a_shape(space):
+    """The update is traced once per process for controllers of one shape; each
+    controller's own learning rate, decay, clip and entropy weight still apply."""
+    archs, rewards = [(0,), (1, 2), (3, space.dropout_token)], [0.7, 0.8, 0.75]
+
+    def updated(**settings):
+        controller = Controller(space, lstm_units=8, seed=0, train_steps=3, **settings)
+        controller.update(archs, rewards)
+        return controller._np_weights()
+
+    _controller._UPDATE_FNS.clear()
+    first = updated()
+    others = [updated(learning_rate=0.05), updated(decay=10.0), updated(clipnorm=1e-3),
+              updated(entropy_weight=1.0)]
+    again = updated()
+    assert [fn.experimental_get_tracing_count() for fn in _controller._UPDATE_FNS.values()] == [1]
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name])
+    for other in others:  # each setting changed the step
+        assert any(not np.array_equal(first[n], other[n]) for n in first)
+    # and a setting gives the same step whether its trace was made for it or not
+    _controller._UPDATE_FNS.clear()
+    fresh = updated(learning_rate=0.05)
+    for name in fresh:
+        np.testing.assert_array_equal(fresh[name], others[0][name])

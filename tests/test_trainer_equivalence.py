@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from sknas import MLPNASClassifier
-from sknas._trainer import (CandidateData, KerasTrainer, PopulationTrainer, _loss_and_grads, _Net,
-                            build_keras_model, initial_weights)
+from sknas._trainer import (_GRAPHS, CandidateData, KerasTrainer, PopulationTrainer,
+                            _loss_and_grads, _Net, build_keras_model, initial_weights)
 
 
 def dense(units, act):
@@ -107,6 +107,40 @@ def test_candidate_trains_bit_identically_alone_and_in_any_population(name, requ
     assert not np.array_equal(reshuffled.weights[0][0], together[0].weights[0][0])
 
 
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_a_cached_population_trains_as_a_new_one(cancer, early_stopping):
+    # A population of the same nets, seeds and settings as one trained before reuses
+    # its graph (no new trace) from new initial weights: every number is that of a
+    # new population, with batch normalisation, own Adam settings, dropout, early
+    # stopping, per-net row weights and validation outputs.
+    archs = [[{"type": "optimizer", "learning_rate": 0.003, "weight_decay": 0.01},
+              dict(dense(16, "relu"), batch_norm=True), DROP],
+             [dense(8, "tanh"), dense(4, "elu")]]
+    trainer = PopulationTrainer(epochs=4, early_stopping=early_stopping, n_iter_no_change=1)
+    n = len(cancer.y)
+    folds = [(np.arange(n) % 2 == k, cancer.w_val) for k in range(2)]
+
+    def train(init_seed):
+        return trainer.train(candidates(archs, cancer, seed=init_seed), cancer, seed=1,
+                             row_weights=folds, val_outputs=True)
+
+    _GRAPHS.clear()
+    first = train(0)
+    again = train(5)  # same nets: the cached graph, reset to other initial weights
+    (_, fn), = _GRAPHS._entries.values()
+    assert fn.experimental_get_tracing_count() == 1
+    _GRAPHS.clear()
+    fresh = train(5)
+    for a, b, c in zip(again, fresh, first):
+        assert a.status == b.status == "ok"
+        assert a.val_scores == b.val_scores and a.best_epoch == b.best_epoch
+        np.testing.assert_array_equal(a.val_outputs, b.val_outputs)
+        for layer_a, layer_b in zip(a.weights, b.weights):
+            for x, y in zip(layer_a, layer_b):
+                np.testing.assert_array_equal(x, y)
+        assert not np.array_equal(a.weights[0][0], c.weights[0][0])  # the new start counted
+
+
 def test_nan_loss_fails_only_that_candidate(cancer):
     archs = [[dense(8, "relu")], [dense(8, "relu")], [dense(4, "tanh")]]
     cands = candidates(archs, cancer)
@@ -133,11 +167,14 @@ def _live_variables():
 
 
 def test_populations_release_their_tensorflow_state(cancer):
+    # the graph cache keeps the last few populations; past its bound every new
+    # population frees an old one
     trainer = PopulationTrainer(epochs=1)
     cands = candidates([[dense(8, "relu")], [dense(4, "elu"), DROP]], cancer)
-    trainer.train(cands, cancer, seed=0)
+    for seed in range(_GRAPHS.size):
+        trainer.train(cands, cancer, seed=seed)
     before = _live_variables()
-    for seed in range(3):
+    for seed in range(_GRAPHS.size, _GRAPHS.size + 3):
         trainer.train(cands, cancer, seed=seed)
     assert _live_variables() == before
 
