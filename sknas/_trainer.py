@@ -236,7 +236,7 @@ class _GraphCache:
     """
 
     size = 8
-    max_params = 2**18
+    max_params = 2**19
 
     def __init__(self):
         self._entries = OrderedDict()
