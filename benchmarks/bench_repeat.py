@@ -47,20 +47,10 @@ sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
 
-from bench_speed import _table, environment, write_section  # noqa: E402
+from bench_speed import _table, environment, reference_data, write_section  # noqa: E402
 
 START = "<!-- bench_repeat:start -->"
 END = "<!-- bench_repeat:end -->"
-
-
-def reference_data():
-    """Scaled training rows of the reference protocol (the test rows are not used)."""
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-    from sknas.datasets import load_wine_quality
-    X, y = load_wine_quality(return_X_y=True)
-    X_tr, _, y_tr, _ = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
-    return StandardScaler().fit_transform(X_tr), y_tr
 
 
 def caches(on):
@@ -113,7 +103,7 @@ def main(argv=None):
         budget = dict(budget, controller_epochs=2, samples_per_epoch=3, epochs=2)
         args.repeats = 1
     env = environment()
-    X, y = reference_data()
+    X, _, y, _ = reference_data()  # the training rows only
     jobs = workloads(X, y, budget)
     times = {name: {"off": [], "on": []} for name in args.workloads}
     for rep in range(args.repeats):
