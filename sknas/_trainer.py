@@ -248,15 +248,14 @@ class _GraphCache:
             return self._entries.pop(key, (None, None))
 
     def keep(self, key, pop, fn, n_params):
-        """Cache ``pop`` and ``fn`` under ``key`` if small enough; True if kept."""
+        """Cache ``pop`` and ``fn`` under ``key`` if ``n_params`` is small enough."""
         if n_params > self.max_params:
-            return False
+            return
         with self._lock:
             self._entries[key] = (pop, fn)
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
-        return True
 
     def clear(self):
         with self._lock:
@@ -742,8 +741,7 @@ class _Population:
 
     def make_best(self):
         for g in self.groups:
-            if g.best is None:
-                g.make_best()
+            g.make_best()
 
     def reset(self, weights):
         """Start every net again from its ``weights`` (population order)."""
