@@ -115,13 +115,15 @@ def results_table(trials):
     with np.errstate(invalid="ignore"):
         cv_score = folds.mean(axis=1) if n_splits else np.full(len(trials), np.nan)
         cv_std = folds.std(axis=1) if n_splits else np.full(len(trials), np.nan)
+    # each candidate's own (learning rate, weight decay); NaN where the space has none
+    settings = np.array([optimizer_settings(t.layers) for t in trials], float).reshape(-1, 2)
     cols = {
         "architecture": np.array([t.architecture for t in trials], dtype=object),
         "layers": np.array([None] * len(trials), dtype=object),
         "n_layers": np.array([sum(layer["type"] != "optimizer" for layer in t.layers)
                               for t in trials], dtype=np.int32),
-        "learning_rate": np.array([optimizer_settings(t.layers)[0] for t in trials], float),
-        "weight_decay": np.array([optimizer_settings(t.layers)[1] for t in trials], float),
+        "learning_rate": settings[:, 0],
+        "weight_decay": settings[:, 1],
         "n_params": np.array([t.n_params for t in trials], dtype=np.int64),
         "controller_epoch": np.array([t.controller_epoch for t in trials], dtype=np.int32),
         "reward": rewards,
