@@ -136,6 +136,17 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         candidates whose scores differ by a point or two), none otherwise.
     n_finalists : int, default=5
         Candidates scored by ``cv``.
+    finalist_epochs : int, 'auto' or None, default='auto'
+        Training epochs of the finalists' folds, and so of the refit winner
+        and ensemble members when they were cross-validated (the refit trains
+        as long as what was scored). The search ranks its many candidates on
+        ``epochs`` (a cheap score); the few finalists train to convergence.
+        ``None``: ``epochs`` (the tutorial's single length). ``'auto'``:
+        three times ``epochs`` (30 by default), chosen from measurements (see
+        the generalisation guide). With early stopping a fold stops sooner
+        and the refit trains for its folds' mean best epoch. No effect when
+        no finalist is cross-validated (``cv=None``, or ``cv='auto'`` on
+        large data without an ensemble).
     ensemble_size : int or 'auto', default='auto'
         0 serves the single winner. Otherwise greedy ensemble selection with
         replacement (Caruana et al., 2004) over the cross-validated
@@ -193,7 +204,9 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         same data: its seed, controller, shared weights and finished
         candidates are restored, and the search appends to that folder.
         Only ``controller_epochs``, ``max_time``, ``max_candidates``,
-        ``n_jobs``, ``error_score``, ``refit`` and ``verbose`` may differ;
+        ``n_jobs``, ``error_score``, ``refit``, ``verbose`` and what acts
+        after the search (``cv``, ``n_finalists``, ``finalist_epochs``) may
+        differ;
         ``random_state`` must be the run's own or ``None`` (the run's seed
         is used either way).
     random_state : int, RandomState instance or None, default=None
@@ -330,6 +343,8 @@ class BaseMLPNAS(BaseEstimator):
         "cv": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left"), "cv_object",
                None],
         "n_finalists": [Interval(Integral, 1, None, closed="left")],
+        "finalist_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}),
+                            None],
         "ensemble_size": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "reward": [StrOptions({"weighted", "last", "max"})],
@@ -356,7 +371,8 @@ class BaseMLPNAS(BaseEstimator):
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
                  early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=5,
-                 ensemble_size="auto", validation_fraction=0.1, reward="weighted",
+                 finalist_epochs="auto", ensemble_size="auto", validation_fraction=0.1,
+                 reward="weighted",
                  weight_sharing=True, trainer="population", n_jobs=None, error_score=np.nan, max_time=None,
                  max_candidates=None, refit=True, log_dir=None, resume=None,
                  random_state=None, verbose=0):
@@ -387,6 +403,7 @@ class BaseMLPNAS(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.cv = cv
         self.n_finalists = n_finalists
+        self.finalist_epochs = finalist_epochs
         self.ensemble_size = ensemble_size
         self.validation_fraction = validation_fraction
         self.reward = reward
@@ -540,6 +557,15 @@ class BaseMLPNAS(BaseEstimator):
             return self.ensemble_size
         return self._auto_ensemble_size if self.cv is not None and self.refit else 0
 
+    #: what ``finalist_epochs='auto'`` means: this many times ``epochs``
+    _auto_finalist_factor = 3
+
+    def _n_finalist_epochs(self):
+        """``finalist_epochs`` with ``'auto'`` and ``None`` resolved."""
+        if self.finalist_epochs == "auto":
+            return self._auto_finalist_factor * self.epochs
+        return self.epochs if self.finalist_epochs is None else self.finalist_epochs
+
     def _max_folds(self, y):
         """The most folds the target allows (rows, or the smallest class's rows)."""
         return len(y)
@@ -565,15 +591,16 @@ class BaseMLPNAS(BaseEstimator):
                 in_val = np.zeros(len(y), np.float32)
                 in_val[val] = 1.0
                 row_weights.append((w * in_train, w * in_val))
-        results = self._make_trainer().train(candidates, data, seed, row_weights,
-                                             val_outputs=bool(self._n_members()))
+        results = self._make_trainer(epochs=self._n_finalist_epochs()).train(
+            candidates, data, seed, row_weights, val_outputs=bool(self._n_members()))
         oof = {}
         for i, trial in enumerate(finalists):
             mine = results[i * len(folds):(i + 1) * len(folds)]
             trial.cv_scores = [r.val_scores[max(r.best_epoch, 1) - 1]
                                if r.status == "ok" and r.val_scores else np.nan for r in mine]
             epochs = [r.best_epoch for r in mine if r.status == "ok"]
-            trial.cv_best_epoch = int(round(np.mean(epochs))) if epochs else self.epochs
+            trial.cv_best_epoch = (int(round(np.mean(epochs))) if epochs
+                                   else self._n_finalist_epochs())
             if self._n_members() and all(r.status == "ok" for r in mine):
                 pred = np.zeros((len(y), data.n_outputs))
                 for (_, val), r in zip(folds, mine):
@@ -771,19 +798,42 @@ class BaseMLPNAS(BaseEstimator):
         """One Keras model averaging the refit members' outputs with their weights."""
         import keras
         data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._task_fields())
+        trained = self._refit_together(
+            [search.trials[i] for i in members if i != self.best_index_], data, seed)
         inputs = keras.Input((X.shape[1],))
         outputs = []
         for index, weight in members.items():
-            trial = search.trials[index]
-            if index == self.best_index_:
-                member = self.model_
-            else:
-                weights = self._train(trial, data, None, seed,
-                                      trial.cv_best_epoch or self.epochs)
-                member = build_keras_model(trial.layers, X.shape[1], head,
-                                           self._served_weights(weights))
+            member = self.model_ if index == self.best_index_ else build_keras_model(
+                search.trials[index].layers, X.shape[1], head,
+                self._served_weights(trained[index]))
             outputs.append(keras.layers.Rescaling(float(weight))(member(inputs)))
         return keras.Model(inputs, keras.layers.Add()(outputs))
+
+    def _refit_together(self, trials, data, seed):
+        """Refit cross-validated ``trials`` on ``data`` as :meth:`_train` refits
+        one (from its folds' fresh initialisation, for its folds' mean best
+        epoch, without early stopping), side by side: one population per
+        number of epochs, whose row order depends on that number only, so a
+        member trains the same with or without the others. Returns
+        ``{trial.index: weights}``."""
+        groups = {}
+        for trial in trials:
+            groups.setdefault(trial.cv_best_epoch, []).append(trial)
+        weights = {}
+        for epochs, group in groups.items():
+            candidates = []
+            for trial in group:
+                init, rng = self._fresh_start(trial, data, seed)
+                candidates.append((trial.layers, init, int(rng.integers(2**31 - 1))))
+            trainer = self._make_trainer(epochs=epochs, early_stopping=False)
+            order = int(np.random.default_rng([seed, 2**22, epochs]).integers(2**31 - 1))
+            results = trainer.train(candidates, data, order)
+            for trial, result in zip(group, results):
+                if result.status != "ok":
+                    raise RuntimeError(f"Refitting {trial.architecture} failed: "
+                                       f"{result.message}")
+                weights[trial.index] = result.weights
+        return weights
 
     def _served_weights(self, weights):
         """The trained weights as the served model uses them."""
@@ -799,16 +849,21 @@ class BaseMLPNAS(BaseEstimator):
         """Train ``trial``'s architecture again on ``data``: from its folds'
         fresh initialisation when it was cross-validated (shared weights have
         seen every fold), else from the shared weights as every candidate
-        starts; for ``epochs`` without early stopping (no validation rows), or
-        as the search trains when ``epochs`` is None."""
+        starts; for ``epochs`` without early stopping (no validation rows), or,
+        when ``epochs`` is None, as its folds trained (cross-validated) or as
+        the search trains."""
         if trial.cv_scores:
             weights, rng = self._fresh_start(trial, data, seed)
         else:
             rng = np.random.default_rng([seed, 2**20])
             weights = initial_weights(trial.layers, data.n_features, data.n_outputs, rng, store)
         candidate = (trial.layers, weights, int(rng.integers(2**31 - 1)))
-        trainer = (self._make_trainer() if epochs is None
-                   else self._make_trainer(epochs=epochs, early_stopping=False))
+        if epochs is not None:
+            trainer = self._make_trainer(epochs=epochs, early_stopping=False)
+        elif trial.cv_scores:  # as its folds trained
+            trainer = self._make_trainer(epochs=self._n_finalist_epochs())
+        else:
+            trainer = self._make_trainer()
         result = trainer.train([candidate], data, int(rng.integers(2**31 - 1)))[0]
         if result.status != "ok":
             raise RuntimeError(f"Refitting {trial.architecture} failed: {result.message}")

@@ -113,6 +113,10 @@ def _add_search(p):
                         "'none' for the search's holdout alone")
     p.add_argument("--n-finalists", type=int, metavar="N",
                    help="candidates re-scored by --cv (default 5)")
+    p.add_argument("--finalist-epochs", type=_finalist_epochs, metavar="N",
+                   help="training epochs of the re-scored finalists and so of the refit: "
+                        "'auto' (the default: 3 times --epochs), a number, or 'none' for "
+                        "--epochs")
     p.add_argument("--early-stopping", action="store_true",
                    help="stop each candidate when its validation loss stops improving, "
                         "keep its best epoch, and refit for that many epochs (default: "
@@ -276,6 +280,17 @@ def _cv(text):
             f"expected 'auto', 'none' or a number of folds, got {text!r}") from None
 
 
+def _finalist_epochs(text):
+    """``--finalist-epochs``: 'auto', 'none' or a number (the estimator validates it)."""
+    if text in ("auto", "none"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto', 'none' or a number of epochs, got {text!r}") from None
+
+
 def _estimator_params(args):
     params = {"controller_epochs": args.controller_epochs, "samples_per_epoch": args.samples_per_epoch,
               "screen_factor": args.screen_factor,
@@ -285,6 +300,7 @@ def _estimator_params(args):
               "max_layers": args.max_layers, "baseline": args.baseline, "max_time": args.max_time,
               "n_jobs": args.n_jobs, "log_dir": args.log_dir,
               "cv": args.cv, "n_finalists": args.n_finalists,
+              "finalist_epochs": args.finalist_epochs,
               "early_stopping": True if args.early_stopping else None,
               "ensemble_size": args.ensemble_size}
     params = {k: v for k, v in params.items() if v is not None}
@@ -302,8 +318,9 @@ def _estimator_params(args):
             if name in params:
                 spec[name] = params.pop(name)
         params["space"] = SearchSpace(**spec)
-    if params.get("cv") == "none":
-        params["cv"] = None
+    for name in ("cv", "finalist_epochs"):
+        if params.get(name) == "none":
+            params[name] = None
     return dict(params, random_state=args.random_state, verbose=0 if args.quiet else args.verbose)
 
 

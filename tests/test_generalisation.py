@@ -150,8 +150,8 @@ def test_a_splitter_object_is_used_as_given(small, tiny):
 
 def test_the_refit_trains_for_the_epochs_the_curves_chose(small, tiny):
     X, y = small
-    params = {**tiny, "epochs": 30, "learning_rate": 0.05, "early_stopping": True,
-              "n_iter_no_change": 2}
+    params = {**tiny, "epochs": 30, "finalist_epochs": 30, "learning_rate": 0.05,
+              "early_stopping": True, "n_iter_no_change": 2}
     clf = MLPNASClassifier(**params, cv=None).fit(X, y)
     assert clf.refit_epochs_ == clf.search_results_["best_epoch"][clf.best_index_] < 30
     cv = MLPNASClassifier(**params, cv=3, n_finalists=2).fit(X, y)
@@ -225,6 +225,9 @@ def test_ensemble_parameters_are_checked_before_training(tiny, monkeypatch):
     for bad in (-1, 2.5, "3"):
         with pytest.raises(InvalidParameterError, match="ensemble_size"):
             MLPNASClassifier(**tiny, ensemble_size=bad).fit(X, y)
+    for bad in (0, -3, 2.5, "long"):
+        with pytest.raises(InvalidParameterError, match="finalist_epochs"):
+            MLPNASClassifier(**tiny, finalist_epochs=bad).fit(X, y)
     with pytest.raises(ValueError, match="ensemble_size > 0 .* set cv"):
         MLPNASClassifier(**tiny, ensemble_size=3, cv=None).fit(X, y)
 
@@ -267,7 +270,8 @@ def test_the_command_line_serves_an_ensemble(tmp_path):
         [sys.executable, "-m", "sknas", "search", "--controller-epochs", "1",
          "--samples-per-epoch", "3", "--epochs", "2", "--controller-train-steps", "1",
          "--units", "4", "8", "--activations", "relu", "tanh", "--cv", "3",
-         "--n-finalists", "3", "--ensemble-size", "4", "--early-stopping"],
+         "--n-finalists", "3", "--finalist-epochs", "4", "--ensemble-size", "4",
+         "--early-stopping"],
         capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "(cross-validated score 0." in out.stdout
@@ -279,6 +283,16 @@ def test_the_command_line_serves_an_ensemble(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sknas", "search", "--cv", "many"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert bad.returncode == 2 and "--cv" in bad.stderr
+
+
+def test_the_command_line_sets_the_finalists_epochs(capsys):
+    from sknas._cli import _estimator_params, _parser
+    for text, value in (("4", 4), ("none", None), ("auto", "auto")):
+        args = _parser().parse_args(["search", "--finalist-epochs", text])
+        assert _estimator_params(args)["finalist_epochs"] == value
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["search", "--finalist-epochs", "many"])
+    assert "--finalist-epochs" in capsys.readouterr().err
 
 
 def test_a_regressor_ensemble_predicts_in_original_units(tiny, tmp_path):
@@ -323,3 +337,35 @@ def test_the_tutorials_choice_is_the_best_holdout_reward_for_a_fixed_count(small
     assert np.isnan(res["cv_score"]).all() and (res["ensemble_weight"] == 0).all()
     assert clf.refit_epochs_ == 3 and clf.cv_time_ == 0
     assert clf.controller_history_["baseline"][0] == 0.5
+
+
+def test_the_finalists_train_finalist_epochs_and_the_refit_matches(small, tiny):
+    X, y = small
+    budget = dict(tiny, epochs=2, cv=3, n_finalists=2)
+    for finalist_epochs, expected in ((5, 5), (None, 2), ("auto", 6)):
+        clf = MLPNASClassifier(**budget, finalist_epochs=finalist_epochs).fit(X, y)
+        assert clf.refit_epochs_ == expected, finalist_epochs
+        # the search's candidates still train ``epochs``
+        assert (clf.search_results_["best_epoch"] == 2).all()
+    # without cross-validated finalists the refit trains as the search did
+    assert MLPNASClassifier(**dict(budget, cv=None), finalist_epochs=5).fit(X, y).refit_epochs_ == 2
+
+
+def test_ensemble_members_refit_side_by_side_as_each_would_alone(small):
+    from sknas._trial import Trial
+    X, y = small
+    X = X.astype(np.float32)
+    clf = MLPNASClassifier(batch_size=16)
+    data = CandidateData(X, y.astype(np.int32), np.ones(len(y), np.float32), X[:0], y[:0],
+                         np.ones(0, np.float32), 2)
+    trials = [Trial(index=k, controller_epoch=0, arch=(), architecture=str(k), layers=lay,
+                    n_params=0, cv_scores=[0.5], cv_best_epoch=epochs)
+              for k, (lay, epochs) in enumerate([(LAYERS[0], 3), (LAYERS[1], 3), (LAYERS[1], 1)])]
+    together = clf._refit_together(trials, data, seed=5)
+    for trial in trials:
+        alone = clf._refit_together([trial], data, seed=5)[trial.index]
+        assert _same(together[trial.index], alone)
+    # each member trains for its own folds' epochs, from its own fresh start
+    assert not _same(together[1], together[2])
+    init, _ = clf._fresh_start(trials[2], data, 5)
+    assert not _same(together[2], init)
