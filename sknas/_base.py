@@ -140,10 +140,12 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         Training epochs of the finalists' folds, and so of the refit winner
         and ensemble members when they were cross-validated (the refit trains
         as long as what was scored). The search ranks its many candidates on
-        ``epochs`` (a cheap score); the few finalists train to convergence.
+        ``epochs`` (a cheap score); the few finalists train longer.
         ``None``: ``epochs`` (the tutorial's single length). ``'auto'``:
-        three times ``epochs`` (30 by default), chosen from measurements (see
-        the generalisation guide). With early stopping a fold stops sooner
+        three times ``epochs`` (30 by default) for :class:`MLPNASClassifier`,
+        ``epochs`` for :class:`MLPNASRegressor` (whose small tables overfit
+        with longer training), chosen from measurements (see the
+        generalisation guide). With early stopping a fold stops sooner
         and the refit trains for its folds' mean best epoch. No effect when
         no finalist is cross-validated (``cv=None``, or ``cv='auto'`` on
         large data without an ensemble).
@@ -157,10 +159,9 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         ``model_`` averages their outputs with those weights (one Keras
         model). Needs cross-validated finalists: with ``cv='auto'`` 5 folds
         are used whatever the data size, ``cv=None`` is an error. ``'auto'``:
-        10 for :class:`MLPNASRegressor` and 0 for :class:`MLPNASClassifier`
-        (chosen from measurements on the benchmark suite: averaging helped
-        the regressor's test R^2 by 0.016 and the classifier's accuracy by
-        less than its noise), and 0 whenever ``cv=None`` or ``refit=False``.
+        10, and 0 whenever ``cv=None`` or ``refit=False`` (chosen from
+        measurements on the benchmark suite, with ``finalist_epochs``: see
+        the generalisation guide).
     validation_fraction : float, default=0.1
         Fraction of the training rows held out once per fit (stratified for
         the classifier) to score every candidate.
@@ -372,10 +373,9 @@ class BaseMLPNAS(BaseEstimator):
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
                  early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=5,
                  finalist_epochs="auto", ensemble_size="auto", validation_fraction=0.1,
-                 reward="weighted",
-                 weight_sharing=True, trainer="population", n_jobs=None, error_score=np.nan, max_time=None,
-                 max_candidates=None, refit=True, log_dir=None, resume=None,
-                 random_state=None, verbose=0):
+                 reward="weighted", weight_sharing=True, trainer="population", n_jobs=None,
+                 error_score=np.nan, max_time=None, max_candidates=None, refit=True,
+                 log_dir=None, resume=None, random_state=None, verbose=0):
         self.units = units
         self.activations = activations
         self.dropout_rate = dropout_rate
@@ -548,8 +548,8 @@ class BaseMLPNAS(BaseEstimator):
             return self._kfold(int(cv), seed)
         return check_cv(cv, y, classifier=is_classifier(self))
 
-    #: what ``ensemble_size='auto'`` means for this estimator (see its docstring)
-    _auto_ensemble_size = 0
+    #: what ``ensemble_size='auto'`` means (see its docstring)
+    _auto_ensemble_size = 10
 
     def _n_members(self):
         """``ensemble_size`` with ``'auto'`` resolved."""

@@ -115,16 +115,15 @@ def _add_search(p):
                    help="candidates re-scored by --cv (default 5)")
     p.add_argument("--finalist-epochs", type=_finalist_epochs, metavar="N",
                    help="training epochs of the re-scored finalists and so of the refit: "
-                        "'auto' (the default: 3 times --epochs), a number, or 'none' for "
-                        "--epochs")
+                        "'auto' (the default: 3 times --epochs for classification, --epochs "
+                        "for regression), a number, or 'none' for --epochs")
     p.add_argument("--early-stopping", action="store_true",
                    help="stop each candidate when its validation loss stops improving, "
                         "keep its best epoch, and refit for that many epochs (default: "
                         "only when the encoded table is sparse)")
     p.add_argument("--ensemble-size", type=int, metavar="N",
                    help="serve an ensemble of the finalists chosen greedily in N picks; "
-                        "0: the single winner (default: 10 for regression, 0 for "
-                        "classification)")
+                        "0: the single winner (default 10)")
     p.add_argument("--random-state", type=int, default=0, metavar="N",
                    help="seed of the split and the search (default 0)")
     p.add_argument("--n-jobs", type=int, metavar="N", help="parallel candidate training")

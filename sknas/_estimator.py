@@ -86,10 +86,9 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
                  early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=5,
                  finalist_epochs="auto", ensemble_size="auto", validation_fraction=0.1,
-                 reward="weighted",
-                 weight_sharing=True, trainer="population", n_jobs=None, error_score=np.nan,
-                 max_time=None, max_candidates=None, class_weight=None, refit=True, log_dir=None,
-                 resume=None, random_state=None, verbose=0):
+                 reward="weighted", weight_sharing=True, trainer="population", n_jobs=None,
+                 error_score=np.nan, max_time=None, max_candidates=None, class_weight=None,
+                 refit=True, log_dir=None, resume=None, random_state=None, verbose=0):
         super().__init__(
             units=units, activations=activations, dropout_rate=dropout_rate,
             max_layers=max_layers, space=space, controller_epochs=controller_epochs,
@@ -234,7 +233,8 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
 """)
 
     _target_validation = {"multi_output": True, "y_numeric": True}
-    _auto_ensemble_size = 10  # ensemble_size="auto": see BaseMLPNAS._n_members
+    #: finalist_epochs='auto' is ``epochs`` for the regressor (see BaseMLPNAS._n_finalist_epochs)
+    _auto_finalist_factor = 1
 
     # ---------------------------------------------------------------- target
     def _check_target_kind(self, y):

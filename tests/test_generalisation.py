@@ -138,8 +138,11 @@ def test_auto_cv_applies_to_small_data_only(small, tiny, monkeypatch):
     X, y = small
     clf = MLPNASClassifier(**{**tiny, "cv": "auto"}).fit(X, y)   # 24-row holdout: 5 folds
     assert "split4_score" in clf.search_results_ and "split5_score" not in clf.search_results_
-    # a holdout of 1,000 rows or more ranks well enough: no cross-validation
-    assert MLPNASClassifier(cv="auto")._cv_splitter(np.zeros(20000, int) % 2, 1000, 0) is None
+    # a holdout of 1,000 rows or more ranks well enough: no cross-validation, unless the
+    # ensemble (the default) needs the finalists' out-of-fold predictions
+    y_big = np.arange(20000) % 2
+    assert MLPNASClassifier(cv="auto", ensemble_size=0)._cv_splitter(y_big, 1000, 0) is None
+    assert MLPNASClassifier(cv="auto")._cv_splitter(y_big, 1000, 0).get_n_splits() == 5
 
 
 def test_a_splitter_object_is_used_as_given(small, tiny):
@@ -232,7 +235,7 @@ def test_ensemble_parameters_are_checked_before_training(tiny, monkeypatch):
         MLPNASClassifier(**tiny, ensemble_size=3, cv=None).fit(X, y)
 
 
-def test_auto_ensemble_size_is_an_ensemble_for_the_regressor_only(tiny):
+def test_auto_ensemble_size_is_an_ensemble_of_ten_picks(tiny):
     from sknas import MLPNASRegressor
     X = np.random.default_rng(0).normal(size=(120, 3))
     y = X[:, 0] - X[:, 1] ** 2
@@ -242,8 +245,10 @@ def test_auto_ensemble_size_is_an_ensemble_for_the_regressor_only(tiny):
     weights = reg.search_results_["ensemble_weight"]
     assert weights.sum() == pytest.approx(1.0) and hasattr(reg, "ensemble_score_")
     assert dict(reg.ensemble_weights_) == {i: w for i, w in enumerate(weights) if w > 0}
+    assert np.allclose(weights * 10, np.round(weights * 10))         # picks out of 10
     clf = MLPNASClassifier(**budget).fit(X, y > np.median(y))
-    assert (clf.search_results_["ensemble_weight"] == 0).all() and not clf.ensemble_weights_
+    weights = clf.search_results_["ensemble_weight"]
+    assert weights.sum() == pytest.approx(1.0) and np.allclose(weights * 10, np.round(weights * 10))
     # 'auto' without cross-validated finalists or without a refit: the single winner
     for params in (dict(cv=None), dict(refit=False)):
         single = MLPNASRegressor(**dict(budget, **params)).fit(X, y)
@@ -347,6 +352,9 @@ def test_the_finalists_train_finalist_epochs_and_the_refit_matches(small, tiny):
         assert clf.refit_epochs_ == expected, finalist_epochs
         # the search's candidates still train ``epochs``
         assert (clf.search_results_["best_epoch"] == 2).all()
+    # the regressor's 'auto' is ``epochs``: longer training overfit its small tables
+    reg = MLPNASRegressor(**budget, ensemble_size=0).fit(X, X[:, 0] - X[:, 1])
+    assert reg.refit_epochs_ == 2 and MLPNASRegressor(epochs=7)._n_finalist_epochs() == 7
     # without cross-validated finalists the refit trains as the search did
     assert MLPNASClassifier(**dict(budget, cv=None), finalist_epochs=5).fit(X, y).refit_epochs_ == 2
 

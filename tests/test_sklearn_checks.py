@@ -17,7 +17,9 @@ from conftest import TINY
 #: The tiny budget, with enough epochs per candidate (they are cheap: the loop
 #: over epochs runs inside one graph) for the accuracy checks
 #: (check_classifiers_train, check_class_weight_classifiers).
-BUDGET = dict(TINY, epochs=20, cv="auto")  # the default: finalists cross-validated
+#: The default after the search (finalists cross-validated, an ensemble of them), with the
+#: finalists trained as long as the candidates: 'auto' would triple every check's folds.
+BUDGET = dict(TINY, epochs=20, cv="auto", finalist_epochs=20)
 
 #: Check name -> why it cannot pass. Keep in sync with docs/sklearn.rst.
 EXPECTED_FAILED_CHECKS = {
