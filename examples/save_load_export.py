@@ -1,10 +1,12 @@
-"""Save, load and export the winner of a search.
+"""Save, load and export the model a search serves.
 
 Three ways to keep a fitted search:
 
 1. ``joblib.dump`` the whole pipeline (the estimator pickles its Keras model
    as a ``.keras`` archive) and ``joblib.load`` it back;
-2. ``export_model`` writes the refit winner as a plain ``.keras`` file that
+2. ``export_model`` writes the served model (by default the ensemble of the
+   refit finalists, averaged inside one Keras model; with
+   ``ensemble_size=0`` the refit winner) as a plain ``.keras`` file that
    loads with ``keras.models.load_model`` and no sknas at all; its outputs
    are the class probabilities in the order of ``classes_`` (one sigmoid unit
    for a binary problem), and it expects the features already scaled.
@@ -42,7 +44,7 @@ loaded = joblib.load("wine_search.joblib")
 same = np.array_equal(loaded.predict(X_test), model.predict(X_test))
 print(f"wine_search.joblib: reloaded predictions identical: {same}")
 
-# 2. the winner alone, as a plain Keras file
+# 2. the served model alone, as a plain Keras file
 search.export_model("wine_winner.keras")
 keras_model = keras.models.load_model("wine_winner.keras")
 X_scaled = model[0].transform(X_test).astype("float32")

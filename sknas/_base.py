@@ -242,7 +242,8 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
         its reward (validation accuracy or R^2, as ``reward`` combines the
         epochs).
     model_ : keras.Model
-        The refit winner.
+        The served model: the refit winner, or with an ensemble one Keras
+        model averaging the refit members' outputs with their weights.
 {task_attributes}
     n_features_in_ : int
         Number of features seen during fit.
@@ -276,9 +277,10 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
         Seconds spent cross-validating the finalists (0 when ``cv`` did not
         apply).
     refit_epochs_ : int
-        Epochs the refit trained the winner for: its best epoch with
-        early stopping (the mean over its folds when cross-validated),
-        else ``epochs``.
+        Epochs the refit trained the winner for: as long as it was scored,
+        that is ``finalist_epochs`` when it was cross-validated, else
+        ``epochs``; with early stopping, its best epoch (the mean over its
+        folds when cross-validated).
     early_stopping_ : bool
         Whether candidates were early-stopped (``early_stopping`` with
         ``'auto'`` resolved).
@@ -934,8 +936,10 @@ class BaseMLPNAS(BaseEstimator):
             self.model_ = _model_from_bytes(data)
 
     def export_model(self, path):
-        """Write the refit winner as a plain ``.keras`` file.
+        """Write the served model as a plain ``.keras`` file.
 
+        The served model is ``model_``: the refit winner, or the ensemble of
+        refit finalists (one Keras model averaging them with their weights).
         The file loads with ``keras.models.load_model(path)`` and no custom
         objects. A classifier's outputs are probabilities (one sigmoid unit
         for binary problems) for classes in the order of ``classes_``; a
@@ -957,7 +961,7 @@ class BaseMLPNAS(BaseEstimator):
         return path
 
     def save_model(self, path):
-        """Write the refit winner and its metadata to the folder ``path``, without pickle.
+        """Write the served model and its metadata to the folder ``path``, without pickle.
 
         The folder holds ``model.keras`` and ``sknas_model.json`` (the task,
         classes with their dtype or the targets' shape, feature names,
