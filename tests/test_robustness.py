@@ -296,8 +296,11 @@ def test_resume_refuses_different_settings_or_data(tmp_path, blobs, tiny):
         MLPNASClassifier(**{**tiny, "epochs": 3}, resume=run_dir).fit(*blobs)
     with pytest.raises(ValueError, match="training data .* differs"):
         MLPNASClassifier(**tiny, resume=run_dir).fit(blobs[0] + 1, blobs[1])
-    more = MLPNASClassifier(**{**tiny, "controller_epochs": 2}, resume=run_dir).fit(*blobs)
+    # what acts after the search may differ: here the finalists' cross-validation and length
+    more = MLPNASClassifier(**{**tiny, "controller_epochs": 2, "cv": 3, "finalist_epochs": 4},
+                            resume=run_dir).fit(*blobs)
     assert list(more.search_results_["controller_epoch"]) == [0, 0, 1, 1]
+    assert more.refit_epochs_ == 4 and np.isfinite(more.search_results_["cv_score"]).any()
 
 
 # ------------------------------------------------------------- 5. safe files
