@@ -413,9 +413,10 @@ def _summarise(args, pipe, X_test, y_test, y_train=None):
     members = getattr(search, "ensemble_weights_", {})
     served = "ensemble" if len(members) > 1 else "winner"
     if len(members) > 1:
+        ranks = search.search_results_["rank"]
         print(f"served: an ensemble of {len(members)} finalists, weights "
-              + ", ".join(f"{w:.2f}" for w in members.values())
-              + f" (out-of-fold score {search.ensemble_score_:.4f})")
+              + ", ".join(f"{members[i]:.2f}" for i in sorted(members, key=lambda i: ranks[i]))
+              + f" in rank order (out-of-fold score {search.ensemble_score_:.4f})")
     if hasattr(search, "y_mean_"):  # a regressor
         r2, rmse = _r2_rmse(y_test, pipe.predict(X_test))
         r2_mean, rmse_mean = _r2_rmse(y_test, [float(y_train.mean())] * len(y_test))
