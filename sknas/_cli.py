@@ -107,13 +107,13 @@ def _add_search(p):
                         "controller epoch's mean reward) or a number, such as the tutorial's 0.5")
     p.add_argument("--max-time", type=float, metavar="SECONDS",
                    help="stop the search after this time, then refit the best so far")
-    p.add_argument("--cv", type=_cv, metavar="K",
+    p.add_argument("--cv", type=_auto_none_or_int("folds"), metavar="K",
                    help="folds that re-score the best candidates: 'auto' (the default: 5 "
                         "when the validation split has under 1,000 rows), a number, or "
                         "'none' for the search's holdout alone")
     p.add_argument("--n-finalists", type=int, metavar="N",
                    help="candidates re-scored by --cv (default 5)")
-    p.add_argument("--finalist-epochs", type=_finalist_epochs, metavar="N",
+    p.add_argument("--finalist-epochs", type=_auto_none_or_int("epochs"), metavar="N",
                    help="training epochs of the re-scored finalists and so of the refit: "
                         "'auto' (the default: 3 times --epochs for classification, --epochs "
                         "for regression), a number, or 'none' for --epochs")
@@ -268,26 +268,18 @@ def _baseline(text):
             f"expected 'ema', 'batch' or a number, got {text!r}") from None
 
 
-def _cv(text):
-    """``--cv``: 'auto', 'none' or a number of folds (the estimator validates it)."""
-    if text in ("auto", "none"):
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected 'auto', 'none' or a number of folds, got {text!r}") from None
-
-
-def _finalist_epochs(text):
-    """``--finalist-epochs``: 'auto', 'none' or a number (the estimator validates it)."""
-    if text in ("auto", "none"):
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected 'auto', 'none' or a number of epochs, got {text!r}") from None
+def _auto_none_or_int(what):
+    """An argparse type taking 'auto', 'none' or a number of ``what`` (the
+    estimator validates the number): ``--cv``, ``--finalist-epochs``."""
+    def parse(text):
+        if text in ("auto", "none"):
+            return text
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected 'auto', 'none' or a number of {what}, got {text!r}") from None
+    return parse
 
 
 def _estimator_params(args):
