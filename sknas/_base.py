@@ -192,8 +192,9 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         every candidate) from the shared weights, or from its folds' fresh
         initialisation when it won a cross-validation. If False, ``model_``
         is the best candidate trained on the search's split: as the search
-        trained it, or trained again (from its folds' fresh initialisation)
-        when cross-validation chose another winner than the holdout did.
+        trained it, or trained again as its folds trained (from their fresh
+        initialisation, for ``finalist_epochs``) when cross-validation chose
+        another winner than the holdout did.
     log_dir : str or path, default=None
         Each ``fit`` writes a new run folder under this directory: trials as
         JSON lines appended as each candidate ends, controller history,
