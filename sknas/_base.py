@@ -816,8 +816,9 @@ class BaseMLPNAS(BaseEstimator):
         """Refit cross-validated ``trials`` on ``data`` as :meth:`_train` refits
         one (from its folds' fresh initialisation, for its folds' mean best
         epoch, without early stopping), side by side: one population per
-        number of epochs, whose row order depends on that number only, so a
-        member trains the same with or without the others. Returns
+        number of epochs, whose row order depends on that number only, so
+        with the population trainer a member trains the same with or without
+        the others. Returns
         ``{trial.index: weights}``."""
         groups = {}
         for trial in trials:
