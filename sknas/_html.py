@@ -174,7 +174,10 @@ def _page_from_estimator(estimator, held_out_score):
     results = _columns(est.search_results_)
     run_dir = getattr(est, "run_dir_", None)
     times = [("search time", _seconds(getattr(est, "search_time_", None))),
+             ("cross-validation time", _seconds(getattr(est, "cv_time_", None))),
              ("refit time", _seconds(getattr(est, "refit_time_", None)))]
+    if getattr(est, "refit_epochs_", None) is not None:
+        times.append(("refit epochs", est.refit_epochs_))
     source = f"fitted {type(est).__name__}" + (f" (run folder {run_dir})" if run_dir else "")
     return _Page(title=f"sknas search report: {type(est).__name__}", source=source,
                  results=results, history=_columns(getattr(est, "controller_history_", {})),

@@ -473,6 +473,8 @@ def test_estimator_report_of_a_fitted_estimator_and_a_pipeline(searched, tmp_pat
     text = estimator_report(clf, held_out_score=0.9)
     assert len(leaderboard_rows(text)) == N_CANDIDATES
     assert "search time</th><td>" in text and "refit time</th><td>" in text
+    assert "cross-validation time</th><td>" in text
+    assert f"refit epochs</th><td>{clf.refit_epochs_}</td>" in text
     assert "held-out score</th><td>0.9000" in text
     assert "status</th><td>finished" in text
     pipe = make_pipeline(FunctionTransformer(), clf)
