@@ -464,6 +464,11 @@ class _Net:
     gamma, beta, moving mean and moving variance with batch normalisation:
     the moving statistics get a zero gradient (Adam leaves them exactly as
     they are) and are written by :meth:`_Population.apply` after each step.
+
+    In training the passes are generators (:meth:`forward_steps`,
+    :meth:`backward_steps`) that hand each batch normalisation to
+    :func:`train_passes` and :func:`backward_passes`, which normalise the
+    layers of all the population's nets together (:class:`_BatchNormRound`).
     """
 
     def __init__(self, layers, n_features, head, seed):
@@ -505,6 +510,12 @@ class _Net:
     def forward(self, params, x, step=None):
         """Logits and what :meth:`backward` needs. ``step`` given: training
         mode (dropout, batch statistics); else inference mode."""
+        return train_passes([self], [params], x, step)[0]
+
+    def forward_steps(self, params, x, step=None):
+        """Generator of the forward pass: it yields ``(z, gamma, beta)`` for
+        each batch normalisation in training mode and is sent back ``(output,
+        norm)``; it returns ``(logits, tape)``."""
         tape = []
         for op in self.ops:
             if op[0] == "dense":
@@ -512,7 +523,10 @@ class _Net:
                 z = tf.nn.bias_add(_matmul(x, layer[0]), layer[1])
                 norm = None
                 if len(layer) > 2:
-                    z, norm = _batch_norm(z, layer, training=step is not None)
+                    if step is None:
+                        z = _batch_norm_inference(z, layer)
+                    else:
+                        z, norm = yield z, layer[2], layer[3]
                 a = _activation(op[2])(z)
                 tape.append((x, z, a, norm))
                 x = a
@@ -526,7 +540,8 @@ class _Net:
     @staticmethod
     def batch_stats(tape):
         """The batch means and variances of a training pass, layer by layer."""
-        return [rec[3][2:4] for rec in tape[:-1] if len(rec) == 4 and rec[3] is not None]
+        return [rec[3][0].stats(rec[3][1]) for rec in tape[:-1]
+                if len(rec) == 4 and rec[3] is not None]
 
     def _dropout_mask(self, shape, rate, salt, step):
         """Keep-mask scaled by ``1 / (1 - rate)``, fixed by the net's seed and the step.
@@ -541,6 +556,12 @@ class _Net:
     def backward(self, params, tape, dlogits):
         """Flat gradient pieces (``sizes`` order) given d loss / d logits of
         a training pass; the moving statistics' pieces are zeros."""
+        return backward_passes([self], [params], [tape], [dlogits])[0]
+
+    def backward_steps(self, params, tape, dlogits):
+        """Generator of :meth:`backward`: it yields ``(dy, norm)`` for each
+        batch normalisation (last layer first) and is sent back ``(dz,
+        dgamma, dbeta)``; it returns the flat gradient pieces."""
         starts = np.cumsum([0] + self.counts)
         grads = [None] * int(starts[-1])
         grads[-2:] = _dense_grads(tape[-1][0], dlogits)
@@ -555,8 +576,8 @@ class _Net:
             k, at = op[1], starts[op[1]]
             dz = _activation_grad(op[2], z, a, dx)
             if norm is not None:
-                dz, dgamma, dbeta = _batch_norm_grad(norm, params[k][2], dz)
-                zeros = tf.zeros_like(dbeta)
+                dz, dgamma, dbeta = yield dz, norm
+                zeros = tf.zeros([self.shapes[k][1]])
                 grads[at + 2:at + 6] = [dgamma, dbeta, zeros, zeros]
             grads[at:at + 2] = _dense_grads(x_in, dz)
             if k > 0:
@@ -579,13 +600,17 @@ class _Net:
         return tf.reduce_sum(w * tf.cast(tf.equal(pred, y), tf.float32)) / total
 
 
-def _batch_norm(z, layer, training):
-    """Keras' ``BatchNormalization`` of ``z``: the output and, in training,
-    ``(normalised z, 1 / std, batch mean, batch variance)`` for the backward
-    pass and the moving statistics (the biased batch variance, as Keras)."""
+def _batch_norm_inference(z, layer):
+    """Keras' ``BatchNormalization`` of ``z`` in inference mode (moving statistics)."""
     _, _, gamma, beta, moving_mean, moving_var = layer
-    if not training:
-        return tf.nn.batch_normalization(z, moving_mean, moving_var, beta, gamma, BN_EPSILON), None
+    return tf.nn.batch_normalization(z, moving_mean, moving_var, beta, gamma, BN_EPSILON)
+
+
+def _batch_norm(z, gamma, beta):
+    """Keras' ``BatchNormalization`` of ``z`` in training mode: the output
+    and ``(normalised z, 1 / std, batch mean, batch variance)`` for the
+    backward pass and the moving statistics (the biased batch variance, as
+    Keras). Column by column, so ``z`` may hold several layers side by side."""
     mean = tf.reduce_mean(z, axis=0)
     centred = z - mean
     var = tf.reduce_mean(tf.square(centred), axis=0)
@@ -602,6 +627,134 @@ def _batch_norm_grad(norm, gamma, dy):
     dbeta = tf.reduce_sum(dy, axis=0)
     dz = (gamma * inv) * (dy - (dbeta + z_hat * dgamma) / n)
     return dz, dgamma, dbeta
+
+
+#: Each layer's columns in a :class:`_BatchNormRound` start at a multiple of
+#: this many floats (zero columns pad them): reductions over rows and
+#: element-wise kernels then take the same vector code path for a layer's
+#: columns whatever sits beside them, so a net's numbers do not depend on its
+#: population (64 bytes: the widest SIMD packet).
+_BN_ALIGN = 16
+
+
+class _BatchNormRound:
+    """Batch normalisation in training mode of several nets' layers at once.
+
+    Batch normalisation is column by column, so the layers of a population's
+    nets can be normalised as one wide matrix: one set of about ten kernels
+    per round instead of one per layer, which is most of batch
+    normalisation's cost for nets this small (each kernel's overhead, not
+    its arithmetic). :func:`train_passes` makes a round of the next batch
+    normalisation of every net that has one; :func:`backward_passes` takes
+    the rounds back in reverse order with the same members.
+
+    Parameters
+    ----------
+    requests : list of (z, gamma, beta)
+        Each layer's pre-normalisation values ``(rows, width)`` (the same
+        rows for all) and its scale and offset.
+    number : int
+        The round's place in the forward pass.
+    """
+
+    def __init__(self, requests, number):
+        self.number = number
+        self.widths = [int(z.shape[-1]) for z, _, _ in requests]
+        self.pads = [(-w) % _BN_ALIGN for w in self.widths]
+        self.rows = tf.shape(requests[0][0])[0]
+        self.gamma = self._join([g for _, g, _ in requests])
+        out, (self.z_hat, self.inv, mean, var) = _batch_norm(
+            self._join([z for z, _, _ in requests], rows=True), self.gamma,
+            self._join([b for _, _, b in requests]))
+        self.outputs, self.means, self.variances = (self._parts(t) for t in (out, mean, var))
+
+    def _join(self, pieces, rows=False):
+        """The pieces side by side, each followed by its zero padding."""
+        if len(pieces) == 1 and not self.pads[0]:
+            return pieces[0]
+        zeros, parts = {}, []
+        for x, pad in zip(pieces, self.pads):
+            parts.append(x)
+            if pad:
+                if pad not in zeros:
+                    zeros[pad] = tf.zeros(tf.stack([self.rows, pad]) if rows else [pad])
+                parts.append(zeros[pad])
+        return tf.concat(parts, axis=-1)
+
+    def _parts(self, joined):
+        """Each layer's columns of a joined tensor (the padding dropped)."""
+        if len(self.widths) == 1 and not self.pads[0]:
+            return [joined]
+        sizes = [n for w, pad in zip(self.widths, self.pads) for n in ((w, pad) if pad else (w,))]
+        parts = iter(tf.split(joined, sizes, axis=-1))
+        out = []
+        for pad in self.pads:
+            out.append(next(parts))
+            if pad:
+                next(parts)
+        return out
+
+    def stats(self, index):
+        """The batch mean and variance of member ``index``."""
+        return self.means[index], self.variances[index]
+
+    def backward(self, dys):
+        """``(dz, dgamma, dbeta)`` of each member given its ``dy``."""
+        dz, dgamma, dbeta = _batch_norm_grad((self.z_hat, self.inv), self.gamma,
+                                             self._join(dys, rows=True))
+        return list(zip(self._parts(dz), self._parts(dgamma), self._parts(dbeta)))
+
+
+def _drive(generators, serve):
+    """Run the passes' generators to their ends. ``serve`` takes the pending
+    requests ``{k: request}`` and answers some of them ``{k: answer}``;
+    each answered generator runs on to its next request. Returns the
+    generators' return values."""
+    results, pending = [None] * len(generators), {}
+
+    def advance(k, answer=None):
+        try:
+            pending[k] = generators[k].send(answer)
+        except StopIteration as stop:
+            results[k] = stop.value
+
+    for k in range(len(generators)):
+        advance(k)
+    while pending:
+        for k, answer in serve(pending).items():
+            del pending[k]
+            advance(k, answer)
+    return results
+
+
+def train_passes(nets, params, x, step=None):
+    """Each net's ``(logits, tape)`` on ``x``, batch normalisation shared:
+    each round normalises the next batch-normalised layer of every net that
+    has one (see :class:`_BatchNormRound`). ``step`` None: inference mode."""
+    rounds = []
+
+    def serve(pending):
+        keys = sorted(pending)
+        bn = _BatchNormRound([pending[k] for k in keys], len(rounds))
+        rounds.append(bn)
+        return {k: (out, (bn, i)) for i, (k, out) in enumerate(zip(keys, bn.outputs))}
+
+    return _drive([net.forward_steps(p, x, step) for net, p in zip(nets, params)], serve)
+
+
+def backward_passes(nets, params, tapes, dlogits):
+    """Each net's flat gradient pieces (see :meth:`_Net.backward`); the
+    batch normalisations are taken back round by round, last round first,
+    each with the members it had in :func:`train_passes`."""
+
+    def serve(pending):
+        bn = max((norm[0] for _, norm in pending.values()), key=lambda r: r.number)
+        keys = sorted(k for k, (_, norm) in pending.items() if norm[0] is bn)
+        assert [pending[k][1][1] for k in keys] == list(range(len(bn.widths)))
+        return dict(zip(keys, bn.backward([pending[k][0] for k in keys])))
+
+    return _drive([net.backward_steps(p, tape, d)
+                   for net, p, tape, d in zip(nets, params, tapes, dlogits)], serve)
 
 
 def _dense_grads(x, dz):
@@ -624,16 +777,17 @@ def _activation_grad(name, z, a, da):
 
 
 class _Group:
-    """Nets that share one Adam learning rate and weight decay: one flat
-    float32 vector of their weights (net by net, in ``sizes`` order) with
-    Adam's first and second moments beside it. Adam is element-wise, so one
-    ``ApplyAdam`` on the vector is each net's own Adam, and a NaN in one
-    net's slice stays there; one variable instead of eighteen per net keeps
-    the graph and its captures small."""
+    """Nets that share one Adam learning rate: one flat float32 vector of
+    their weights (net by net, in ``sizes`` order) with Adam's first and
+    second moments beside it. Adam is element-wise, so one ``ApplyAdam`` on
+    the vector is each net's own Adam, and a NaN in one net's slice stays
+    there; one variable instead of eighteen per net keeps the graph and its
+    captures small. Each net's weight decay is its own (``weight_decays``,
+    one per net): the decay is a vector too."""
 
-    def __init__(self, index, nets, weights, learning_rate, weight_decay):
+    def __init__(self, index, nets, weights, learning_rate, weight_decays):
         self.index, self.nets = index, nets
-        self.learning_rate, self.weight_decay = learning_rate, weight_decay
+        self.learning_rate = learning_rate
         # each net's slice is padded to a multiple of _ALIGN floats, so it sits at the
         # same place relative to SIMD packets in any population: ApplyAdam then takes
         # the same (vector or scalar) code path for its elements, and a net trains
@@ -647,10 +801,12 @@ class _Group:
         kinds = [k for net in nets for k in net.piece_kinds() + ["pad"]]
         # the kernels' decay per element (Keras: variable -= variable * wd * lr)
         self.decay = None
-        if weight_decay:
+        if any(weight_decays):
+            rates = [np.float32(wd) * np.float32(learning_rate) for net, wd in zip(nets, weight_decays)
+                     for _ in net.piece_kinds() + ["pad"]]
             self.decay = tf.constant(np.repeat(
-                [np.float32(weight_decay) * np.float32(learning_rate) if k == "kernel" else 0
-                 for k in kinds], self.sizes).astype(np.float32))
+                [rate if k == "kernel" else 0 for rate, k in zip(rates, kinds)],
+                self.sizes).astype(np.float32))
         # positions of the moving statistics (batch normalisation) in the vector
         self.stats_index = None
         starts = np.cumsum([0] + self.sizes[:-1])
@@ -719,25 +875,27 @@ class _Group:
 
 class _Population:
     """The trainable state of a population: its nets in groups of equal Adam
-    settings (see :class:`_Group`), one flat vector each.
+    learning rate (see :class:`_Group`), one flat vector each.
 
     A net's learning rate and weight decay are its own (its ``'optimizer'``
-    entry) or the trainer's; nets sharing them share one vector and one
-    ``ApplyAdam``, so a population of one setting is one vector.
+    entry) or the trainer's; nets sharing a learning rate share one vector
+    and one ``ApplyAdam`` whatever their decays, so a population of one
+    learning rate is one vector.
     """
 
     def __init__(self, nets, weights, learning_rate):
         self.nets = nets
-        keys = []
+        rates, decays = [], []
         for net in nets:
             lr, wd = net.settings
-            keys.append((learning_rate if lr is None else lr, 0.0 if wd is None else wd))
-        order = list(dict.fromkeys(keys))
+            rates.append(learning_rate if lr is None else lr)
+            decays.append(0.0 if wd is None else wd)
         self.groups = []
-        for key in order:
-            members = [k for k, kk in enumerate(keys) if kk == key]
+        for rate in dict.fromkeys(rates):
+            members = [k for k, r in enumerate(rates) if r == rate]
             self.groups.append(_Group(members, [nets[k] for k in members],
-                                      [weights[k] for k in members], *key))
+                                      [weights[k] for k in members], rate,
+                                      [decays[k] for k in members]))
 
     def make_best(self):
         for g in self.groups:
@@ -1077,10 +1235,9 @@ class PopulationTrainer:
             xb, yb, wb = rows[0](lo, hi), rows[1][lo:hi], rows[2][..., lo:hi]
             scale = wb / tf.cast(hi - lo, tf.float32)
             params = pop.split()
-            passes = [net.forward(p, xb, first_step + s) for net, p in zip(nets, params)]
+            passes = train_passes(nets, params, xb, first_step + s)
             losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].head)
-            grads = [net.backward(p, tape, d) for net, p, (_, tape), d
-                     in zip(nets, params, passes, dlogits)]
+            grads = backward_passes(nets, params, [tape for _, tape in passes], dlogits)
             b1p, b2p = b1p * 0.9, b2p * 0.999
             pop.apply(grads, [_Net.batch_stats(tape) for _, tape in passes], b1p, b2p)
             bad = tf.logical_or(bad, tf.logical_not(tf.math.is_finite(losses)))
