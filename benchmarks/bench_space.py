@@ -100,22 +100,35 @@ def run(table, data, seed, variant, candidates):
             "winner": est.best_architecture_}
 
 
+def candidate_data(data, shuffle=False, trainer=None):
+    """The training part of a table's split, preprocessed, as the trainer's
+    ``CandidateData`` with the first 10% of rows (after a fixed shuffle if
+    ``shuffle``) as holdout. ``trainer``: the ``_trainer`` module to build it
+    with (default: this checkout's)."""
+    if trainer is None:
+        from sknas import _trainer as trainer
+    X_tr, _, y_tr, _ = data
+    Xt = suite.preprocessor(X_tr).fit_transform(X_tr)
+    Xt = np.asarray(Xt.toarray() if hasattr(Xt, "toarray") else Xt, np.float32)
+    classes, y = np.unique(np.asarray(y_tr), return_inverse=True)
+    if shuffle:
+        perm = np.random.default_rng(0).permutation(len(y))
+        Xt, y = Xt[perm], y[perm]
+    y = y.astype(np.int32)
+    n_val = max(1, len(y) // 10)
+    ones = np.ones(len(y), np.float32)
+    return trainer.CandidateData(Xt[n_val:], y[n_val:], ones[n_val:], Xt[:n_val], y[:n_val],
+                                 ones[:n_val], len(classes))
+
+
 def speed(table, data, repeats=3, n=30):
     """Seconds per trained candidate of random architectures of each space, in
     populations of 10 as a search trains them, the spaces interleaved in one
     process (so load changes hit both): ``{space: [s per candidate per repeat]}``."""
     from sknas import SearchSpace
     from sknas._random_search import RandomStrategy
-    from sknas._trainer import CandidateData, PopulationTrainer, initial_weights
-    X_tr, _, y_tr, _ = data
-    Xt = suite.preprocessor(X_tr).fit_transform(X_tr)
-    Xt = np.asarray(Xt.toarray() if hasattr(Xt, "toarray") else Xt, np.float32)
-    classes, y = np.unique(np.asarray(y_tr), return_inverse=True)
-    y = y.astype(np.int32)
-    n_val = max(1, len(y) // 10)
-    ones = np.ones(len(y), np.float32)
-    cd = CandidateData(Xt[n_val:], y[n_val:], ones[n_val:], Xt[:n_val], y[:n_val], ones[:n_val],
-                       len(classes))
+    from sknas._trainer import PopulationTrainer, initial_weights
+    cd = candidate_data(data)
     out = {}
     for rep in range(repeats):
         for name in ("tutorial", "extended"):
@@ -158,18 +171,9 @@ def reliability(data, n=60):
     from sklearn.model_selection import KFold, cross_val_predict
     from sknas import SearchSpace
     from sknas._random_search import RandomStrategy
-    from sknas._trainer import CandidateData, PopulationTrainer, initial_weights
+    from sknas._trainer import PopulationTrainer, initial_weights
     from sknas._trial import reward_from_scores
-    X_tr, _, y_tr, _ = data
-    Xt = suite.preprocessor(X_tr).fit_transform(X_tr)
-    Xt = np.asarray(Xt.toarray() if hasattr(Xt, "toarray") else Xt, np.float32)
-    classes, y = np.unique(np.asarray(y_tr), return_inverse=True)
-    perm = np.random.default_rng(0).permutation(len(y))
-    Xt, y = Xt[perm], y[perm].astype(np.int32)
-    n_val = max(1, len(y) // 10)
-    ones = np.ones(len(y), np.float32)
-    cd = CandidateData(Xt[n_val:], y[n_val:], ones[n_val:], Xt[:n_val], y[:n_val], ones[:n_val],
-                       len(classes))
+    cd = candidate_data(data, shuffle=True)
     space = SearchSpace.from_preset("extended")
     archs, _ = RandomStrategy(space).sample(n, np.random.default_rng(0))
     layers = [space.layers(a) for a in archs]

@@ -38,6 +38,7 @@ sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 
 import suite  # noqa: E402
+from bench_space import candidate_data  # noqa: E402
 
 
 def old_trainer(rev, where):
@@ -49,20 +50,6 @@ def old_trainer(rev, where):
     os.rename(os.path.join(where, "sknas"), os.path.join(where, "sknas_old"))
     sys.path.insert(0, where)
     return importlib.import_module("sknas_old._trainer")
-
-
-def candidate_data(module, table):
-    """The table's training rows as ``module.CandidateData`` (10% holdout)."""
-    X, y, _ = suite.load(table, "classification")
-    X_tr, _, y_tr, _ = suite.split(X, y, "classification")
-    Xt = suite.preprocessor(X_tr).fit_transform(X_tr)
-    Xt = np.asarray(Xt.toarray() if hasattr(Xt, "toarray") else Xt, np.float32)
-    classes, yy = np.unique(np.asarray(y_tr), return_inverse=True)
-    yy = yy.astype(np.int32)
-    n_val = max(1, len(yy) // 10)
-    ones = np.ones(len(yy), np.float32)
-    return module.CandidateData(Xt[n_val:], yy[n_val:], ones[n_val:], Xt[:n_val], yy[:n_val],
-                                ones[:n_val], len(classes))
 
 
 def seconds_per_candidate(module, data, space, archs, rep):
@@ -96,7 +83,10 @@ def main(argv=None):
         print("| table | extended s/candidate, old | new | new / old, extended | new / old, tutorial "
               "| extended / tutorial, old | new |\n|---|---|---|---|---|---|---|")
         for table in args.tables:
-            data = {"old": candidate_data(old, table), "new": candidate_data(new, table)}
+            X, y, _ = suite.load(table, "classification")
+            split = suite.split(X, y, "classification")
+            data = {"old": candidate_data(split, trainer=old),
+                    "new": candidate_data(split, trainer=new)}
             t = {}
             for rep in range(args.repeats):
                 for preset in ("tutorial", "extended"):
