@@ -37,12 +37,14 @@ def adam(lr, wd):
 
 
 #: Batch normalisation on the first, the second or both layers, each with its own
-#: learning rate and decay, beside nets without either (the trainer's own settings).
+#: learning rate and decay, beside nets without either (the trainer's own settings);
+#: the nets of learning rate 0.003 share one Adam vector with different decays.
 ARCHS = [
     [adam(0.003, 0.1), dense(16, "relu", bn=True), dense(8, "tanh")],
     [adam(0.01, 0.0), dense(8, "elu", bn=True), dense(8, "sigmoid", bn=True)],
     [dense(8, "elu")],
     [adam(0.003, 0.1), dense(12, "sigmoid"), dense(6, "relu", bn=True)],
+    [adam(0.003, 0.0), dense(10, "tanh", bn=True)],
 ]
 
 
