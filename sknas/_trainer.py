@@ -1052,9 +1052,10 @@ class PopulationTrainer:
     of them, with the loop over epochs and batches compiled into the graph.
     Forward and backward passes are written out by hand with fused kernels
     (``MatMul``, ``BiasAdd``, ``ReluGrad``..., one cross-entropy kernel per
-    net, on that net's own logits, and one ``ApplyAdam`` on the population's
-    flat parameter vector), so a step costs few kernel launches and the graph
-    traces quickly. A candidate whose loss becomes NaN or infinite during
+    net, on that net's own logits, batch normalisation of all nets' layers
+    in a few joined kernels, and one ``ApplyAdam`` per learning rate on a
+    flat parameter vector), so a step costs few kernel launches and the
+    graph traces quickly. A candidate whose loss becomes NaN or infinite during
     training, or whose trained weights are not all finite (for example after an
     overflow in the last Adam step, which no loss sees), is reported as failed
     without disturbing the others.
