@@ -37,8 +37,9 @@ candidates REINFORCE needs to reach random search's final best, and the
 predictor's mean Spearman after five controller epochs. Rows go to
 ``--json`` after every run; ``--resume`` (default on) skips the rows there.
 
-``--reliability`` measures the ceiling of any accuracy predictor: per table,
-``--candidates`` random architectures of the extended preset are trained
+``--reliability`` measures how far rewards can be predicted at all: per
+table, 60 (or ``--candidates`` if fewer) random architectures of the
+extended preset are trained
 twice on the same holdout, from other initial weights, dropout masks and
 shuffles (no weight sharing), and the Spearman correlation between the two
 runs' rewards is printed over all of them and within sets of 10 (a
