@@ -468,7 +468,7 @@ class _Net:
 
     In training the passes are generators (:meth:`forward_steps`,
     :meth:`backward_steps`) that hand each batch normalisation to
-    :func:`train_passes` and :func:`backward_passes`, which normalise the
+    :func:`forward_passes` and :func:`backward_passes`, which normalise the
     layers of all the population's nets together (:class:`_BatchNormRound`).
     """
 
@@ -511,7 +511,7 @@ class _Net:
     def forward(self, params, x, step=None):
         """Logits and what :meth:`backward` needs. ``step`` given: training
         mode (dropout, batch statistics); else inference mode."""
-        return train_passes([self], [params], x, step)[0]
+        return forward_passes([self], [params], x, step)[0]
 
     def forward_steps(self, params, x, step=None):
         """Generator of the forward pass: it yields ``(z, gamma, beta)`` for
@@ -632,6 +632,11 @@ def _batch_norm_grad(norm, gamma, dy):
 _BN_ALIGN = 16
 
 
+def _bn_padding(width):
+    """Zero columns after a layer of ``width`` in a :class:`_BatchNormRound`."""
+    return (-width) % _BN_ALIGN
+
+
 class _BatchNormRound:
     """Batch normalisation in training mode of several nets' layers at once.
 
@@ -639,7 +644,7 @@ class _BatchNormRound:
     nets can be normalised as one wide matrix: one set of about ten kernels
     per round instead of one per layer, which is most of batch
     normalisation's cost for nets this small (each kernel's overhead, not
-    its arithmetic). :func:`train_passes` makes a round of the next batch
+    its arithmetic). :func:`forward_passes` makes a round of the next batch
     normalisation of every net that has one (round ``r`` holds the ``r``-th
     batch-normalised layer of each net with more than ``r``, in population
     order); :func:`backward_passes` takes the rounds back in reverse order
@@ -659,8 +664,7 @@ class _BatchNormRound:
     def __init__(self, requests, number):
         self.number = number
         self.widths = [int(z.shape[-1]) for z, _, _ in requests]
-        self.pads = [(-w) % _BN_ALIGN for w in self.widths]
-        self.rows = tf.shape(requests[0][0])[0]
+        self.pads = [_bn_padding(w) for w in self.widths]
         self.gamma = self._join([g for _, g, _ in requests])
         out, (self.z_hat, self.inv, self.mean, self.var) = _batch_norm(
             self._join([z for z, _, _ in requests], rows=True), self.gamma,
@@ -671,12 +675,13 @@ class _BatchNormRound:
         """The pieces side by side, each followed by its zero padding."""
         if len(pieces) == 1 and not self.pads[0]:
             return pieces[0]
+        n = tf.shape(pieces[0])[0] if rows and any(self.pads) else None
         zeros, parts = {}, []
         for x, pad in zip(pieces, self.pads):
             parts.append(x)
             if pad:
                 if pad not in zeros:
-                    zeros[pad] = tf.zeros(tf.stack([self.rows, pad]) if rows else [pad])
+                    zeros[pad] = tf.zeros(tf.stack([n, pad]) if rows else [pad])
                 parts.append(zeros[pad])
         return tf.concat(parts, axis=-1)
 
@@ -722,7 +727,7 @@ def _drive(generators, serve):
     return results
 
 
-def train_passes(nets, params, x, step=None, rounds=None):
+def forward_passes(nets, params, x, step=None, rounds=None):
     """Each net's ``(logits, tape)`` on ``x``, batch normalisation shared:
     each round normalises the next batch-normalised layer of every net that
     has one (see :class:`_BatchNormRound`; the rounds are appended to
@@ -741,7 +746,7 @@ def train_passes(nets, params, x, step=None, rounds=None):
 def backward_passes(nets, params, tapes, dlogits):
     """Each net's flat gradient pieces (see :meth:`_Net.backward`); the
     batch normalisations are taken back round by round, last round first,
-    each with the members it had in :func:`train_passes`."""
+    each with the members it had in :func:`forward_passes`."""
 
     def serve(pending):
         bn = max((norm[0] for _, norm in pending.values()), key=lambda r: r.number)
@@ -902,39 +907,38 @@ class _Population:
         self._moving_layout()
 
     def _moving_layout(self):
-        """``moving`` and, per group, the matching positions of its statistics
-        pieces (``group_index``) and of ``moving`` (``moving_index``)."""
+        """``moving`` and ``moving_pairs``: per group, None or the matching
+        positions of its statistics pieces and of ``moving`` (index columns
+        for ``gather_nd`` and ``scatter_nd_update``)."""
         bn_layers = [[i for i, bn in enumerate(net.bn) if bn] for net in self.nets]
         where, at = {}, 0  # (net, layer) -> (mean start, variance start) in moving
         for r in range(max(map(len, bn_layers), default=0)):
             members = [(k, layers[r]) for k, layers in enumerate(bn_layers) if len(layers) > r]
             widths = [self.nets[k].shapes[i][1] for k, i in members]
-            span = sum(w + (-w) % _BN_ALIGN for w in widths)
+            span = sum(w + _bn_padding(w) for w in widths)
             for (k, i), w in zip(members, widths):
                 where[(k, i)] = (at, at + span)
-                at += w + (-w) % _BN_ALIGN
+                at += w + _bn_padding(w)
             at += span
         self.moving = tf.Variable(tf.zeros([at])) if at else None
+        self.moving_pairs = []
         for g in self.groups:
             pairs = [(np.arange(src, src + self.nets[k].shapes[i][1]),
                       np.arange(dst, dst + self.nets[k].shapes[i][1]))
                      for (k, i), starts in g.stats_at.items()
                      for src, dst in zip(starts, where[(k, i)])]
-            g.group_index = g.moving_index = None
-            if pairs:
-                g.group_index = tf.constant(np.concatenate([a for a, _ in pairs])[:, None], tf.int64)
-                g.moving_index = tf.constant(np.concatenate([b for _, b in pairs])[:, None],
-                                             tf.int64)
+            self.moving_pairs.append(None if not pairs else tuple(
+                tf.constant(np.concatenate(side)[:, None], tf.int64) for side in zip(*pairs)))
 
     def load_moving(self):
         """``moving`` from the groups' vectors (padding at zero)."""
         if self.moving is None:
             return
         values = tf.zeros_like(self.moving)
-        for g in self.groups:
-            if g.group_index is not None:
+        for g, pairs in zip(self.groups, self.moving_pairs):
+            if pairs is not None:
                 values = tf.tensor_scatter_nd_update(
-                    values, g.moving_index, tf.gather_nd(g.params.read_value(), g.group_index))
+                    values, pairs[1], tf.gather_nd(g.params.read_value(), pairs[0]))
         self.moving.assign(values)
 
     def store_moving(self):
@@ -942,9 +946,9 @@ class _Population:
         if self.moving is None:
             return
         values = self.moving.read_value()
-        for g in self.groups:
-            if g.group_index is not None:
-                g.params.scatter_nd_update(g.group_index, tf.gather_nd(values, g.moving_index))
+        for g, pairs in zip(self.groups, self.moving_pairs):
+            if pairs is not None:
+                g.params.scatter_nd_update(pairs[0], tf.gather_nd(values, pairs[1]))
 
     def update_moving(self, rounds):
         """Keras' moving-average step of every net's moving statistics, from
@@ -1298,7 +1302,7 @@ class PopulationTrainer:
             scale = wb / tf.cast(hi - lo, tf.float32)
             params = pop.split()
             rounds = []
-            passes = train_passes(nets, params, xb, first_step + s, rounds)
+            passes = forward_passes(nets, params, xb, first_step + s, rounds)
             losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].head)
             grads = backward_passes(nets, params, [tape for _, tape in passes], dlogits)
             b1p, b2p = b1p * 0.9, b2p * 0.999

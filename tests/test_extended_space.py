@@ -111,7 +111,7 @@ def test_settings_change_training(cancer):
 
 def test_candidate_trains_bit_identically_in_any_population(cancer):
     # the nets' batch normalisations are computed side by side (one round per
-    # layer rank, of widths 16, 8, 6 and 8 here, not all multiples of a SIMD
+    # layer rank, of widths 16, 8, 6 and 10, then 8 here, not all multiples of a SIMD
     # packet): each net's numbers must not depend on what sits beside it
     cands = candidates(ARCHS, cancer)
     trainer = PopulationTrainer(epochs=2, early_stopping=True, n_iter_no_change=1)
