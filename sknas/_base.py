@@ -134,11 +134,14 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         as the only score (the tutorial's behaviour). ``'auto'``: 5 folds
         when the validation split has fewer than 1,000 rows (too few to rank
         candidates whose scores differ by a point or two), none otherwise.
-    n_finalists : int, default=5
-        Candidates scored by ``cv``.
+    n_finalists : int, default=8
+        Candidates scored by ``cv``: the ensemble's pool. 8 (it was 5 before
+        ``refit='folds'``) gave the suite's best mean with the fold models
+        served; with ``refit=True`` 5 and 8 scored the same (see the
+        generalisation guide).
     finalist_epochs : int, 'auto' or None, default='auto'
-        Training epochs of the finalists' folds, and so of the refit winner
-        and ensemble members when they were cross-validated (the refit trains
+        Training epochs of the finalists' folds, and so of the served winner
+        and ensemble members when they were cross-validated (a refit trains
         as long as what was scored). The search ranks its many candidates on
         ``epochs`` (a cheap score); the few finalists train longer.
         ``None``: ``epochs`` (the tutorial's single length). ``'auto'``:
@@ -155,13 +158,14 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         finalists: ``ensemble_size`` times, the finalist whose addition most
         lowers the log loss (squared error for the regressor) of the
         averaged out-of-fold predictions is added; each member's weight is
-        the share of picks it got. The members are refit like the winner and
-        ``model_`` averages their outputs with those weights (one Keras
-        model). Needs cross-validated finalists: with ``cv='auto'`` 5 folds
-        are used whatever the data size, ``cv=None`` is an error. ``'auto'``:
-        10, and 0 whenever ``cv=None`` or ``refit=False`` (chosen from
-        measurements on the benchmark suite, with ``finalist_epochs``: see
-        the generalisation guide).
+        the share of picks it got. ``model_`` averages the members' outputs
+        with those weights (one Keras model), each member served as ``refit``
+        says (its fold models, or refit like the winner). Needs
+        cross-validated finalists: with ``cv='auto'`` 5 folds are used
+        whatever the data size, ``cv=None`` is an error. ``'auto'``: 10, and
+        0 whenever ``cv=None`` or ``refit=False`` (chosen from measurements
+        on the benchmark suite, with ``finalist_epochs``: see the
+        generalisation guide).
     validation_fraction : float, default=0.1
         Fraction of the training rows held out once per fit (stratified for
         the classifier) to score every candidate.
@@ -187,14 +191,25 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         Seconds after which no new controller epoch starts.
     max_candidates : int, default=None
         Maximum number of candidates to train.
-    refit : bool, default=True
-        Retrain the best architecture on all the training data, starting (like
-        every candidate) from the shared weights, or from its folds' fresh
-        initialisation when it won a cross-validation. If False, ``model_``
-        is the best candidate trained on the search's split: as the search
-        trained it, or trained again as its folds trained (from their fresh
-        initialisation, for ``finalist_epochs``) when cross-validation chose
-        another winner than the holdout did.
+    refit : 'auto', 'folds' or bool, default='auto'
+        What ``model_`` serves. ``'folds'``: the models that the finalists'
+        cross-validation trained, no training after it: the winner's k fold
+        models averaged (or, with an ensemble, every member's, each fold
+        weighted by its member's weight divided by k). What is served is
+        exactly what was scored, and each of the k models has seen (k-1)/k
+        of the rows. Needs cross-validated finalists (``cv=None`` is an
+        error); after a Ctrl-C, which skips the cross-validation, the best
+        candidate so far is retrained instead, as with True. True: retrain
+        the best architecture (and the ensemble members) on all the
+        training data, from its folds' fresh initialisation when it won a
+        cross-validation, else (like every candidate) from the shared
+        weights. False: ``model_`` is the best candidate trained on the
+        search's split, as the search trained it, or trained again as its
+        folds trained (from their fresh initialisation, for
+        ``finalist_epochs``) when cross-validation chose another winner
+        than the holdout did; no ensemble. ``'auto'``: ``'folds'`` when the
+        finalists are cross-validated, else True (chosen from measurements
+        on the benchmark suite: see the generalisation guide).
     log_dir : str or path, default=None
         Each ``fit`` writes a new run folder under this directory: trials as
         JSON lines appended as each candidate ends, controller history,
@@ -243,8 +258,9 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
         its reward (validation accuracy or R^2, as ``reward`` combines the
         epochs).
     model_ : keras.Model
-        The served model: the refit winner, or with an ensemble one Keras
-        model averaging the refit members' outputs with their weights.
+        The served model (see ``refit``): the winner, or with an ensemble one
+        Keras model averaging the members' outputs with their weights; with
+        ``refit='folds'`` each of them is the average of its k fold models.
 {task_attributes}
     n_features_in_ : int
         Number of features seen during fit.
@@ -278,15 +294,19 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
         Seconds spent cross-validating the finalists (0 when ``cv`` did not
         apply).
     refit_epochs_ : int
-        Epochs the refit trained the winner for: as long as it was scored,
+        Epochs the served winner trained for: as long as it was scored,
         that is ``finalist_epochs`` when it was cross-validated, else
         ``epochs``; with early stopping, its best epoch (the mean over its
         folds when cross-validated).
+    refit_ : 'folds' or bool
+        How ``model_`` was made: ``refit`` with ``'auto'`` resolved, and True
+        where a Ctrl-C left no fold models to serve.
     early_stopping_ : bool
         Whether candidates were early-stopped (``early_stopping`` with
         ``'auto'`` resolved).
     refit_time_ : float
-        Seconds spent refitting the best architecture.
+        Seconds spent building ``model_`` (retraining, or only assembling
+        the fold models with ``refit='folds'``).
     run_dir_ : pathlib.Path or None
         The run folder written when ``log_dir`` or ``resume`` was given.
 
@@ -359,7 +379,7 @@ class BaseMLPNAS(BaseEstimator):
         "error_score": [StrOptions({"raise"}), Real],
         "max_time": [Interval(Real, 0, None, closed="neither"), None],
         "max_candidates": [Interval(Integral, 1, None, closed="left"), None],
-        "refit": ["boolean"],
+        "refit": ["boolean", StrOptions({"auto", "folds"})],
         "log_dir": [str, os.PathLike, None],
         "resume": [str, os.PathLike, None],
         "random_state": ["random_state"],
@@ -374,10 +394,10 @@ class BaseMLPNAS(BaseEstimator):
                  controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
-                 early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=5,
+                 early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=8,
                  finalist_epochs="auto", ensemble_size="auto", validation_fraction=0.1,
                  reward="weighted", weight_sharing=True, trainer="population", n_jobs=None,
-                 error_score=np.nan, max_time=None, max_candidates=None, refit=True,
+                 error_score=np.nan, max_time=None, max_candidates=None, refit="auto",
                  log_dir=None, resume=None, random_state=None, verbose=0):
         self.units = units
         self.activations = activations
@@ -533,9 +553,13 @@ class BaseMLPNAS(BaseEstimator):
             raise ValueError("ensemble_size > 0 selects members on the finalists' out-of-fold "
                              "predictions: set cv (e.g. cv='auto' or cv=5), or ensemble_size=0.")
         if self._n_members() and not self.refit:
-            raise ValueError("ensemble_size > 0 refits its members: it needs refit=True.")
+            raise ValueError("ensemble_size > 0 serves several finalists: it needs refit='auto', "
+                             "'folds' or True.")
+        if self.refit == "folds" and cv is None:
+            raise ValueError("refit='folds' serves the cross-validated finalists' fold models: "
+                             "set cv (e.g. cv='auto' or cv=5), or refit=True.")
         if cv == "auto":
-            if n_val >= 1000 and not self._n_members():
+            if n_val >= 1000 and not self._n_members() and self.refit != "folds":
                 return None
             cv = min(5, self._max_folds(y))
             if cv < 2:
@@ -553,6 +577,16 @@ class BaseMLPNAS(BaseEstimator):
 
     #: what ``ensemble_size='auto'`` means (see its docstring)
     _auto_ensemble_size = 10
+
+    def _refit_mode(self, folds):
+        """``refit`` with ``'auto'`` resolved: ``'folds'`` when there are fold
+        models to serve (``folds``: the finalists' fold weights, by trial
+        index), else True; False stays False."""
+        if not self.refit:
+            return False
+        if self.refit in ("auto", "folds") and folds:
+            return "folds"
+        return True
 
     def _n_members(self):
         """``ensemble_size`` with ``'auto'`` resolved."""
@@ -577,7 +611,9 @@ class BaseMLPNAS(BaseEstimator):
         return KFold(n_splits, shuffle=True, random_state=seed)
 
     def _score_finalists(self, search, splitter, X, y, w, seed):
-        """Cross-validate the ``n_finalists`` best candidates; their trials get ``cv_scores``."""
+        """Cross-validate the ``n_finalists`` best candidates; their trials get
+        ``cv_scores``. Returns the fold models' weights of every finalist whose
+        folds all trained, by trial index."""
         ok = [t for t in search.trials if t.status == "ok" and np.isfinite(t.reward)]
         finalists = sorted(ok, key=lambda t: -t.reward)[:self.n_finalists]
         folds = list(splitter.split(X, y if y.ndim == 1 else y[:, 0]))
@@ -596,9 +632,11 @@ class BaseMLPNAS(BaseEstimator):
                 row_weights.append((w * in_train, w * in_val))
         results = self._make_trainer(epochs=self._n_finalist_epochs()).train(
             candidates, data, seed, row_weights, val_outputs=bool(self._n_members()))
-        oof = {}
+        oof, fold_weights = {}, {}
         for i, trial in enumerate(finalists):
             mine = results[i * len(folds):(i + 1) * len(folds)]
+            if all(r.status == "ok" for r in mine):
+                fold_weights[trial.index] = [r.weights for r in mine]
             trial.cv_scores = [r.val_scores[max(r.best_epoch, 1) - 1]
                                if r.status == "ok" and r.val_scores else np.nan for r in mine]
             epochs = [r.best_epoch for r in mine if r.status == "ok"]
@@ -611,6 +649,7 @@ class BaseMLPNAS(BaseEstimator):
                 oof[trial.index] = pred
         if self._n_members() and oof:
             self._select_ensemble(search, oof, y, w)
+        return fold_weights
 
     def _select_ensemble(self, search, oof, y, w):
         """Greedy selection with replacement on out-of-fold predictions
@@ -692,12 +731,13 @@ class BaseMLPNAS(BaseEstimator):
             search.run(start_epoch)
         self.search_time_ = time.perf_counter() - budget.started
         self.cv_time_ = 0.0
+        folds = {}
         if splitter is not None and search.stop_reason != "interrupted":
             start = time.perf_counter()
-            self._score_finalists(search, splitter, X, y, w, seed)
+            folds = self._score_finalists(search, splitter, X, y, w, seed)
             self.cv_time_ = time.perf_counter() - start
         self._store_results(search, strategy)
-        self._fit_best(search, X, y, w, seed)
+        self._fit_best(search, X, y, w, seed, folds)
         for cb in search.callbacks:
             cb.on_refit(self, search)
         return self
@@ -773,11 +813,20 @@ class BaseMLPNAS(BaseEstimator):
         self.stop_reason_ = search.stop_reason
         self.n_candidates_ = len(trials)
 
-    def _fit_best(self, search, X, y, w, seed):
-        """Build ``model_``: the winner retrained on all rows if ``refit``, else
+    def _fit_best(self, search, X, y, w, seed, folds):
+        """Build ``model_``: the fold models of the winner (and members) with
+        ``refit='folds'``; the winner retrained on all rows if ``refit``, else
         as the search trained it (retrained on the search's split when those
         weights are gone, as after a resume)."""
         start = time.perf_counter()
+        members = {t.index: t.ensemble_weight for t in search.trials if t.ensemble_weight > 0}
+        self.ensemble_weights_ = members
+        self.refit_ = self._refit_mode(folds if self.best_index_ in folds else {})
+        if self.refit_ == "folds":
+            self.model_ = self._folds_model(search, members or {self.best_index_: 1.0}, folds,
+                                            X.shape[1])
+            self.refit_time_ = time.perf_counter() - start
+            return
         store = search.store
         own = search.best_weights
         best = search.trials[self.best_index_]
@@ -791,8 +840,6 @@ class BaseMLPNAS(BaseEstimator):
         head = search.data.head
         self.model_ = build_keras_model(self.best_layers_, X.shape[1], head,
                                         self._served_weights(weights))
-        members = {t.index: t.ensemble_weight for t in search.trials if t.ensemble_weight > 0}
-        self.ensemble_weights_ = members
         if len(members) > 1:
             self.model_ = self._ensemble_model(search, members, X, y, w, seed, head)
         self.refit_time_ = time.perf_counter() - start
@@ -811,6 +858,21 @@ class BaseMLPNAS(BaseEstimator):
                 self._served_weights(trained[index]))
             outputs.append(keras.layers.Rescaling(float(weight))(member(inputs)))
         return keras.Model(inputs, keras.layers.Add()(outputs))
+
+    def _folds_model(self, search, members, folds, n_features):
+        """One Keras model averaging ``members``' fold models: member weight
+        divided by its number of folds for each (``refit='folds'``)."""
+        import keras
+        head = search.data.head
+        inputs = keras.Input((n_features,))
+        outputs = []
+        for index, weight in members.items():
+            for weights in folds[index]:
+                net = build_keras_model(search.trials[index].layers, n_features, head,
+                                        self._served_weights(weights))
+                outputs.append(keras.layers.Rescaling(float(weight) / len(folds[index]))(
+                    net(inputs)))
+        return keras.Model(inputs, keras.layers.Add()(outputs) if len(outputs) > 1 else outputs[0])
 
     def _refit_together(self, trials, data, seed):
         """Refit cross-validated ``trials`` on ``data`` as :meth:`_train` refits
@@ -940,8 +1002,10 @@ class BaseMLPNAS(BaseEstimator):
     def export_model(self, path):
         """Write the served model as a plain ``.keras`` file.
 
-        The served model is ``model_``: the refit winner, or the ensemble of
-        refit finalists (one Keras model averaging them with their weights).
+        The served model is ``model_`` (see ``refit``): by default the
+        ensemble of the finalists' fold models, one Keras model averaging
+        them with their weights (the winner's fold models alone with
+        ``ensemble_size=0``; the refit winner or members with ``refit=True``).
         The file loads with ``keras.models.load_model(path)`` and no custom
         objects. A classifier's outputs are probabilities (one sigmoid unit
         for binary problems) for classes in the order of ``classes_``; a

@@ -112,7 +112,7 @@ def _add_search(p):
                         "when the validation split has under 1,000 rows), a number, or "
                         "'none' for the search's holdout alone")
     p.add_argument("--n-finalists", type=int, metavar="N",
-                   help="candidates re-scored by --cv (default 5)")
+                   help="candidates re-scored by --cv (default 8)")
     p.add_argument("--finalist-epochs", type=_auto_none_or_int("epochs"), metavar="N",
                    help="training epochs of the re-scored finalists and so of the refit: "
                         "'auto' (the default: 3 times --epochs for classification, --epochs "
@@ -124,6 +124,11 @@ def _add_search(p):
     p.add_argument("--ensemble-size", type=int, metavar="N",
                    help="serve an ensemble of the finalists chosen greedily in N picks; "
                         "0: the single winner (default 10)")
+    p.add_argument("--refit", choices=("auto", "folds", "all"),
+                   help="what is served: 'folds', the models the finalists' cross-validation "
+                        "trained, averaged; 'all', the winner (and ensemble members) retrained "
+                        "on all the training rows; 'auto' (the default): 'folds' when the "
+                        "finalists were cross-validated, else 'all'")
     p.add_argument("--random-state", type=int, default=0, metavar="N",
                    help="seed of the split and the search (default 0)")
     p.add_argument("--n-jobs", type=int, metavar="N", help="parallel candidate training")
@@ -293,7 +298,8 @@ def _estimator_params(args):
               "cv": args.cv, "n_finalists": args.n_finalists,
               "finalist_epochs": args.finalist_epochs,
               "early_stopping": True if args.early_stopping else None,
-              "ensemble_size": args.ensemble_size}
+              "ensemble_size": args.ensemble_size,
+              "refit": True if args.refit == "all" else args.refit}
     params = {k: v for k, v in params.items() if v is not None}
     space_flags = {"dropout_rates": args.dropout_rates, "learning_rates": args.learning_rates,
                    "weight_decays": args.weight_decays,
@@ -404,6 +410,7 @@ def _summarise(args, pipe, X_test, y_test, y_train=None):
     print(f"\nbest architecture: {search.best_architecture_} ({how} {search.best_score_:.4f})")
     members = getattr(search, "ensemble_weights_", {})
     served = "ensemble" if len(members) > 1 else "winner"
+    served = f"{served}'s fold models" if search.refit_ == "folds" else f"refit {served}"
     if len(members) > 1:
         ranks = search.search_results_["rank"]
         print(f"served: an ensemble of {len(members)} finalists, weights "
@@ -412,16 +419,17 @@ def _summarise(args, pipe, X_test, y_test, y_train=None):
     if hasattr(search, "y_mean_"):  # a regressor
         r2, rmse = _r2_rmse(y_test, pipe.predict(X_test))
         r2_mean, rmse_mean = _r2_rmse(y_test, [float(y_train.mean())] * len(y_test))
-        print(f"held-out test R^2 of the refit {served}: {r2:.4f}, RMSE {rmse:.6g} on "
+        print(f"held-out test R^2 of the {served}: {r2:.4f}, RMSE {rmse:.6g} on "
               f"{len(y_test)} rows (predicting the training mean: R^2 {r2_mean:.4f}, "
               f"RMSE {rmse_mean:.6g})")
     else:
         accuracy = pipe.score(X_test, y_test)
         majority = y_test.value_counts(normalize=True).max()
-        print(f"held-out test accuracy of the refit {served}: {accuracy:.4f} on {len(y_test)} rows "
+        print(f"held-out test accuracy of the {served}: {accuracy:.4f} on {len(y_test)} rows "
               f"(majority class: {majority:.4f})")
     cv = f", cross-validation {search.cv_time_:.1f}s" if search.cv_time_ else ""
-    print(f"search {search.search_time_:.1f}s{cv}, refit {search.refit_time_:.1f}s")
+    refit = "assembling the fold models" if search.refit_ == "folds" else "refit"
+    print(f"search {search.search_time_:.1f}s{cv}, {refit} {search.refit_time_:.1f}s")
     if getattr(search, "run_dir_", None):
         print(f"run folder: {search.run_dir_}")
     if args.model_out:

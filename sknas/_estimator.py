@@ -49,8 +49,8 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
 
     Read more in the :doc:`algorithm guide </algorithm>`.
 """,
-        PARAMETERS_DOC.replace("    refit : bool, default=True", _CLASS_WEIGHT_DOC
-                               + "    refit : bool, default=True"),
+        PARAMETERS_DOC.replace("    refit : 'auto', 'folds' or bool, default='auto'", _CLASS_WEIGHT_DOC
+                               + "    refit : 'auto', 'folds' or bool, default='auto'"),
         """    classes_ : ndarray of shape (n_classes,)
         Class labels.
 """,
@@ -84,11 +84,11 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
                  controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
-                 early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=5,
+                 early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=8,
                  finalist_epochs="auto", ensemble_size="auto", validation_fraction=0.1,
                  reward="weighted", weight_sharing=True, trainer="population", n_jobs=None,
                  error_score=np.nan, max_time=None, max_candidates=None, class_weight=None,
-                 refit=True, log_dir=None, resume=None, random_state=None, verbose=0):
+                 refit="auto", log_dir=None, resume=None, random_state=None, verbose=0):
         super().__init__(
             units=units, activations=activations, dropout_rate=dropout_rate,
             max_layers=max_layers, space=space, controller_epochs=controller_epochs,

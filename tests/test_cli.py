@@ -64,7 +64,9 @@ def test_search_prints_progress_top_table_and_held_out_accuracy(searched, iris_c
     assert "[sknas] [1/4]" in out and "[sknas] [4/4]" in out  # -v: one line per candidate
     assert "controller epoch 2/2" in out
     assert "top 3 architectures (of 4 candidates)" in out
-    line = out.split("held-out test accuracy of the refit winner: ")[1].splitlines()[0]
+    # the default serves the finalists' fold models (of one winner, or of an ensemble)
+    served, line = out.split("held-out test accuracy of the ")[1].splitlines()[0].split(": ", 1)
+    assert served in ("winner's fold models", "ensemble's fold models")
     accuracy = float(line.split()[0])
     majority = majority_rate_of_test_part(iris_csv, "species")
     assert f"on 30 rows (majority class: {majority:.4f})" in line

@@ -184,14 +184,16 @@ def test_the_regressor_cross_validates_its_finalists(tiny):
     assert reg.score(X, y) > 0
 
 
-def test_an_ensemble_averages_its_members_with_the_selected_weights(small, tiny, tmp_path):
+@pytest.mark.parametrize("refit", ["folds", True])
+def test_an_ensemble_averages_its_members_with_the_selected_weights(small, tiny, tmp_path, refit):
     import joblib
     import keras
 
     from sknas import load_model
     X, y = small
     clf = MLPNASClassifier(**{**tiny, "controller_epochs": 2, "samples_per_epoch": 4},
-                           cv=3, n_finalists=4, ensemble_size=7).fit(X, y)
+                           cv=3, n_finalists=4, ensemble_size=7, refit=refit).fit(X, y)
+    assert clf.refit_ == refit
     res = pd.DataFrame(clf.search_results_)
     weights = res.ensemble_weight[res.ensemble_weight > 0]
     assert weights.sum() == pytest.approx(1.0)
@@ -199,9 +201,11 @@ def test_an_ensemble_averages_its_members_with_the_selected_weights(small, tiny,
     assert res.cv_score[weights.index].notna().all()                  # members are finalists
     assert clf.ensemble_weights_ == pytest.approx(weights.to_dict())
     assert 0 <= clf.ensemble_score_ <= 1
-    if len(weights) > 1:
-        scales = sorted(lyr.scale for lyr in clf.model_.layers
-                        if isinstance(lyr, keras.layers.Rescaling))
+    scales = sorted(lyr.scale for lyr in clf.model_.layers
+                    if isinstance(lyr, keras.layers.Rescaling))
+    if refit == "folds":  # each member's 3 fold models, a third of its weight each
+        np.testing.assert_allclose(scales, sorted(np.repeat(weights / 3, 3)), rtol=1e-6)
+    elif len(weights) > 1:
         np.testing.assert_allclose(scales, sorted(weights))
     proba = clf.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
@@ -233,6 +237,13 @@ def test_ensemble_parameters_are_checked_before_training(tiny, monkeypatch):
             MLPNASClassifier(**tiny, finalist_epochs=bad).fit(X, y)
     with pytest.raises(ValueError, match="ensemble_size > 0 .* set cv"):
         MLPNASClassifier(**tiny, ensemble_size=3, cv=None).fit(X, y)
+    with pytest.raises(ValueError, match="ensemble_size > 0 .* needs refit="):
+        MLPNASClassifier(**tiny, ensemble_size=3, cv=3, refit=False).fit(X, y)
+    with pytest.raises(ValueError, match="refit='folds' .* set cv"):
+        MLPNASClassifier(**tiny, ensemble_size=0, cv=None, refit="folds").fit(X, y)
+    for bad in ("fold", "all", 1.5):
+        with pytest.raises(InvalidParameterError, match="refit"):
+            MLPNASClassifier(**tiny, refit=bad).fit(X, y)
 
 
 def test_auto_ensemble_size_is_an_ensemble_of_ten_picks(tiny):
@@ -281,7 +292,10 @@ def test_the_command_line_serves_an_ensemble(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "(cross-validated score 0." in out.stdout
     assert "cv_score" in out.stdout and "ensemble_weight" in out.stdout
-    accuracy = float(out.stdout.split("held-out test accuracy of the refit ")[1].split(": ")[1]
+    assert "held-out test accuracy of the ensemble's fold models: " in out.stdout or (
+        "held-out test accuracy of the winner's fold models: " in out.stdout)  # one pick won all
+    assert ", assembling the fold models " in out.stdout
+    accuracy = float(out.stdout.split("held-out test accuracy of the ")[1].split(": ")[1]
                      .split()[0])
     majority = float(out.stdout.split("(majority class: ")[1].split(")")[0])
     assert accuracy > majority
@@ -298,6 +312,13 @@ def test_the_command_line_sets_the_finalists_epochs(capsys):
     with pytest.raises(SystemExit):
         _parser().parse_args(["search", "--finalist-epochs", "many"])
     assert "--finalist-epochs" in capsys.readouterr().err
+    for text, value in (("all", True), ("folds", "folds"), ("auto", "auto")):
+        args = _parser().parse_args(["search", "--refit", text])
+        assert _estimator_params(args)["refit"] == value
+    assert "refit" not in _estimator_params(_parser().parse_args(["search"]))
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["search", "--refit", "none"])
+    assert "--refit" in capsys.readouterr().err
 
 
 def test_a_regressor_ensemble_predicts_in_original_units(tiny, tmp_path):
@@ -330,6 +351,8 @@ def test_the_tutorials_search_is_two_parameters_away():
     assert params["early_stopping"] == "auto" and params["ensemble_size"] == "auto"
     assert params["cv"] is None
     assert MLPNASClassifier(baseline=0.5, cv=None)._n_members() == 0  # 'auto': no ensemble
+    # 'auto': no fold models to serve, so the winner is refit on all rows as the tutorial does
+    assert MLPNASClassifier(baseline=0.5, cv=None)._refit_mode({}) is True
 
 
 def test_the_tutorials_choice_is_the_best_holdout_reward_for_a_fixed_count(small):
@@ -340,7 +363,7 @@ def test_the_tutorials_choice_is_the_best_holdout_reward_for_a_fixed_count(small
     res = clf.search_results_
     assert clf.best_score_ == res["reward"].max() == res["reward"][clf.best_index_]
     assert np.isnan(res["cv_score"]).all() and (res["ensemble_weight"] == 0).all()
-    assert clf.refit_epochs_ == 3 and clf.cv_time_ == 0
+    assert clf.refit_epochs_ == 3 and clf.cv_time_ == 0 and clf.refit_ is True
     assert clf.controller_history_["baseline"][0] == 0.5
 
 
@@ -357,6 +380,48 @@ def test_the_finalists_train_finalist_epochs_and_the_refit_matches(small, tiny):
     assert reg.refit_epochs_ == 2 and MLPNASRegressor(epochs=7)._n_finalist_epochs() == 7
     # without cross-validated finalists the refit trains as the search did
     assert MLPNASClassifier(**dict(budget, cv=None), finalist_epochs=5).fit(X, y).refit_epochs_ == 2
+
+
+def _flat(weights):
+    """A net's weights as Keras lists them: each layer's arrays in order."""
+    return [np.asarray(a) for layer in weights for a in layer]
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_refit_folds_serves_the_fold_models_that_were_scored(small, tiny, monkeypatch, task):
+    """refit='folds': the served model averages the winner's k fold models, the very
+    weights its cross-validation trained, and nothing trains after that."""
+    X, y = small
+    if task == "regression":
+        y = 50 + 10 * (X[:, 0] - X[:, 1])
+    calls = []
+    train = PopulationTrainer.train
+
+    def spy(self, candidates, data, seed, row_weights=None, val_outputs=False):
+        results = train(self, candidates, data, seed, row_weights, val_outputs)
+        calls.append((row_weights is not None, results))
+        return results
+    monkeypatch.setattr(PopulationTrainer, "train", spy)
+    est = (MLPNASClassifier if task == "classification" else MLPNASRegressor)(
+        **tiny, cv=3, n_finalists=2, ensemble_size=0).fit(X, y)
+    assert est.refit_ == "folds" and not est.ensemble_weights_
+    cv_call, cv_results = calls[-1]
+    assert cv_call  # the cross-validation was the last training: no refit after it
+    res = est.search_results_
+    finalists = sorted(np.flatnonzero(np.isfinite(res["cv_score"])), key=lambda i: -res["reward"][i])
+    k = finalists.index(est.best_index_)
+    folds = [r.weights for r in cv_results[3 * k:3 * k + 3]]
+    nets = [layer for layer in est.model_.layers if hasattr(layer, "layers")]
+    assert len(nets) == 3
+    for net, weights in zip(nets, folds):
+        for served, trained in zip(net.get_weights(), _flat(est._served_weights(weights))):
+            np.testing.assert_array_equal(served, trained)
+    Xf = X.astype(np.float32)
+    mean = np.mean([np.asarray(net(Xf)) for net in nets], axis=0)
+    pred = est.predict_proba(X)[:, 1] if task == "classification" else est.predict(X)
+    np.testing.assert_allclose(pred, mean[:, 0], rtol=1e-5, atol=1e-6)  # binary: P(class 1)
+    if task == "regression":  # served in the target's units, as the refit winner is
+        assert abs(pred.mean() - 50) < 5
 
 
 def test_ensemble_members_refit_side_by_side_as_each_would_alone(small):

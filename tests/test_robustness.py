@@ -110,6 +110,13 @@ CHILD = textwrap.dedent("""
             if trial.index == at:
                 os.kill(os.getpid(), signal.SIGKILL)
         RunLog.on_trial = on_trial
+    if mode == "print":  # a refit long enough that the second Ctrl-C always lands before it ends
+        import time
+        fit_best = MLPNASClassifier._fit_best
+        def slow_fit_best(self, *args):
+            time.sleep(600)
+            return fit_best(self, *args)
+        MLPNASClassifier._fit_best = slow_fit_best
     X, y = make_blobs(n_samples=300, centers=3, n_features=4, random_state=0)
     X = (X - X.mean(0)) / X.std(0)
     clf = MLPNASClassifier(controller_epochs=n_epochs, samples_per_epoch=2,
@@ -123,6 +130,7 @@ CHILD = textwrap.dedent("""
         "stop_reason": clf.stop_reason_, "n": len(clf.search_results_["reward"]),
         "pred": len(clf.predict(X[:4])), "warnings": [type(w.message).__name__ for w in caught or []],
         "run_dir": str(clf.run_dir_), "status": sorted(set(clf.search_results_["status"])),
+        "refit": clf.refit_,
         "messages": sorted(set(clf.search_results_["message"]))}), flush=True)
 """)
 
@@ -163,6 +171,8 @@ def test_ctrl_c_ends_the_search_and_refits_the_best_so_far(tmp_path):
     assert 2 <= result["n"] < 2000 and result["pred"] == 4
     assert result["n"] == len(_trial_lines(tmp_path))  # every finished candidate is kept
     assert (Path(result["run_dir"]) / "model.keras").exists()
+    # the interrupted search skipped the cross-validation: the best so far is retrained
+    assert result["refit"] is True
 
 
 def _group_alive(pgid):
@@ -216,7 +226,10 @@ def test_a_second_ctrl_c_aborts_at_once(tmp_path):
     proc.send_signal(signal.SIGINT)
     _wait_for(lambda: "Interrupted:" in (tmp_path / "print.stderr").read_text(), proc)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
+    try:
+        out, _ = proc.communicate(timeout=60)  # the refit sleeps 600 s unless aborted
+    finally:
+        proc.kill()
     err.seek(0)
     assert proc.returncode != 0 and "RESULT" not in out
     assert "KeyboardInterrupt" in err.read()
