@@ -178,6 +178,10 @@ def _page_from_estimator(estimator, held_out_score):
              ("refit time", _seconds(getattr(est, "refit_time_", None)))]
     if getattr(est, "refit_epochs_", None) is not None:
         times.append(("refit epochs", est.refit_epochs_))
+    refit = getattr(est, "refit_", None)
+    if refit is not None:
+        times.append(("served", "the finalists' fold models" if refit == "folds" else
+                      "refit on all training rows" if refit else "as the search trained it"))
     source = f"fitted {type(est).__name__}" + (f" (run folder {run_dir})" if run_dir else "")
     return _Page(title=f"sknas search report: {type(est).__name__}", source=source,
                  results=results, history=_columns(getattr(est, "controller_history_", {})),

@@ -475,6 +475,9 @@ def test_estimator_report_of_a_fitted_estimator_and_a_pipeline(searched, tmp_pat
     assert "search time</th><td>" in text and "refit time</th><td>" in text
     assert "cross-validation time</th><td>" in text
     assert f"refit epochs</th><td>{clf.refit_epochs_}</td>" in text
+    served = {"folds": "the finalists&#x27; fold models", True: "refit on all training rows",
+              False: "as the search trained it"}[clf.refit_]
+    assert f"served</th><td>{served}</td>" in text
     assert "held-out score</th><td>0.9000" in text
     assert "status</th><td>finished" in text
     pipe = make_pipeline(FunctionTransformer(), clf)
