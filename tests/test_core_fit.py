@@ -13,7 +13,7 @@ from sknas.datasets import load_wine_quality
 
 FITTED = ["search_results_", "best_index_", "best_architecture_", "best_layers_", "best_score_",
           "model_", "classes_", "n_features_in_", "controller_history_", "controller_",
-          "stop_reason_", "search_time_", "refit_time_"]
+          "stop_reason_", "search_time_", "refit_time_", "refit_"]
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +41,10 @@ def test_tiny_search_learns_and_fills_attributes(wine_small):
     assert len(table) == 6 and set(table["controller_epoch"]) == {0, 1}
     assert table["status"].eq("ok").all() and table["reward"].between(0, 1).all()
     assert table["predicted_reward"].between(0, 1).all()
-    # 200 validation rows: cv='auto' cross-validates the 5 finalists and the best one wins
+    # 200 validation rows: cv='auto' cross-validates the finalists (8 by default, here all 6
+    # candidates) and the best one wins; the ensemble's fold models are served
     finalists = table[table["cv_score"].notna()]
-    assert len(finalists) == 5
+    assert len(finalists) == 6 and clf.refit_ == "folds"
     assert clf.best_index_ == finalists["cv_score"].idxmax()
     assert clf.best_score_ == finalists["cv_score"].max()
     assert clf.best_architecture_ == table["architecture"][clf.best_index_]
