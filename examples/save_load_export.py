@@ -5,8 +5,8 @@ Three ways to keep a fitted search:
 1. ``joblib.dump`` the whole pipeline (the estimator pickles its Keras model
    as a ``.keras`` archive) and ``joblib.load`` it back;
 2. ``export_model`` writes the served model (by default the ensemble of the
-   refit finalists, averaged inside one Keras model; with
-   ``ensemble_size=0`` the refit winner) as a plain ``.keras`` file that
+   finalists' fold models, averaged inside one Keras model; with
+   ``ensemble_size=0`` the winner's fold models) as a plain ``.keras`` file that
    loads with ``keras.models.load_model`` and no sknas at all; its outputs
    are the class probabilities in the order of ``classes_`` (one sigmoid unit
    for a binary problem), and it expects the features already scaled.
