@@ -410,7 +410,11 @@ def _summarise(args, pipe, X_test, y_test, y_train=None):
     print(f"\nbest architecture: {search.best_architecture_} ({how} {search.best_score_:.4f})")
     members = getattr(search, "ensemble_weights_", {})
     served = "ensemble" if len(members) > 1 else "winner"
-    served = f"{served}'s fold models" if search.refit_ == "folds" else f"refit {served}"
+    if search.refit_ == "folds":  # an ensemble of one pick may be another finalist than the winner
+        lone = len(members) == 1 and search.best_index_ not in members
+        served = f"{'ensemble' if lone else served}'s fold models"
+    else:
+        served = f"refit {served}"
     if len(members) > 1:
         ranks = search.search_results_["rank"]
         print(f"served: an ensemble of {len(members)} finalists, weights "
