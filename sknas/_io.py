@@ -13,6 +13,7 @@ A saved model is a folder with two plain files:
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,27 @@ def load_model(path):
     return SavedModel(load_keras(path / _KERAS), meta)
 
 
+#: model -> [number of predict calls so far, its compiled forward pass or None]
+_PREDICT_FNS = weakref.WeakKeyDictionary()
+
+
+def _forward(model, n_features):
+    """How to run ``model``: eagerly for its first predict call (a one-off
+    ``score`` pays no tracing), then as a compiled graph, traced once for any
+    number of rows. Eager calls cost about a millisecond per served network
+    and call, the graph a fraction of that (``benchmarks/bench_predict.py``)."""
+    import tensorflow as tf
+    entry = _PREDICT_FNS.setdefault(model, [0, None])
+    entry[0] += 1
+    if entry[0] == 1:
+        return lambda batch: model(batch, training=False)
+    if entry[1] is None:
+        ref = weakref.ref(model)  # the cache must not keep the model alive
+        entry[1] = tf.function(lambda batch: ref()(batch, training=False),
+                               input_signature=[tf.TensorSpec([None, n_features], tf.float32)])
+    return entry[1]
+
+
 def keras_predict(model, X):
     """Outputs of a Keras ``model`` on float32 rows ``X`` (dense, or sparse:
     densified a batch at a time), in batches of at most 8192 rows, as
@@ -114,7 +136,8 @@ def keras_predict(model, X):
     from ._trainer import dense_batches  # imports TensorFlow: not at ``import sknas``
     if X.shape[0] == 0:
         return np.zeros((0,) + tuple(model.output_shape[1:]))
-    return np.concatenate([np.asarray(model(batch, training=False), np.float64)
+    forward = _forward(model, X.shape[1])
+    return np.concatenate([np.asarray(forward(np.asarray(batch, np.float32)), np.float64)
                            for batch in dense_batches(X)])
 
 

@@ -142,3 +142,31 @@ def test_pickle_holds_keras_bytes_not_keras_objects(saved):
     np.testing.assert_array_equal(copy.classes_, clf.classes_)
     # and the estimator itself is unchanged by being pickled
     assert clf.model_ is not None and "_model_keras_bytes" not in vars(clf)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_repeated_predictions_run_one_compiled_graph_equal_to_the_eager_model(blobs, task):
+    """The first predict call runs the Keras model eagerly; later ones a graph
+    traced once for any number of rows, with the same outputs. The cache of
+    graphs does not keep a model alive."""
+    import gc
+    import weakref
+
+    from sknas import MLPNASRegressor, _io
+    X, y = blobs
+    if task == "classification":
+        est = MLPNASClassifier(**TINY).fit(X, y)
+        predict = est.predict_proba
+    else:
+        est = MLPNASRegressor(**TINY).fit(X, 100 + 10 * X[:, 0])
+        predict = est.predict
+    eager = predict(X)
+    assert _io._PREDICT_FNS[est.model_][1] is None        # one call: no graph yet
+    np.testing.assert_allclose(predict(X), eager, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predict(X[:7]), eager[:7], rtol=1e-5, atol=1e-6)
+    graph = _io._PREDICT_FNS[est.model_][1]
+    assert graph is not None and graph.experimental_get_tracing_count() == 1
+    model = weakref.ref(est.model_)
+    del est, predict
+    gc.collect()
+    assert model() is None
