@@ -9,7 +9,9 @@ On the reference protocol (wine quality, stratified 80/20 split,
 served as its members' fold models) and the same search with ``refit=True``
 (the members retrained on all rows), then times ``predict_proba`` on the test
 rows and on a single row, alternating the two models in each round (one
-process, so the ratio is what to read on a shared machine).
+process, so the ratio is what to read on a shared machine). A model's first
+predict call runs eagerly and its second traces the compiled graph that the
+later calls reuse, so round 0 includes that tracing.
 """
 
 import argparse
