@@ -2,7 +2,7 @@
 
 A saved model is a folder with two plain files:
 
-* ``model.keras``: the refit Keras model (a classifier's gives probabilities:
+* ``model.keras``: the served Keras model (a classifier's gives probabilities:
   one sigmoid unit for two classes, a softmax otherwise; a regressor's gives
   the targets in their original units);
 * ``sknas_model.json``: format version, sknas version, the task, classes with

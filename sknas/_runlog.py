@@ -13,7 +13,7 @@ A run folder holds only plain formats, so nothing in it is ever unpickled:
                             slots, step, baseline) and shared weights
                             (``weights/*``) after the last finished controller
                             epoch, replaced atomically at each epoch's end
-``model.keras``             the refit winner, written when ``fit`` ends
+``model.keras``             the served model, written when ``fit`` ends
 ==========================  ==================================================
 
 A controller epoch is the unit of commit: ``checkpoint.npz`` is written (to a
@@ -367,7 +367,7 @@ class Run:
         return epoch, n_trials, state, SharedWeights.from_arrays(weights)
 
     def load_model(self):
-        """The refit winner (``model.keras``, loaded with ``safe_mode=True``)."""
+        """The served model (``model.keras``, loaded with ``safe_mode=True``)."""
         path = self.path / "model.keras"
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: the run has not finished its refit")
