@@ -108,25 +108,25 @@ def load_model(path):
     return SavedModel(load_keras(path / _KERAS), meta)
 
 
-#: model -> [number of predict calls so far, its compiled forward pass or None]
+#: model -> its compiled forward pass
 _PREDICT_FNS = weakref.WeakKeyDictionary()
 
 
 def _forward(model, n_features):
-    """How to run ``model``: eagerly for its first predict call (a one-off
-    ``score`` pays no tracing), then as a compiled graph, traced once for any
-    number of rows. Eager calls cost about a millisecond per served network
-    and call, the graph a fraction of that (``benchmarks/bench_predict.py``)."""
+    """``model``'s forward pass as a compiled graph, traced at its first
+    predict call, once for any number of rows. Eager calls cost about a
+    millisecond per served network and call, the graph a fraction of that
+    (``benchmarks/bench_predict.py``). Every call runs the graph: eager
+    outputs differ from it in the last bits, and a model must give the same
+    outputs at every call and after pickling."""
     import tensorflow as tf
-    entry = _PREDICT_FNS.setdefault(model, [0, None])
-    entry[0] += 1
-    if entry[0] == 1:
-        return lambda batch: model(batch, training=False)
-    if entry[1] is None:
+    fn = _PREDICT_FNS.get(model)
+    if fn is None:
         ref = weakref.ref(model)  # the cache must not keep the model alive
-        entry[1] = tf.function(lambda batch: ref()(batch, training=False),
-                               input_signature=[tf.TensorSpec([None, n_features], tf.float32)])
-    return entry[1]
+        fn = tf.function(lambda batch: ref()(batch, training=False),
+                         input_signature=[tf.TensorSpec([None, n_features], tf.float32)])
+        _PREDICT_FNS[model] = fn
+    return fn
 
 
 def keras_predict(model, X):
