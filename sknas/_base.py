@@ -578,13 +578,12 @@ class BaseMLPNAS(BaseEstimator):
     #: what ``ensemble_size='auto'`` means (see its docstring)
     _auto_ensemble_size = 10
 
-    def _refit_mode(self, folds):
-        """``refit`` with ``'auto'`` resolved: ``'folds'`` when there are fold
-        models to serve (``folds``: the finalists' fold weights, by trial
-        index), else True; False stays False."""
+    def _refit_mode(self, has_folds):
+        """``refit`` with ``'auto'`` resolved: ``'folds'`` when the winner has
+        fold models to serve (``has_folds``), else True; False stays False."""
         if not self.refit:
             return False
-        if self.refit in ("auto", "folds") and folds:
+        if self.refit in ("auto", "folds") and has_folds:
             return "folds"
         return True
 
@@ -821,7 +820,7 @@ class BaseMLPNAS(BaseEstimator):
         start = time.perf_counter()
         members = {t.index: t.ensemble_weight for t in search.trials if t.ensemble_weight > 0}
         self.ensemble_weights_ = members
-        self.refit_ = self._refit_mode(folds if self.best_index_ in folds else {})
+        self.refit_ = self._refit_mode(self.best_index_ in folds)
         if self.refit_ == "folds":
             self.model_ = self._folds_model(search, members or {self.best_index_: 1.0}, folds,
                                             X.shape[1])
@@ -846,33 +845,23 @@ class BaseMLPNAS(BaseEstimator):
 
     def _ensemble_model(self, search, members, X, y, w, seed, head):
         """One Keras model averaging the refit members' outputs with their weights."""
-        import keras
         data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._task_fields())
         trained = self._refit_together(
             [search.trials[i] for i in members if i != self.best_index_], data, seed)
-        inputs = keras.Input((X.shape[1],))
-        outputs = []
-        for index, weight in members.items():
-            member = self.model_ if index == self.best_index_ else build_keras_model(
-                search.trials[index].layers, X.shape[1], head,
-                self._served_weights(trained[index]))
-            outputs.append(keras.layers.Rescaling(float(weight))(member(inputs)))
-        return keras.Model(inputs, keras.layers.Add()(outputs))
+        nets = [(self.model_ if index == self.best_index_ else build_keras_model(
+                     search.trials[index].layers, X.shape[1], head,
+                     self._served_weights(trained[index])), weight)
+                for index, weight in members.items()]
+        return _weighted_sum_model(X.shape[1], nets)
 
     def _folds_model(self, search, members, folds, n_features):
         """One Keras model averaging ``members``' fold models: member weight
         divided by its number of folds for each (``refit='folds'``)."""
-        import keras
         head = search.data.head
-        inputs = keras.Input((n_features,))
-        outputs = []
-        for index, weight in members.items():
-            for weights in folds[index]:
-                net = build_keras_model(search.trials[index].layers, n_features, head,
-                                        self._served_weights(weights))
-                outputs.append(keras.layers.Rescaling(float(weight) / len(folds[index]))(
-                    net(inputs)))
-        return keras.Model(inputs, keras.layers.Add()(outputs) if len(outputs) > 1 else outputs[0])
+        nets = [(build_keras_model(search.trials[index].layers, n_features, head,
+                                   self._served_weights(weights)), weight / len(folds[index]))
+                for index, weight in members.items() for weights in folds[index]]
+        return _weighted_sum_model(n_features, nets)
 
     def _refit_together(self, trials, data, seed):
         """Refit cross-validated ``trials`` on ``data`` as :meth:`_train` refits
@@ -1054,6 +1043,16 @@ class BaseMLPNAS(BaseEstimator):
         # model.fit's shuffling and dropout draw from TensorFlow's global seed
         tags.non_deterministic = self.trainer == "keras"
         return tags
+
+
+def _weighted_sum_model(n_features, nets):
+    """One Keras model whose output is the sum of ``(net, weight)`` pairs'
+    outputs, each scaled by its weight (a ``Rescaling`` layer per net and an
+    ``Add``): the served model of an ensemble."""
+    import keras
+    inputs = keras.Input((n_features,))
+    outputs = [keras.layers.Rescaling(float(weight))(net(inputs)) for net, weight in nets]
+    return keras.Model(inputs, keras.layers.Add()(outputs) if len(outputs) > 1 else outputs[0])
 
 
 #: Sparse formats ``fit`` and the predictions take (converted to CSR).

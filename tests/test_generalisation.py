@@ -352,7 +352,7 @@ def test_the_tutorials_search_is_two_parameters_away():
     assert params["cv"] is None
     assert MLPNASClassifier(baseline=0.5, cv=None)._n_members() == 0  # 'auto': no ensemble
     # 'auto': no fold models to serve, so the winner is refit on all rows as the tutorial does
-    assert MLPNASClassifier(baseline=0.5, cv=None)._refit_mode({}) is True
+    assert MLPNASClassifier(baseline=0.5, cv=None)._refit_mode(False) is True
 
 
 def test_the_tutorials_choice_is_the_best_holdout_reward_for_a_fixed_count(small):
