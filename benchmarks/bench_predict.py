@@ -20,11 +20,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from sklearn.model_selection import train_test_split  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-
+from bench_controller import data  # noqa: E402  (the reference protocol's split)
 from sknas import MLPNASClassifier  # noqa: E402
-from sknas.datasets import load_wine_quality  # noqa: E402
 
 
 def main(argv=None):
@@ -33,10 +30,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=20)
     args = parser.parse_args(argv)
-    X, y = load_wine_quality(return_X_y=True)
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
-    scaler = StandardScaler().fit(X_tr)
-    X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+    X_tr, X_te, y_tr, y_te = data()
     fitted = {}
     for label, params in (("refit=True", {"refit": True}), ("default (fold models)", {})):
         clf = MLPNASClassifier(random_state=args.seed, **params).fit(X_tr, y_tr)
