@@ -137,7 +137,7 @@ def keras_predict(model, X):
     if X.shape[0] == 0:
         return np.zeros((0,) + tuple(model.output_shape[1:]))
     forward = _forward(model, X.shape[1])
-    return np.concatenate([np.asarray(forward(np.asarray(batch, np.float32)), np.float64)
+    return np.concatenate([np.asarray(forward(batch), np.float64)
                            for batch in dense_batches(X)])
 
 
