@@ -286,7 +286,9 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
         Seconds spent in the search.
     ensemble_weights_ : dict
         Row of ``search_results_`` -> weight of each ensemble member (empty
-        when a single winner is served); also the ``ensemble_weight`` column.
+        with ``ensemble_size=0``); also the ``ensemble_weight`` column. What
+        the selection picked is what is served: when every pick is one
+        finalist other than the winner, that finalist alone.
     ensemble_score_ : float
         Out-of-fold score (accuracy or R^2) of the selected ensemble, beside
         the winner's ``cv_score`` (only when an ensemble was selected).
@@ -826,6 +828,12 @@ class BaseMLPNAS(BaseEstimator):
                                             X.shape[1])
             self.refit_time_ = time.perf_counter() - start
             return
+        head = search.data.head
+        if members and self.best_index_ not in members:
+            # the selection passed the winner over: serve only what it picked
+            self.model_ = self._ensemble_model(search, members, X, y, w, seed, head)
+            self.refit_time_ = time.perf_counter() - start
+            return
         store = search.store
         own = search.best_weights
         best = search.trials[self.best_index_]
@@ -836,7 +844,6 @@ class BaseMLPNAS(BaseEstimator):
             weights = self._train(best, search.data, store, seed)
         else:
             weights = own[1]
-        head = search.data.head
         self.model_ = build_keras_model(self.best_layers_, X.shape[1], head,
                                         self._served_weights(weights))
         if len(members) > 1:
@@ -844,7 +851,8 @@ class BaseMLPNAS(BaseEstimator):
         self.refit_time_ = time.perf_counter() - start
 
     def _ensemble_model(self, search, members, X, y, w, seed, head):
-        """One Keras model averaging the refit members' outputs with their weights."""
+        """One Keras model averaging the refit members' outputs with their
+        weights; the winner, when a member, is ``model_`` (already refit)."""
         data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._task_fields())
         trained = self._refit_together(
             [search.trials[i] for i in members if i != self.best_index_], data, seed)

@@ -402,6 +402,16 @@ def _fit(search, X_train, y_train):
         raise CLIError(" ".join(str(exc).split())) from None
 
 
+def _served_label(search):
+    """What the fitted ``search`` serves, for the summary: the winner or the
+    ensemble (an ensemble of one pick may be a finalist other than the
+    winner), refit or as fold models."""
+    members = getattr(search, "ensemble_weights_", {})
+    ensemble = len(members) > 1 or (members and search.best_index_ not in members)
+    served = "ensemble" if ensemble else "winner"
+    return f"{served}'s fold models" if search.refit_ == "folds" else f"refit {served}"
+
+
 def _summarise(args, pipe, X_test, y_test, y_train=None):
     search = pipe.named_steps["search"]
     _print_top(search.search_results_, args.top)
@@ -409,12 +419,7 @@ def _summarise(args, pipe, X_test, y_test, y_train=None):
     how = "reward" if cv_score != cv_score else "cross-validated score"  # NaN: not a finalist
     print(f"\nbest architecture: {search.best_architecture_} ({how} {search.best_score_:.4f})")
     members = getattr(search, "ensemble_weights_", {})
-    served = "ensemble" if len(members) > 1 else "winner"
-    if search.refit_ == "folds":  # an ensemble of one pick may be another finalist than the winner
-        lone = len(members) == 1 and search.best_index_ not in members
-        served = f"{'ensemble' if lone else served}'s fold models"
-    else:
-        served = f"refit {served}"
+    served = _served_label(search)
     if len(members) > 1:
         ranks = search.search_results_["rank"]
         print(f"served: an ensemble of {len(members)} finalists, weights "

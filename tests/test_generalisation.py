@@ -221,6 +221,58 @@ def test_an_ensemble_averages_its_members_with_the_selected_weights(small, tiny,
     assert "ensemble_weight" in clf.top_architectures(5)
 
 
+class _PicksTheWorstFinalist(MLPNASClassifier):
+    """Its ensemble selection spends every pick on the finalist with the
+    lowest cross-validated score: one member, and not the winner."""
+
+    def _select_ensemble(self, search, oof, y, w):
+        worst = min(oof, key=lambda i: np.mean(search.trials[i].cv_scores))
+        for i in oof:
+            search.trials[i].ensemble_weight = float(i == worst)
+        self.ensemble_score_ = self._oof_score(oof[worst], y, w)
+
+
+@pytest.mark.parametrize("refit", ["folds", True])
+def test_a_single_pick_that_is_not_the_winner_is_what_is_served(small, tiny, refit):
+    import keras
+
+    from sknas._cli import _served_label
+    X, y = small
+    clf = _PicksTheWorstFinalist(**{**tiny, "controller_epochs": 2, "samples_per_epoch": 4},
+                                 cv=3, n_finalists=3, ensemble_size=2, refit=refit).fit(X, y)
+    (picked,) = clf.ensemble_weights_
+    assert picked != clf.best_index_ and clf.ensemble_weights_[picked] == 1.0
+    def dense(layers):
+        return [(lyr["units"], lyr["activation"]) for lyr in layers if lyr["type"] == "dense"]
+    assert dense(clf.search_results_["layers"][picked]) != dense(clf.best_layers_)
+    nets = [lyr for lyr in clf.model_.layers if hasattr(lyr, "layers")]
+    assert len(nets) == (3 if refit == "folds" else 1)
+    for net in nets:  # the picked finalist's architecture, not the winner's
+        assert [(lyr.units, lyr.activation.__name__) for lyr in net.layers
+                if isinstance(lyr, keras.layers.Dense)][:-1] == dense(
+                    clf.search_results_["layers"][picked])
+    assert _served_label(clf) == ("ensemble's fold models" if refit == "folds"
+                                  else "refit ensemble")
+
+
+def test_the_command_line_names_what_is_served():
+    from types import SimpleNamespace
+
+    from sknas._cli import _served_label
+
+    def label(members, refit):
+        return _served_label(SimpleNamespace(ensemble_weights_=members, best_index_=0,
+                                             refit_=refit))
+    assert label({}, "folds") == "winner's fold models"
+    assert label({0: 1.0}, "folds") == "winner's fold models"
+    assert label({2: 1.0}, "folds") == "ensemble's fold models"
+    assert label({0: 0.5, 2: 0.5}, "folds") == "ensemble's fold models"
+    assert label({}, True) == "refit winner"
+    assert label({0: 1.0}, True) == "refit winner"
+    assert label({2: 1.0}, True) == "refit ensemble"
+    assert label({0: 0.5, 2: 0.5}, True) == "refit ensemble"
+
+
 def test_ensemble_parameters_are_checked_before_training(tiny, monkeypatch):
     from sklearn.utils._param_validation import InvalidParameterError
 
