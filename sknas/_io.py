@@ -133,12 +133,14 @@ def keras_predict(model, X):
     """Outputs of a Keras ``model`` on float32 rows ``X`` (dense, or sparse:
     densified a batch at a time), in batches of at most 8192 rows, as
     float64 (serves the regressor and :class:`SavedModel`)."""
-    from ._trainer import dense_batches  # imports TensorFlow: not at ``import sknas``
+    # imports TensorFlow: not at ``import sknas``
+    from ._trainer import _quiet_retracing, dense_batches
     if X.shape[0] == 0:
         return np.zeros((0,) + tuple(model.output_shape[1:]))
     forward = _forward(model, X.shape[1])
-    return np.concatenate([np.asarray(forward(batch), np.float64)
-                           for batch in dense_batches(X)])
+    with _quiet_retracing():  # every model traces its own graph, once: by design
+        return np.concatenate([np.asarray(forward(batch), np.float64)
+                               for batch in dense_batches(X)])
 
 
 def keras_proba(model, X, n_classes):

@@ -175,3 +175,18 @@ def test_repeated_predictions_run_one_compiled_graph_equal_to_the_eager_model(bl
     del est, predict
     gc.collect()
     assert model() is None
+
+
+def test_predicting_with_many_fitted_models_stays_quiet(caplog):
+    """Each served model traces its own predict graph; TensorFlow's warning
+    about repeated tracing (after five) must not reach the user."""
+    import logging
+
+    from sknas._io import keras_predict
+    from sknas._trainer import build_keras_model
+    X = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    layers = [{"type": "dense", "units": 4, "activation": "relu"}]
+    with caplog.at_level(logging.WARNING):
+        outputs = [keras_predict(build_keras_model(layers, 4, 3), X) for _ in range(8)]
+    assert all(out.shape == (20, 3) for out in outputs)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
