@@ -1,0 +1,133 @@
+"""Variants of the finalists' training that were measured and not adopted.
+
+A study script, not part of sknas: it runs ``bench_quality.py`` with three
+extra keys understood in ``--configs``, each implemented here by patching the
+estimator or the population trainer (so it follows their internals, and may
+need updating when they change):
+
+- ``fin_es=True``: early stopping (patience ``n_iter_no_change``, best epoch
+  restored) for the finalists' folds only, the search's candidates unchanged;
+- ``schedule='cosine'`` or ``'linear'``: the finalists' folds train with a
+  learning rate that decays to 0 at their last step (decoupled weight decay
+  scaled with it, as Keras's AdamW does).
+
+The results are in ``RESULTS.md``, section "Variations on the fold models".
+Example::
+
+    python benchmarks/variants_folds.py --seeds 0 1 2 --peers \\
+        --configs "dict(fin_es=True)" "dict(schedule='cosine')"
+"""
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_quality as bq  # noqa: E402
+
+
+class FinalistEarlyStopping:
+    """Early stopping for the finalists' folds only."""
+
+    def _score_finalists(self, *args, **kwargs):
+        old = self.early_stopping_
+        self.early_stopping_ = True
+        try:
+            return super()._score_finalists(*args, **kwargs)
+        finally:
+            self.early_stopping_ = old
+
+
+def scheduled_trainer_class():
+    """A PopulationTrainer whose Adam steps take a decaying learning rate."""
+    import tensorflow as tf
+
+    from sknas import _trainer
+
+    if getattr(_trainer._Group, "_scheduled", False):
+        return _trainer._ScheduledTrainer
+    plain_apply = _trainer._Group.apply
+
+    def apply(self, grads, b1p, b2p):  # the step's factor, set while tracing the step
+        scale = getattr(self, "_scale", None)
+        if scale is None:
+            return plain_apply(self, grads, b1p, b2p)
+        lr, decay = self.learning_rate, self.decay
+        self.learning_rate = lr * scale
+        self.decay = None if decay is None else decay * scale
+        try:
+            return plain_apply(self, grads, b1p, b2p)
+        finally:
+            self.learning_rate, self.decay = lr, decay
+
+    class ScheduledTrainer(_trainer.PopulationTrainer):
+        schedule = "cosine"
+
+        def _make_step(self, pop, rows, n, first_step):
+            plain_step = super()._make_step(pop, rows, n, first_step)
+            total = tf.cast(self.epochs * ((n + self.batch_size - 1) // self.batch_size),
+                            tf.float32)
+
+            def step(s, *state):
+                t = tf.cast(first_step + s, tf.float32) / total
+                factor = 0.5 * (1.0 + tf.cos(np.pi * t)) if self.schedule == "cosine" else 1.0 - t
+                for g in pop.groups:
+                    g._scale = factor
+                try:
+                    return plain_step(s, *state)
+                finally:
+                    for g in pop.groups:
+                        g._scale = None
+            return step
+
+        def _graph_key(self, *args):  # not the plain trainer's cached graphs
+            return super()._graph_key(*args) + (self.schedule,)
+
+    _trainer._Group.apply = apply
+    _trainer._Group._scheduled = True
+    _trainer._ScheduledTrainer = ScheduledTrainer
+    return ScheduledTrainer
+
+
+class FinalistSchedule:
+    """The finalists' folds train with a decaying learning rate."""
+
+    _schedule = "cosine"
+
+    def _make_trainer(self, epochs=None, early_stopping=None):
+        trainer = super()._make_trainer(epochs, early_stopping)
+        if epochs is None:  # the search's trainer
+            return trainer
+        scheduled = scheduled_trainer_class()(
+            epochs=trainer.epochs, batch_size=trainer.batch_size,
+            learning_rate=trainer.learning_rate, early_stopping=trainer.early_stopping,
+            n_iter_no_change=trainer.n_iter_no_change)
+        scheduled.schedule = self._schedule
+        return scheduled
+
+
+_plain_class = bq.sknas_class
+
+
+def sknas_class(task):
+    base = _plain_class(task)
+
+    def factory(**params):
+        mixins = []
+        schedule = params.pop("schedule", None)
+        if schedule:
+            mixins.append(type("Schedule", (FinalistSchedule,), {"_schedule": schedule}))
+        if params.pop("fin_es", False):
+            mixins.append(FinalistEarlyStopping)
+        if mixins:
+            return type("Variant" + base.__name__, (*mixins, base), {})(**params)
+        return base(**params)
+    return factory
+
+
+bq.sknas_class = sknas_class
+
+if __name__ == "__main__":
+    bq.main()
