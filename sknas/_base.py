@@ -818,7 +818,8 @@ class BaseMLPNAS(BaseEstimator):
         """Build ``model_``: the fold models of the winner (and members) with
         ``refit='folds'``; the winner retrained on all rows if ``refit``, else
         as the search trained it (retrained on the search's split when those
-        weights are gone, as after a resume)."""
+        weights are gone, as after a resume). An ensemble is served whole,
+        even one whose only member is a finalist other than the winner."""
         start = time.perf_counter()
         members = {t.index: t.ensemble_weight for t in search.trials if t.ensemble_weight > 0}
         self.ensemble_weights_ = members

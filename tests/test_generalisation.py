@@ -242,6 +242,7 @@ def test_a_single_pick_that_is_not_the_winner_is_what_is_served(small, tiny, ref
                                  cv=3, n_finalists=3, ensemble_size=2, refit=refit).fit(X, y)
     (picked,) = clf.ensemble_weights_
     assert picked != clf.best_index_ and clf.ensemble_weights_[picked] == 1.0
+
     def dense(layers):
         return [(lyr["units"], lyr["activation"]) for lyr in layers if lyr["type"] == "dense"]
     assert dense(clf.search_results_["layers"][picked]) != dense(clf.best_layers_)
