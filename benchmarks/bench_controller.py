@@ -45,7 +45,8 @@ def data():
 
 
 def run(params, seeds, split):
-    """Per-seed best reward, test accuracy, lift and time (fit and scoring the test rows) of one variant."""
+    """Per-seed best reward, test accuracy, lift and time (the fit and the
+    scoring of the test rows) of one variant."""
     X_tr, X_te, y_tr, y_te = split
     rows = []
     for seed in seeds:
