@@ -816,10 +816,8 @@ class BaseMLPNAS(BaseEstimator):
 
     def _fit_best(self, search, X, y, w, seed, folds):
         """Build ``model_``: the fold models of the winner (and members) with
-        ``refit='folds'``; the winner retrained on all rows if ``refit``, else
-        as the search trained it (retrained on the search's split when those
-        weights are gone, as after a resume). An ensemble is served whole,
-        even one whose only member is a finalist other than the winner."""
+        ``refit='folds'``; otherwise the ensemble the selection picked (see
+        :func:`serves_ensemble`), or the single winner."""
         start = time.perf_counter()
         members = {t.index: t.ensemble_weight for t in search.trials if t.ensemble_weight > 0}
         self.ensemble_weights_ = members
@@ -827,14 +825,16 @@ class BaseMLPNAS(BaseEstimator):
         if self.refit_ == "folds":
             self.model_ = self._folds_model(search, members or {self.best_index_: 1.0}, folds,
                                             X.shape[1])
-            self.refit_time_ = time.perf_counter() - start
-            return
-        head = search.data.head
-        if members and self.best_index_ not in members:
-            # the selection passed the winner over: serve only what it picked
-            self.model_ = self._ensemble_model(search, members, X, y, w, seed, head)
-            self.refit_time_ = time.perf_counter() - start
-            return
+        elif serves_ensemble(members, self.best_index_):
+            self.model_ = self._ensemble_model(search, members, X, y, w, seed)
+        else:
+            self.model_ = self._winner_model(search, X, y, w, seed)
+        self.refit_time_ = time.perf_counter() - start
+
+    def _winner_model(self, search, X, y, w, seed):
+        """The winner: retrained on all rows if ``refit``, else as the search
+        trained it (retrained on the search's split when those weights are
+        gone, as after a resume)."""
         store = search.store
         own = search.best_weights
         best = search.trials[self.best_index_]
@@ -845,19 +845,20 @@ class BaseMLPNAS(BaseEstimator):
             weights = self._train(best, search.data, store, seed)
         else:
             weights = own[1]
-        self.model_ = build_keras_model(self.best_layers_, X.shape[1], head,
-                                        self._served_weights(weights))
-        if len(members) > 1:
-            self.model_ = self._ensemble_model(search, members, X, y, w, seed, head)
-        self.refit_time_ = time.perf_counter() - start
+        return build_keras_model(self.best_layers_, X.shape[1], search.data.head,
+                                 self._served_weights(weights))
 
-    def _ensemble_model(self, search, members, X, y, w, seed, head):
+    def _ensemble_model(self, search, members, X, y, w, seed):
         """One Keras model averaging the refit members' outputs with their
-        weights; the winner, when a member, is ``model_`` (already refit)."""
+        weights (the winner, if a member, refit first as :meth:`_winner_model`
+        refits it)."""
+        winner = (self._winner_model(search, X, y, w, seed) if self.best_index_ in members
+                  else None)
         data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._task_fields())
         trained = self._refit_together(
             [search.trials[i] for i in members if i != self.best_index_], data, seed)
-        nets = [(self.model_ if index == self.best_index_ else build_keras_model(
+        head = search.data.head
+        nets = [(winner if index == self.best_index_ else build_keras_model(
                      search.trials[index].layers, X.shape[1], head,
                      self._served_weights(trained[index])), weight)
                 for index, weight in members.items()]
@@ -1052,6 +1053,13 @@ class BaseMLPNAS(BaseEstimator):
         # model.fit's shuffling and dropout draw from TensorFlow's global seed
         tags.non_deterministic = self.trainer == "keras"
         return tags
+
+
+def serves_ensemble(members, best_index):
+    """Whether the ensemble selection's ``members`` (row -> weight) make an
+    ensemble to serve rather than the single winner ``best_index``: several
+    members, or one that is not the winner."""
+    return bool(members) and set(members) != {best_index}
 
 
 def _weighted_sum_model(n_features, nets):

@@ -406,8 +406,8 @@ def _served_label(search):
     """What the fitted ``search`` serves, for the summary: the winner or the
     ensemble (an ensemble of one pick may be a finalist other than the
     winner), refit or as fold models."""
-    members = getattr(search, "ensemble_weights_", {})
-    ensemble = len(members) > 1 or (members and search.best_index_ not in members)
+    from ._base import serves_ensemble
+    ensemble = serves_ensemble(getattr(search, "ensemble_weights_", {}), search.best_index_)
     served = "ensemble" if ensemble else "winner"
     return f"{served}'s fold models" if search.refit_ == "folds" else f"refit {served}"
 
