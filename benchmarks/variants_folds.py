@@ -1,7 +1,7 @@
 """Variants of the finalists' training that were measured and not adopted.
 
-A study script, not part of sknas: it runs ``bench_quality.py`` with three
-extra keys understood in ``--configs``, each implemented here by patching the
+A study script, not part of sknas: it runs ``bench_quality.py`` with extra
+keys understood in ``--configs``, each implemented here by patching the
 estimator or the population trainer (so it follows their internals, and may
 need updating when they change):
 
@@ -9,9 +9,15 @@ need updating when they change):
   restored) for the finalists' folds only, the search's candidates unchanged;
 - ``schedule='cosine'`` or ``'linear'``: the finalists' folds train with a
   learning rate that decays to 0 at their last step (decoupled weight decay
-  scaled with it, as Keras's AdamW does).
+  scaled with it, as Keras's AdamW does);
+- ``uniform=0`` or ``uniform=K``: the served ensemble gives equal weights to
+  all finalists (0) or to the K best by cross-validated score, instead of the
+  greedy selection;
+- ``fin_batch=B``: the finalists' folds train on mini-batches of B rows (the
+  search's candidates keep ``batch_size``).
 
-The results are in ``RESULTS.md``, section "Variations on the fold models".
+The results are in ``RESULTS.md``, sections "Variations on the fold models"
+and "Four more variations".
 Example::
 
     python benchmarks/variants_folds.py --seeds 0 1 2 --peers \\
@@ -108,6 +114,35 @@ class FinalistSchedule:
         return scheduled
 
 
+class UniformEnsemble:
+    """The served ensemble averages the ``_top`` finalists best by
+    cross-validated score (all of them when None) with equal weights,
+    instead of the greedy selection."""
+
+    _top = None
+
+    def _select_ensemble(self, search, oof, y, w):
+        ids = sorted(oof, key=lambda i: -np.nanmean(search.trials[i].cv_scores))
+        ids = ids[:self._top] if self._top else ids
+        for i in oof:
+            search.trials[i].ensemble_weight = 1.0 / len(ids) if i in ids else 0.0
+        self.ensemble_score_ = self._oof_score(sum(oof[i] for i in ids) / len(ids), y, w)
+
+
+class FinalistBatch:
+    """The finalists' folds train with mini-batches of ``_batch`` rows."""
+
+    _batch = 64
+
+    def _score_finalists(self, *args, **kwargs):
+        old = self.batch_size
+        self.batch_size = self._batch
+        try:
+            return super()._score_finalists(*args, **kwargs)
+        finally:
+            self.batch_size = old
+
+
 _plain_class = bq.sknas_class
 
 
@@ -119,6 +154,12 @@ def sknas_class(task):
         schedule = params.pop("schedule", None)
         if schedule:
             mixins.append(type("Schedule", (FinalistSchedule,), {"_schedule": schedule}))
+        fin_batch = params.pop("fin_batch", None)
+        if fin_batch:
+            mixins.append(type("Batch", (FinalistBatch,), {"_batch": fin_batch}))
+        uniform = params.pop("uniform", None)
+        if uniform is not None:
+            mixins.append(type("Uniform", (UniformEnsemble,), {"_top": uniform or None}))
         if params.pop("fin_es", False):
             mixins.append(FinalistEarlyStopping)
         if mixins:
