@@ -144,14 +144,26 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         and ensemble members when they were cross-validated (a refit trains
         as long as what was scored). The search ranks its many candidates on
         ``epochs`` (a cheap score); the few finalists train longer.
-        ``None``: ``epochs`` (the tutorial's single length). ``'auto'``:
-        three times ``epochs`` (30 by default) for :class:`MLPNASClassifier`,
-        ``epochs`` for :class:`MLPNASRegressor` (whose small tables overfit
-        with longer training), chosen from measurements (see the
-        generalisation guide). With early stopping a fold stops sooner
-        and the refit trains for its folds' mean best epoch. No effect when
-        no finalist is cross-validated (``cv=None``, or ``cv='auto'`` on
-        large data without an ensemble).
+        ``None``: ``epochs`` (the tutorial's single length). ``'auto'``, for
+        :class:`MLPNASClassifier`: three times ``epochs`` (30 by default)
+        below 1,000 training rows, five times (50) from 1,000 rows on, where
+        it goes with ``finalist_batch_size``'s larger batches; for
+        :class:`MLPNASRegressor`, ``epochs`` (its small tables overfit with
+        longer training). Chosen from measurements (see the generalisation
+        guide); ``finalist_epochs_`` holds the resolved value. With early
+        stopping a fold stops sooner and the refit trains for its folds'
+        mean best epoch. No effect when no finalist is cross-validated
+        (``cv=None``, or ``cv='auto'`` on large data without an ensemble).
+    finalist_batch_size : int, 'auto' or None, default='auto'
+        Mini-batch size of the finalists' folds, and so of the served
+        models and of a cross-validated winner's refit; the search's
+        candidates train on ``batch_size``. ``None``: ``batch_size``.
+        ``'auto'``, for :class:`MLPNASClassifier`: ``batch_size`` below
+        1,000 training rows, twice ``batch_size`` (64) from 1,000 rows on:
+        with ``finalist_epochs='auto'`` the finalists of larger tables see
+        every row 50 times in fewer steps than 30 epochs of batches of 32
+        take; for :class:`MLPNASRegressor`, ``batch_size``.
+        ``finalist_batch_size_`` holds the resolved value.
     ensemble_size : int or 'auto', default='auto'
         0 serves the single winner. Otherwise greedy ensemble selection with
         replacement (Caruana et al., 2004) over the cross-validated
@@ -222,8 +234,8 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         candidates are restored, and the search appends to that folder.
         Only ``controller_epochs``, ``max_time``, ``max_candidates``,
         ``n_jobs``, ``error_score``, ``refit``, ``verbose`` and what acts
-        after the search (``cv``, ``n_finalists``, ``finalist_epochs``) may
-        differ;
+        after the search (``cv``, ``n_finalists``, ``finalist_epochs``,
+        ``finalist_batch_size``) may differ;
         ``random_state`` must be the run's own or ``None`` (the run's seed
         is used either way).
     random_state : int, RandomState instance or None, default=None
@@ -300,6 +312,11 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
         that is ``finalist_epochs`` when it was cross-validated, else
         ``epochs``; with early stopping, its best epoch (the mean over its
         folds when cross-validated).
+    finalist_epochs_ : int
+        Training epochs of the finalists' folds (``finalist_epochs`` with
+        ``'auto'`` and ``None`` resolved for the training rows given).
+    finalist_batch_size_ : int
+        Their mini-batch size (``finalist_batch_size`` resolved likewise).
     refit_ : 'folds' or bool
         How ``model_`` was made: ``refit`` with ``'auto'`` resolved, and True
         where a Ctrl-C left no fold models to serve.
@@ -371,6 +388,8 @@ class BaseMLPNAS(BaseEstimator):
         "n_finalists": [Interval(Integral, 1, None, closed="left")],
         "finalist_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}),
                             None],
+        "finalist_batch_size": [Interval(Integral, 1, None, closed="left"),
+                                StrOptions({"auto"}), None],
         "ensemble_size": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "reward": [StrOptions({"weighted", "last", "max"})],
@@ -397,8 +416,9 @@ class BaseMLPNAS(BaseEstimator):
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
                  early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=8,
-                 finalist_epochs="auto", ensemble_size="auto", validation_fraction=0.1,
-                 reward="weighted", weight_sharing=True, trainer="population", n_jobs=None,
+                 finalist_epochs="auto", finalist_batch_size="auto", ensemble_size="auto",
+                 validation_fraction=0.1, reward="weighted", weight_sharing=True,
+                 trainer="population", n_jobs=None,
                  error_score=np.nan, max_time=None, max_candidates=None, refit="auto",
                  log_dir=None, resume=None, random_state=None, verbose=0):
         self.units = units
@@ -429,6 +449,7 @@ class BaseMLPNAS(BaseEstimator):
         self.cv = cv
         self.n_finalists = n_finalists
         self.finalist_epochs = finalist_epochs
+        self.finalist_batch_size = finalist_batch_size
         self.ensemble_size = ensemble_size
         self.validation_fraction = validation_fraction
         self.reward = reward
@@ -540,9 +561,10 @@ class BaseMLPNAS(BaseEstimator):
             normalize_advantage=self.normalize_advantage, entropy_weight=self.entropy_weight,
             train_steps=self.controller_train_steps, use_predictor=self.use_predictor, seed=seed)
 
-    def _make_trainer(self, epochs=None, early_stopping=None):
+    def _make_trainer(self, epochs=None, early_stopping=None, batch_size=None):
         cls = KerasTrainer if self.trainer == "keras" else PopulationTrainer
-        return cls(epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
+        return cls(epochs=self.epochs if epochs is None else epochs,
+                   batch_size=self.batch_size if batch_size is None else batch_size,
                    learning_rate=self.learning_rate,
                    early_stopping=self.early_stopping_ if early_stopping is None else early_stopping,
                    n_iter_no_change=self.n_iter_no_change)
@@ -595,14 +617,32 @@ class BaseMLPNAS(BaseEstimator):
             return self.ensemble_size
         return self._auto_ensemble_size if self.cv is not None and self.refit else 0
 
-    #: what ``finalist_epochs='auto'`` means: this many times ``epochs``
-    _auto_finalist_factor = 3
+    #: from this many training rows on, ``'auto'`` finalists train longer on larger batches
+    _large_data_rows = 1000
+    #: what ``finalist_epochs='auto'`` means: this many times ``epochs`` (small data, large)
+    _auto_finalist_factor = (3, 5)
+    #: what ``finalist_batch_size='auto'`` means: this many times ``batch_size`` (small, large)
+    _auto_finalist_batch_factor = (1, 2)
 
-    def _n_finalist_epochs(self):
-        """``finalist_epochs`` with ``'auto'`` and ``None`` resolved."""
-        if self.finalist_epochs == "auto":
-            return self._auto_finalist_factor * self.epochs
-        return self.epochs if self.finalist_epochs is None else self.finalist_epochs
+    def _finalist_training(self, n_rows):
+        """``(epochs, batch_size)`` of the finalists' folds for ``n_rows``
+        training rows: ``finalist_epochs`` and ``finalist_batch_size`` with
+        ``'auto'`` and ``None`` resolved."""
+        large = int(n_rows >= self._large_data_rows)
+        resolved = []
+        for value, default, factors in (
+                (self.finalist_epochs, self.epochs, self._auto_finalist_factor),
+                (self.finalist_batch_size, self.batch_size, self._auto_finalist_batch_factor)):
+            if value == "auto":
+                value = factors[large] * default
+            resolved.append(default if value is None else value)
+        return tuple(resolved)
+
+    def _finalist_trainer(self, epochs=None, early_stopping=None):
+        """A trainer as the finalists' folds train: ``finalist_epochs_`` (or
+        ``epochs``) on batches of ``finalist_batch_size_``."""
+        return self._make_trainer(self.finalist_epochs_ if epochs is None else epochs,
+                                  early_stopping, self.finalist_batch_size_)
 
     def _max_folds(self, y):
         """The most folds the target allows (rows, or the smallest class's rows)."""
@@ -631,7 +671,7 @@ class BaseMLPNAS(BaseEstimator):
                 in_val = np.zeros(len(y), np.float32)
                 in_val[val] = 1.0
                 row_weights.append((w * in_train, w * in_val))
-        results = self._make_trainer(epochs=self._n_finalist_epochs()).train(
+        results = self._finalist_trainer().train(
             candidates, data, seed, row_weights, val_outputs=bool(self._n_members()))
         oof, fold_weights = {}, {}
         for i, trial in enumerate(finalists):
@@ -642,7 +682,7 @@ class BaseMLPNAS(BaseEstimator):
                                if r.status == "ok" and r.val_scores else np.nan for r in mine]
             epochs = [r.best_epoch for r in mine if r.status == "ok"]
             trial.cv_best_epoch = (int(round(np.mean(epochs))) if epochs
-                                   else self._n_finalist_epochs())
+                                   else self.finalist_epochs_)
             if self._n_members() and all(r.status == "ok" for r in mine):
                 pred = np.zeros((len(y), data.n_outputs))
                 for (_, val), r in zip(folds, mine):
@@ -714,6 +754,7 @@ class BaseMLPNAS(BaseEstimator):
         X, y, w = self._validate_training_data(X, y, sample_weight)
         self.early_stopping_ = (sp.issparse(X) if self.early_stopping == "auto"
                                 else bool(self.early_stopping))
+        self.finalist_epochs_, self.finalist_batch_size_ = self._finalist_training(X.shape[0])
         seed = self._search_seed()
         data = self._split(X, y, w, seed)
         self._check_memory(space, data)
@@ -876,7 +917,7 @@ class BaseMLPNAS(BaseEstimator):
     def _refit_together(self, trials, data, seed):
         """Refit cross-validated ``trials`` on ``data`` as :meth:`_train` refits
         one (from its folds' fresh initialisation, for its folds' mean best
-        epoch, without early stopping), side by side: one population per
+        epoch on their batches, without early stopping), side by side: one population per
         number of epochs, whose row order depends on that number only, so
         with the population trainer a member trains the same with or without
         the others. Returns
@@ -890,7 +931,7 @@ class BaseMLPNAS(BaseEstimator):
             for trial in group:
                 init, rng = self._fresh_start(trial, data, seed)
                 candidates.append((trial.layers, init, int(rng.integers(2**31 - 1))))
-            trainer = self._make_trainer(epochs=epochs, early_stopping=False)
+            trainer = self._finalist_trainer(epochs=epochs, early_stopping=False)
             order = int(np.random.default_rng([seed, 2**22, epochs]).integers(2**31 - 1))
             results = trainer.train(candidates, data, order)
             for trial, result in zip(group, results):
@@ -923,10 +964,11 @@ class BaseMLPNAS(BaseEstimator):
             rng = np.random.default_rng([seed, 2**20])
             weights = initial_weights(trial.layers, data.n_features, data.n_outputs, rng, store)
         candidate = (trial.layers, weights, int(rng.integers(2**31 - 1)))
-        if epochs is not None:
+        if trial.cv_scores:  # on its folds' batches: as long as they trained, or ``epochs``
+            trainer = (self._finalist_trainer() if epochs is None
+                       else self._finalist_trainer(epochs, early_stopping=False))
+        elif epochs is not None:
             trainer = self._make_trainer(epochs=epochs, early_stopping=False)
-        elif trial.cv_scores:  # as its folds trained
-            trainer = self._make_trainer(epochs=self._n_finalist_epochs())
         else:
             trainer = self._make_trainer()
         result = trainer.train([candidate], data, int(rng.integers(2**31 - 1)))[0]

@@ -115,8 +115,14 @@ def _add_search(p):
                    help="candidates re-scored by --cv (default 8)")
     p.add_argument("--finalist-epochs", type=_auto_none_or_int("epochs"), metavar="N",
                    help="training epochs of the re-scored finalists and so of the refit: "
-                        "'auto' (the default: 3 times --epochs for classification, --epochs "
-                        "for regression), a number, or 'none' for --epochs")
+                        "'auto' (the default: for classification 3 times --epochs, 5 times "
+                        "from 1,000 training rows; --epochs for regression), a number, or "
+                        "'none' for --epochs")
+    p.add_argument("--finalist-batch-size", type=_auto_none_or_int("rows"), metavar="N",
+                   help="mini-batch size of the re-scored finalists and so of the refit: "
+                        "'auto' (the default: for classification twice the search's 32 "
+                        "from 1,000 training rows, else 32; 32 for regression), a number, "
+                        "or 'none' for the search's")
     p.add_argument("--early-stopping", action="store_true",
                    help="stop each candidate when its validation loss stops improving, "
                         "keep its best epoch, and refit for that many epochs (default: "
@@ -275,7 +281,8 @@ def _baseline(text):
 
 def _auto_none_or_int(what):
     """An argparse type taking 'auto', 'none' or a number of ``what`` (the
-    estimator validates the number): ``--cv``, ``--finalist-epochs``."""
+    estimator validates the number): ``--cv``, ``--finalist-epochs``,
+    ``--finalist-batch-size``."""
     def parse(text):
         if text in ("auto", "none"):
             return text
@@ -297,6 +304,7 @@ def _estimator_params(args):
               "n_jobs": args.n_jobs, "log_dir": args.log_dir,
               "cv": args.cv, "n_finalists": args.n_finalists,
               "finalist_epochs": args.finalist_epochs,
+              "finalist_batch_size": args.finalist_batch_size,
               "early_stopping": True if args.early_stopping else None,
               "ensemble_size": args.ensemble_size,
               "refit": True if args.refit == "all" else args.refit}
@@ -315,7 +323,7 @@ def _estimator_params(args):
             if name in params:
                 spec[name] = params.pop(name)
         params["space"] = SearchSpace(**spec)
-    for name in ("cv", "finalist_epochs"):
+    for name in ("cv", "finalist_epochs", "finalist_batch_size"):
         if params.get(name) == "none":
             params[name] = None
     return dict(params, random_state=args.random_state, verbose=0 if args.quiet else args.verbose)

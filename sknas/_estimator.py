@@ -85,7 +85,8 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
                  strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
                  early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=8,
-                 finalist_epochs="auto", ensemble_size="auto", validation_fraction=0.1,
+                 finalist_epochs="auto", finalist_batch_size="auto", ensemble_size="auto",
+                 validation_fraction=0.1,
                  reward="weighted", weight_sharing=True, trainer="population", n_jobs=None,
                  error_score=np.nan, max_time=None, max_candidates=None, class_weight=None,
                  refit="auto", log_dir=None, resume=None, random_state=None, verbose=0):
@@ -102,6 +103,7 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
             batch_size=batch_size, learning_rate=learning_rate,
             early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, cv=cv,
             n_finalists=n_finalists, finalist_epochs=finalist_epochs,
+            finalist_batch_size=finalist_batch_size,
             ensemble_size=ensemble_size,
             validation_fraction=validation_fraction, reward=reward,
             weight_sharing=weight_sharing, trainer=trainer, n_jobs=n_jobs,
@@ -233,8 +235,10 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
 """)
 
     _target_validation = {"multi_output": True, "y_numeric": True}
-    #: finalist_epochs='auto' is ``epochs`` for the regressor (see BaseMLPNAS._n_finalist_epochs)
-    _auto_finalist_factor = 1
+    #: finalist_epochs='auto' is ``epochs`` and finalist_batch_size='auto' is ``batch_size``
+    #: for the regressor, at every size (see BaseMLPNAS._finalist_training)
+    _auto_finalist_factor = (1, 1)
+    _auto_finalist_batch_factor = (1, 1)
 
     # ---------------------------------------------------------------- target
     def _check_target_kind(self, y):

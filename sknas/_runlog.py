@@ -58,7 +58,8 @@ _OPTIONAL_TRIAL_FIELDS = frozenset({"best_epoch", "cv_scores", "cv_best_epoch",
 #: Parameters that may change when a run is resumed; all others must match.
 _RESUMABLE_PARAMS = frozenset({"controller_epochs", "n_jobs", "error_score", "max_time",
                                "max_candidates", "refit", "log_dir", "resume",
-                               "verbose", "cv", "n_finalists", "finalist_epochs"})
+                               "verbose", "cv", "n_finalists", "finalist_epochs",
+                               "finalist_batch_size"})
 
 
 class RunFormatError(ValueError):

@@ -288,6 +288,8 @@ def test_ensemble_parameters_are_checked_before_training(tiny, monkeypatch):
     for bad in (0, -3, 2.5, "long"):
         with pytest.raises(InvalidParameterError, match="finalist_epochs"):
             MLPNASClassifier(**tiny, finalist_epochs=bad).fit(X, y)
+        with pytest.raises(InvalidParameterError, match="finalist_batch_size"):
+            MLPNASRegressor(**tiny, finalist_batch_size=bad).fit(X, y)
     with pytest.raises(ValueError, match="ensemble_size > 0 .* set cv"):
         MLPNASClassifier(**tiny, ensemble_size=3, cv=None).fit(X, y)
     with pytest.raises(ValueError, match="ensemble_size > 0 .* needs refit="):
@@ -359,12 +361,15 @@ def test_the_command_line_serves_an_ensemble(tmp_path):
 
 def test_the_command_line_sets_the_finalists_epochs(capsys):
     from sknas._cli import _estimator_params, _parser
-    for text, value in (("4", 4), ("none", None), ("auto", "auto")):
-        args = _parser().parse_args(["search", "--finalist-epochs", text])
-        assert _estimator_params(args)["finalist_epochs"] == value
-    with pytest.raises(SystemExit):
-        _parser().parse_args(["search", "--finalist-epochs", "many"])
-    assert "--finalist-epochs" in capsys.readouterr().err
+    for flag in ("--finalist-epochs", "--finalist-batch-size"):
+        name = flag[2:].replace("-", "_")
+        for text, value in (("4", 4), ("none", None), ("auto", "auto")):
+            args = _parser().parse_args(["search", flag, text])
+            assert _estimator_params(args)[name] == value
+        assert name not in _estimator_params(_parser().parse_args(["search"]))
+        with pytest.raises(SystemExit):
+            _parser().parse_args(["search", flag, "many"])
+        assert flag in capsys.readouterr().err
     for text, value in (("all", True), ("folds", "folds"), ("auto", "auto")):
         args = _parser().parse_args(["search", "--refit", text])
         assert _estimator_params(args)["refit"] == value
@@ -430,9 +435,50 @@ def test_the_finalists_train_finalist_epochs_and_the_refit_matches(small, tiny):
         assert (clf.search_results_["best_epoch"] == 2).all()
     # the regressor's 'auto' is ``epochs``: longer training overfit its small tables
     reg = MLPNASRegressor(**budget, ensemble_size=0).fit(X, X[:, 0] - X[:, 1])
-    assert reg.refit_epochs_ == 2 and MLPNASRegressor(epochs=7)._n_finalist_epochs() == 7
+    assert reg.refit_epochs_ == 2 and MLPNASRegressor(epochs=7)._finalist_training(50)[0] == 7
     # without cross-validated finalists the refit trains as the search did
     assert MLPNASClassifier(**dict(budget, cv=None), finalist_epochs=5).fit(X, y).refit_epochs_ == 2
+
+
+def _trainings(monkeypatch):
+    """Record (epochs, batch size, cross-validation?) of every population training."""
+    calls = []
+    train = PopulationTrainer.train
+
+    def spy(self, candidates, data, seed, row_weights=None, val_outputs=False):
+        calls.append((self.epochs, self.batch_size, row_weights is not None))
+        return train(self, candidates, data, seed, row_weights, val_outputs)
+    monkeypatch.setattr(PopulationTrainer, "train", spy)
+    return calls
+
+
+@pytest.mark.parametrize("n_rows", [999, 1000])
+def test_the_finalists_of_larger_tables_train_longer_on_larger_batches(tiny, monkeypatch,
+                                                                       n_rows):
+    """'auto': from 1,000 training rows the classifier's finalists train 5 x epochs on
+    batches of 2 x batch_size (3 x epochs on batch_size below); a refit of a
+    cross-validated winner trains on their batches; the search keeps its own; the
+    regressor keeps epochs and batch_size at every size."""
+    X, y = make_classification(n_rows, 4, n_informative=2, n_redundant=0, random_state=0)
+    calls = _trainings(monkeypatch)
+    budget = dict(tiny, epochs=1, batch_size=50, cv=2, n_finalists=1, ensemble_size=0)
+    clf = MLPNASClassifier(**budget, refit=True).fit(X, y)
+    large = n_rows >= 1000
+    expected = (5, 100) if large else (3, 50)
+    assert (clf.finalist_epochs_, clf.finalist_batch_size_) == expected
+    search, cv, refit = calls
+    assert search == (1, 50, False) and cv == (*expected, True)
+    assert refit == (clf.refit_epochs_, expected[1], False) and clf.refit_epochs_ == expected[0]
+    # set by hand, and None: the search's own
+    calls.clear()
+    clf = MLPNASClassifier(**budget, finalist_epochs=None, finalist_batch_size=20).fit(X, y)
+    assert calls[1] == (1, 20, True) and clf.finalist_batch_size_ == 20
+    calls.clear()
+    clf = MLPNASClassifier(**budget, finalist_epochs=4, finalist_batch_size=None).fit(X, y)
+    assert calls[1] == (4, 50, True)
+    calls.clear()
+    reg = MLPNASRegressor(**budget).fit(X, X[:, 0])
+    assert calls[1] == (1, 50, True) and reg.finalist_batch_size_ == 50
 
 
 def _flat(weights):
@@ -482,6 +528,7 @@ def test_ensemble_members_refit_side_by_side_as_each_would_alone(small):
     X, y = small
     X = X.astype(np.float32)
     clf = MLPNASClassifier(batch_size=16)
+    clf.finalist_batch_size_ = 16  # as a fit sets it (the members train as their folds did)
     data = CandidateData(X, y.astype(np.int32), np.ones(len(y), np.float32), X[:0], y[:0],
                          np.ones(0, np.float32), 2)
     trials = [Trial(index=k, controller_epoch=0, arch=(), architecture=str(k), layers=lay,
