@@ -144,13 +144,13 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         and ensemble members when they were cross-validated (a refit trains
         as long as what was scored). The search ranks its many candidates on
         ``epochs`` (a cheap score); the few finalists train longer.
-        ``None``: ``epochs`` (the tutorial's single length). ``'auto'``, for
-        :class:`MLPNASClassifier`: three times ``epochs`` (30 by default)
-        below 1,000 training rows, five times (50) from 1,000 rows on, where
-        it goes with ``finalist_batch_size``'s larger batches; for
-        :class:`MLPNASRegressor`, ``epochs`` (its small tables overfit with
-        longer training). Chosen from measurements (see the generalisation
-        guide); ``finalist_epochs_`` holds the resolved value. With early
+        ``None``: ``epochs`` (the tutorial's single length). ``'auto'``:
+        from 1,000 training rows on, five times ``epochs`` (50 by default),
+        with ``finalist_batch_size``'s larger batches; below, three times
+        ``epochs`` (30) for :class:`MLPNASClassifier` and ``epochs`` for
+        :class:`MLPNASRegressor` (whose small tables overfit with longer
+        training). Chosen from measurements (see the generalisation guide);
+        ``finalist_epochs_`` holds the resolved value. With early
         stopping a fold stops sooner and the refit trains for its folds'
         mean best epoch. No effect when no finalist is cross-validated
         (``cv=None``, or ``cv='auto'`` on large data without an ensemble).
@@ -158,11 +158,10 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         Mini-batch size of the finalists' folds, and so of the served
         models and of a cross-validated winner's refit; the search's
         candidates train on ``batch_size``. ``None``: ``batch_size``.
-        ``'auto'``, for :class:`MLPNASClassifier`: ``batch_size`` below
-        1,000 training rows, twice ``batch_size`` (64) from 1,000 rows on:
-        with ``finalist_epochs='auto'`` the finalists of larger tables see
-        every row 50 times in fewer steps than 30 epochs of batches of 32
-        take; for :class:`MLPNASRegressor`, ``batch_size``.
+        ``'auto'``: ``batch_size`` below 1,000 training rows, twice
+        ``batch_size`` (64) from 1,000 rows on, where with
+        ``finalist_epochs='auto'`` the finalists see every row 50 times in
+        fewer steps than 30 epochs of batches of 32 take.
         ``finalist_batch_size_`` holds the resolved value.
     ensemble_size : int or 'auto', default='auto'
         0 serves the single winner. Otherwise greedy ensemble selection with

@@ -115,14 +115,13 @@ def _add_search(p):
                    help="candidates re-scored by --cv (default 8)")
     p.add_argument("--finalist-epochs", type=_auto_none_or_int("epochs"), metavar="N",
                    help="training epochs of the re-scored finalists and so of the refit: "
-                        "'auto' (the default: for classification 3 times --epochs, 5 times "
-                        "from 1,000 training rows; --epochs for regression), a number, or "
-                        "'none' for --epochs")
+                        "'auto' (the default: 5 times --epochs from 1,000 training rows; "
+                        "below, 3 times for classification, --epochs for regression), a "
+                        "number, or 'none' for --epochs")
     p.add_argument("--finalist-batch-size", type=_auto_none_or_int("rows"), metavar="N",
                    help="mini-batch size of the re-scored finalists and so of the refit: "
-                        "'auto' (the default: for classification twice the search's 32 "
-                        "from 1,000 training rows, else 32; 32 for regression), a number, "
-                        "or 'none' for the search's")
+                        "'auto' (the default: twice the search's 32 from 1,000 training "
+                        "rows, else 32), a number, or 'none' for the search's")
     p.add_argument("--early-stopping", action="store_true",
                    help="stop each candidate when its validation loss stops improving, "
                         "keep its best epoch, and refit for that many epochs (default: "

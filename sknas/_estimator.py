@@ -235,10 +235,9 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
 """)
 
     _target_validation = {"multi_output": True, "y_numeric": True}
-    #: finalist_epochs='auto' is ``epochs`` and finalist_batch_size='auto' is ``batch_size``
-    #: for the regressor, at every size (see BaseMLPNAS._finalist_training)
-    _auto_finalist_factor = (1, 1)
-    _auto_finalist_batch_factor = (1, 1)
+    #: below 1,000 training rows finalist_epochs='auto' is ``epochs`` for the regressor
+    #: (see BaseMLPNAS._finalist_training); from 1,000 rows on, as the classifier's
+    _auto_finalist_factor = (1, 5)
 
     # ---------------------------------------------------------------- target
     def _check_target_kind(self, y):
