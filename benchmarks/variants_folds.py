@@ -14,7 +14,9 @@ need updating when they change):
   all finalists (0) or to the K best by cross-validated score, instead of the
   greedy selection;
 - ``fin_batch=B``: the finalists' folds train on mini-batches of B rows (the
-  search's candidates keep ``batch_size``).
+  search's candidates keep ``batch_size``). First a patch, now the estimator's
+  own ``finalist_batch_size=B``, which this key passes on, so the recorded
+  commands still run the same training.
 
 The results are in ``RESULTS.md``, sections "Variations on the fold models"
 and "Four more variations".
@@ -129,20 +131,6 @@ class UniformEnsemble:
         self.ensemble_score_ = self._oof_score(sum(oof[i] for i in ids) / len(ids), y, w)
 
 
-class FinalistBatch:
-    """The finalists' folds train with mini-batches of ``_batch`` rows."""
-
-    _batch = 64
-
-    def _score_finalists(self, *args, **kwargs):
-        old = self.batch_size
-        self.batch_size = self._batch
-        try:
-            return super()._score_finalists(*args, **kwargs)
-        finally:
-            self.batch_size = old
-
-
 _plain_class = bq.sknas_class
 
 
@@ -155,8 +143,8 @@ def sknas_class(task):
         if schedule:
             mixins.append(type("Schedule", (FinalistSchedule,), {"_schedule": schedule}))
         fin_batch = params.pop("fin_batch", None)
-        if fin_batch:
-            mixins.append(type("Batch", (FinalistBatch,), {"_batch": fin_batch}))
+        if fin_batch:  # the prototype of the estimator's own parameter
+            params["finalist_batch_size"] = fin_batch
         uniform = params.pop("uniform", None)
         if uniform is not None:
             mixins.append(type("Uniform", (UniformEnsemble,), {"_top": uniform or None}))
