@@ -433,7 +433,8 @@ def test_the_finalists_train_finalist_epochs_and_the_refit_matches(small, tiny):
         assert clf.refit_epochs_ == expected, finalist_epochs
         # the search's candidates still train ``epochs``
         assert (clf.search_results_["best_epoch"] == 2).all()
-    # below 1,000 rows the regressor's 'auto' is ``epochs``: longer training overfit its small tables
+    # below 1,000 rows the regressor's 'auto' is ``epochs``: longer training overfit its
+    # small tables
     reg = MLPNASRegressor(**budget, ensemble_size=0).fit(X, X[:, 0] - X[:, 1])
     assert reg.refit_epochs_ == 2 and MLPNASRegressor(epochs=7)._finalist_training(50)[0] == 7
     # without cross-validated finalists the refit trains as the search did
