@@ -108,8 +108,12 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         baseline strategy for comparisons.
     epochs : int, default=10
         Training epochs per candidate (``ARCHITECTURE_TRAINING_EPOCHS``).
-    batch_size : int, default=32
-        Mini-batch size of candidate training.
+    batch_size : int or 'auto', default='auto'
+        Mini-batch size of the search's candidates. ``'auto'``: 32 (the
+        tutorial's) below 1,000 training rows, 64 from 1,000 rows on, where
+        it halves the search's steps at no loss of accuracy on the
+        benchmark tables (see the generalisation guide); ``batch_size_``
+        holds the resolved value.
     learning_rate : float, default=0.01
         Adam learning rate of the candidates (``MLP_LEARNING_RATE``).
     early_stopping : 'auto' or bool, default='auto'
@@ -156,13 +160,12 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         (``cv=None``, or ``cv='auto'`` on large data without an ensemble).
     finalist_batch_size : int, 'auto' or None, default='auto'
         Mini-batch size of the finalists' folds, and so of the served
-        models and of a cross-validated winner's refit; the search's
-        candidates train on ``batch_size``. ``None``: ``batch_size``.
-        ``'auto'``: ``batch_size`` below 1,000 training rows, twice
-        ``batch_size`` (64) from 1,000 rows on, where with
-        ``finalist_epochs='auto'`` the finalists see every row 50 times in
-        fewer steps than 30 epochs of batches of 32 take.
-        ``finalist_batch_size_`` holds the resolved value.
+        models and of a cross-validated winner's refit. ``'auto'`` and
+        ``None``: the search's ``batch_size_`` (so with ``batch_size='auto'``
+        64 from 1,000 training rows on, where with ``finalist_epochs='auto'``
+        the finalists see every row 50 times in fewer steps than 30 epochs
+        of batches of 32 take, and 32 below). ``finalist_batch_size_``
+        holds the resolved value.
     ensemble_size : int or 'auto', default='auto'
         0 serves the single winner. Otherwise greedy ensemble selection with
         replacement (Caruana et al., 2004) over the cross-validated
@@ -311,6 +314,9 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
         that is ``finalist_epochs`` when it was cross-validated, else
         ``epochs``; with early stopping, its best epoch (the mean over its
         folds when cross-validated).
+    batch_size_ : int
+        Mini-batch size of the search's candidates (``batch_size`` with
+        ``'auto'`` resolved for the training rows given).
     finalist_epochs_ : int
         Training epochs of the finalists' folds (``finalist_epochs`` with
         ``'auto'`` and ``None`` resolved for the training rows given).
@@ -378,7 +384,7 @@ class BaseMLPNAS(BaseEstimator):
         "use_predictor": ["boolean"],
         "strategy": [StrOptions({"reinforce", "random"})],
         "epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "early_stopping": ["boolean", StrOptions({"auto"})],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -413,7 +419,7 @@ class BaseMLPNAS(BaseEstimator):
                  controller_learning_rate=0.01, controller_decay=0.1,
                  controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
-                 strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
+                 strategy="reinforce", epochs=10, batch_size="auto", learning_rate=0.01,
                  early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=8,
                  finalist_epochs="auto", finalist_batch_size="auto", ensemble_size="auto",
                  validation_fraction=0.1, reward="weighted", weight_sharing=True,
@@ -563,7 +569,7 @@ class BaseMLPNAS(BaseEstimator):
     def _make_trainer(self, epochs=None, early_stopping=None, batch_size=None):
         cls = KerasTrainer if self.trainer == "keras" else PopulationTrainer
         return cls(epochs=self.epochs if epochs is None else epochs,
-                   batch_size=self.batch_size if batch_size is None else batch_size,
+                   batch_size=self.batch_size_ if batch_size is None else batch_size,
                    learning_rate=self.learning_rate,
                    early_stopping=self.early_stopping_ if early_stopping is None else early_stopping,
                    n_iter_no_change=self.n_iter_no_change)
@@ -616,26 +622,26 @@ class BaseMLPNAS(BaseEstimator):
             return self.ensemble_size
         return self._auto_ensemble_size if self.cv is not None and self.refit else 0
 
-    #: from this many training rows on, ``'auto'`` finalists train longer on larger batches
+    #: from this many training rows on, ``'auto'`` trains on larger batches and the
+    #: finalists train longer
     _large_data_rows = 1000
-    #: what ``finalist_epochs='auto'`` means: this many times ``epochs`` (small data, large)
+    #: what ``batch_size='auto'`` means (small data, large)
+    _auto_batch_size = (32, 64)
+    #: what ``finalist_epochs='auto'`` means: this many times ``epochs`` (small, large)
     _auto_finalist_factor = (3, 5)
-    #: what ``finalist_batch_size='auto'`` means: this many times ``batch_size`` (small, large)
-    _auto_finalist_batch_factor = (1, 2)
 
-    def _finalist_training(self, n_rows):
-        """``(epochs, batch_size)`` of the finalists' folds for ``n_rows``
-        training rows: ``finalist_epochs`` and ``finalist_batch_size`` with
-        ``'auto'`` and ``None`` resolved."""
+    def _training_sizes(self, n_rows):
+        """``(batch_size, finalist_epochs, finalist_batch_size)`` for
+        ``n_rows`` training rows, with ``'auto'`` and ``None`` resolved."""
         large = int(n_rows >= self._large_data_rows)
-        resolved = []
-        for value, default, factors in (
-                (self.finalist_epochs, self.epochs, self._auto_finalist_factor),
-                (self.finalist_batch_size, self.batch_size, self._auto_finalist_batch_factor)):
-            if value == "auto":
-                value = factors[large] * default
-            resolved.append(default if value is None else value)
-        return tuple(resolved)
+        batch = self._auto_batch_size[large] if self.batch_size == "auto" else self.batch_size
+        epochs = self.finalist_epochs
+        if epochs == "auto":
+            epochs = self._auto_finalist_factor[large] * self.epochs
+        finalist_batch = self.finalist_batch_size
+        if finalist_batch in ("auto", None):
+            finalist_batch = batch
+        return batch, self.epochs if epochs is None else epochs, finalist_batch
 
     def _finalist_trainer(self, epochs=None, early_stopping=None):
         """A trainer as the finalists' folds train: ``finalist_epochs_`` (or
@@ -753,7 +759,8 @@ class BaseMLPNAS(BaseEstimator):
         X, y, w = self._validate_training_data(X, y, sample_weight)
         self.early_stopping_ = (sp.issparse(X) if self.early_stopping == "auto"
                                 else bool(self.early_stopping))
-        self.finalist_epochs_, self.finalist_batch_size_ = self._finalist_training(X.shape[0])
+        self.batch_size_, self.finalist_epochs_, self.finalist_batch_size_ = (
+            self._training_sizes(X.shape[0]))
         seed = self._search_seed()
         data = self._split(X, y, w, seed)
         self._check_memory(space, data)

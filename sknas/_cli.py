@@ -81,6 +81,9 @@ def _add_search(p):
                         "those the accuracy predictor ranks highest, a fifth of them drawn "
                         "from the rest for exploration (default 1: train all it samples)")
     p.add_argument("--epochs", type=int, metavar="N", help="training epochs per candidate (default 10)")
+    p.add_argument("--batch-size", type=_auto_or_int, metavar="N",
+                   help="mini-batch size of the search's candidates: 'auto' (the default: "
+                        "64 from 1,000 training rows, else 32) or a number")
     p.add_argument("--controller-train-steps", type=int, metavar="N",
                    help="controller gradient steps per controller epoch (default 10)")
     p.add_argument("--units", type=int, nargs="+", metavar="N",
@@ -120,8 +123,8 @@ def _add_search(p):
                         "number, or 'none' for --epochs")
     p.add_argument("--finalist-batch-size", type=_auto_none_or_int("rows"), metavar="N",
                    help="mini-batch size of the re-scored finalists and so of the refit: "
-                        "'auto' (the default: twice the search's 32 from 1,000 training "
-                        "rows, else 32), a number, or 'none' for the search's")
+                        "'auto' or 'none' (the default: the search's --batch-size), or a "
+                        "number")
     p.add_argument("--early-stopping", action="store_true",
                    help="stop each candidate when its validation loss stops improving, "
                         "keep its best epoch, and refit for that many epochs (default: "
@@ -278,6 +281,17 @@ def _baseline(text):
             f"expected 'ema', 'batch' or a number, got {text!r}") from None
 
 
+def _auto_or_int(text):
+    """``--batch-size``: 'auto' or a number (the estimator validates the number)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a number of rows, got {text!r}") from None
+
+
 def _auto_none_or_int(what):
     """An argparse type taking 'auto', 'none' or a number of ``what`` (the
     estimator validates the number): ``--cv``, ``--finalist-epochs``,
@@ -296,7 +310,8 @@ def _auto_none_or_int(what):
 def _estimator_params(args):
     params = {"controller_epochs": args.controller_epochs, "samples_per_epoch": args.samples_per_epoch,
               "screen_factor": args.screen_factor,
-              "epochs": args.epochs, "controller_train_steps": args.controller_train_steps,
+              "epochs": args.epochs, "batch_size": args.batch_size,
+              "controller_train_steps": args.controller_train_steps,
               "units": tuple(args.units) if args.units else None,
               "activations": tuple(args.activations) if args.activations else None,
               "max_layers": args.max_layers, "baseline": args.baseline, "max_time": args.max_time,

@@ -83,7 +83,7 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
                  controller_learning_rate=0.01, controller_decay=0.1,
                  controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
                  normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
-                 strategy="reinforce", epochs=10, batch_size=32, learning_rate=0.01,
+                 strategy="reinforce", epochs=10, batch_size="auto", learning_rate=0.01,
                  early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=8,
                  finalist_epochs="auto", finalist_batch_size="auto", ensemble_size="auto",
                  validation_fraction=0.1,
@@ -236,7 +236,7 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
 
     _target_validation = {"multi_output": True, "y_numeric": True}
     #: below 1,000 training rows finalist_epochs='auto' is ``epochs`` for the regressor
-    #: (see BaseMLPNAS._finalist_training); from 1,000 rows on, as the classifier's
+    #: (see BaseMLPNAS._training_sizes); from 1,000 rows on, as the classifier's
     _auto_finalist_factor = (1, 5)
 
     # ---------------------------------------------------------------- target

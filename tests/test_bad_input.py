@@ -157,6 +157,8 @@ def test_predict_rejects_nan_and_empty(fitted):
 @pytest.mark.parametrize("param, value, allowed", [
     ("controller_epochs", 0, ["int in the range [1, inf)"]),
     ("samples_per_epoch", 2.5, ["int in the range [1, inf)"]),
+    ("batch_size", 0, ["int in the range [1, inf)", "'auto'"]),
+    ("batch_size", "large", ["int in the range [1, inf)", "'auto'"]),
     ("controller_learning_rate", 0.0, ["float in the range (0.0, inf)"]),
     ("controller_learning_rate", "fast", ["float in the range (0.0, inf)"]),
     ("discount", 1.5, ["float in the range [0.0, 1.0]"]),

@@ -370,6 +370,14 @@ def test_the_command_line_sets_the_finalists_epochs(capsys):
         with pytest.raises(SystemExit):
             _parser().parse_args(["search", flag, "many"])
         assert flag in capsys.readouterr().err
+    for text, value in (("64", 64), ("auto", "auto")):
+        assert _estimator_params(_parser().parse_args(["search", "--batch-size", text]))[
+            "batch_size"] == value
+    assert "batch_size" not in _estimator_params(_parser().parse_args(["search"]))
+    for text in ("none", "large"):
+        with pytest.raises(SystemExit):
+            _parser().parse_args(["search", "--batch-size", text])
+        assert "--batch-size" in capsys.readouterr().err
     for text, value in (("all", True), ("folds", "folds"), ("auto", "auto")):
         args = _parser().parse_args(["search", "--refit", text])
         assert _estimator_params(args)["refit"] == value
@@ -401,16 +409,19 @@ TUTORIAL = dict(controller_epochs=10, samples_per_epoch=10, controller_train_ste
                 activations=("sigmoid", "tanh", "relu", "elu"))
 
 
-def test_the_tutorials_search_is_two_parameters_away():
-    """``baseline=0.5, cv=None`` on top of the defaults is the tutorial's search: every
-    other default is its constant, and nothing beyond it (early stopping, ensembles) is on."""
-    params = MLPNASClassifier(baseline=0.5, cv=None).get_params()
+def test_the_tutorials_search_is_three_parameters_away():
+    """``baseline=0.5, cv=None, batch_size=32`` on top of the defaults is the tutorial's
+    search: every other default is its constant, and nothing beyond it (early stopping,
+    ensembles) is on. Below 1,000 training rows ``batch_size='auto'`` is 32 already."""
+    tutorial = MLPNASClassifier(baseline=0.5, cv=None, batch_size=32)
+    params = tutorial.get_params()
     assert {k: params[k] for k in TUTORIAL} == TUTORIAL
     assert params["early_stopping"] == "auto" and params["ensemble_size"] == "auto"
     assert params["cv"] is None
-    assert MLPNASClassifier(baseline=0.5, cv=None)._n_members() == 0  # 'auto': no ensemble
+    assert tutorial._n_members() == 0  # 'auto': no ensemble
     # 'auto': no fold models to serve, so the winner is refit on all rows as the tutorial does
-    assert MLPNASClassifier(baseline=0.5, cv=None)._refit_mode(False) is True
+    assert tutorial._refit_mode(False) is True
+    assert MLPNASClassifier()._training_sizes(999)[0] == 32
 
 
 def test_the_tutorials_choice_is_the_best_holdout_reward_for_a_fixed_count(small):
@@ -436,7 +447,7 @@ def test_the_finalists_train_finalist_epochs_and_the_refit_matches(small, tiny):
     # below 1,000 rows the regressor's 'auto' is ``epochs``: longer training overfit its
     # small tables
     reg = MLPNASRegressor(**budget, ensemble_size=0).fit(X, X[:, 0] - X[:, 1])
-    assert reg.refit_epochs_ == 2 and MLPNASRegressor(epochs=7)._finalist_training(50)[0] == 7
+    assert reg.refit_epochs_ == 2 and MLPNASRegressor(epochs=7)._training_sizes(50)[1] == 7
     # without cross-validated finalists the refit trains as the search did
     assert MLPNASClassifier(**dict(budget, cv=None), finalist_epochs=5).fit(X, y).refit_epochs_ == 2
 
@@ -454,32 +465,38 @@ def _trainings(monkeypatch):
 
 
 @pytest.mark.parametrize("n_rows", [999, 1000])
-def test_the_finalists_of_larger_tables_train_longer_on_larger_batches(tiny, monkeypatch,
-                                                                       n_rows):
-    """'auto': from 1,000 training rows the finalists train 5 x epochs on batches of
-    2 x batch_size (below, the classifier's 3 x epochs and the regressor's epochs on
-    batch_size); a refit of a cross-validated winner trains on their batches; the
-    search keeps its own."""
+def test_larger_tables_train_on_larger_batches_and_their_finalists_longer(tiny, monkeypatch,
+                                                                          n_rows):
+    """'auto': from 1,000 training rows the search trains on batches of 64 and the
+    finalists 5 x epochs on the same batches (below: batches of 32, and the
+    classifier's 3 x epochs or the regressor's epochs); a refit of a cross-validated
+    winner trains as its finalists did."""
     X, y = make_classification(n_rows, 4, n_informative=2, n_redundant=0, random_state=0)
     calls = _trainings(monkeypatch)
-    budget = dict(tiny, epochs=1, batch_size=50, cv=2, n_finalists=1, ensemble_size=0)
+    budget = dict(tiny, epochs=1, cv=2, n_finalists=1, ensemble_size=0)
     clf = MLPNASClassifier(**budget, refit=True).fit(X, y)
     large = n_rows >= 1000
-    expected = (5, 100) if large else (3, 50)
+    batch = 64 if large else 32
+    expected = (5, batch) if large else (3, batch)
+    assert clf.batch_size_ == batch
     assert (clf.finalist_epochs_, clf.finalist_batch_size_) == expected
     search, cv, refit = calls
-    assert search == (1, 50, False) and cv == (*expected, True)
-    assert refit == (clf.refit_epochs_, expected[1], False) and clf.refit_epochs_ == expected[0]
-    # set by hand, and None: the search's own
+    assert search == (1, batch, False) and cv == (*expected, True)
+    assert refit == (clf.refit_epochs_, batch, False) and clf.refit_epochs_ == expected[0]
+    # set by hand; the finalists' None and 'auto' follow the search's batch
     calls.clear()
-    clf = MLPNASClassifier(**budget, finalist_epochs=None, finalist_batch_size=20).fit(X, y)
-    assert calls[1] == (1, 20, True) and clf.finalist_batch_size_ == 20
-    calls.clear()
-    clf = MLPNASClassifier(**budget, finalist_epochs=4, finalist_batch_size=None).fit(X, y)
-    assert calls[1] == (4, 50, True)
+    clf = MLPNASClassifier(**budget, batch_size=50, finalist_epochs=None,
+                           finalist_batch_size=20).fit(X, y)
+    assert calls[:2] == [(1, 50, False), (1, 20, True)] and clf.finalist_batch_size_ == 20
+    for finalist_batch_size in (None, "auto"):
+        calls.clear()
+        clf = MLPNASClassifier(**budget, batch_size=50, finalist_epochs=4,
+                               finalist_batch_size=finalist_batch_size).fit(X, y)
+        assert calls[:2] == [(1, 50, False), (4, 50, True)] and clf.batch_size_ == 50
     calls.clear()
     reg = MLPNASRegressor(**budget).fit(X, X[:, 0])
-    assert calls[1] == ((5, 100, True) if large else (1, 50, True))
+    assert calls[:2] == [(1, batch, False), ((5, batch, True) if large else (1, batch, True))]
+    assert reg.batch_size_ == batch
 
 
 def _flat(weights):
