@@ -13,7 +13,8 @@ The classification tables of ``shared/datasets/SUITE.md`` (loaders and
 protocol in ``benchmarks/suite.py``: one 70/30 stratified split per table,
 ``random_state=0``, the protocol's preprocessing in a ``Pipeline``). For each
 table, seed and variant, one ``MLPNASClassifier`` search trains
-``--candidates`` candidates (10 per controller epoch) with ``cv=None``, so
+``--candidates`` candidates (10 per controller epoch, on batches of 32, as when
+its rows were recorded) with ``cv=None``, so
 every variant's winner is chosen on the same holdout and its best reward is
 that holdout's accuracy. Variants (``--variants``):
 
@@ -89,8 +90,9 @@ def run(table, data, seed, variant, candidates):
 
     from sknas import MLPNASClassifier
     X_tr, X_te, y_tr, y_te = data
+    # batches of 32, as the recorded rows (batch_size='auto' takes 64 from 1,000 rows)
     est = MLPNASClassifier(cv=None, random_state=seed, controller_epochs=candidates // 10,
-                           samples_per_epoch=10, **VARIANTS[variant])
+                           samples_per_epoch=10, batch_size=32, **VARIANTS[variant])
     pipe = Pipeline([("pre", suite.preprocessor(X_tr)), ("model", est)])
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -219,7 +221,7 @@ def predictor_study(data, seed):
     from sknas import MLPNASClassifier
     X_tr, _, y_tr, _ = data
     est = MLPNASClassifier(space="extended", cv=None, refit=False, random_state=seed,
-                           controller_epochs=10, samples_per_epoch=10)
+                           controller_epochs=10, samples_per_epoch=10, batch_size=32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         Pipeline([("pre", suite.preprocessor(X_tr)), ("model", est)]).fit(X_tr, y_tr)
