@@ -158,7 +158,7 @@ def test_nan_loss_fails_only_that_candidate(cancer):
 def test_population_trainer_is_the_default_speed_path():
     est = MLPNASClassifier()
     assert est.trainer == "population"
-    assert isinstance(est._make_trainer(early_stopping=False), PopulationTrainer)
+    assert isinstance(est._make_trainer(early_stopping=False, batch_size=32), PopulationTrainer)
 
 
 def _live_variables():
