@@ -23,7 +23,10 @@ that holdout's accuracy. Variants (``--variants``):
   dropout rate per layer, each candidate's learning rate and weight decay),
   REINFORCE;
 - ``extended_random``: the same space, ``strategy='random'``;
-- ``extended_screen3``: the same space, REINFORCE with ``screen_factor=3``.
+- ``extended_screen3``: the same space, REINFORCE with ``screen_factor=3``;
+- ``extended_nodecay``: the same space, REINFORCE with a constant controller
+  learning rate (``controller_decay=0``; the default divides it by 11 over
+  the search's 100 controller steps).
 
 Recorded per run: the best holdout reward, the best-so-far curve over
 trained candidates, the predictor's Spearman correlation per controller
@@ -82,6 +85,7 @@ VARIANTS = {
     "extended": {"space": "extended"},
     "extended_random": {"space": "extended", "strategy": "random"},
     "extended_screen3": {"space": "extended", "screen_factor": 3},
+    "extended_nodecay": {"space": "extended", "controller_decay": 0.0},
 }
 
 

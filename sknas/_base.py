@@ -161,11 +161,11 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
     finalist_batch_size : int, 'auto' or None, default='auto'
         Mini-batch size of the finalists' folds, and so of the served
         models and of a cross-validated winner's refit. ``'auto'`` and
-        ``None``: the search's ``batch_size_`` (so with ``batch_size='auto'``
-        64 from 1,000 training rows on, where with ``finalist_epochs='auto'``
-        the finalists see every row 50 times in fewer steps than 30 epochs
-        of batches of 32 take, and 32 below). ``finalist_batch_size_``
-        holds the resolved value.
+        ``None``: the search's ``batch_size_`` (with ``batch_size='auto'``,
+        64 from 1,000 training rows on and 32 below). With
+        ``finalist_epochs='auto'`` the larger tables' finalists then see
+        every row 50 times in fewer steps than 30 epochs of batches of 32
+        take. ``finalist_batch_size_`` holds the resolved value.
     ensemble_size : int or 'auto', default='auto'
         0 serves the single winner. Otherwise greedy ensemble selection with
         replacement (Caruana et al., 2004) over the cross-validated
