@@ -134,7 +134,11 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         side in one population, each from one fresh initialisation (shared
         weights have seen the rows of every fold). An int is the number of
         folds (stratified and shuffled for the classifier), a splitter (such
-        as ``KFold``) is used as given, ``None`` keeps the search's holdout
+        as ``KFold``) is used as given (when its test folds overlap, as
+        ``RepeatedStratifiedKFold``'s, a row's out-of-fold output is its mean
+        over the folds that held it out; when they miss rows, as
+        ``ShuffleSplit``'s, the ensemble is chosen on the rows held out at
+        least once), ``None`` keeps the search's holdout
         as the only score (the tutorial's behaviour). ``'auto'``: 5 folds
         when the validation split has fewer than 1,000 rows (too few to rank
         candidates whose scores differ by a point or two), none otherwise.
@@ -678,6 +682,12 @@ class BaseMLPNAS(BaseEstimator):
                 row_weights.append((w * in_train, w * in_val))
         results = self._finalist_trainer().train(
             candidates, data, seed, row_weights, val_outputs=bool(self._n_members()))
+        # a row's out-of-fold output is its mean over the folds that held it out (a
+        # repeated splitter holds it out more than once, a shuffle split perhaps never)
+        held_out = np.zeros(len(y))
+        for _, val in folds:
+            held_out[val] += 1
+        seen = held_out > 0
         oof, fold_weights = {}, {}
         for i, trial in enumerate(finalists):
             mine = results[i * len(folds):(i + 1) * len(folds)]
@@ -691,10 +701,10 @@ class BaseMLPNAS(BaseEstimator):
             if self._n_members() and all(r.status == "ok" for r in mine):
                 pred = np.zeros((len(y), data.n_outputs))
                 for (_, val), r in zip(folds, mine):
-                    pred[val] = r.val_outputs[val]
-                oof[trial.index] = pred
+                    pred[val] += r.val_outputs[val]
+                oof[trial.index] = pred[seen] / held_out[seen, None]
         if self._n_members() and oof:
-            self._select_ensemble(search, oof, y, w)
+            self._select_ensemble(search, oof, y[seen], w[seen])
         return fold_weights
 
     def _select_ensemble(self, search, oof, y, w):

@@ -499,6 +499,49 @@ def test_larger_tables_train_on_larger_batches_and_their_finalists_longer(tiny, 
     assert reg.batch_size_ == batch
 
 
+@pytest.mark.parametrize("splitter", ["repeated", "shuffle"])
+def test_out_of_fold_outputs_average_the_folds_that_held_a_row_out(small, tiny, monkeypatch,
+                                                                   splitter):
+    """A splitter whose test folds overlap (repeated k-fold) or miss rows (a shuffle
+    split): a row's out-of-fold output is its mean over the folds that held it out, and
+    the ensemble is chosen, and scored, on the rows held out at least once."""
+    from sklearn.model_selection import RepeatedStratifiedKFold, ShuffleSplit
+    from sknas._base import BaseMLPNAS
+    X, y = small
+    cv = (RepeatedStratifiedKFold(n_splits=2, n_repeats=2, random_state=0)
+          if splitter == "repeated" else ShuffleSplit(2, test_size=0.25, random_state=0))
+    trained, selected = [], []
+    train, select = PopulationTrainer.train, BaseMLPNAS._select_ensemble
+
+    def train_spy(self, candidates, data, seed, row_weights=None, val_outputs=False):
+        results = train(self, candidates, data, seed, row_weights, val_outputs)
+        if row_weights is not None:
+            trained.append((row_weights, results))
+        return results
+
+    def select_spy(self, search, oof, y, w):
+        selected.append((oof, y, w))
+        return select(self, search, oof, y, w)
+    monkeypatch.setattr(PopulationTrainer, "train", train_spy)
+    monkeypatch.setattr(BaseMLPNAS, "_select_ensemble", select_spy)
+    clf = MLPNASClassifier(**{**tiny, "samples_per_epoch": 3}, cv=cv, n_finalists=2,
+                           ensemble_size=4).fit(X, y)
+    (row_weights, results), = trained
+    (oof, y_sel, w_sel), = selected
+    n_folds = cv.get_n_splits()
+    held_out = np.array([rw[1] > 0 for rw in row_weights[:n_folds]])  # fold x row
+    seen = held_out.any(axis=0)
+    assert (held_out.sum(axis=0) == 2).all() if splitter == "repeated" else not seen.all()
+    assert len(y_sel) == len(w_sel) == seen.sum()
+    np.testing.assert_array_equal(y_sel, y[seen])
+    for k, pred in enumerate(oof.values()):  # the finalists in rank order, all trained
+        mine = results[k * n_folds:(k + 1) * n_folds]
+        total = sum(np.where(h[:, None], r.val_outputs, 0.0) for h, r in zip(held_out, mine))
+        np.testing.assert_allclose(pred, total[seen] / held_out.sum(axis=0)[seen, None],
+                                   rtol=1e-6)
+    assert 0.5 < clf.ensemble_score_ <= 1.0
+
+
 def _flat(weights):
     """A net's weights as Keras lists them: each layer's arrays in order."""
     return [np.asarray(a) for layer in weights for a in layer]
