@@ -13,6 +13,9 @@ need updating when they change):
 - ``uniform=0`` or ``uniform=K``: the served ensemble gives equal weights to
   all finalists (0) or to the K best by cross-validated score, instead of the
   greedy selection;
+- ``repeats=R``: an int ``cv`` (and ``'auto'``'s 5 folds) repeated R times with
+  other shuffles (``RepeatedStratifiedKFold``): R x k fold models per finalist,
+  all served, and out-of-fold outputs averaged over the repeats;
 - ``fin_batch=B``: the finalists' folds train on mini-batches of B rows (the
   search's candidates keep ``batch_size``). First a patch, now the estimator's
   own ``finalist_batch_size=B``, which this key passes on, so the recorded
@@ -104,8 +107,8 @@ class FinalistSchedule:
 
     _schedule = "cosine"
 
-    def _make_trainer(self, epochs=None, early_stopping=None):
-        trainer = super()._make_trainer(epochs, early_stopping)
+    def _make_trainer(self, epochs=None, early_stopping=None, batch_size=None):
+        trainer = super()._make_trainer(epochs, early_stopping, batch_size)
         if epochs is None:  # the search's trainer
             return trainer
         scheduled = scheduled_trainer_class()(
@@ -131,6 +134,20 @@ class UniformEnsemble:
         self.ensemble_score_ = self._oof_score(sum(oof[i] for i in ids) / len(ids), y, w)
 
 
+class RepeatedFolds:
+    """An int ``cv`` (and ``'auto'``'s 5) is repeated ``_repeats`` times with
+    other shuffles: every finalist trains ``_repeats`` x k fold models, all
+    served, and a row's out-of-fold output is its mean over its repeats."""
+
+    _repeats = 2
+
+    def _kfold(self, n_splits, seed):
+        from sklearn.base import is_classifier
+        from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold
+        cls = RepeatedStratifiedKFold if is_classifier(self) else RepeatedKFold
+        return cls(n_splits=n_splits, n_repeats=self._repeats, random_state=seed)
+
+
 _plain_class = bq.sknas_class
 
 
@@ -148,6 +165,9 @@ def sknas_class(task):
         uniform = params.pop("uniform", None)
         if uniform is not None:
             mixins.append(type("Uniform", (UniformEnsemble,), {"_top": uniform or None}))
+        repeats = params.pop("repeats", None)
+        if repeats:
+            mixins.append(type("Repeated", (RepeatedFolds,), {"_repeats": repeats}))
         if params.pop("fin_es", False):
             mixins.append(FinalistEarlyStopping)
         if mixins:
