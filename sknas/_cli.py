@@ -81,7 +81,7 @@ def _add_search(p):
                         "those the accuracy predictor ranks highest, a fifth of them drawn "
                         "from the rest for exploration (default 1: train all it samples)")
     p.add_argument("--epochs", type=int, metavar="N", help="training epochs per candidate (default 10)")
-    p.add_argument("--batch-size", type=_auto_or_int, metavar="N",
+    p.add_argument("--batch-size", type=_words_or_int("rows", ("auto",)), metavar="N",
                    help="mini-batch size of the search's candidates: 'auto' (the default: "
                         "64 from 1,000 training rows, else 32) or a number")
     p.add_argument("--controller-train-steps", type=int, metavar="N",
@@ -110,18 +110,18 @@ def _add_search(p):
                         "controller epoch's mean reward) or a number, such as the tutorial's 0.5")
     p.add_argument("--max-time", type=float, metavar="SECONDS",
                    help="stop the search after this time, then refit the best so far")
-    p.add_argument("--cv", type=_auto_none_or_int("folds"), metavar="K",
+    p.add_argument("--cv", type=_words_or_int("folds"), metavar="K",
                    help="folds that re-score the best candidates: 'auto' (the default: 5 "
                         "when the validation split has under 1,000 rows), a number, or "
                         "'none' for the search's holdout alone")
     p.add_argument("--n-finalists", type=int, metavar="N",
                    help="candidates re-scored by --cv (default 8)")
-    p.add_argument("--finalist-epochs", type=_auto_none_or_int("epochs"), metavar="N",
+    p.add_argument("--finalist-epochs", type=_words_or_int("epochs"), metavar="N",
                    help="training epochs of the re-scored finalists and so of the refit: "
                         "'auto' (the default: 5 times --epochs from 1,000 training rows; "
                         "below, 3 times for classification, --epochs for regression), a "
                         "number, or 'none' for --epochs")
-    p.add_argument("--finalist-batch-size", type=_auto_none_or_int("rows"), metavar="N",
+    p.add_argument("--finalist-batch-size", type=_words_or_int("rows"), metavar="N",
                    help="mini-batch size of the re-scored finalists and so of the refit: "
                         "'auto' or 'none' (the default: the search's --batch-size), or a "
                         "number")
@@ -281,29 +281,19 @@ def _baseline(text):
             f"expected 'ema', 'batch' or a number, got {text!r}") from None
 
 
-def _auto_or_int(text):
-    """``--batch-size``: 'auto' or a number (the estimator validates the number)."""
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected 'auto' or a number of rows, got {text!r}") from None
-
-
-def _auto_none_or_int(what):
-    """An argparse type taking 'auto', 'none' or a number of ``what`` (the
-    estimator validates the number): ``--cv``, ``--finalist-epochs``,
-    ``--finalist-batch-size``."""
+def _words_or_int(what, words=("auto", "none")):
+    """An argparse type taking one of ``words`` or a number of ``what`` (the
+    estimator validates the number): ``--batch-size`` ('auto' only), ``--cv``,
+    ``--finalist-epochs``, ``--finalist-batch-size``."""
     def parse(text):
-        if text in ("auto", "none"):
+        if text in words:
             return text
         try:
             return int(text)
         except ValueError:
+            choices = ", ".join(repr(word) for word in words)
             raise argparse.ArgumentTypeError(
-                f"expected 'auto', 'none' or a number of {what}, got {text!r}") from None
+                f"expected {choices} or a number of {what}, got {text!r}") from None
     return parse
 
 
