@@ -184,9 +184,17 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         0 whenever ``cv=None`` or ``refit=False`` (chosen from measurements
         on the benchmark suite, with ``finalist_epochs``: see the
         generalisation guide).
-    validation_fraction : float, default=0.1
+    validation_fraction : float or 'auto', default='auto'
         Fraction of the training rows held out once per fit (stratified for
-        the classifier) to score every candidate.
+        the classifier) to score every candidate. ``'auto'``: for
+        :class:`MLPNASClassifier` a quarter of the rows, at most 250 rows,
+        but never less than a tenth (25% up to 1,000 training rows, 250 rows
+        up to 2,500, the tutorial's 10% from there on), so that a small
+        table's holdout is large enough to rank candidates; for
+        :class:`MLPNASRegressor` the tutorial's 10% (a quarter gained
+        nothing on its small tables). Chosen from measurements (see the
+        generalisation guide); ``n_validation_`` holds the number of rows
+        held out.
     reward : {'weighted', 'last', 'max'}, default='weighted'
         Reward from the per-epoch validation scores (accuracy for the
         classifier, R^2 for the regressor): mean weighted 1, 2, ..., E (the
@@ -318,6 +326,9 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
         that is ``finalist_epochs`` when it was cross-validated, else
         ``epochs``; with early stopping, its best epoch (the mean over its
         folds when cross-validated).
+    n_validation_ : int
+        Rows of the validation split that scored every candidate
+        (``validation_fraction`` resolved for the training rows given).
     batch_size_ : int
         Mini-batch size of the search's candidates (``batch_size`` with
         ``'auto'`` resolved for the training rows given).
@@ -400,7 +411,7 @@ class BaseMLPNAS(BaseEstimator):
         "finalist_batch_size": [Interval(Integral, 1, None, closed="left"),
                                 StrOptions({"auto"}), None],
         "ensemble_size": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), StrOptions({"auto"})],
         "reward": [StrOptions({"weighted", "last", "max"})],
         "weight_sharing": ["boolean"],
         "trainer": [StrOptions({"population", "keras"})],
@@ -426,7 +437,7 @@ class BaseMLPNAS(BaseEstimator):
                  strategy="reinforce", epochs=10, batch_size="auto", learning_rate=0.01,
                  early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=8,
                  finalist_epochs="auto", finalist_batch_size="auto", ensemble_size="auto",
-                 validation_fraction=0.1, reward="weighted", weight_sharing=True,
+                 validation_fraction="auto", reward="weighted", weight_sharing=True,
                  trainer="population", n_jobs=None,
                  error_score=np.nan, max_time=None, max_candidates=None, refit="auto",
                  log_dir=None, resume=None, random_state=None, verbose=0):
@@ -540,8 +551,21 @@ class BaseMLPNAS(BaseEstimator):
         """Row weights from ``sample_weight`` (the classifier applies ``class_weight``)."""
         return w
 
+    #: what ``validation_fraction='auto'`` holds out: this share of the rows, at most
+    #: this many rows, and never less than this share
+    _auto_validation = (0.25, 250, 0.1)
+
+    def _validation_rows(self, n_rows):
+        """Rows of the search's validation split for ``n_rows`` training rows."""
+        if self.validation_fraction == "auto":
+            share, most, least = self._auto_validation
+            n_val = max(int(round(least * n_rows)), min(int(round(share * n_rows)), most))
+        else:
+            n_val = int(round(self.validation_fraction * n_rows))
+        return max(1, n_val)
+
     def _split(self, X, y, w, seed):
-        n_val = max(1, int(round(self.validation_fraction * len(y))))
+        n_val = self._validation_rows(len(y))
         if len(y) - n_val < 1:
             raise ValueError(f"Too few samples ({len(y)}) to hold out a validation split.")
         parts = train_test_split(X, y, w, test_size=n_val, stratify=self._stratify(y, n_val),
@@ -773,6 +797,7 @@ class BaseMLPNAS(BaseEstimator):
             self._training_sizes(X.shape[0]))
         seed = self._search_seed()
         data = self._split(X, y, w, seed)
+        self.n_validation_ = len(data.y_val)
         self._check_memory(space, data)
         splitter = self._cv_splitter(y, len(data.y_val), seed)
         strategy = self._make_strategy(space, seed)

@@ -81,9 +81,13 @@ def _add_search(p):
                         "those the accuracy predictor ranks highest, a fifth of them drawn "
                         "from the rest for exploration (default 1: train all it samples)")
     p.add_argument("--epochs", type=int, metavar="N", help="training epochs per candidate (default 10)")
-    p.add_argument("--batch-size", type=_words_or_int("rows", ("auto",)), metavar="N",
+    p.add_argument("--batch-size", type=_word_or_number("rows", ("auto",)), metavar="N",
                    help="mini-batch size of the search's candidates: 'auto' (the default: "
                         "64 from 1,000 training rows, else 32) or a number")
+    p.add_argument("--validation-fraction", type=_word_or_number(words=("auto",), number=float),
+                   metavar="F", help="share of the training rows that scores every candidate: "
+                   "'auto' (the default: for classification a quarter, at most 250 rows, never "
+                   "under a tenth; for regression a tenth) or a number in (0, 1)")
     p.add_argument("--controller-train-steps", type=int, metavar="N",
                    help="controller gradient steps per controller epoch (default 10)")
     p.add_argument("--units", type=int, nargs="+", metavar="N",
@@ -105,23 +109,24 @@ def _add_search(p):
                    help="Adam learning rates the controller chooses from per candidate")
     p.add_argument("--weight-decays", type=float, nargs="+", metavar="WD",
                    help="weight decays the controller chooses from per candidate")
-    p.add_argument("--baseline", type=_baseline, metavar="B",
+    p.add_argument("--baseline", type=_word_or_number(words=("ema", "batch"), number=float),
+                   metavar="B",
                    help="reward baseline: 'ema' (moving average, the default), 'batch' (the "
                         "controller epoch's mean reward) or a number, such as the tutorial's 0.5")
     p.add_argument("--max-time", type=float, metavar="SECONDS",
                    help="stop the search after this time, then refit the best so far")
-    p.add_argument("--cv", type=_words_or_int("folds"), metavar="K",
+    p.add_argument("--cv", type=_word_or_number("folds"), metavar="K",
                    help="folds that re-score the best candidates: 'auto' (the default: 5 "
                         "when the validation split has under 1,000 rows), a number, or "
                         "'none' for the search's holdout alone")
     p.add_argument("--n-finalists", type=int, metavar="N",
                    help="candidates re-scored by --cv (default 8)")
-    p.add_argument("--finalist-epochs", type=_words_or_int("epochs"), metavar="N",
+    p.add_argument("--finalist-epochs", type=_word_or_number("epochs"), metavar="N",
                    help="training epochs of the re-scored finalists and so of the refit: "
                         "'auto' (the default: 5 times --epochs from 1,000 training rows; "
                         "below, 3 times for classification, --epochs for regression), a "
                         "number, or 'none' for --epochs")
-    p.add_argument("--finalist-batch-size", type=_words_or_int("rows"), metavar="N",
+    p.add_argument("--finalist-batch-size", type=_word_or_number("rows"), metavar="N",
                    help="mini-batch size of the re-scored finalists and so of the refit: "
                         "'auto' or 'none' (the default: the search's --batch-size), or a "
                         "number")
@@ -272,28 +277,21 @@ def _print_top(results, n):
 
 
 # ---------------------------------------------------------------- commands
-def _baseline(text):
-    """``--baseline``: 'ema', 'batch' or a number (the estimator validates the value)."""
-    try:
-        return text if text in ("ema", "batch") else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected 'ema', 'batch' or a number, got {text!r}") from None
-
-
-def _words_or_int(what, words=("auto", "none")):
-    """An argparse type taking one of ``words`` or a number of ``what`` (the
-    estimator validates the number): ``--batch-size`` ('auto' only), ``--cv``,
-    ``--finalist-epochs``, ``--finalist-batch-size``."""
+def _word_or_number(what=None, words=("auto", "none"), number=int):
+    """An argparse type taking one of ``words`` or a ``number`` (of ``what``; the
+    estimator validates the value): ``--batch-size`` ('auto' only), ``--cv``,
+    ``--finalist-epochs``, ``--finalist-batch-size``, ``--validation-fraction``
+    ('auto' or a float) and ``--baseline`` ('ema', 'batch' or a float)."""
     def parse(text):
         if text in words:
             return text
         try:
-            return int(text)
+            return number(text)
         except ValueError:
             choices = ", ".join(repr(word) for word in words)
+            of = f" of {what}" if what else ""
             raise argparse.ArgumentTypeError(
-                f"expected {choices} or a number of {what}, got {text!r}") from None
+                f"expected {choices} or a number{of}, got {text!r}") from None
     return parse
 
 
@@ -301,6 +299,7 @@ def _estimator_params(args):
     params = {"controller_epochs": args.controller_epochs, "samples_per_epoch": args.samples_per_epoch,
               "screen_factor": args.screen_factor,
               "epochs": args.epochs, "batch_size": args.batch_size,
+              "validation_fraction": args.validation_fraction,
               "controller_train_steps": args.controller_train_steps,
               "units": tuple(args.units) if args.units else None,
               "activations": tuple(args.activations) if args.activations else None,

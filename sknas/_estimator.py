@@ -7,6 +7,8 @@ predictions are served.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.model_selection import StratifiedKFold
@@ -86,7 +88,7 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
                  strategy="reinforce", epochs=10, batch_size="auto", learning_rate=0.01,
                  early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=8,
                  finalist_epochs="auto", finalist_batch_size="auto", ensemble_size="auto",
-                 validation_fraction=0.1,
+                 validation_fraction="auto",
                  reward="weighted", weight_sharing=True, trainer="population", n_jobs=None,
                  error_score=np.nan, max_time=None, max_candidates=None, class_weight=None,
                  refit="auto", log_dir=None, resume=None, random_state=None, verbose=0):
@@ -238,6 +240,9 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
     #: below 1,000 training rows finalist_epochs='auto' is ``epochs`` for the regressor
     #: (see BaseMLPNAS._training_sizes); from 1,000 rows on, as the classifier's
     _auto_finalist_factor = (1, 5)
+    #: validation_fraction='auto' is the tutorial's tenth for the regressor at every size
+    #: (a quarter of its small tables gained nothing: see the generalisation guide)
+    _auto_validation = (0.1, math.inf, 0.1)
 
     # ---------------------------------------------------------------- target
     def _check_target_kind(self, y):

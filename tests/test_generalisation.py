@@ -378,6 +378,13 @@ def test_the_command_line_sets_the_finalists_epochs(capsys):
         with pytest.raises(SystemExit):
             _parser().parse_args(["search", "--batch-size", text])
         assert "--batch-size" in capsys.readouterr().err
+    for text, value in (("0.25", 0.25), ("auto", "auto")):
+        assert _estimator_params(_parser().parse_args(
+            ["search", "--validation-fraction", text]))["validation_fraction"] == value
+    assert "validation_fraction" not in _estimator_params(_parser().parse_args(["search"]))
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["search", "--validation-fraction", "quarter"])
+    assert "expected 'auto' or a number, got 'quarter'" in capsys.readouterr().err
     for text, value in (("all", True), ("folds", "folds"), ("auto", "auto")):
         args = _parser().parse_args(["search", "--refit", text])
         assert _estimator_params(args)["refit"] == value
@@ -405,15 +412,16 @@ TUTORIAL = dict(controller_epochs=10, samples_per_epoch=10, controller_train_ste
                 epochs=10, discount=0.9, controller_units=100, controller_learning_rate=0.01,
                 controller_decay=0.1, use_predictor=True, max_layers=2, learning_rate=0.01,
                 dropout_rate=0.2, weight_sharing=True, baseline=0.5, batch_size=32,
-                reward="weighted", units=(8, 16, 32, 64, 128, 256, 512),
+                validation_fraction=0.1, reward="weighted", units=(8, 16, 32, 64, 128, 256, 512),
                 activations=("sigmoid", "tanh", "relu", "elu"))
 
 
-def test_the_tutorials_search_is_three_parameters_away():
-    """``baseline=0.5, cv=None, batch_size=32`` on top of the defaults is the tutorial's
-    search: every other default is its constant, and nothing beyond it (early stopping,
-    ensembles) is on. Below 1,000 training rows ``batch_size='auto'`` is 32 already."""
-    tutorial = MLPNASClassifier(baseline=0.5, cv=None, batch_size=32)
+def test_the_tutorials_search_is_four_parameters_away():
+    """``baseline=0.5, cv=None, batch_size=32, validation_fraction=0.1`` on top of the
+    defaults is the tutorial's search: every other default is its constant, and nothing
+    beyond it (early stopping, ensembles) is on. Below 1,000 training rows
+    ``batch_size='auto'`` is 32 already."""
+    tutorial = MLPNASClassifier(baseline=0.5, cv=None, batch_size=32, validation_fraction=0.1)
     params = tutorial.get_params()
     assert {k: params[k] for k in TUTORIAL} == TUTORIAL
     assert params["early_stopping"] == "auto" and params["ensemble_size"] == "auto"
@@ -603,3 +611,32 @@ def test_ensemble_members_refit_side_by_side_as_each_would_alone(small):
     assert not _same(together[1], together[2])
     init, _ = clf._fresh_start(trials[2], data, 5)
     assert not _same(together[2], init)
+
+
+def test_auto_validation_holds_out_a_quarter_of_small_tables(tiny, monkeypatch):
+    """The classifier's 'auto' holds out a quarter of the rows, at most 250 but never
+    under a tenth, and every candidate of the search is scored on those rows; a float
+    is the share; the regressor's 'auto' is a tenth."""
+    held_out = []
+    train = PopulationTrainer.train
+
+    def spy(self, candidates, data, seed, row_weights=None, val_outputs=False):
+        held_out.append(len(data.y_val))
+        return train(self, candidates, data, seed, row_weights, val_outputs)
+    monkeypatch.setattr(PopulationTrainer, "train", spy)
+    X, y = make_classification(400, 4, n_informative=2, n_redundant=0, random_state=0)
+    tiny["cv"] = None   # the search's training, then the refit's on all rows
+    clf = MLPNASClassifier(**tiny).fit(X, y)
+    assert clf.n_validation_ == 100 and held_out[0] == 100
+    held_out.clear()
+    clf = MLPNASClassifier(**tiny, validation_fraction=0.1).fit(X, y)
+    assert clf.n_validation_ == 40 and held_out[0] == 40
+    held_out.clear()
+    reg = MLPNASRegressor(**tiny).fit(X, X[:, 0])   # the regressor's 'auto': a tenth
+    assert reg.n_validation_ == 40 and held_out[0] == 40
+    assert MLPNASRegressor()._validation_rows(1000) == 100  # the classifier: 250
+    # the rule at the sizes where it turns: 25% to 1,000 rows, then 250, then 10%
+    rows = {n: MLPNASClassifier()._validation_rows(n)
+            for n in (8, 999, 1000, 1001, 2500, 2600, 10_000)}
+    assert rows == {8: 2, 999: 250, 1000: 250, 1001: 250, 2500: 250, 2600: 260,
+                    10_000: 1000}
