@@ -437,12 +437,9 @@ def test_regression_meta_without_classes_shows_what_is_known_of_the_target(searc
 
 
 def test_regressor_run_folder_gives_a_page(tmp_path):
-    import sknas
-    try:
-        MLPNASRegressor = sknas.MLPNASRegressor
-    except (AttributeError, ImportError):
-        pytest.skip("this version of sknas has no MLPNASRegressor")
     from sklearn.datasets import make_regression
+
+    from sknas import MLPNASRegressor
     X, y = make_regression(n_samples=120, n_features=4, noise=5.0, random_state=0)
     reg = MLPNASRegressor(**TINY, log_dir=tmp_path / "logs").fit(X, y)
     run = load_run(reg.run_dir_)
