@@ -104,7 +104,7 @@ VARIANTS = {
                                  "entropy_weight": 0.05},
     "extended_nodecay_entropy2": {"space": "extended", "controller_decay": 0.0,
                                   "entropy_weight": 0.2},
-    # the estimator's defaults of the twelfth session: 'auto' batches and holdout
+    # the estimator's own 'auto' batches and holdout (its defaults since the eleventh session)
     "tutorial_auto": {"batch_size": "auto", "validation_fraction": "auto"},
     "extended_auto": {"space": "extended", "batch_size": "auto", "validation_fraction": "auto"},
     "extended_random_auto": {"space": "extended", "strategy": "random", "batch_size": "auto",
@@ -347,16 +347,15 @@ def report(rows, variants, candidates):
     for rl, rs in STRATEGY_PAIRS:
         if rl not in variants or rs not in variants:
             continue
-        shares = [reach(key[(t, s, rl)]["curve"], key[(t, s, rs)]["best"])
-                  for t in tables for s in seeds if (t, s, rl) in key and (t, s, rs) in key]
-        if not shares:
+        both = [(t, s) for t in tables for s in seeds if (t, s, rl) in key and (t, s, rs) in key]
+        if not both:
             continue
+        shares = [reach(key[(t, s, rl)]["curve"], key[(t, s, rs)]["best"]) for t, s in both]
         done = [x for x in shares if x is not None]
         out.append(f"REINFORCE ({rl}) reaches random search's final best in {len(done)} of "
                    f"{len(shares)} runs; share of the candidates needed where it does: "
                    f"median {np.median(done) if done else float('nan'):.2f} (counting a miss "
                    f"as 1: mean {np.mean([1.0 if x is None else x for x in shares]):.2f}).")
-        both = [(t, s) for t in tables for s in seeds if (t, s, rl) in key and (t, s, rs) in key]
         curve = {v: np.mean([key[(t, s, v)]["curve"] for t, s in both], axis=0) for v in (rl, rs)}
         marks = [k for k in (10, 20, 30, 50, 60, 70, 100, 150, 180, 200, 300) if k <= candidates]
         out += ["", f"Mean best-so-far reward after k trained candidates (the {len(both)} runs "
