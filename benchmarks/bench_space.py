@@ -79,8 +79,9 @@ rank: within a search's own controller epochs. Per table and seed, one
 extended-preset search at the estimator's 'auto' holdout and batches; the
 architectures of its epochs 5 on are trained twice more from fresh weights
 on the 'auto' holdout, and the two runs' rewards are rank-correlated within
-each epoch (beside it, the search's own predictor head, and the spread of
-an epoch's rewards against one run's noise).
+each epoch; beside it, the search's own rewards (from the shared weights)
+against the fresh runs, the search's predictor head, and the spread of an
+epoch's rewards against one run's noise.
 """
 
 from __future__ import annotations
@@ -304,9 +305,11 @@ def epoch_retest(data, seed):
     are trained twice more from fresh weights (no sharing) on the 'auto'
     holdout of ``candidate_data``, and the two runs' rewards are
     rank-correlated within each epoch. Returns the mean over the epochs of
-    that Spearman (``retest``) and of the search's predictor head's
-    (``head``), and the spread of the first run's rewards within an epoch
-    (``epoch_sd``) beside one run's noise (``run_noise_sd``)."""
+    that Spearman (``retest``), of the search's own rewards (trained from
+    the shared weights) against the two fresh runs' mean
+    (``search_vs_fresh``), and of the search's predictor head against its
+    rewards (``head``), and the spread of the first run's rewards within an
+    epoch (``epoch_sd``) beside one run's noise (``run_noise_sd``)."""
     from scipy.stats import spearmanr
     from sklearn.pipeline import Pipeline
 
@@ -321,7 +324,7 @@ def epoch_retest(data, seed):
         Pipeline([("pre", suite.preprocessor(X_tr)), ("model", est)]).fit(X_tr, y_tr)
     res = est.search_results_
     cd = candidate_data(data, shuffle=True, holdout="auto")
-    out = {"retest": [], "head": [], "epoch_sd": [], "run_noise_sd": []}
+    out = {"retest": [], "search_vs_fresh": [], "head": [], "epoch_sd": [], "run_noise_sd": []}
     for e in range(5, int(res["controller_epoch"].max()) + 1):
         rows = np.flatnonzero((res["controller_epoch"] == e) & (res["status"] == "ok"))
         layers = [res["layers"][i] for i in rows]
@@ -340,7 +343,9 @@ def epoch_retest(data, seed):
             continue
         rho = spearmanr(a[ok], b[ok])[0]
         head = spearmanr(res["predicted_reward"][rows], res["reward"][rows])[0]
+        shared = spearmanr(res["reward"][rows][ok], (a[ok] + b[ok]) / 2)[0]
         out["retest"].append(float(rho) if np.isfinite(rho) else 0.0)
+        out["search_vs_fresh"].append(float(shared) if np.isfinite(shared) else 0.0)
         out["head"].append(float(head) if np.isfinite(head) else 0.0)
         out["epoch_sd"].append(float(np.std(a[ok])))
         out["run_noise_sd"].append(float(np.std(a[ok] - b[ok]) / math.sqrt(2)))
@@ -472,7 +477,7 @@ def main(argv=None):
               f"{mean_se([r['ridge'] for r in rows])} |\n\nridge - head: {mean_se(diff)}")
         return
     if args.epoch_retest:
-        cols = ["retest", "head", "epoch_sd", "run_noise_sd"]
+        cols = ["retest", "search_vs_fresh", "head", "epoch_sd", "run_noise_sd"]
         print("| table | seed | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 2))
         rows = []
         for table in args.tables:
