@@ -441,6 +441,15 @@ def report(rows, variants, candidates):
     return "\n".join(out)
 
 
+def per_table_and_seed(args, study):
+    """``(table, seed, study(data, seed))`` for each of ``args.tables`` and ``args.seeds``."""
+    for table in args.tables:
+        X, y, _ = suite.load(table, "classification")
+        data = suite.split(X, y, "classification")
+        for seed in args.seeds:
+            yield table, seed, study(data, seed)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tables", nargs="+", default=suite.tables("classification"))
@@ -465,13 +474,9 @@ def main(argv=None):
     if args.predictor_study:
         print("| table | seed | head (per epoch, 5 on) | decision ridge |\n|---|---|---|---|")
         rows = []
-        for table in args.tables:
-            X, y, _ = suite.load(table, "classification")
-            data = suite.split(X, y, "classification")
-            for seed in args.seeds:
-                r = predictor_study(data, seed)
-                rows.append(r)
-                print(f"| {table} | {seed} | {r['head']:.3f} | {r['ridge']:.3f} |", flush=True)
+        for table, seed, r in per_table_and_seed(args, predictor_study):
+            rows.append(r)
+            print(f"| {table} | {seed} | {r['head']:.3f} | {r['ridge']:.3f} |", flush=True)
         diff = [r["ridge"] - r["head"] for r in rows]
         print(f"| **mean over {len(rows)} runs** | | {mean_se([r['head'] for r in rows])} | "
               f"{mean_se([r['ridge'] for r in rows])} |\n\nridge - head: {mean_se(diff)}")
@@ -480,14 +485,10 @@ def main(argv=None):
         cols = ["retest", "search_vs_fresh", "head", "epoch_sd", "run_noise_sd"]
         print("| table | seed | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 2))
         rows = []
-        for table in args.tables:
-            X, y, _ = suite.load(table, "classification")
-            data = suite.split(X, y, "classification")
-            for seed in args.seeds:
-                r = epoch_retest(data, seed)
-                rows.append(r)
-                print(f"| {table} | {seed} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |",
-                      flush=True)
+        for table, seed, r in per_table_and_seed(args, epoch_retest):
+            rows.append(r)
+            print(f"| {table} | {seed} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |",
+                  flush=True)
         print(f"| **mean over {len(rows)} runs** | | "
               + " | ".join(mean_se([r[c] for r in rows]) for c in cols) + " |")
         return
