@@ -226,6 +226,35 @@ def decision_features(layers):
     return f
 
 
+def fresh_rewards(layers, cd, run, rng, trainer):
+    """Rewards of ``layers`` trained from fresh weights drawn from ``rng`` (no
+    weight sharing) on ``cd`` by ``trainer``, in populations of 10 as a
+    search trains them, with ``run`` seeding the shuffles and dropout; NaN
+    where a candidate failed."""
+    from sknas._trainer import initial_weights
+    from sknas._trial import reward_from_scores
+    cands = [(lay, initial_weights(lay, cd.n_features, cd.n_outputs, rng), 1000 * run + k)
+             for k, lay in enumerate(layers)]
+    results = [r for i in range(0, len(cands), 10) for r in trainer.train(cands[i:i + 10], cd, run)]
+    return np.array([reward_from_scores(r.val_scores, "weighted") if r.status == "ok" else np.nan
+                     for r in results])
+
+
+def extended_search(data, seed, **params):
+    """One extended-preset search of 10 controller epochs of 10 on the training
+    part of ``data`` (``cv=None``, no refit): the fitted estimator."""
+    from sklearn.pipeline import Pipeline
+
+    from sknas import MLPNASClassifier
+    X_tr, _, y_tr, _ = data
+    est = MLPNASClassifier(space="extended", cv=None, refit=False, random_state=seed,
+                           controller_epochs=10, samples_per_epoch=10, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Pipeline([("pre", suite.preprocessor(X_tr)), ("model", est)]).fit(X_tr, y_tr)
+    return est
+
+
 def reliability(data, n=60, holdout=0.1):
     """Test-retest Spearman of the rewards of ``n`` random extended-preset
     architectures trained twice, and an out-of-fold decision ridge's, on a
@@ -235,22 +264,13 @@ def reliability(data, n=60, holdout=0.1):
     from sklearn.model_selection import KFold, cross_val_predict
     from sknas import SearchSpace
     from sknas._random_search import RandomStrategy
-    from sknas._trainer import PopulationTrainer, initial_weights
-    from sknas._trial import reward_from_scores
+    from sknas._trainer import PopulationTrainer
     cd = candidate_data(data, shuffle=True, holdout=holdout)
     space = SearchSpace.from_preset("extended")
     archs, _ = RandomStrategy(space).sample(n, np.random.default_rng(0))
     layers = [space.layers(a) for a in archs]
-    rewards = []
-    for run in (1, 2):
-        rng = np.random.default_rng(run)
-        cands = [(lay, initial_weights(lay, cd.n_features, cd.n_outputs, rng), 1000 * run + k)
-                 for k, lay in enumerate(layers)]
-        results = [r for i in range(0, n, 10)
-                   for r in PopulationTrainer(epochs=10).train(cands[i:i + 10], cd, run)]
-        rewards.append(np.array([reward_from_scores(r.val_scores, "weighted")
-                                 if r.status == "ok" else np.nan for r in results]))
-    a, b = rewards
+    a, b = (fresh_rewards(layers, cd, run, np.random.default_rng(run), PopulationTrainer(epochs=10))
+            for run in (1, 2))
     ok = np.isfinite(a) & np.isfinite(b)
     feats = [decision_features(lay) for lay in layers]
     names = sorted({k for f in feats for k in f})
@@ -270,17 +290,7 @@ def predictor_study(data, seed):
     decision ridge refitted on the earlier epochs: ``{"head": ..., "ridge": ...}``."""
     from scipy.stats import spearmanr
     from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import Pipeline
-
-    from sknas import MLPNASClassifier
-    X_tr, _, y_tr, _ = data
-    est = MLPNASClassifier(space="extended", cv=None, refit=False, random_state=seed,
-                           controller_epochs=10, samples_per_epoch=10, batch_size=32,
-                           validation_fraction=0.1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        Pipeline([("pre", suite.preprocessor(X_tr)), ("model", est)]).fit(X_tr, y_tr)
-    res = est.search_results_
+    res = extended_search(data, seed, batch_size=32, validation_fraction=0.1).search_results_
     ok = res["status"] == "ok"
     epoch, reward = res["controller_epoch"], res["reward"]
     feats = [decision_features(layers) for layers in res["layers"]]
@@ -311,33 +321,18 @@ def epoch_retest(data, seed):
     rewards (``head``), and the spread of the first run's rewards within an
     epoch (``epoch_sd``) beside one run's noise (``run_noise_sd``)."""
     from scipy.stats import spearmanr
-    from sklearn.pipeline import Pipeline
 
-    from sknas import MLPNASClassifier
-    from sknas._trainer import PopulationTrainer, initial_weights
-    from sknas._trial import reward_from_scores
-    X_tr, _, y_tr, _ = data
-    est = MLPNASClassifier(space="extended", cv=None, refit=False, random_state=seed,
-                           controller_epochs=10, samples_per_epoch=10)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        Pipeline([("pre", suite.preprocessor(X_tr)), ("model", est)]).fit(X_tr, y_tr)
+    from sknas._trainer import PopulationTrainer
+    est = extended_search(data, seed)
     res = est.search_results_
+    trainer = PopulationTrainer(epochs=est.epochs, batch_size=est.batch_size_)
     cd = candidate_data(data, shuffle=True, holdout="auto")
     out = {"retest": [], "search_vs_fresh": [], "head": [], "epoch_sd": [], "run_noise_sd": []}
     for e in range(5, int(res["controller_epoch"].max()) + 1):
         rows = np.flatnonzero((res["controller_epoch"] == e) & (res["status"] == "ok"))
         layers = [res["layers"][i] for i in rows]
-        runs = []
-        for run in (1, 2):
-            rng = np.random.default_rng(100 * seed + 10 * e + run)
-            cands = [(lay, initial_weights(lay, cd.n_features, cd.n_outputs, rng), 1000 * run + k)
-                     for k, lay in enumerate(layers)]
-            trainer = PopulationTrainer(epochs=est.epochs, batch_size=est.batch_size_)
-            runs.append(np.array([reward_from_scores(r.val_scores, "weighted")
-                                  if r.status == "ok" else np.nan
-                                  for r in trainer.train(cands, cd, run)]))
-        a, b = runs
+        a, b = (fresh_rewards(layers, cd, run, np.random.default_rng(100 * seed + 10 * e + run),
+                              trainer) for run in (1, 2))
         ok = np.isfinite(a) & np.isfinite(b)
         if ok.sum() < 3:
             continue
