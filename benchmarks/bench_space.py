@@ -42,6 +42,8 @@ that holdout's accuracy. Variants (``--variants``):
   ``extended_screen3`` with the estimator's own ``batch_size='auto'`` and
   ``validation_fraction='auto'`` (the other variants pin batches of 32 and
   the 10% holdout, as when their rows were recorded).
+- ``extended_noshare_auto``: ``extended_auto`` without weight sharing
+  (``weight_sharing=False``): every candidate starts from fresh weights.
 
 Recorded per run: the best holdout reward, the best-so-far curve over
 trained candidates, the predictor's Spearman correlation per controller
@@ -136,6 +138,8 @@ VARIANTS = {
     "extended_nodecay_auto": {"space": "extended", "controller_decay": 0.0, "batch_size": "auto",
                               "validation_fraction": "auto"},
     "extended_screen3_auto": {"space": "extended", "screen_factor": 3, "batch_size": "auto",
+                              "validation_fraction": "auto"},
+    "extended_noshare_auto": {"space": "extended", "weight_sharing": False, "batch_size": "auto",
                               "validation_fraction": "auto"},
 }
 # (REINFORCE, random search) pairs the report compares curve by curve
@@ -498,7 +502,8 @@ def report(rows, variants, candidates):
              ("extended_nodecay_auto", "extended_random_auto"),
              ("extended_nodecay_auto", "extended_auto"),
              ("extended_screen3_auto", "extended_auto"),
-             ("extended_screen3_auto", "extended_random_auto")]
+             ("extended_screen3_auto", "extended_random_auto"),
+             ("extended_auto", "extended_noshare_auto")]
     out += ["Paired differences (same table and seed), mean ± s.e. over the pairs:", "",
             "| difference | pairs | best reward | test accuracy | time per candidate (ratio) |",
             "|---|---|---|---|---|"]
