@@ -326,6 +326,14 @@ def predictor_study(data, seed):
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
+def _rho(a, b):
+    """Spearman correlation of ``a`` and ``b``; 0 where one of them is constant."""
+    from scipy.stats import spearmanr
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(spearmanr(a, b)[0])
+
+
 def epoch_retest(data, seed):
     """How far could any predictor rank a search's own controller epochs? One
     extended-preset search at the estimator's 'auto' holdout and batches
@@ -338,8 +346,6 @@ def epoch_retest(data, seed):
     (``search_vs_fresh``), and of the search's predictor head against its
     rewards (``head``), and the spread of the first run's rewards within an
     epoch (``epoch_sd``) beside one run's noise (``run_noise_sd``)."""
-    from scipy.stats import spearmanr
-
     from sknas._trainer import PopulationTrainer
     est = extended_search(data, seed)
     res = est.search_results_
@@ -354,23 +360,12 @@ def epoch_retest(data, seed):
         ok = np.isfinite(a) & np.isfinite(b)
         if ok.sum() < 3:
             continue
-        rho = spearmanr(a[ok], b[ok])[0]
-        head = spearmanr(res["predicted_reward"][rows], res["reward"][rows])[0]
-        shared = spearmanr(res["reward"][rows][ok], (a[ok] + b[ok]) / 2)[0]
-        out["retest"].append(float(rho) if np.isfinite(rho) else 0.0)
-        out["search_vs_fresh"].append(float(shared) if np.isfinite(shared) else 0.0)
-        out["head"].append(float(head) if np.isfinite(head) else 0.0)
+        out["retest"].append(_rho(a[ok], b[ok]))
+        out["search_vs_fresh"].append(_rho(res["reward"][rows][ok], (a[ok] + b[ok]) / 2))
+        out["head"].append(_rho(res["predicted_reward"][rows], res["reward"][rows]))
         out["epoch_sd"].append(float(np.std(a[ok])))
         out["run_noise_sd"].append(float(np.std(a[ok] - b[ok]) / math.sqrt(2)))
     return {k: float(np.mean(v)) for k, v in out.items()}
-
-
-def _rho(a, b):
-    """Spearman correlation of ``a`` and ``b``; 0 where one of them is constant."""
-    from scipy.stats import spearmanr
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 0.0
-    return float(spearmanr(a, b)[0])
 
 
 @contextmanager
