@@ -95,8 +95,9 @@ search's (``same_start``). Beside it, three things a predictor could see
 before training, against the search's rewards: the start weights' own
 holdout accuracy, untrained (``untrained``); the validation score after the
 first training epoch, against the reward of the epochs after it
-(``first_epoch``, what one tenth of the training would tell); and the
-search's predictor head (``head``).
+(``first_epoch``, what one tenth of the training would tell), and the same
+for the first three epochs (``first_three``); and the search's predictor
+head (``head``).
 """
 
 from __future__ import annotations
@@ -404,16 +405,17 @@ def start_weights(data, seed):
     trained again from the same start weights with other seeds. Means over
     the epochs of the Spearman correlations with the search's rewards of that
     second run (``same_start``), of the untrained start weights' holdout
-    accuracy (``untrained``), of the first training epoch's score against the
-    later epochs' reward (``first_epoch``), and of the predictor head
+    accuracy (``untrained``), of the reward of the first training epoch and
+    of the first three against the reward of the epochs after them
+    (``first_epoch``, ``first_three``), and of the predictor head
     (``head``); and the spread of the rewards within an epoch (``epoch_sd``)
     beside one run's noise (``run_noise_sd``)."""
     import tensorflow as tf
 
     from sknas._trainer import _Net
     from sknas._trial import reward_from_scores
-    out = {k: [] for k in ("same_start", "untrained", "first_epoch", "head", "epoch_sd",
-                           "run_noise_sd")}
+    out = {k: [] for k in ("same_start", "untrained", "first_epoch", "first_three", "head",
+                           "epoch_sd", "run_noise_sd")}
 
     def look(search, epoch, starts, trials):
         ok = [k for k, t in enumerate(trials) if t.status == "ok"]
@@ -431,10 +433,12 @@ def start_weights(data, seed):
         untrained = [float(_Net(layers, d.n_features, d.head, 0).score(
             [tuple(tf.constant(a) for a in layer) for layer in weights], X_val, y_val, w_val,
             tf.reduce_sum(w_val))) for layers, weights in (starts[k] for k in ok)]
-        later = [reward_from_scores(trials[k].val_scores[1:], "weighted") for k in ok]
+        scores = [trials[k].val_scores for k in ok]
         out["same_start"].append(_rho(r1[same], r2[same]))
         out["untrained"].append(_rho(untrained, r1))
-        out["first_epoch"].append(_rho([trials[k].val_scores[0] for k in ok], later))
+        for name, n in (("first_epoch", 1), ("first_three", 3)):
+            out[name].append(_rho([reward_from_scores(v[:n], "weighted") for v in scores],
+                                  [reward_from_scores(v[n:], "weighted") for v in scores]))
         out["head"].append(_rho([trials[k].predicted_reward for k in ok], r1))
         out["epoch_sd"].append(float(np.std(r1)))
         out["run_noise_sd"].append(float(np.std(r1[same] - r2[same]) / math.sqrt(2)))
@@ -595,8 +599,8 @@ def main(argv=None):
                     ["retest", "search_vs_fresh", "head", "epoch_sd", "run_noise_sd"])
         return
     if args.start_weights:
-        study_table(args, start_weights, ["same_start", "untrained", "first_epoch", "head",
-                                          "epoch_sd", "run_noise_sd"])
+        study_table(args, start_weights, ["same_start", "untrained", "first_epoch",
+                                          "first_three", "head", "epoch_sd", "run_noise_sd"])
         return
     if args.reliability:
         cols = ["n_val", "retest", "retest_within_10", "ridge_run1", "ridge_run2", "reward_sd",
