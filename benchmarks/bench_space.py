@@ -328,11 +328,11 @@ def predictor_study(data, seed):
 
 
 def _rho(a, b):
-    """Spearman correlation of ``a`` and ``b``; 0 where one of them is constant."""
-    from scipy.stats import spearmanr
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 0.0
-    return float(spearmanr(a, b)[0])
+    """Spearman correlation of ``a`` and ``b`` as ``controller_history_``
+    takes it, but 0 where that is NaN (fewer than three pairs, or a side
+    constant), so that an epoch of ties counts as no ranking."""
+    from sknas._trial import predictor_spearman
+    return float(np.nan_to_num(predictor_spearman(a, b)))
 
 
 def epoch_retest(data, seed):

@@ -71,7 +71,7 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         probability (see the :doc:`algorithm guide </algorithm>`). 1 (the
         default, the tutorial's) trains every sampled architecture. Needs
         ``use_predictor=True`` and ``strategy='reinforce'``. Measured on the
-        benchmark suite, 3 was level with 1 at equal trained candidates: the
+        classification suite, 3 was level with 1 at equal trained candidates: the
         predictor does not rank a controller epoch's candidates, whose
         rewards depend on the shared weights they start from (see the
         :doc:`space guide </space>`).
