@@ -9,6 +9,9 @@ last:
   sends only a reference to it: the training data is written once per fit;
 * with Dask, the :class:`~sknas._trainer.CandidateData` is scattered once per
   fit to every worker (``broadcast=True``) and the tasks carry its future.
+  Dask's active memory manager may drop the extra copies between controller
+  epochs; a worker that needs the rows again fetches them from a peer, never
+  from the client.
 
 Each worker limits TensorFlow's intra- and inter-op thread pools to its share
 of the cores before TensorFlow is initialised in it, so parallel workers do
