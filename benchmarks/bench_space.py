@@ -245,18 +245,31 @@ def decision_features(layers):
     return f
 
 
+def result_rewards(results):
+    """The search's reward of each trainer result (its validation scores,
+    weighted as the search weighs them); NaN where a candidate failed."""
+    from sknas._trial import reward_from_scores
+    return np.array([reward_from_scores(r.val_scores, "weighted") if r.status == "ok" else np.nan
+                     for r in results])
+
+
+def run_noise_sd(a, b):
+    """One run's noise, from two runs' rewards ``a`` and ``b`` of the same
+    candidates: the standard deviation of their difference over sqrt(2),
+    leaving out the pairs where either is NaN."""
+    return float(np.nanstd(np.asarray(a) - np.asarray(b)) / math.sqrt(2))
+
+
 def fresh_rewards(layers, cd, run, rng, trainer):
     """Rewards of ``layers`` trained from fresh weights drawn from ``rng`` (no
     weight sharing) on ``cd`` by ``trainer``, in populations of 10 as a
     search trains them, with ``run`` seeding the shuffles and dropout; NaN
     where a candidate failed."""
     from sknas._trainer import initial_weights
-    from sknas._trial import reward_from_scores
     cands = [(lay, initial_weights(lay, cd.n_features, cd.n_outputs, rng), 1000 * run + k)
              for k, lay in enumerate(layers)]
-    results = [r for i in range(0, len(cands), 10) for r in trainer.train(cands[i:i + 10], cd, run)]
-    return np.array([reward_from_scores(r.val_scores, "weighted") if r.status == "ok" else np.nan
-                     for r in results])
+    return result_rewards([r for i in range(0, len(cands), 10)
+                           for r in trainer.train(cands[i:i + 10], cd, run)])
 
 
 def extended_search(data, seed, **params):
@@ -300,7 +313,7 @@ def reliability(data, n=60, holdout=0.1):
     return {"retest": float(spearmanr(a[ok], b[ok])[0]), "retest_within_10": float(np.nanmean(within)),
             "ridge_run1": float(spearmanr(pred, a[ok])[0]),
             "ridge_run2": float(spearmanr(pred, b[ok])[0]),
-            "reward_sd": float(np.nanstd(a)), "run_noise_sd": float(np.nanstd(a - b) / math.sqrt(2)),
+            "reward_sd": float(np.nanstd(a)), "run_noise_sd": run_noise_sd(a, b),
             "n_val": len(cd.y_val)}
 
 
@@ -365,7 +378,7 @@ def epoch_retest(data, seed):
         out["search_vs_fresh"].append(_rho(res["reward"][rows][ok], (a[ok] + b[ok]) / 2))
         out["head"].append(_rho(res["predicted_reward"][rows], res["reward"][rows]))
         out["epoch_sd"].append(float(np.std(a[ok])))
-        out["run_noise_sd"].append(float(np.std(a[ok] - b[ok]) / math.sqrt(2)))
+        out["run_noise_sd"].append(run_noise_sd(a[ok], b[ok]))
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
@@ -425,8 +438,7 @@ def start_weights(data, seed):
         again = search.executor.run([(starts[k][0], starts[k][1], 7919 + k) for k in ok], d,
                                     4242 + epoch)
         r1 = np.array([trials[k].reward for k in ok])
-        r2 = np.array([reward_from_scores(r.val_scores, "weighted") if r.status == "ok"
-                       else np.nan for r in again])
+        r2 = result_rewards(again)
         same = np.isfinite(r2)
         X_val, y_val = tf.constant(d.X_val), tf.constant(d.y_val)
         w_val = tf.constant(d.w_val)
@@ -441,7 +453,7 @@ def start_weights(data, seed):
                                   [reward_from_scores(v[n:], "weighted") for v in scores]))
         out["head"].append(_rho([trials[k].predicted_reward for k in ok], r1))
         out["epoch_sd"].append(float(np.std(r1)))
-        out["run_noise_sd"].append(float(np.std(r1[same] - r2[same]) / math.sqrt(2)))
+        out["run_noise_sd"].append(run_noise_sd(r1[same], r2[same]))
 
     with watching_epochs(look):
         extended_search(data, seed)
@@ -450,7 +462,7 @@ def start_weights(data, seed):
 
 def study_table(args, study, cols):
     """Print ``study``'s columns per table and seed of ``args``, then their
-    means over the runs, as a Markdown table."""
+    means over the runs, as a Markdown table; return the runs' rows."""
     print("| table | seed | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 2))
     rows = []
     for table, seed, r in per_table_and_seed(args, study):
@@ -459,6 +471,7 @@ def study_table(args, study, cols):
               flush=True)
     print(f"| **mean over {len(rows)} runs** | | "
           + " | ".join(mean_se([r[c] for r in rows]) for c in cols) + " |")
+    return rows
 
 
 def mean_se(values):
@@ -585,14 +598,8 @@ def main(argv=None):
                    help="only the predictor head against a decision ridge, per table and seed")
     args = p.parse_args(argv)
     if args.predictor_study:
-        print("| table | seed | head (per epoch, 5 on) | decision ridge |\n|---|---|---|---|")
-        rows = []
-        for table, seed, r in per_table_and_seed(args, predictor_study):
-            rows.append(r)
-            print(f"| {table} | {seed} | {r['head']:.3f} | {r['ridge']:.3f} |", flush=True)
-        diff = [r["ridge"] - r["head"] for r in rows]
-        print(f"| **mean over {len(rows)} runs** | | {mean_se([r['head'] for r in rows])} | "
-              f"{mean_se([r['ridge'] for r in rows])} |\n\nridge - head: {mean_se(diff)}")
+        rows = study_table(args, predictor_study, ["head", "ridge"])
+        print(f"\nridge - head: {mean_se([r['ridge'] - r['head'] for r in rows])}")
         return
     if args.epoch_retest:
         study_table(args, epoch_retest,
