@@ -29,8 +29,9 @@ from ._reporting import Reporter
 from ._runlog import keeps_python_random_state
 from ._search import Search, SearchBudget, interrupt_guard
 from ._space import SearchSpace, _differs
-from ._trainer import (BYTES_PER_PARAM, CandidateData, KerasTrainer, PopulationTrainer,
-                       available_memory, build_keras_model, initial_weights, n_params)
+from ._trainer import (BYTES_PER_PARAM, CandidateData, FoldRows, KerasTrainer,
+                       PopulationTrainer, available_memory, build_keras_model, initial_weights,
+                       n_params)
 from ._trial import best_row, history_table, results_table, top_table
 from ._weights import SharedWeights
 
@@ -244,7 +245,7 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         Each ``fit`` writes a new run folder under this directory: trials as
         JSON lines appended as each candidate ends, controller history,
         parameters, a controller and shared-weights checkpoint (``.npz``) per
-        controller epoch and the refit winner (``.keras``); see
+        controller epoch and the served model (``model.keras``); see
         :func:`sknas.load_run`. ``None`` writes no files at all.
     resume : str or path, default=None
         Run folder of a killed or interrupted search to continue, with the
@@ -253,7 +254,8 @@ PARAMETERS_DOC = """    units : tuple of int, default=(8, 16, 32, 64, 128, 256, 
         Only ``controller_epochs``, ``max_time``, ``max_candidates``,
         ``n_jobs``, ``error_score``, ``refit``, ``verbose`` and what acts
         after the search (``cv``, ``n_finalists``, ``finalist_epochs``,
-        ``finalist_batch_size``) may differ;
+        ``finalist_batch_size``, ``ensemble_size``) may differ, and the finalists
+        are then scored and served anew under this fit's parameters;
         ``random_state`` must be the run's own or ``None`` (the run's seed
         is used either way).
     random_state : int, RandomState instance or None, default=None
@@ -566,16 +568,38 @@ class BaseMLPNAS(BaseEstimator):
             n_val = max(int(round(least * n_rows)), min(int(round(share * n_rows)), most))
         else:
             n_val = int(round(self.validation_fraction * n_rows))
-        return max(1, n_val)
+        return max(self._min_validation_rows, n_val)
+
+    #: the fewest rows the validation split holds (the regressor's R^2 needs two)
+    _min_validation_rows = 1
 
     def _split(self, X, y, w, seed):
         n_val = self._validation_rows(len(y))
         if len(y) - n_val < 1:
-            raise ValueError(f"Too few samples ({len(y)}) to hold out a validation split.")
-        parts = train_test_split(X, y, w, test_size=n_val, stratify=self._stratify(y, n_val),
-                                 random_state=seed)
-        X_tr, X_val, y_tr, y_val, w_tr, w_val = parts
-        return CandidateData(X_tr, y_tr, w_tr, X_val, y_val, w_val, **self._task_fields())
+            raise ValueError(
+                f"Too few samples ({len(y)}) to hold out a validation split of {n_val} "
+                f"row{'s' if n_val > 1 else ''} and train on the rest: {type(self).__name__} "
+                f"needs at least {n_val + 1} rows.")
+        for attempt in range(self._split_attempts):
+            parts = train_test_split(X, y, w, test_size=n_val,
+                                     stratify=self._stratify(y, n_val),
+                                     random_state=(seed + attempt) % (2**31 - 1))
+            X_tr, X_val, y_tr, y_val, w_tr, w_val = parts
+            if self._scores_candidates(y_val):
+                return CandidateData(X_tr, y_tr, w_tr, X_val, y_val, w_val,
+                                     **self._task_fields())
+        raise ValueError(
+            f"Every validation split of {n_val} rows (of {len(y)}) tried held a constant target, "
+            "so R^2 cannot score the candidates. Give more rows, a larger "
+            "validation_fraction, or a target with more distinct values.")
+
+    #: how many seeds ``_split`` tries for a validation split that can score candidates
+    _split_attempts = 20
+
+    def _scores_candidates(self, y_val):
+        """Whether a validation split can score the candidates (the first
+        split drawn always can, but for a regressor's constant target)."""
+        return True
 
     def _stratify(self, y, n_val):
         """Labels to stratify the validation split by, or None."""
@@ -630,9 +654,8 @@ class BaseMLPNAS(BaseEstimator):
         if isinstance(cv, Integral):
             most = self._max_folds(y)
             if cv > most:
-                raise ValueError(f"cv={cv} folds need at least {cv} rows of every class; the "
-                                 f"smallest class has {most}. Use cv={most} or fewer, or "
-                                 "cv=None.")
+                raise ValueError(f"cv={cv} folds need {self._folds_need(cv, y)}. Use "
+                                 f"cv={most} or fewer, or cv=None.")
             return self._kfold(int(cv), seed)
         return check_cv(cv, y, classifier=is_classifier(self))
 
@@ -685,6 +708,10 @@ class BaseMLPNAS(BaseEstimator):
         """The most folds the target allows (rows, or the smallest class's rows)."""
         return len(y)
 
+    def _folds_need(self, cv, y):
+        """What ``cv`` folds need of the target, and what it has, in words."""
+        return f"at least {cv} rows; there are {len(y)}"
+
     def _kfold(self, n_splits, seed):
         return KFold(n_splits, shuffle=True, random_state=seed)
 
@@ -695,21 +722,23 @@ class BaseMLPNAS(BaseEstimator):
         ok = [t for t in search.trials if t.status == "ok" and np.isfinite(t.reward)]
         finalists = sorted(ok, key=lambda t: -t.reward)[:self.n_finalists]
         folds = list(splitter.split(X, y if y.ndim == 1 else y[:, 0]))
+        search.reporter.message(
+            f"cross-validating {len(finalists)} finalists: {len(folds)} folds each, "
+            f"{self.finalist_epochs_} epochs on batches of {self.finalist_batch_size_} "
+            f"({len(finalists) * len(folds)} networks side by side)")
         data = CandidateData(X, y, w, X, y, w, **self._task_fields())
+        fold_rows = self._fold_row_weights(folds, y, w, seed)
         candidates, row_weights = [], []
         for trial in finalists:
             init, rng = self._fresh_start(trial, data, seed)
             net_seed = int(rng.integers(2**31 - 1))
-            for train, val in folds:
+            for _ in folds:
                 candidates.append((trial.layers, [tuple(a.copy() for a in layer) for layer in init],
                                    net_seed))
-                in_train = np.zeros(len(y), np.float32)
-                in_train[train] = 1.0
-                in_val = np.zeros(len(y), np.float32)
-                in_val[val] = 1.0
-                row_weights.append((w * in_train, w * in_val))
+            row_weights.extend(fold_rows)
         results = self._finalist_trainer().train(
             candidates, data, seed, row_weights, val_outputs=bool(self._n_members()))
+        results = [self._from_fold_target(r, rows.target) for r, rows in zip(results, row_weights)]
         # a row's out-of-fold output is its mean over the folds that held it out (a
         # repeated splitter holds it out more than once, a shuffle split perhaps never)
         held_out = np.zeros(len(y))
@@ -731,13 +760,70 @@ class BaseMLPNAS(BaseEstimator):
                 for (_, val), r in zip(folds, mine):
                     pred[val] += r.val_outputs[val]
                 oof[trial.index] = pred[seen] / held_out[seen, None]
+        for trial in finalists:
+            scores = np.asarray(trial.cv_scores, float)
+            search.reporter.detail(f"finalist {trial.architecture}: cv_score="
+                                   f"{np.nanmean(scores) if np.isfinite(scores).any() else np.nan:.4f}"
+                                   f" ± {np.nanstd(scores) if np.isfinite(scores).any() else np.nan:.4f}")
         if self._n_members() and oof:
-            self._select_ensemble(search, oof, y[seen], w[seen])
+            held = [np.flatnonzero(np.isin(np.flatnonzero(seen), val)) for _, val in folds]
+            self._select_ensemble(search, oof, y[seen], w[seen], held)
         return fold_weights
 
-    def _select_ensemble(self, search, oof, y, w):
-        """Greedy selection with replacement on out-of-fold predictions
-        (Caruana et al., 2004); sets the members' ``ensemble_weight``."""
+    #: share of a fold's training rows that early stopping watches (at least one row)
+    _stop_share = 0.1
+
+    def _fold_row_weights(self, folds, y, w, seed):
+        """Per fold, what its networks train and are scored on
+        (:class:`~sknas._trainer.FoldRows`): ``w`` on its training rows and
+        on its held-out rows; with early stopping, ``w`` on a tenth of its
+        training rows (drawn once per fold, at least one row) that it then
+        watches instead of training on them, so that no held-out row chooses
+        its best epoch; and the target as the fold's own rows standardise it
+        (:meth:`_fold_target`)."""
+        rows = []
+        for f, (train, val) in enumerate(folds):
+            in_train = np.zeros(len(y), np.float32)
+            in_train[train] = 1.0
+            in_val = np.zeros(len(y), np.float32)
+            in_val[val] = 1.0
+            in_stop = None
+            if self.early_stopping_:
+                rng = np.random.default_rng([seed, 2**23, f])
+                n_stop = max(1, int(round(self._stop_share * len(train))))
+                watched = rng.choice(np.asarray(train), size=min(n_stop, len(train) - 1),
+                                     replace=False)
+                in_stop = np.zeros(len(y), np.float32)
+                in_stop[watched] = 1.0
+                in_train = in_train - in_stop
+            rows.append(FoldRows(w * in_train, w * in_val, None if in_stop is None else w * in_stop,
+                                 self._fold_target(y, train)))
+        return rows
+
+    def _fold_target(self, y, train):
+        """``(shift, scale)`` standardising the encoded target as the fold's
+        training rows ``train`` alone would, or None (the classifier)."""
+        return None
+
+    @staticmethod
+    def _from_fold_target(result, target):
+        """A fold's result in the encoded target's units: its output layer
+        and out-of-fold outputs mapped back from the fold's standardisation."""
+        if target is None or result.status != "ok":
+            return result
+        shift, scale = (np.asarray(a, np.float32) for a in target)
+        kernel, bias = result.weights[-1][:2]
+        result.weights = list(result.weights[:-1]) + [(kernel * scale, bias * scale + shift)]
+        if result.val_outputs is not None:
+            result.val_outputs = result.val_outputs * scale + shift
+        return result
+
+    def _greedy_picks(self, oof, y, w):
+        """Greedy selection with replacement (Caruana et al., 2004) of
+        ``ensemble_size`` picks among the out-of-fold outputs ``oof``
+        (row -> array), each pick the one whose addition most lowers the
+        loss of the average on ``y`` weighted by ``w``. Returns the picks
+        and the average of their outputs."""
         ids = list(oof)
         total = np.zeros_like(oof[ids[0]])
         picks = []
@@ -746,27 +832,63 @@ class BaseMLPNAS(BaseEstimator):
             best = ids[int(np.argmin(losses))]  # ties: the earlier, better-rewarded finalist
             picks.append(best)
             total += oof[best]
-        for i in ids:
+        return picks, total / len(picks)
+
+    def _select_ensemble(self, search, oof, y, w, held=()):
+        """Select the ensemble (:meth:`_greedy_picks`) on the out-of-fold
+        outputs of all rows; set the members' ``ensemble_weight``,
+        ``ensemble_score_`` (the selection's own score: optimistic, since it
+        chose on those rows) and ``ensemble_cv_score_``: for each fold's rows
+        (``held``, positions in ``y``), the selection made without them and
+        scored on them, pooled over the rows."""
+        picks, mean = self._greedy_picks(oof, y, w)
+        for i in oof:
             search.trials[i].ensemble_weight = picks.count(i) / len(picks)
-        self.ensemble_score_ = self._oof_score(total / len(picks), y, w)
+        self.ensemble_score_ = self._oof_score(mean, y, w)
+        outer = np.zeros_like(mean)
+        count = np.zeros(len(y))
+        for rows in held:
+            rest = np.ones(len(y), bool)
+            rest[rows] = False
+            if not rest.any() or not len(rows):
+                continue
+            picks_f, _ = self._greedy_picks({i: p[rest] for i, p in oof.items()}, y[rest], w[rest])
+            outer[rows] += sum(oof[i][rows] for i in picks_f) / len(picks_f)
+            count[rows] += 1
+        scored = count > 0
+        self.ensemble_cv_score_ = (
+            self._oof_score(outer[scored] / count[scored, None], y[scored], w[scored])
+            if scored.any() else float("nan"))
+        search.reporter.message(
+            f"ensemble of {len(set(picks))} finalists ({len(picks)} picks): selection score "
+            f"{self.ensemble_score_:.4f}, its cross-validated estimate {self.ensemble_cv_score_:.4f}")
 
     def _oof_loss(self, pred, y, w):
         """Weighted loss of averaged out-of-fold outputs (lower is better)."""
         return float(np.average(np.mean((pred - y) ** 2, axis=1), weights=w))
 
     def _oof_score(self, pred, y, w):
-        """The search's score (R^2, averaged over targets) of out-of-fold outputs."""
+        """The search's score (R^2, averaged over targets) of out-of-fold
+        outputs; NaN where a target does not vary over the rows."""
         mean = np.average(y, axis=0, weights=w)
         sse = (w[:, None] * (pred - y) ** 2).sum(axis=0)
-        sst = np.maximum((w[:, None] * (y - mean) ** 2).sum(axis=0), 1e-12)
+        sst = (w[:, None] * (y - mean) ** 2).sum(axis=0)
+        if not (sst > 1e-12).all():
+            return float("nan")
         return float(np.mean(1 - sse / sst))
 
     @_fit_context(prefer_skip_nested_validation=True)
     @keeps_python_random_state
     def fit(self, X, y, sample_weight=None):
-        """Run the architecture search and refit the best architecture.
+        """Run the architecture search and build the served model from its best candidates.
 
-        If ``fit`` raises (bad data, every candidate failed, a second
+        Every fitted attribute comes from the last successful fit. When the
+        parameters are refused by the checks of their types and ranges that
+        run before any work (scikit-learn's parameter validation), ``fit``
+        raises and an earlier fit stays as it was, as scikit-learn's own
+        estimators do. Once that check has passed, the earlier fit's
+        attributes are removed; if ``fit`` then raises (bad data, a
+        parameter combination refused, every candidate failed, a second
         Ctrl-C), the estimator is left unfitted: no fitted attribute of this
         or an earlier fit survives.
 
@@ -785,12 +907,17 @@ class BaseMLPNAS(BaseEstimator):
         self : object
             The fitted estimator.
         """
+        self._clear_fitted()
         try:
             return self._fit(X, y, sample_weight)
         except BaseException:
-            for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
-                delattr(self, name)
+            self._clear_fitted()
             raise
+
+    def _clear_fitted(self):
+        """Remove every fitted attribute (a name ending in ``_``)."""
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)
 
     def _fit(self, X, y, sample_weight):
         space = self._make_space()
@@ -818,13 +945,22 @@ class BaseMLPNAS(BaseEstimator):
             search.run(start_epoch)
         self.search_time_ = time.perf_counter() - budget.started
         self.cv_time_ = 0.0
+        self.ensemble_score_ = self.ensemble_cv_score_ = float("nan")
+        # what acts after the search comes from this fit's parameters, never from
+        # a resumed run's record of an earlier fit
+        for trial in search.trials:
+            trial.cv_scores, trial.cv_best_epoch, trial.ensemble_weight = [], 0, 0.0
         folds = {}
         if splitter is not None and search.stop_reason != "interrupted":
             start = time.perf_counter()
             folds = self._score_finalists(search, splitter, X, y, w, seed)
             self.cv_time_ = time.perf_counter() - start
+            search.reporter.message(f"finalists cross-validated in {self.cv_time_:.1f}s")
         self._store_results(search, strategy)
         self._fit_best(search, X, y, w, seed, folds)
+        search.reporter.message(
+            f"served model ({self._served_kind()}) built in {self.refit_time_:.1f}s; "
+            f"winner {self.best_architecture_}, best_score_={self.best_score_:.4f}")
         for cb in search.callbacks:
             cb.on_refit(self, search)
         return self
@@ -916,6 +1052,15 @@ class BaseMLPNAS(BaseEstimator):
         else:
             self.model_ = self._winner_model(search, X, y, w, seed)
         self.refit_time_ = time.perf_counter() - start
+
+    def _served_kind(self):
+        """What ``model_`` is, in words."""
+        members = len(self.ensemble_weights_)
+        what = (f"an ensemble of {members} finalists" if serves_ensemble(
+            self.ensemble_weights_, self.best_index_) else "the winner")
+        how = {"folds": "their fold models" if members > 1 else "its fold models",
+               True: "refit on all rows", False: "as the search trained it"}[self.refit_]
+        return f"{what}, {how}"
 
     def _winner_model(self, search, X, y, w, seed):
         """The winner: retrained on all rows if ``refit``, else as the search

@@ -46,8 +46,10 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
     ``fit`` runs a whole search: an LSTM controller samples MLP architectures
     token by token, each candidate is trained with TensorFlow (starting from
     one-shot shared weights) and scored by its accuracy on a fixed
-    validation split, the rewards train the controller by REINFORCE, and the
-    best architecture is refit on all the training data to serve ``predict``.
+    validation split, the rewards train the controller by REINFORCE, the
+    best candidates are cross-validated, and by default an ensemble of them
+    (each member the average of its fold models; see ``refit`` and
+    ``ensemble_size``) serves ``predict``.
 
     Read more in the :doc:`algorithm guide </algorithm>`.
 """,
@@ -139,6 +141,10 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
     def _max_folds(self, y):
         return int(np.bincount(y).min())
 
+    def _folds_need(self, cv, y):
+        return (f"at least {cv} rows of every class; the smallest class has "
+                f"{self._max_folds(y)}")
+
     def _oof_loss(self, pred, y, w):
         """Weighted log loss of averaged out-of-fold probabilities."""
         if pred.shape[1] == 1:  # one sigmoid column: the probability of class 1
@@ -157,7 +163,7 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
 
     # ------------------------------------------------------------ inference
     def predict_proba(self, X):
-        """Class probabilities of the refit winner.
+        """Class probabilities of the served model (``model_``).
 
         Parameters
         ----------
@@ -187,7 +193,7 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
             return np.log(self.predict_proba(X))
 
     def predict(self, X):
-        """Class labels predicted by the refit winner.
+        """Class labels predicted by the served model (``model_``).
 
         Parameters
         ----------
@@ -243,6 +249,28 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
     #: validation_fraction='auto' is the tutorial's tenth for the regressor at every size
     #: (a quarter of its small tables gained nothing: see the generalisation guide)
     _auto_validation = (0.1, math.inf, 0.1)
+    #: R^2 needs a target that varies: the validation split holds at least two rows,
+    #: and so does every held-out fold of the finalists' cross-validation
+    _min_validation_rows = 2
+
+    def _max_folds(self, y):
+        return len(y) // 2
+
+    def _fold_target(self, y, train):
+        """The fold's own standardisation: its training rows' mean and
+        standard deviation (of the target standardised on all rows), so that
+        no held-out row shapes the target its fold trains on."""
+        part = y[train]
+        scale = part.std(axis=0)
+        return part.mean(axis=0), np.where(scale > 0, scale, 1.0)
+
+    def _folds_need(self, cv, y):
+        return f"at least {2 * cv} rows (two held out in each fold); there are {len(y)}"
+
+    def _scores_candidates(self, y_val):
+        """R^2 needs a validation target that varies in every column: a split
+        whose target is constant is drawn again with the next seed."""
+        return bool((np.ptp(y_val, axis=0) > 0).all())
 
     # ---------------------------------------------------------------- target
     def _check_target_kind(self, y):
@@ -280,7 +308,7 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
 
     # ------------------------------------------------------------- inference
     def predict(self, X):
-        """Targets predicted by the refit winner.
+        """Targets predicted by the served model (``model_``).
 
         Parameters
         ----------

@@ -11,8 +11,10 @@ class Reporter:
     """Progress output of a search, gated by ``verbose``.
 
     Levels: 0 silent; 1 one line per controller epoch (best so far, mean
-    reward, elapsed time) and the end of the search; 2 also one line per
-    candidate (architecture, reward, predicted reward, time).
+    reward, elapsed time), the end of the search, and the stages after it
+    (the finalists' cross-validation, the ensemble, the served model); 2
+    also one line per candidate (architecture, reward, predicted reward,
+    time) and per finalist (its cross-validated score).
 
     Parameters
     ----------
@@ -54,3 +56,7 @@ class Reporter:
 
     def message(self, line):
         self._emit(1, f"[sknas] {line}")
+
+    def detail(self, line):
+        """A line shown from ``verbose=2`` on (as the per-candidate lines)."""
+        self._emit(2, f"[sknas] {line}")

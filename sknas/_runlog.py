@@ -59,7 +59,7 @@ _OPTIONAL_TRIAL_FIELDS = frozenset({"best_epoch", "cv_scores", "cv_best_epoch",
 _RESUMABLE_PARAMS = frozenset({"controller_epochs", "n_jobs", "error_score", "max_time",
                                "max_candidates", "refit", "log_dir", "resume",
                                "verbose", "cv", "n_finalists", "finalist_epochs",
-                               "finalist_batch_size"})
+                               "finalist_batch_size", "ensemble_size"})
 
 
 class RunFormatError(ValueError):
@@ -582,7 +582,7 @@ class RunLog:
         _savez_atomic(self.path / "checkpoint.npz", arrays)
 
     def on_refit(self, estimator, search=None):
-        """Save the refit winner as ``model.keras`` and mark the run finished;
+        """Save the served model as ``model.keras`` and mark the run finished;
         with ``search``, rewrite the trials with what the finalists'
         cross-validation added."""
         if search is not None and any(t.cv_scores for t in search.trials):

@@ -40,7 +40,8 @@ import tensorflow as tf
 
 from ._space import optimizer_settings
 
-__all__ = ["CandidateData", "CandidateResult", "Head", "PopulationTrainer", "KerasTrainer",
+__all__ = ["CandidateData", "CandidateResult", "FoldRows", "Head", "PopulationTrainer",
+           "KerasTrainer",
            "batch_norm_flags", "build_keras_model", "dense_batches", "dense_shapes",
            "initial_weights", "n_params", "optimizer_settings"]
 
@@ -177,6 +178,47 @@ class CandidateResult:
 
 _NAN_MESSAGE = "training loss became NaN or infinite"
 _NONFINITE_WEIGHTS_MESSAGE = "trained weights became NaN or infinite"
+
+
+@dataclass(frozen=True)
+class FoldRows:
+    """What one candidate of a population trains and is scored on, when the
+    candidates are the folds of a cross-validation (see
+    :meth:`PopulationTrainer.train`'s ``row_weights``; a pair ``(w, w_val)``
+    means ``FoldRows(w, w_val)``).
+
+    Attributes
+    ----------
+    w, w_val : ndarray of shape (n_rows,)
+        Row weights in training and in the validation score: zero outside
+        the fold's training rows, and outside its held-out rows.
+    w_stop : ndarray of shape (n_rows,) or None
+        Row weights of the validation loss that early stopping watches
+        (``w_val`` when None).
+    target : tuple of ndarray or None
+        ``(shift, scale)`` of a regression target: the candidate trains on,
+        is scored on and outputs ``(y - shift) / scale`` (the fold's own
+        standardisation), not ``y``.
+    """
+
+    w: np.ndarray
+    w_val: np.ndarray
+    w_stop: np.ndarray | None = None
+    target: tuple | None = None
+
+    @classmethod
+    def of(cls, rows):
+        return rows if isinstance(rows, cls) else cls(*rows)
+
+
+def _fold_inputs(row_weights):
+    """Which optional inputs ``row_weights`` gives the population graph:
+    ``(early-stopping rows, regression targets)``, as booleans (a traced
+    graph takes one set of inputs)."""
+    if row_weights is None:
+        return False, False
+    rows = [FoldRows.of(r) for r in row_weights]
+    return (any(r.w_stop is not None for r in rows), any(r.target is not None for r in rows))
 
 
 def _all_finite(weights):
@@ -601,26 +643,45 @@ def _batch_norm_inference(z, layer):
     return tf.nn.batch_normalization(z, moving_mean, moving_var, beta, gamma, BN_EPSILON)
 
 
-def _batch_norm(z, gamma, beta):
+def _batch_norm(z, gamma, beta, mask=None):
     """Keras' ``BatchNormalization`` of ``z`` in training mode: the output
     and ``(normalised z, 1 / std, batch mean, batch variance)`` for the
     backward pass and the moving statistics (the biased batch variance, as
-    Keras). Column by column, so ``z`` may hold several layers side by side."""
-    mean = tf.reduce_mean(z, axis=0)
-    centred = z - mean
-    var = tf.reduce_mean(tf.square(centred), axis=0)
+    Keras). Column by column, so ``z`` may hold several layers side by side.
+
+    ``mask`` (0 or 1, shaped as ``z``) keeps rows out of the statistics
+    column by column: a cross-validation fold's statistics are those of the
+    batch's rows it trains on, as if its batch held only them (a column with
+    no such row gets mean 0 and variance 0)."""
+    if mask is None:
+        mean = tf.reduce_mean(z, axis=0)
+        centred = z - mean
+        var = tf.reduce_mean(tf.square(centred), axis=0)
+    else:
+        count = tf.maximum(tf.reduce_sum(mask, axis=0), 1.0)
+        mean = tf.reduce_sum(z * mask, axis=0) / count
+        centred = z - mean
+        var = tf.reduce_sum(tf.square(centred) * mask, axis=0) / count
     inv = tf.math.rsqrt(var + BN_EPSILON)
     z_hat = centred * inv
     return z_hat * gamma + beta, (z_hat, inv, mean, var)
 
 
-def _batch_norm_grad(norm, gamma, dy):
-    """d loss / d z, d gamma, d beta of batch normalisation in training mode."""
+def _batch_norm_grad(norm, gamma, dy, mask=None):
+    """d loss / d z, d gamma, d beta of batch normalisation in training mode
+    (``mask`` as :func:`_batch_norm` had it: masked rows get no gradient)."""
     z_hat, inv = norm[0], norm[1]
-    n = tf.cast(tf.shape(dy)[0], tf.float32)
+    if mask is None:
+        n = tf.cast(tf.shape(dy)[0], tf.float32)
+        dgamma = tf.reduce_sum(dy * z_hat, axis=0)
+        dbeta = tf.reduce_sum(dy, axis=0)
+        dz = (gamma * inv) * (dy - (dbeta + z_hat * dgamma) / n)
+        return dz, dgamma, dbeta
+    count = tf.maximum(tf.reduce_sum(mask, axis=0), 1.0)
+    dy = dy * mask
     dgamma = tf.reduce_sum(dy * z_hat, axis=0)
     dbeta = tf.reduce_sum(dy, axis=0)
-    dz = (gamma * inv) * (dy - (dbeta + z_hat * dgamma) / n)
+    dz = (gamma * inv) * (dy - mask * (dbeta + z_hat * dgamma) / count)
     return dz, dgamma, dbeta
 
 
@@ -659,16 +720,27 @@ class _BatchNormRound:
         rows for all) and its scale and offset.
     number : int
         The round's place in the forward pass.
+    masks : list of Tensor or None, default=None
+        Per request, its net's rows ``(rows,)``: 1 for the rows it trains
+        on, 0 for the others (a cross-validation fold's held-out rows),
+        which then take no part in its statistics (see :func:`_batch_norm`).
+        ``present`` then says which joined columns saw a row at all: the
+        others keep their moving statistics.
     """
 
-    def __init__(self, requests, number):
+    def __init__(self, requests, number, masks=None):
         self.number = number
         self.widths = [int(z.shape[-1]) for z, _, _ in requests]
         self.pads = [_bn_padding(w) for w in self.widths]
         self.gamma = self._join([g for _, g, _ in requests])
+        self.mask = self.present = None
+        if masks is not None:
+            self.mask = tf.concat([tf.tile(m[:, None], [1, w + pad])
+                                   for m, w, pad in zip(masks, self.widths, self.pads)], axis=1)
+            self.present = tf.reduce_sum(self.mask, axis=0) > 0
         out, (self.z_hat, self.inv, self.mean, self.var) = _batch_norm(
             self._join([z for z, _, _ in requests], rows=True), self.gamma,
-            self._join([b for _, _, b in requests]))
+            self._join([b for _, _, b in requests]), self.mask)
         self.outputs = self._parts(out)
 
     def _join(self, pieces, rows=False):
@@ -701,7 +773,7 @@ class _BatchNormRound:
     def backward(self, dys):
         """``(dz, dgamma, dbeta)`` of each member given its ``dy``."""
         dz, dgamma, dbeta = _batch_norm_grad((self.z_hat, self.inv), self.gamma,
-                                             self._join(dys, rows=True))
+                                             self._join(dys, rows=True), self.mask)
         return list(zip(self._parts(dz), self._parts(dgamma), self._parts(dbeta)))
 
 
@@ -727,16 +799,19 @@ def _drive(generators, serve):
     return results
 
 
-def forward_passes(nets, params, x, step=None, rounds=None):
+def forward_passes(nets, params, x, step=None, rounds=None, masks=None):
     """Each net's ``(logits, tape)`` on ``x``, batch normalisation shared:
     each round normalises the next batch-normalised layer of every net that
     has one (see :class:`_BatchNormRound`; the rounds are appended to
-    ``rounds`` if given). ``step`` None: inference mode."""
+    ``rounds`` if given). ``step`` None: inference mode. ``masks``: per
+    net, the rows of ``x`` its batch statistics take (see
+    :class:`_BatchNormRound`), or None for all."""
     rounds = [] if rounds is None else rounds
 
     def serve(pending):
         keys = sorted(pending)
-        bn = _BatchNormRound([pending[k] for k in keys], len(rounds))
+        bn = _BatchNormRound([pending[k] for k in keys], len(rounds),
+                             None if masks is None else [masks[k] for k in keys])
         rounds.append(bn)
         return {k: (out, (bn, i)) for i, (k, out) in enumerate(zip(keys, bn.outputs))}
 
@@ -956,7 +1031,12 @@ class _Population:
         if self.moving is None:
             return
         new = tf.concat([t for r in rounds for t in (r.mean, r.var)], axis=0)
-        self.moving.assign(self.moving.read_value() * BN_MOMENTUM + new * (1.0 - BN_MOMENTUM))
+        old = self.moving.read_value()
+        moved = old * BN_MOMENTUM + new * (1.0 - BN_MOMENTUM)
+        if rounds and rounds[0].present is not None:  # masked: a column without rows stays
+            present = tf.concat([t for r in rounds for t in (r.present, r.present)], axis=0)
+            moved = tf.where(present, moved, old)
+        self.moving.assign(moved)
 
     def make_best(self):
         for g in self.groups:
@@ -1014,7 +1094,7 @@ def _output(head, logits):
     return logits
 
 
-def _loss_and_grads(logits, y, scale, head):
+def _loss_and_grads(logits, y, scale, head, target=None):
     """Per-net weighted losses and d loss / d logits for a list of nets' logits.
 
     One fused cross-entropy kernel per net, on that net's own ``(rows,
@@ -1023,7 +1103,8 @@ def _loss_and_grads(logits, y, scale, head):
     buffer, so sharing one buffer between nets would make a net's numbers
     depend on the population it trains in. ``scale`` is ``w / batch rows``.
     A linear head has Keras' squared error: the mean over outputs of
-    ``(z - y) ** 2`` per row.
+    ``(z - y) ** 2`` per row; with ``target``, per net ``(shift, scale)``,
+    net ``k``'s target is ``(y - shift[k]) / scale[k]``.
     """
     head = Head.of(head)
     losses, grads = [], []
@@ -1031,7 +1112,7 @@ def _loss_and_grads(logits, y, scale, head):
     for k, z in enumerate(logits):
         scale_k = scale[k] if per_net else scale
         if head.is_regression:
-            diff = z - y
+            diff = z - (y if target is None else (y - target[0][k]) / target[1][k])
             per_row = tf.reduce_mean(tf.square(diff), axis=1)
             dz = diff * (2.0 / head.n_outputs) * scale_k[:, None]
         elif head.kind == "binary":
@@ -1139,7 +1220,11 @@ class PopulationTrainer:
         ``row_weights``, if given, holds per candidate a pair ``(w, w_val)``
         that replaces ``data.w`` and ``data.w_val`` for it: the folds of a
         cross-validation train side by side on the same rows, each with
-        zero weight on the rows it does not train (or score) on. With
+        zero weight on the rows it does not train (or score) on; their batch
+        normalisation takes its batch statistics from the rows each trains
+        on. A third entry ``w_stop``, if given, replaces ``w_val`` in the
+        validation loss that early stopping watches: a fold then chooses its
+        best epoch on rows it neither trains nor is scored on. With
         ``val_outputs``, each result carries the outputs of its final weights
         on ``data.X_val`` (probabilities, or a regressor's standardised
         predictions).
@@ -1168,7 +1253,8 @@ class PopulationTrainer:
         """Train ``candidates`` in one graph (see :meth:`train`)."""
         start = time.perf_counter()
         try:
-            key = self._graph_key(candidates, data, seed, val_outputs)
+            key = self._graph_key(candidates, data, seed, val_outputs) + (
+                _fold_inputs(row_weights),)
             pop, fn = _GRAPHS.take(key)
             if pop is None:
                 nets = [_Net(layers, data.n_features, data.head, s) for layers, _, s in candidates]
@@ -1217,15 +1303,27 @@ class PopulationTrainer:
         t0 = time.perf_counter()
         y_type = tf.float32 if data.head.is_regression else tf.int32
         w, w_val = data.w, data.w_val
+        extra = ()
         if row_weights is not None:
-            w = np.stack([np.asarray(r[0], np.float32) for r in row_weights])
-            w_val = np.stack([np.asarray(r[1], np.float32) for r in row_weights])
+            rows = [FoldRows.of(r) for r in row_weights]
+            w = np.stack([np.asarray(r.w, np.float32) for r in rows])
+            w_val = np.stack([np.asarray(r.w_val, np.float32) for r in rows])
+            stop, targets = _fold_inputs(rows)
+            if stop or targets:
+                extra = (np.stack([np.asarray(r.w_val if r.w_stop is None else r.w_stop,
+                                              np.float32) for r in rows]),)
+            if targets:
+                k = data.n_outputs
+                extra += tuple(np.stack([np.broadcast_to(np.asarray(
+                    default if r.target is None else r.target[j], np.float32), (k,))
+                    for r in rows]) for j, default in ((0, 0.0), (1, 1.0)))
         args = (_graph_rows(data.X), tf.constant(data.y, y_type),
                 tf.constant(w, tf.float32), _graph_rows(data.X_val),
                 tf.constant(data.y_val, y_type), tf.constant(w_val, tf.float32))
+        args += tuple(tf.constant(a, tf.float32) for a in extra)
         if fn is None:
-            fn = tf.function(self._make_loop(pop, int(seed) % (2**31 - 1), val_outputs),
-                             autograph=False)
+            fn = tf.function(self._make_loop(pop, int(seed) % (2**31 - 1), val_outputs,
+                                             len(extra)), autograph=False)
         t1 = time.perf_counter()
         with _quiet_retracing():
             graph_fn = fn.get_concrete_function(*args)  # traced once per input signature
@@ -1234,13 +1332,26 @@ class PopulationTrainer:
         self.last_timings_ = {"setup": t1 - t0, "trace": t2 - t1, "run": time.perf_counter() - t2}
         return scores, bad, best_epoch, stop_epoch, outputs, fn
 
-    def _make_loop(self, pop, seed, val_outputs=False):
+    def _make_loop(self, pop, seed, val_outputs=False, n_extra=0):
+        """The population's training loop as a function of its inputs: ``(X,
+        y, w, Xv, yv, wv)``, then ``n_extra`` of ``(ws, shift, scale)`` (see
+        :meth:`_run`); a traced function takes exactly these, no defaults."""
+        loop = self._make_loop_body(pop, seed, val_outputs)
+        if n_extra == 0:
+            return lambda X, y, w, Xv, yv, wv: loop(X, y, w, Xv, yv, wv)
+        if n_extra == 1:
+            return lambda X, y, w, Xv, yv, wv, ws: loop(X, y, w, Xv, yv, wv, ws)
+        return lambda X, y, w, Xv, yv, wv, ws, shift, scale: loop(X, y, w, Xv, yv, wv, ws,
+                                                                   shift, scale)
+
+    def _make_loop_body(self, pop, seed, val_outputs=False):
         epochs, bs, n_nets = self.epochs, self.batch_size, len(pop.nets)
         patience = self.n_iter_no_change if self.early_stopping else None
         if patience is not None:
             pop.make_best()  # the best-weights copies are made outside the graph
 
-        def loop(X, y, w, Xv, yv, wv):
+        def loop(X, y, w, Xv, yv, wv, ws=None, shift=None, scale=None):
+            target = None if shift is None else (shift, scale)
             source = _RowSource(X, densify=not self.sparse_product)
             n = tf.shape(y)[0]
             steps = (n + bs - 1) // bs
@@ -1254,11 +1365,12 @@ class PopulationTrainer:
             def epoch_body(epoch, b1p, b2p, bad, scores, best_loss, best_epoch, stop_epoch, wait):
                 perm = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([seed, epoch])))
                 rows = (source.permuted(perm), tf.gather(y, perm), tf.gather(w, perm, axis=-1))
-                step_fn = self._make_step(pop, rows, n, epoch * steps)
+                step_fn = self._make_step(pop, rows, n, epoch * steps, target)
                 _, b1p, b2p, bad = tf.while_loop(lambda s, *_: s < steps, step_fn,
                                                  (tf.constant(0), b1p, b2p, bad))
                 pop.store_moving()
-                epoch_scores, val_loss = self._val_metrics(pop, Xv, yv, wv, patience is not None)
+                epoch_scores, val_loss = self._val_metrics(pop, Xv, yv, wv, patience is not None,
+                                                           ws, target)
                 scores = scores.write(epoch, epoch_scores)
                 if patience is not None:
                     running = wait < patience
@@ -1290,8 +1402,9 @@ class PopulationTrainer:
 
         return loop
 
-    def _make_step(self, pop, rows, n, first_step):
-        """Body of the mini-batch loop: one Adam step of every net."""
+    def _make_step(self, pop, rows, n, first_step, target=None):
+        """Body of the mini-batch loop: one Adam step of every net
+        (``target``: per net ``(shift, scale)`` of a regression target)."""
         bs = self.batch_size
         nets = pop.nets
 
@@ -1302,8 +1415,13 @@ class PopulationTrainer:
             scale = wb / tf.cast(hi - lo, tf.float32)
             params = pop.split()
             rounds = []
-            passes = forward_passes(nets, params, xb, first_step + s, rounds)
-            losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].head)
+            # each net its own rows (cross-validation folds): its batch statistics
+            # leave out the rows it does not train on
+            masks = (None if wb.shape.rank == 1 or not any(any(net.bn) for net in nets)
+                     else tf.unstack(tf.cast(wb > 0, tf.float32), num=len(nets)))
+            passes = forward_passes(nets, params, xb, first_step + s, rounds, masks)
+            losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].head,
+                                              target)
             grads = backward_passes(nets, params, [tape for _, tape in passes], dlogits)
             b1p, b2p = b1p * 0.9, b2p * 0.999
             pop.apply(grads, rounds, b1p, b2p)
@@ -1313,24 +1431,31 @@ class PopulationTrainer:
         return step
 
     @staticmethod
-    def _val_metrics(pop, Xv, yv, wv, with_loss):
+    def _val_metrics(pop, Xv, yv, wv, with_loss, ws=None, target=None):
         """Each net's validation score (weighted accuracy or mean R^2) and, if
-        ``with_loss``, its weighted mean validation loss. ``wv`` is shared
-        ``(n_val,)`` or per net ``(n_nets, n_val)``."""
+        ``with_loss``, its weighted mean validation loss (with the weights
+        ``ws`` instead of ``wv`` when given: the rows early stopping
+        watches). ``wv`` and ``ws`` are shared ``(n_val,)`` or per net
+        ``(n_nets, n_val)``. An R^2 whose rows' target does not vary is NaN."""
         head = pop.nets[0].head
         scores, losses = [], []
+        y_all = yv
         for k, (net, p) in enumerate(zip(pop.nets, pop.split())):
             w = wv if wv.shape.rank == 1 else wv[k]
+            yv = y_all if target is None else (y_all - target[0][k]) / target[1][k]
             if head.is_regression:
                 mean = tf.reduce_sum(w[:, None] * yv, axis=0) / tf.maximum(tf.reduce_sum(w), 1e-12)
-                total = tf.maximum(tf.reduce_sum(w[:, None] * tf.square(yv - mean), axis=0), 1e-12)
+                total = tf.reduce_sum(w[:, None] * tf.square(yv - mean), axis=0)
+                # no R^2 from a target that does not vary (one row, or equal values)
+                total = tf.where(total > 1e-12, total, np.float32(np.nan))
             else:
                 total = tf.maximum(tf.reduce_sum(w), 1e-12)
             z = net.forward(p, Xv)[0]
             scores.append(net.score(p, Xv, yv, w, total, z))
             if with_loss:
-                loss = _loss_and_grads([z], yv, w, head)[0][0]
-                losses.append(loss / tf.maximum(tf.reduce_sum(w), 1e-12))
+                w_loss = w if ws is None else (ws if ws.shape.rank == 1 else ws[k])
+                loss = _loss_and_grads([z], yv, w_loss, head)[0][0]
+                losses.append(loss / tf.maximum(tf.reduce_sum(w_loss), 1e-12))
         return tf.stack(scores), (tf.stack(losses) if with_loss else None)
 
 
@@ -1464,21 +1589,32 @@ class KerasTrainer:
             model.compile(optimizer=keras_optimizer(layers, self.learning_rate), loss=loss,
                           weighted_metrics=[metric])
             has_val = len(data.y_val) > 0
-            w, w_val = row_weights
-            stopper = None
+            rows = FoldRows.of(row_weights)
+            w, w_val, w_stop = rows.w, rows.w_val, rows.w_stop
+            y_fit, y_val = data.y, data.y_val
+            if rows.target is not None:
+                y_fit = ((y_fit - rows.target[0]) / rows.target[1]).astype(np.float32)
+                y_val = ((y_val - rows.target[0]) / rows.target[1]).astype(np.float32)
+            callbacks = []
             if self.early_stopping and has_val:
-                stopper = keras.callbacks.EarlyStopping(
+                callbacks.append(keras.callbacks.EarlyStopping(
                     monitor="val_loss", patience=self.n_iter_no_change, min_delta=1e-4,
-                    restore_best_weights=True)
-            hist = model.fit(data.X, data.y, sample_weight=w, epochs=self.epochs,
-                             batch_size=self.batch_size, verbose=0,
-                             callbacks=[stopper] if stopper else None,
-                             validation_data=(data.X_val, data.y_val, w_val) if has_val else None)
+                    restore_best_weights=True))
+            scored = None
+            if w_stop is not None and has_val:  # watch w_stop's rows, score w_val's
+                scored = _EpochScores(data.X_val, y_val, w_val, type(metric)(name="score"))
+                callbacks.insert(0, scored)
+                w_val = w_stop
+            hist = model.fit(data.X, y_fit, sample_weight=w, epochs=self.epochs,
+                             batch_size=self.batch_size, verbose=0, callbacks=callbacks or None,
+                             validation_data=(data.X_val, y_val, w_val) if has_val else None)
+            stopper = callbacks[-1] if self.early_stopping and has_val else None
         except (tf.errors.OpError, ValueError, TypeError) as exc:
             return CandidateResult(status="failed", message=_message(exc), error=exc,
                                    fit_time=time.perf_counter() - start)
         weights = keras_weights(model)
-        val_scores = list(hist.history.get("val_score", []))
+        val_scores = (scored.scores if scored is not None
+                      else list(hist.history.get("val_score", [])))
         fit_time = time.perf_counter() - start
         # Keras' loss is taken before each update, so it cannot see an overflow
         # in the last step: the trained weights are checked too
@@ -1496,3 +1632,29 @@ class KerasTrainer:
                  for b in dense_batches(data.X_val)] or [np.zeros((0, head.n_outputs), np.float32)])
         return CandidateResult(val_scores=val_scores, weights=weights, fit_time=fit_time,
                                best_epoch=best_epoch, val_outputs=outputs)
+
+
+class _EpochScores:
+    """A Keras callback recording the weighted score of every epoch on rows
+    other than ``validation_data``'s (see :meth:`KerasTrainer.train`'s
+    ``w_stop``)."""
+
+    def __new__(cls, X, y, w, metric):
+        import keras
+
+        class EpochScores(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.scores = []
+
+            def on_epoch_end(self, epoch, logs=None):
+                metric.reset_state()
+                lo = 0
+                for block in dense_batches(X):
+                    hi = lo + len(block)
+                    metric.update_state(y[lo:hi], self.model(block, training=False),
+                                        sample_weight=w[lo:hi])
+                    lo = hi
+                self.scores.append(float(metric.result()))
+
+        return EpochScores()

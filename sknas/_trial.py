@@ -104,6 +104,14 @@ def _rank(rewards, ok, cv_score):
     return ranks
 
 
+def _counts(values):
+    """Whole numbers as an int64 column, or float64 where one is beyond int64
+    (a failed candidate of 2**40 units): no count may lose the table."""
+    if all(-2**63 <= v < 2**63 for v in values):
+        return np.array(values, dtype=np.int64)
+    return np.array([float(v) for v in values], dtype=np.float64)
+
+
 def results_table(trials):
     """``search_results_``: a dict of equal-length arrays, one row per trial."""
     rewards = np.array([t.reward for t in trials], dtype=float)
@@ -124,7 +132,7 @@ def results_table(trials):
                               for t in trials], dtype=np.int32),
         "learning_rate": settings[:, 0],
         "weight_decay": settings[:, 1],
-        "n_params": np.array([t.n_params for t in trials], dtype=np.int64),
+        "n_params": _counts([t.n_params for t in trials]),
         "controller_epoch": np.array([t.controller_epoch for t in trials], dtype=np.int32),
         "reward": rewards,
         "predicted_reward": np.array([t.predicted_reward for t in trials], dtype=float),

@@ -77,3 +77,82 @@ def test_resume_with_another_random_state_is_refused(tmp_path, blobs, tiny):
     assert len(more.search_results_["reward"]) == 4
     np.testing.assert_array_equal(more.search_results_["reward"][:2],
                                   first.search_results_["reward"])
+
+
+def test_every_fitted_attribute_comes_from_the_last_fit(blobs, tiny):
+    """A later fit without an ensemble keeps nothing of an earlier fit's ensemble."""
+    X, y = blobs
+    params = {**tiny, "samples_per_epoch": 3, "cv": 2, "n_finalists": 3, "finalist_epochs": 2}
+    clf = MLPNASClassifier(**params).fit(X, y)
+    assert np.isfinite(clf.ensemble_score_) and np.isfinite(clf.ensemble_cv_score_)
+    clf.set_params(ensemble_size=0).fit(X, y)
+    assert np.isnan(clf.ensemble_score_) and np.isnan(clf.ensemble_cv_score_)
+    assert clf.ensemble_weights_ == {}
+    clf.set_params(cv=None).fit(X, y)
+    assert clf.cv_time_ == 0 and np.isnan(clf.search_results_["cv_score"]).all()
+
+
+def test_parameter_validation_keeps_the_earlier_fit_and_a_later_failure_does_not(blobs, tiny):
+    """As the fit docstring says: a refused parameter leaves the earlier fit; later errors none."""
+    X, y = blobs
+    clf = MLPNASClassifier(**tiny).fit(X, y)
+    fitted = _fitted_attributes(clf)
+    with pytest.raises(ValueError, match="epochs"):
+        clf.set_params(epochs=0).fit(X, y)           # refused before any work
+    assert _fitted_attributes(clf) == fitted
+    clf.set_params(epochs=2)
+    with pytest.raises(ValueError, match="ensemble_size"):
+        clf.set_params(ensemble_size=3).fit(X, y)    # cv=None: refused once fit has begun
+    assert _fitted_attributes(clf) == []
+    with pytest.raises(NotFittedError):
+        check_is_fitted(clf)
+    assert "left unfitted" in MLPNASClassifier.fit.__doc__
+    assert "earlier fit stays" in MLPNASClassifier.fit.__doc__
+
+
+def test_a_failed_candidate_too_large_to_count_loses_nothing(blobs):
+    """2**40-unit candidates fail and are recorded; the parameter count does not overflow."""
+    X, y = blobs
+    clf = MLPNASClassifier(units=(4, 2**40), activations=("relu",), controller_epochs=1,
+                           samples_per_epoch=4, epochs=1, controller_train_steps=1,
+                           controller_units=8, random_state=0, cv=None).fit(X, y)
+    res = pd.DataFrame(clf.search_results_)
+    assert (res["status"] == "failed").any() and (res["status"] == "ok").any()
+    assert res.loc[res["status"] == "failed", "n_params"].min() > 2**40
+    assert "MemoryError" in res.loc[res["status"] == "failed", "message"].iloc[0]
+    clf.top_architectures(3)
+
+
+@pytest.mark.parametrize("n_rows", [3, 4, 6, 8])
+def test_the_regressor_never_reports_an_r2_of_a_constant_target(n_rows):
+    """Tiny tables: every R^2 reported is finite and sane, or NaN; never about -1e12."""
+    from sknas import MLPNASRegressor
+    rng = np.random.default_rng(n_rows)
+    X = rng.normal(size=(n_rows, 3))
+    y = X[:, 0] + rng.normal(size=n_rows)
+    reg = MLPNASRegressor(controller_epochs=1, samples_per_epoch=2, epochs=2,
+                          controller_train_steps=1, units=(4,), activations=("relu",),
+                          controller_units=8, random_state=0).fit(X, y)
+    assert reg.n_validation_ >= 2
+    scores = np.concatenate([reg.search_results_["reward"], reg.search_results_["cv_score"],
+                             [reg.best_score_]])
+    finite = scores[np.isfinite(scores)]
+    assert finite.size and finite.min() > -1e3, scores
+    assert np.isfinite(reg.best_score_)
+
+
+def test_the_regressor_refuses_too_few_rows_and_redraws_a_constant_holdout():
+    from sknas import MLPNASRegressor
+    with pytest.raises(ValueError, match="needs at least 3 rows"):
+        MLPNASRegressor().fit(np.zeros((2, 2)), [0.0, 1.0])
+    X = np.arange(20.0).reshape(10, 2)
+    y = np.r_[np.zeros(9), 1.0]  # nine equal values: most two-row holdouts are constant
+    reg = MLPNASRegressor(controller_epochs=1, samples_per_epoch=1, epochs=1, cv=None)
+    for seed in range(4):  # a split that can score candidates is drawn, whatever the seed
+        data = reg.set_params(random_state=seed)._split(X, y[:, None], np.ones(10), seed)
+        assert np.ptp(data.y_val) > 0
+    reg._split_attempts = 1
+    with pytest.raises(ValueError, match="held a constant target"):
+        reg._split(X, y[:, None], np.ones(10), 0)
+    with pytest.raises(ValueError, match=r"cv=5 folds need at least 10 rows \(two held out"):
+        MLPNASRegressor(cv=5).fit(np.arange(16.0).reshape(8, 2), np.arange(8.0))

@@ -46,7 +46,8 @@ def test_verbose_1_prints_one_line_per_controller_epoch(fitted_outputs):
     assert epochs == ["1", "2"]
     assert not any(CANDIDATE_LINE.match(line) for line in lines)
     assert lines[0].startswith("[sknas] searching 2 controller epochs x 2 candidates")
-    assert lines[-1] == "[sknas] search ended (completed) after 4 candidates"
+    assert lines[-2] == "[sknas] search ended (completed) after 4 candidates"
+    assert lines[-1].startswith("[sknas] served model (the winner, refit on all rows) built in")
 
 
 def test_verbose_2_adds_one_line_per_candidate_in_order(fitted_outputs):
