@@ -281,6 +281,33 @@ def test_grid_search_over_spaces_and_their_parameters(wine):
     assert set(grid.cv_results_["param_space"]) == {None, "extended"}
 
 
+def test_a_drawn_batch_norm_decision_is_trained(wine, tmp_path):
+    """Guards against the extended space's batch-normalisation decision being dropped
+    between the controller's tokens and the nets the search trains."""
+    from sknas._runlog import read_checkpoint
+    X, y = wine
+    # one width, one activation, one layer: the two architectures differ only by the
+    # decision, and a search of two candidates trains both
+    space = SearchSpace((8,), ("relu",), 0.2, 1, batch_norm=(False, True))
+    assert space.size == 2
+    params = {k: v for k, v in TINY.items() if k not in ("units", "activations")}
+    clf = MLPNASClassifier(**dict(params, samples_per_epoch=2), space=space,
+                           log_dir=tmp_path).fit(X, y)
+    res = clf.search_results_
+    bn = [any(layer.get("batch_norm") for layer in layers) for layers in res["layers"]]
+    assert sorted(bn) == [False, True]
+    assert sorted("-bn" in a for a in res["architecture"]) == [False, True]
+    assert res["n_params"][bn.index(True)] > res["n_params"][bn.index(False)]  # gamma, beta
+    # the candidate trained with batch normalisation: its shared weights (in the run
+    # folder's checkpoint) carry gamma, beta and moving statistics that have moved
+    *_, arrays = read_checkpoint(Path(clf.run_dir_) / "checkpoint.npz")
+    key = layer_keys(res["layers"][bn.index(True)])[0]
+    assert key == ("input", "8-relu-bn")
+    kernel, bias, gamma, beta, moving_mean, moving_var = SharedWeights.from_arrays(arrays).get(
+        key, (X.shape[1], 8))
+    assert not np.allclose(moving_mean, 0.0) and not np.allclose(moving_var, 1.0)
+
+
 @pytest.mark.parametrize("params, message", [
     (dict(space="deep"), "The 'space' parameter"),
     (dict(space="extended", units=(4, 8)), "units must keep its default"),
@@ -339,6 +366,10 @@ def test_tutorial_preset_is_the_flat_default_search(wine):
 
 def test_results_table_has_the_decisions(rich_fit):
     res = rich_fit.search_results_
+    # both batch-normalisation decisions were drawn, and each shows in the readable form
+    bn = [any(layer.get("batch_norm") for layer in layers) for layers in res["layers"]]
+    assert any(bn) and not all(bn)
+    assert bn == ["-bn" in a for a in res["architecture"]]
     assert set(res["learning_rate"]) <= {0.003, 0.03} and set(res["weight_decay"]) <= {0.0, 0.1}
     assert all(n == sum(layer["type"] != "optimizer" for layer in layers)
                for n, layers in zip(res["n_layers"], res["layers"]))

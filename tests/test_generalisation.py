@@ -225,7 +225,7 @@ class _PicksTheWorstFinalist(MLPNASClassifier):
     """Its ensemble selection spends every pick on the finalist with the
     lowest cross-validated score: one member, and not the winner."""
 
-    def _select_ensemble(self, search, oof, y, w):
+    def _select_ensemble(self, search, oof, y, w, held=()):
         worst = min(oof, key=lambda i: np.mean(search.trials[i].cv_scores))
         for i in oof:
             search.trials[i].ensemble_weight = float(i == worst)
@@ -319,6 +319,88 @@ def test_auto_ensemble_size_is_an_ensemble_of_ten_picks(tiny):
     for params in (dict(cv=None), dict(refit=False)):
         single = MLPNASRegressor(**dict(budget, **params)).fit(X, y)
         assert not single.ensemble_weights_
+
+
+def _bare_search(n_trials):
+    """What ``_select_ensemble`` uses of a search: its trials (their ensemble weights)
+    and a silent reporter."""
+    from types import SimpleNamespace
+
+    from sknas._reporting import Reporter
+    return SimpleNamespace(trials=[SimpleNamespace(ensemble_weight=0.0) for _ in range(n_trials)],
+                           reporter=Reporter(0))
+
+
+def test_greedy_selection_adds_the_finalist_that_lowers_the_log_loss_most():
+    """Guards against the greedy ensemble selection picking the finalist whose
+    addition raises the loss most (argmax for argmin) instead of lowers it."""
+    from sklearn.metrics import accuracy_score
+    n, k = 100, 3
+    y = np.arange(n) % k
+    first, second = np.arange(n) < n // 2, np.arange(n) >= n // 2
+
+    def proba(p_true):  # probability p_true on each row's class, the rest shared out
+        out = np.repeat(((1 - p_true) / (k - 1))[:, None], k, axis=1)
+        out[np.arange(n), y] = p_true
+        return out
+    # by trial index, in the finalists' rank order: A is the best alone (log loss 0.65),
+    # B nearly as good but right where A is unsure, C poor everywhere (0.92)
+    a = proba(np.where(first, 0.9, 0.3))
+    b = proba(np.where(second, 0.85, 0.3))
+    c = proba(np.full(n, 0.4))
+    oof = {4: c, 1: a, 7: b}
+    search = _bare_search(8)
+    clf = MLPNASClassifier(ensemble_size=2)
+    clf._select_ensemble(search, oof, y, np.ones(n))
+    # first the best alone (A), then the one that most improves on A alone (B, not A again)
+    weights = {i: search.trials[i].ensemble_weight for i in oof}
+    assert weights == {1: 0.5, 7: 0.5, 4: 0.0}
+    assert clf.ensemble_score_ == pytest.approx(accuracy_score(y, (a + b).argmax(axis=1)))
+    # more picks: C never helps, A and B keep sharing the picks
+    clf.set_params(ensemble_size=6)._select_ensemble(search, oof, y, np.ones(n))
+    assert search.trials[4].ensemble_weight == 0.0
+    assert search.trials[1].ensemble_weight + search.trials[7].ensemble_weight == pytest.approx(1)
+
+
+def test_greedy_selection_of_the_regressor_lowers_the_squared_error():
+    """Guards against the regressor's greedy ensemble selection picking the finalist
+    whose addition raises the squared error most (argmax for argmin)."""
+    from sklearn.metrics import r2_score
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(200, 1))
+    good = y + 0.3 * rng.normal(size=y.shape)      # squared error about 0.09
+    other = y + 0.35 * rng.normal(size=y.shape)    # about 0.12, its errors independent
+    bad = y + 2.0 * rng.normal(size=y.shape)       # about 4
+    oof = {0: bad, 1: other, 2: good}
+    search = _bare_search(3)
+    reg = MLPNASRegressor(ensemble_size=2)
+    reg._select_ensemble(search, oof, y, np.ones(len(y)))
+    # averaging two independent errors beats the best alone twice over
+    assert [t.ensemble_weight for t in search.trials] == [0.0, 0.5, 0.5]
+    assert reg.ensemble_score_ == pytest.approx(r2_score(y, (good + other) / 2))
+
+
+def test_a_fitted_ensemble_holds_the_best_finalist_by_out_of_fold_loss(tiny, monkeypatch):
+    """Guards against greedy selection that never adds the finalist with the lowest
+    out-of-fold loss (the first pick of a greedy selection) in a real fit."""
+    from sknas._base import BaseMLPNAS
+    selected = []
+    select = BaseMLPNAS._select_ensemble
+
+    def select_spy(self, search, oof, y, w, *args, **kwargs):
+        selected.append((dict(oof), y, w))
+        return select(self, search, oof, y, w, *args, **kwargs)
+    monkeypatch.setattr(BaseMLPNAS, "_select_ensemble", select_spy)
+    X, y = make_regression(150, 4, noise=10.0, random_state=2)
+    reg = MLPNASRegressor(**{**tiny, "samples_per_epoch": 4}, cv=3, n_finalists=4,
+                          ensemble_size=3).fit(X, y)
+    (oof, y_sel, w_sel), = selected
+    assert len(oof) == 4
+    losses = {i: reg._oof_loss(pred, y_sel, w_sel) for i, pred in oof.items()}
+    best, worst = min(losses, key=losses.get), max(losses, key=losses.get)
+    weights = reg.search_results_["ensemble_weight"]
+    assert weights[best] > 0 and reg.ensemble_weights_[best] == weights[best]
+    assert losses[worst] > losses[best] and weights[worst] < 1.0
 
 
 def test_a_run_folder_keeps_the_finalists_and_the_ensemble(small, tiny, tmp_path):
@@ -527,9 +609,9 @@ def test_out_of_fold_outputs_average_the_folds_that_held_a_row_out(small, tiny, 
             trained.append((row_weights, results))
         return results
 
-    def select_spy(self, search, oof, y, w):
+    def select_spy(self, search, oof, y, w, *args):
         selected.append((oof, y, w))
-        return select(self, search, oof, y, w)
+        return select(self, search, oof, y, w, *args)
     monkeypatch.setattr(PopulationTrainer, "train", train_spy)
     monkeypatch.setattr(BaseMLPNAS, "_select_ensemble", select_spy)
     clf = MLPNASClassifier(**{**tiny, "samples_per_epoch": 3}, cv=cv, n_finalists=2,
@@ -537,7 +619,7 @@ def test_out_of_fold_outputs_average_the_folds_that_held_a_row_out(small, tiny, 
     (row_weights, results), = trained
     (oof, y_sel, w_sel), = selected
     n_folds = cv.get_n_splits()
-    held_out = np.array([rw[1] > 0 for rw in row_weights[:n_folds]])  # fold x row
+    held_out = np.array([rw.w_val > 0 for rw in row_weights[:n_folds]])  # fold x row
     seen = held_out.any(axis=0)
     assert (held_out.sum(axis=0) == 2).all() if splitter == "repeated" else not seen.all()
     assert len(y_sel) == len(w_sel) == seen.sum()

@@ -499,3 +499,26 @@ def test_a_fitted_estimator_writes_its_own_page(tmp_path):
     assert "http://" not in text and "https://" not in text
     with pytest.raises(Exception, match="not fitted|NotFitted"):
         MLPNASClassifier().to_html()
+
+
+def test_winner_card_of_a_cross_validated_search_shows_its_cv_score_and_spread(tmp_path):
+    """Guards against the winner card leaving out the cross-validated score and its
+    standard deviation over the folds (the other pages here come from ``cv=None``)."""
+    from sklearn.datasets import make_classification
+
+    from sknas import MLPNASClassifier
+    X, y = make_classification(120, 4, n_informative=3, n_redundant=0, random_state=0)
+    est = MLPNASClassifier(**{**TINY, "samples_per_epoch": 3, "cv": 2, "n_finalists": 2,
+                              "ensemble_size": 0}, log_dir=tmp_path / "logs").fit(X, y)
+    res, best = est.search_results_, est.best_index_
+    cv_score, cv_std = res["cv_score"][best], res["cv_std"][best]
+    assert np.isfinite(cv_score) and np.isfinite(cv_std)  # the winner is a finalist
+    for text in (est.to_html(), load_run(est.run_dir_).to_html()):
+        winner = text.split("id='winner'")[1].split("</section>")[0]
+        facts = dict(re.findall(r"<th scope='row'>([^<]*)</th><td>([^<]*)</td>", winner))
+        shown = {label: value for label, value in facts.items() if label.startswith("cv")}
+        assert len(shown) == 2, facts
+        (score,) = [v for k, v in shown.items() if "score" in k]
+        (std,) = [v for k, v in shown.items() if "std" in k]
+        assert float(score) == pytest.approx(cv_score, abs=5e-5)
+        assert float(std) == pytest.approx(cv_std, abs=5e-5)

@@ -192,6 +192,29 @@ def test_a_negative_r2_is_kept_but_counts_as_zero_for_the_controller():
     assert reg.controller_history_["baseline"][0] == 0.0
 
 
+def test_validation_r2_is_taken_about_the_validation_targets_mean():
+    """Guards against the trainer's validation R^2 measuring the squares about 0 rather
+    than about the validation target's mean (the estimators' standardised targets have
+    a mean near 0, which hides it): the score is scikit-learn's R^2 of the net's
+    predictions, on a target far from 0."""
+    from sknas._trainer import CandidateData, PopulationTrainer, build_keras_model, initial_weights
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (5.0 + X[:, :1] - 0.5 * X[:, 1:2] + 0.2 * rng.normal(size=(300, 1))).astype(np.float32)
+    w = np.ones(300, np.float32)
+    data = CandidateData(X[:240], y[:240], w[:240], X[240:], y[240:], w[240:], 0,
+                         task="regression")
+    assert abs(y[240:].mean()) > 4 * y[240:].std()  # the premise: a mean far from 0
+    layers = [{"type": "dense", "units": 8, "activation": "relu"}]
+    init = initial_weights(layers, 4, 1, np.random.default_rng(1))
+    result = PopulationTrainer(epochs=3).train([(layers, init, 2)], data, 0)[0]
+    assert result.status == "ok"
+    model = build_keras_model(layers, 4, data.head, result.weights)
+    pred = np.asarray(model(X[240:], training=False))
+    expected = r2_score(y[240:], pred)
+    assert result.val_scores[-1] == pytest.approx(expected, rel=1e-4, abs=1e-4)
+
+
 @pytest.fixture
 def no_search(monkeypatch):
     """Fail loudly if a search starts."""

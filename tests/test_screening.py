@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -28,23 +29,41 @@ def data():
 
 
 @pytest.fixture(scope="module")
-def sampled(data):
+def recorded(data):
     """A screened search (screen_factor=3) and, per controller epoch, what the
-    controller sampled and predicted (recorded by wrapping ``Controller.sample``)."""
+    controller sampled and predicted and what its update was given, with the
+    controller as it was just before that update (recorded by wrapping
+    ``Controller.sample`` and ``Controller.update``)."""
     X, y = data
-    seen = []
-    original = Controller.sample
+    seen, updates = [], []
+    original, original_update = Controller.sample, Controller.update
 
     def recording(self, n, rng, exclude=()):
         archs, predicted = original(self, n, rng, exclude)
         seen.append((list(archs), list(predicted)))
         return archs, predicted
 
-    Controller.sample = recording
+    def recording_update(self, archs, rewards, failed=None, sample_weight=None):
+        before = pickle.dumps(self)
+        masks = dict(self._sampled_masks)  # what pickling leaves out: the draws' masks
+        info = original_update(self, archs, rewards, failed=failed, sample_weight=sample_weight)
+        updates.append(dict(archs=list(archs), rewards=np.array(rewards), failed=failed,
+                            sample_weight=sample_weight, before=before, masks=masks,
+                            after=self.get_state()))
+        return info
+
+    Controller.sample, Controller.update = recording, recording_update
     try:
         clf = MLPNASClassifier(**SMALL, screen_factor=3).fit(X, y)
     finally:
-        Controller.sample = original
+        Controller.sample, Controller.update = original, original_update
+    return clf, seen, updates
+
+
+@pytest.fixture(scope="module")
+def sampled(recorded):
+    """The screened search and, per controller epoch, what the controller sampled."""
+    clf, seen, _ = recorded
     return clf, seen
 
 
@@ -77,6 +96,57 @@ def test_screening_trains_the_top_predicted_and_an_exploration_share(sampled):
         assert len(set(trained) - top) == n_explore        # and the exploration share
         np.testing.assert_allclose(res["predicted_reward"][rows],
                                    [predicted[k] for k in sorted(trained)])
+
+
+def test_the_policy_update_weighs_each_trained_candidate_by_its_screening_weight(recorded):
+    """Guards against the screening's inverse inclusion probabilities not reaching the
+    controller's policy-gradient update (its baseline, advantages and loss)."""
+    clf, seen, updates = recorded
+    n = SMALL["samples_per_epoch"]
+    n_explore = max(1, round(SCREEN_EXPLORE_SHARE * n))
+    n_top = n - n_explore
+    assert len(updates) == 3
+    baseline, decay = None, clf.baseline_decay
+    for e, ((archs, predicted), update) in enumerate(zip(seen, updates)):
+        # each trained candidate's weight: 1 for a predictor's top pick, (sampled - top
+        # picks) / exploration picks for an exploration pick (they sum to the 15 sampled)
+        assert update["sample_weight"] is not None
+        weight = np.asarray(update["sample_weight"], float)
+        top = {archs[k] for k in np.argsort(-np.asarray(predicted), kind="stable")[:n_top]}
+        expected = [1.0 if a in top else (3 * n - n_top) / n_explore for a in update["archs"]]
+        np.testing.assert_allclose(weight, expected)
+        assert weight.sum() == pytest.approx(3 * n)
+        # the moving-average baseline follows the weighted mean reward of each epoch
+        r = np.where(update["failed"], 0.0, update["rewards"])
+        if baseline is None:
+            baseline = np.average(r, weights=weight)
+        assert clf.controller_history_["baseline"][e] == pytest.approx(baseline)
+        baseline = decay * baseline + (1 - decay) * np.average(r, weights=weight)
+    # replayed from the controller as it was, the update with these weights is the one
+    # the search made, and the same update with equal weights moves the policy elsewhere
+    update = updates[-1]
+    policy = ("var/policy_kernel", "var/policy_bias")
+
+    def replay(sample_weight, **settings):
+        controller = pickle.loads(update["before"])
+        controller._sampled_masks = update["masks"]
+        assert controller.baseline_value is not None  # set by the first epoch
+        for name, value in settings.items():
+            setattr(controller, name, value)
+        controller.update(update["archs"], update["rewards"], failed=update["failed"],
+                          sample_weight=sample_weight)
+        return [controller.get_state()[name] for name in policy]
+
+    def same(a, b):
+        return all(np.allclose(x, z, rtol=1e-6, atol=1e-7) for x, z in zip(a, b))
+    searched = [update["after"][name] for name in policy]
+    assert same(replay(update["sample_weight"]), searched)
+    assert not same(replay(None), searched)
+    # the weights act on the policy loss itself, not only on the baseline and the
+    # advantages' scale: with those fixed (a set baseline, unscaled advantages), the
+    # weighted update still differs from the unweighted one
+    unscaled = dict(normalize_advantage=False)
+    assert not same(replay(update["sample_weight"], **unscaled), replay(None, **unscaled))
 
 
 def test_screening_off_keeps_todays_search(data):

@@ -34,6 +34,16 @@ def _sparse_problem(n=300, d=200, density=0.05, seed=0):
     return X, y
 
 
+def _signed_sparse_problem(n=300, d=200, density=0.05, seed=0):
+    """As :func:`_sparse_problem`, with stored values of either sign (uniform in
+    [-1, 1]): a path that dropped the signs would train on another problem."""
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, d, density=density, format="csr", dtype=np.float64, random_state=seed,
+                  data_rvs=lambda k: rng.uniform(-1, 1, k))
+    y = (X[:, :d // 2].sum(1).A1 > X[:, d // 2:].sum(1).A1).astype(int)
+    return X, y
+
+
 def _texts(n=240, seed=0):
     """Short documents of two topics sharing half their vocabulary."""
     rng = np.random.default_rng(seed)
@@ -71,6 +81,51 @@ def test_population_trainer_trains_sparse_rows_as_dense_ones(sparse_product):
         np.testing.assert_allclose(b1, b2, atol=1e-4)
     np.testing.assert_allclose(sparse.val_outputs, dense.val_outputs, atol=1e-4)
     assert dense.val_scores[-1] > 0.7  # and it learns
+
+
+#: Without dropout, so that ``model.fit`` on full batches trains the same net from
+#: sparse rows as from dense ones (Keras draws other dropout masks for sparse rows).
+PLAIN = [{"type": "dense", "units": 16, "activation": "relu"},
+         {"type": "dense", "units": 8, "activation": "tanh"}]
+
+
+@pytest.mark.parametrize("trainer", [
+    PopulationTrainer(epochs=4), PopulationTrainer(epochs=4, sparse_product=False),
+    KerasTrainer(epochs=4, batch_size=200)], ids=["population", "densified", "keras"])
+def test_negative_values_train_as_the_same_rows_dense(trainer):
+    """Guards against a trainer's sparse path dropping the signs of the stored values
+    (every other fixture here is non-negative)."""
+    X, y = _signed_sparse_problem()
+    X = X.astype(np.float32)
+    assert 0.4 < (X.data < 0).mean() < 0.6
+    init = initial_weights(PLAIN, X.shape[1], 1, np.random.default_rng(1))
+
+    def train(rows):
+        return trainer.train([(PLAIN, init, 3)], _data(rows, y, 200), 7, val_outputs=True)[0]
+    dense, sparse = train(X.toarray()), train(X)
+    assert dense.status == sparse.status == "ok"
+    np.testing.assert_allclose(sparse.val_scores, dense.val_scores, atol=1e-6)
+    np.testing.assert_allclose(sparse.val_outputs, dense.val_outputs, atol=1e-4)
+    for (k1, b1), (k2, b2) in zip(sparse.weights, dense.weights):
+        np.testing.assert_allclose(k1, k2, atol=1e-4)
+        np.testing.assert_allclose(b1, b2, atol=1e-4)
+
+
+def test_negative_values_give_the_search_and_predictions_of_the_dense_rows():
+    """Guards against the estimator's sparse path (its conversion of the rows, the
+    search, the refit, the predictions) dropping the signs of the stored values."""
+    X, y = _signed_sparse_problem()
+    budget = dict(TINY, early_stopping=False)  # 'auto' would differ between the two
+    dense = MLPNASClassifier(**budget).fit(X.toarray(), y)
+    sparse = MLPNASClassifier(**budget).fit(X, y)
+    assert list(sparse.search_results_["architecture"]) == \
+        list(dense.search_results_["architecture"])
+    np.testing.assert_allclose(sparse.search_results_["reward"],
+                               dense.search_results_["reward"], atol=1e-6)
+    proba = dense.predict_proba(X.toarray())
+    np.testing.assert_allclose(sparse.predict_proba(X), proba, atol=1e-4)
+    np.testing.assert_allclose(sparse.predict_proba(X.toarray()), proba, atol=1e-4)
+    np.testing.assert_allclose(dense.predict_proba(X.tocsc()), proba, atol=1e-5)
 
 
 def test_keras_trainer_takes_sparse_rows_like_the_population_trainer():
