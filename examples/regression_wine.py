@@ -4,7 +4,8 @@ The bundled wine data with the raw ``quality`` score (integers 3 to 9) as a
 numeric target instead of its three classes. A plain 80/20 split
 (``random_state=0``; a regression target is not stratified), the features
 scaled in a pipeline, a small search budget; prints the top 5
-architectures, then the held-out R^2 and RMSE of the refit winner next to
+architectures, then the held-out R^2 and RMSE of the served model (by
+default an ensemble of the cross-validated finalists' fold models) next to
 those of predicting the training mean.
 
 Set ``SKNAS_EXAMPLE_TINY=1`` for a budget of a few seconds.

@@ -9,7 +9,11 @@ Three ways to keep a fitted search:
    ``ensemble_size=0`` the winner's fold models) as a plain ``.keras`` file that
    loads with ``keras.models.load_model`` and no sknas at all; its outputs
    are the class probabilities in the order of ``classes_`` (one sigmoid unit
-   for a binary problem), and it expects the features already scaled.
+   for a binary problem), and it expects the features already scaled;
+3. ``save_model`` writes that Keras file beside ``sknas_model.json``, which
+   names the classes, the winner's architecture and what is served (the
+   ensemble's members, their weights and fold models); ``load_model`` reads
+   both back, without pickle, as a predictor with the labels.
 
 Set ``SKNAS_EXAMPLE_TINY=1`` for a budget of a few seconds.
 """
@@ -23,7 +27,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sknas import MLPNASClassifier
+from sknas import MLPNASClassifier, load_model
 from sknas.datasets import load_wine_quality
 
 TINY = os.environ.get("SKNAS_EXAMPLE_TINY") == "1"
@@ -53,4 +57,13 @@ labels = search.classes_[proba.argmax(axis=1)]
 agree = np.mean(labels == model.predict(X_test))
 print(f"wine_winner.keras: {keras_model.count_params()} parameters, "
       f"agrees with the pipeline on {agree:.1%} of the test rows")
+
+# 3. the served model and its description, without pickle
+search.save_model("wine_model")
+shipped = load_model("wine_model")
+same = np.array_equal(shipped.predict(X_scaled), model.predict(X_test))
+print(f"wine_model: winner {shipped.architecture_}; serves the {shipped.served_} "
+      f"(refit={shipped.refit_!r}): " + ", ".join(
+          f"{m['architecture']} (weight {m['weight']:.2f}, {m['n_fold_models']} fold models)"
+          for m in shipped.members_) + f"; predictions identical: {same}")
 print(f"held-out test accuracy: {model.score(X_test, y_test):.4f}")

@@ -39,7 +39,8 @@ def _parser():
                                description="Search MLP architectures for a CSV file: numeric "
                                "columns are imputed and scaled, the others one-hot encoded; "
                                "a held-out split (stratified for classification) scores the "
-                               "refit winner. A numeric target with more than "
+                               "served model (by default an ensemble of the cross-validated "
+                               "finalists' fold models). A numeric target with more than "
                                f"{AUTO_MAX_CLASSES} distinct values is a regression target "
                                "(MLPNASRegressor; held-out R^2 and RMSE), any other a "
                                "classification target (MLPNASClassifier; held-out accuracy); "
@@ -114,29 +115,32 @@ def _add_search(p):
                    help="reward baseline: 'ema' (moving average, the default), 'batch' (the "
                         "controller epoch's mean reward) or a number, such as the tutorial's 0.5")
     p.add_argument("--max-time", type=float, metavar="SECONDS",
-                   help="stop the search after this time, then refit the best so far")
+                   help="stop the search after this time, then cross-validate and serve "
+                        "the best so far as after a full search")
     p.add_argument("--cv", type=_word_or_number("folds"), metavar="K",
                    help="folds that re-score the best candidates: 'auto' (the default: 5 "
-                        "when the validation split has under 1,000 rows), a number, or "
-                        "'none' for the search's holdout alone")
+                        "at every data size, fewer only on tiny data; none only with "
+                        "--ensemble-size 0 and --refit other than 'folds', once the "
+                        "validation split has 1,000 rows), a number, or 'none' for the "
+                        "search's holdout alone")
     p.add_argument("--n-finalists", type=int, metavar="N",
                    help="candidates re-scored by --cv (default 8)")
     p.add_argument("--finalist-epochs", type=_word_or_number("epochs"), metavar="N",
-                   help="training epochs of the re-scored finalists and so of the refit: "
+                   help="training epochs of the re-scored finalists, and so of what is served: "
                         "'auto' (the default: 5 times --epochs from 1,000 training rows; "
                         "below, 3 times for classification, --epochs for regression), a "
                         "number, or 'none' for --epochs")
     p.add_argument("--finalist-batch-size", type=_word_or_number("rows"), metavar="N",
-                   help="mini-batch size of the re-scored finalists and so of the refit: "
+                   help="mini-batch size of the re-scored finalists, and so of what is served: "
                         "'auto' or 'none' (the default: the search's --batch-size), or a "
                         "number")
     p.add_argument("--early-stopping", action="store_true",
                    help="stop each candidate when its validation loss stops improving, "
-                        "keep its best epoch, and refit for that many epochs (default: "
+                        "keep its best epoch; a refit trains for that many epochs (default: "
                         "only when the encoded table is sparse)")
     p.add_argument("--ensemble-size", type=int, metavar="N",
                    help="serve an ensemble of the finalists chosen greedily in N picks; "
-                        "0: the single winner (default 10)")
+                        "0: the single winner (default 10; 0 with --cv none)")
     p.add_argument("--refit", choices=("auto", "folds", "all"),
                    help="what is served: 'folds', the models the finalists' cross-validation "
                         "trained, averaged; 'all', the winner (and ensemble members) retrained "
@@ -435,7 +439,8 @@ def _summarise(args, pipe, X_test, y_test, y_train=None):
         ranks = search.search_results_["rank"]
         print(f"served: an ensemble of {len(members)} finalists, weights "
               + ", ".join(f"{members[i]:.2f}" for i in sorted(members, key=lambda i: ranks[i]))
-              + f" in rank order (out-of-fold score {search.ensemble_score_:.4f})")
+              + f" in rank order (selection score {search.ensemble_score_:.4f}, "
+              f"cross-validated {search.ensemble_cv_score_:.4f})")
     if hasattr(search, "y_mean_"):  # a regressor
         r2, rmse = _r2_rmse(y_test, pipe.predict(X_test))
         r2_mean, rmse_mean = _r2_rmse(y_test, [float(y_train.mean())] * len(y_test))

@@ -1,4 +1,4 @@
-"""Pickle-free shipping of a fitted search's winner: ``save_model`` / ``load_model``.
+"""Pickle-free shipping of a fitted search's served model: ``save_model`` / ``load_model``.
 
 A saved model is a folder with two plain files:
 
@@ -7,8 +7,10 @@ A saved model is a folder with two plain files:
   the targets in their original units);
 * ``sknas_model.json``: format version, sknas version, the task, classes with
   their dtype (``null`` for a regressor) or the targets' summary, feature
-  names, number of features, the architecture (readable and machine form),
-  its search reward and the estimator's parameters.
+  names, number of features, the winner's architecture (readable and machine
+  form) and score, what ``model.keras`` serves (``served``, ``refit``,
+  ``n_networks`` and ``members``: see :func:`served_description`) and the
+  estimator's parameters.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import scipy.sparse as sp
 from ._runlog import (RunFormatError, decode_classes, encode_classes, json_safe, load_keras,
                       read_json, save_keras_atomic, target_summary, task_of, write_json_atomic)
 
-__all__ = ["SavedModel", "keras_predict", "keras_proba", "load_model", "save_model"]
+__all__ = ["SavedModel", "keras_predict", "keras_proba", "load_model", "save_model",
+           "served_description"]
 
 MODEL_FORMAT = "sknas-model"
 MODEL_FORMAT_VERSION = 1
@@ -30,8 +33,64 @@ _META = "sknas_model.json"
 _KERAS = "model.keras"
 
 
+def served_description(estimator):
+    """What a fitted estimator's ``model_`` serves, as JSON-safe values.
+
+    Read from the fitted attributes ``ensemble_weights_``, ``best_index_``,
+    ``refit_`` and ``search_results_``:
+
+    ``served``
+        ``'ensemble'`` when the ensemble selection's members are served
+        (several finalists, or one finalist other than the winner), else
+        ``'winner'``.
+    ``refit``
+        How each member's networks were made (``refit_``): ``'folds'``, its
+        fold models from the finalists' cross-validation, averaged; ``True``,
+        retrained on all the training rows; ``False``, the winner as the
+        search trained it.
+    ``members``
+        One dict per served member, in ``search_results_`` row order:
+        ``row`` (its row of ``search_results_``), ``architecture`` and
+        ``layers`` (readable and machine form), ``weight`` (its share of the
+        served output; 1.0 for a winner served alone) and ``n_fold_models``
+        (the fold models averaged for it with ``refit='folds'``, else 0).
+    ``n_networks``
+        The number of networks ``model_`` averages: the members' fold models,
+        or one network per member.
+    """
+    from ._base import serves_ensemble
+    results = estimator.search_results_
+    best = int(estimator.best_index_)
+    picked = getattr(estimator, "ensemble_weights_", {})
+    weights = {int(row): float(weight) for row, weight in picked.items()}
+    ensemble = serves_ensemble(weights, best)
+    members = weights if ensemble else {best: 1.0}
+    refit = getattr(estimator, "refit_", True)
+    splits = [key for key in results if key.startswith("split") and key.endswith("_score")]
+    described = []
+    for row in sorted(members):
+        # a served member's folds all trained: one finite score per fold model
+        n_folds = sum(1 for key in splits if np.isfinite(results[key][row]))
+        described.append({"row": row,
+                          "architecture": str(results["architecture"][row]),
+                          "layers": json_safe(results["layers"][row]),
+                          "weight": members[row],
+                          "n_fold_models": n_folds if refit == "folds" else 0})
+    return {"served": "ensemble" if ensemble else "winner",
+            "refit": json_safe(refit),
+            "n_networks": sum(m["n_fold_models"] or 1 for m in described),
+            "members": described}
+
+
 def save_model(estimator, path):
-    """Write a fitted estimator's winner to the folder ``path``.
+    """Write a fitted estimator's served model and its metadata to the folder ``path``.
+
+    ``sknas_model.json`` keeps the winner's ``architecture``, ``layers`` and
+    ``best_score`` (the best finalist, or the best candidate without
+    cross-validation, whatever is served) and
+    describes the served model in ``served``, ``refit``, ``n_networks`` and
+    ``members`` (see :func:`served_description`): by default an ensemble of
+    the finalists, each member the average of its fold models.
 
     See :meth:`MLPNASClassifier.save_model` and :meth:`MLPNASRegressor.save_model`.
     """
@@ -52,6 +111,7 @@ def save_model(estimator, path):
             "architecture": estimator.best_architecture_,
             "layers": json_safe(estimator.best_layers_),
             "best_score": json_safe(estimator.best_score_),
+            **served_description(estimator),
             "params": json_safe(estimator.get_params())}
     write_json_atomic(path / _META, meta)
     return path
@@ -70,7 +130,8 @@ def load_model(path):
     model : SavedModel
         A predictor with ``predict`` and ``score`` (and, for a classifier,
         ``predict_proba`` and ``classes_``), giving the same predictions as
-        the estimator.
+        the estimator, and what it serves: ``served_``, ``refit_`` and
+        ``members_`` (``None`` in a folder saved before sknas recorded them).
 
     Raises
     ------
@@ -91,6 +152,8 @@ def load_model(path):
     ...     model = load_model(tmp)
     >>> bool((model.predict(X) == clf.predict(X)).all())
     True
+    >>> model.refit_, round(sum(member["weight"] for member in model.members_), 6)
+    ('folds', 1.0)
     """
     path = Path(path)
     meta = read_json(path / _META, "saved model")
@@ -157,7 +220,7 @@ def keras_proba(model, X, n_classes):
 
 
 class SavedModel:
-    """A shipped search winner: a Keras model plus its classes and metadata.
+    """A shipped search's served model: a Keras model plus its classes and metadata.
 
     Built by :func:`load_model`.
 
@@ -170,7 +233,24 @@ class SavedModel:
     n_features_in_ : int
     feature_names_in_ : ndarray of str or None
     architecture_ : str
+        The winner's architecture (``best_architecture_``), whatever is
+        served.
     layers_ : list of dict
+        The winner's architecture, machine form.
+    served_ : {'ensemble', 'winner'} or None
+        Whether ``model_`` serves the ensemble selection's members or the
+        winner alone. ``served_``, ``refit_`` and ``members_`` are ``None``
+        for a folder saved by an sknas that did not record them.
+    refit_ : 'folds' or bool or None
+        How the served networks were made: the finalists' fold models
+        (``'folds'``, the default), retrained on all the training rows
+        (True), or the winner as the search trained it (False).
+    members_ : list of dict or None
+        The served members, in row order: ``row`` (of the estimator's
+        ``search_results_``), ``architecture``, ``layers``, ``weight`` (its
+        share of the output; 1.0 for a winner served alone) and
+        ``n_fold_models`` (the fold models averaged for it; 0 unless
+        ``refit_`` is ``'folds'``).
     params_ : dict
         The estimator's parameters when it was saved (JSON-safe).
     """
@@ -185,6 +265,9 @@ class SavedModel:
         self.feature_names_in_ = None if names is None else np.array(names, dtype=object)
         self.architecture_ = meta["architecture"]
         self.layers_ = meta["layers"]
+        self.served_ = meta.get("served")
+        self.refit_ = meta.get("refit")
+        self.members_ = meta.get("members")
         self.params_ = meta["params"]
 
     def _check_X(self, X):

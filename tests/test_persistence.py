@@ -190,3 +190,63 @@ def test_predicting_with_many_fitted_models_stays_quiet(caplog):
         outputs = [keras_predict(build_keras_model(layers, 4, 3), X) for _ in range(8)]
     assert all(out.shape == (20, 3) for out in outputs)
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+class _SplitsThePicks(MLPNASClassifier):
+    """After the greedy selection, two thirds of the picks go to one finalist and
+    a third to another: an ensemble of two members, whatever the data."""
+
+    def _select_ensemble(self, search, oof, *args):
+        super()._select_ensemble(search, oof, *args)
+        first, second = list(oof)[:2]
+        for i in oof:
+            search.trials[i].ensemble_weight = {first: 2 / 3, second: 1 / 3}.get(i, 0.0)
+
+
+def test_save_model_describes_the_served_model_not_only_the_winner(tmp_path, blobs):
+    """``sknas_model.json`` keeps the winner's ``architecture`` and says what
+    ``model.keras`` serves: here two finalists' fold models, two each."""
+    import json
+
+    import keras
+
+    from sknas import load_model
+    from sknas._runlog import json_safe
+    X, y = blobs
+    clf = _SplitsThePicks(**{**TINY, "cv": 2}, n_finalists=2, ensemble_size=3).fit(X, y)
+    assert len(clf.ensemble_weights_) == 2 and clf.refit_ == "folds"
+    path = clf.save_model(tmp_path / "ensemble")
+    meta = json.loads((path / "sknas_model.json").read_text())
+    assert meta["architecture"] == clf.best_architecture_  # the winner's, as before
+    assert meta["served"] == "ensemble" and meta["refit"] == "folds"
+    rows = sorted(clf.ensemble_weights_)
+    assert [m["row"] for m in meta["members"]] == rows
+    assert [m["weight"] for m in meta["members"]] == [clf.ensemble_weights_[i] for i in rows]
+    results = clf.search_results_
+    assert [m["architecture"] for m in meta["members"]] == list(results["architecture"][rows])
+    assert [m["layers"] for m in meta["members"]] == [json_safe(results["layers"][i])
+                                                      for i in rows]
+    assert [m["n_fold_models"] for m in meta["members"]] == [2, 2]
+    n_scaled = sum(isinstance(lyr, keras.layers.Rescaling) for lyr in clf.model_.layers)
+    assert meta["n_networks"] == 4 == n_scaled  # one weighted fold model per network
+    saved = load_model(path)
+    assert (saved.served_, saved.refit_, saved.members_) == ("ensemble", "folds", meta["members"])
+    assert saved.architecture_ == clf.best_architecture_
+    np.testing.assert_allclose(saved.predict_proba(X), clf.predict_proba(X), rtol=1e-6)
+
+    # the tutorial's holdout choice (cv=None): the winner alone, refit on all the rows
+    solo = MLPNASClassifier(**TINY).fit(X, y)
+    saved = load_model(solo.save_model(tmp_path / "solo"))
+    assert (saved.served_, saved.refit_, saved.meta["n_networks"]) == ("winner", True, 1)
+    assert saved.members_ == [{"row": solo.best_index_, "architecture": solo.best_architecture_,
+                               "layers": json_safe(solo.best_layers_), "weight": 1.0,
+                               "n_fold_models": 0}]
+
+    # a folder saved before sknas described the served model still loads
+    meta_path = tmp_path / "solo" / "sknas_model.json"
+    old = {k: v for k, v in json.loads(meta_path.read_text()).items()
+           if k not in ("served", "refit", "n_networks", "members")}
+    meta_path.write_text(json.dumps(old))
+    saved = load_model(tmp_path / "solo")
+    assert (saved.served_, saved.refit_, saved.members_) == (None, None, None)
+    np.testing.assert_allclose(saved.predict_proba(X), solo.predict_proba(X), rtol=1e-6)

@@ -30,6 +30,14 @@ EXPECTED_FAILED_CHECKS = {
         "the same check on sparse rows: the same reason",
 }
 
+#: Expected failures of the classifier alone.
+CLASSIFIER_FAILED_CHECKS = {
+    "check_methods_sample_order_invariance":
+        "float32 inference: a row's probability can differ by one float32 unit in the last "
+        "place (1.2e-7 relative) with its place among the rows, and scikit-learn 1.9 asks "
+        "for 1e-7 (labels do not change)",
+}
+
 
 #: Checks of the input contract alone (they fit on every sparse format and index type, a
 #: dozen fits each, and look only at what the fit accepts and the output's shape): they
@@ -39,6 +47,8 @@ CONTRACT_ONLY = {"check_estimator_sparse_array", "check_estimator_sparse_matrix"
 
 def expected_failed_checks(estimator):
     """The checks of ``EXPECTED_FAILED_CHECKS`` (for ``parametrize_with_checks``)."""
+    if isinstance(estimator, MLPNASClassifier):
+        return {**EXPECTED_FAILED_CHECKS, **CLASSIFIER_FAILED_CHECKS}
     return dict(EXPECTED_FAILED_CHECKS)
 
 
