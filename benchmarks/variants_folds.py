@@ -25,8 +25,14 @@ The results are in ``RESULTS.md``, sections "Variations on the fold models"
 and "Four more variations".
 Example::
 
-    python benchmarks/variants_folds.py --seeds 0 1 2 --peers \\
+    python benchmarks/variants_folds.py --purpose choose --peers \\
         --configs "dict(fin_es=True)" "dict(schedule='cosine')"
+
+It takes ``bench_quality.py``'s flags, among them ``--purpose`` and
+``--protocol`` (``benchmarks/suite.py``): a variant is chosen with
+``--purpose choose`` (the tuning seeds 0-2, the default seeds then), and
+reported with ``--purpose report`` (the report seeds 3-7); the recorded runs
+were version 1's (``--protocol 1`` with their ``--seeds``).
 """
 
 import os
