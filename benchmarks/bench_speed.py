@@ -19,7 +19,7 @@ M. (in a fresh subprocess) the resident memory of a 300-candidate search.
 
 The table goes into ``benchmarks/RESULTS.md`` between the ``bench_speed``
 markers (other sections of that file are kept) and the raw numbers into
-``benchmarks/results_speed.json``. Only full runs write ``RESULTS.md``.
+``benchmarks/results/results_speed.json``. Only full runs write ``RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -452,7 +452,8 @@ def main(argv=None):
     section = report(res)
     print(section)
     if not args.quick:
-        with open(os.path.join(HERE, "results_speed.json"), "w") as fh:
+        os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+        with open(os.path.join(HERE, "results", "results_speed.json"), "w") as fh:
             json.dump(res, fh, indent=1, default=str)
         write_section(section, os.path.join(HERE, "RESULTS.md"))
 

@@ -21,8 +21,8 @@ need updating when they change):
   own ``finalist_batch_size=B``, which this key passes on, so the recorded
   commands still run the same training.
 
-The results are in ``RESULTS.md``, sections "Variations on the fold models"
-and "Four more variations".
+The results are in ``studies/2026-11-29-fold-models.md`` (rows in
+``results/results_quality_folds_variants*.json``).
 Example::
 
     python benchmarks/variants_folds.py --purpose choose --peers \\
