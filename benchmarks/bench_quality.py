@@ -449,9 +449,11 @@ def report(res):
     # suite mean: over the tables, per seed, then mean and standard error over the seeds
     suite_row = ["suite mean"]
     for m in methods:
-        if tables and all(set(scores.get((t, m), {})) >= set(seeds) for t in tables):
-            per_seed = [float(np.mean([scores[t, m][s] for t in tables])) for s in seeds]
-            suite_row.append(_cell(*_mean_se(per_seed), ns, ns))
+        full = [s for s in seeds if tables and all(s in scores.get((t, m), {}) for t in tables)]
+        if full:  # the seeds on which every table ran
+            per_seed = [float(np.mean([scores[t, m][s] for t in tables])) for s in full]
+            suite_row.append(_cell(*_mean_se(per_seed), ns, ns) + (
+                "" if len(full) == ns else f" (seed{'s' * (len(full) > 1)} {', '.join(map(str, full))})"))
         else:
             have = [means[t, m] for t in tables if means[t, m] is not None]
             suite_row.append(f"{np.mean(have):.4f} ({len(have)}/{len(tables)} tables)" if have else "-")
@@ -560,8 +562,9 @@ def report(res):
         + "".join(" " + n for n in res["notes"]),
         f"### {metric[0].upper() + metric[1:]} (mean ± standard error over seeds; best in bold)",
         _table(rows),
-        "The suite mean averages the tables for each seed, then the seeds (± standard error over "
-        "the seeds); the mean rank ranks the methods' mean on each table (1 = best).",
+        "The suite mean averages the tables for each seed, then the seeds on which every table "
+        "ran (± standard error over those seeds; otherwise the mean of the tables' means, marked "
+        "with the tables it covers); the mean rank ranks the methods' mean on each table (1 = best).",
         *diff_part,
         "### Fit wall time (seconds, mean over seeds; total over every table and seed)",
         _table(wall), "### Tables", _table(info),
