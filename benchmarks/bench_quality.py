@@ -411,7 +411,7 @@ def _run_lines(runs):
             + f": {', '.join(dict.fromkeys(m for r in rs for m in r['methods']))}; "
             + (f"{min(starts)} to " if starts else "")
             + (f"{max(ends)} UTC" if len(ends) == len(rs) else "not finished (stopped, or still "
-               "running), last row " + max((r.get("last_row") or "?" for r in rs), default="?"))
+               "running), last row " + max((r["last_row"] for r in rs if r.get("last_row")), default="?"))
             + f"; commit {', '.join(sorted({r['env']['commit'] for r in rs}))}"
             + f"; load average {min(loads):.1f} to {max(loads):.1f}")
     return "\n".join(lines)
