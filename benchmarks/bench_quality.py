@@ -499,18 +499,13 @@ def report(res):
                         if r["method"] == m and r["status"] == "ok"}) for m in methods}
     wall.append(["threads given", *("; ".join(given[m]) or "-" for m in methods)])
 
-    info = [["table", "rows", "features", "encoded", "classes" if task == "classification" else "",
-             "train / test", "majority (test)" if task == "classification" else "", "load s"]]
+    info = []  # one phrase per table
     for t in tables:
         i = res["table_info"].get(t)
-        if i is None:
-            info.append([t, "load failed", "", "", "", "", "", ""])
-            continue
-        info.append([t, i["rows"], i["features"], i["encoded"], i.get("classes", ""),
-                     f"{i['train']} / {i['test']}",
-                     f"{i['majority']:.4f}" if "majority" in i else "", f"{i['load_s']:.2f}"])
-    if task != "classification":
-        info = [[c for j, c in enumerate(r) if j not in (4, 6)] for r in info]
+        info.append(f"{t} load failed" if i is None else
+                    f"{t} {i['rows']} rows x {i['features']} columns ({i['encoded']} encoded"
+                    + (f", {i['classes']} classes, majority {i['majority']:.3f} of the test rows"
+                       if "majority" in i else "") + f"; loaded in {i['load_s']:.2f} s)")
 
     failures = [r for r in res["records"] if r["status"] == "failed"]
     skipped = {}
@@ -567,8 +562,9 @@ def report(res):
         "with the tables it covers); the mean rank ranks the methods' mean on each table (1 = best).",
         *diff_part,
         "### Fit wall time (seconds, mean over seeds; total over every table and seed)",
-        _table(wall), "### Tables", _table(info),
-        "Load seconds: the loader's wall time (the first table's includes importing its package)."]
+        _table(wall),
+        "Tables (70/30 split; the majority share and the load time from the first seed a run "
+        "loaded, the first table's load including its package's import): " + "; ".join(info) + "."]
     if skipped:
         parts.append("Not run: " + "; ".join(f"`{m}` on {', '.join(ts)} ({next(iter(ts.values()))})"
                                              for m, ts in skipped.items()) + ".")
