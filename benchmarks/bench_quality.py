@@ -666,7 +666,8 @@ def merge(paths):
 
     Records, methods, tables and seeds are joined (a row of a later file
     replaces the same table, seed and method of an earlier one); ``runs``
-    keeps each file's command, end, wall time, machine and commit.
+    keeps each file's command, times, machine and commit (a merged file's
+    own ``runs``), so that a merged file reports as its parts did.
     """
     runs = []
     for path in paths:
@@ -681,11 +682,11 @@ def merge(paths):
            "table_info": {}}
     rows = {}
     for path, r in zip(paths, runs):
-        res["runs"].append({"file": os.path.relpath(path, os.path.dirname(HERE)),
+        res["runs"] += r.get("runs") or [{"file": os.path.relpath(path, os.path.dirname(HERE)),
                             **{k: r.get(k) for k in ("command", "started", "finished", "total_wall",
                                                      "env", "loadavg_end", "interrupted")},
                             "methods": [m[0] for m in r["methods"]],
-                            "last_row": max((x["at"] for x in r["records"] if x.get("at")), default=None)})
+                            "last_row": max((x["at"] for x in r["records"] if x.get("at")), default=None)}]
         res["methods"] += [m for m in r["methods"] if m[0] not in [x[0] for x in res["methods"]]]
         for k in ("notes", "tables", "seeds"):
             res[k] = list(dict.fromkeys([*res[k], *r[k]]))
