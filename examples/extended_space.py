@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sknas import MLPNASClassifier, SearchSpace
+from sknas import MLPNASClassifier, Reinforce, SearchSpace
 from sknas.datasets import load_wine_quality
 
 TINY = os.environ.get("SKNAS_EXAMPLE_TINY") == "1"
@@ -26,7 +26,8 @@ TINY = os.environ.get("SKNAS_EXAMPLE_TINY") == "1"
 X, y = load_wine_quality(return_X_y=True)
 if TINY:  # a stratified sample of 600 rows and a search of 6 candidates
     X, _, y, _ = train_test_split(X, y, train_size=600, stratify=y, random_state=0)
-    budget = dict(controller_epochs=2, samples_per_epoch=3, epochs=3, controller_train_steps=1)
+    budget = dict(controller_epochs=2, samples_per_epoch=3, epochs=3,
+                  strategy=Reinforce(train_steps=1))
 else:
     budget = {}
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, stratify=y,

@@ -20,13 +20,13 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from sknas import (ControllerHistoryDisplay, MLPNASClassifier, PredictorDisplay,  # noqa: E402
-                   RewardDistributionDisplay, RewardHistoryDisplay)
+                   Reinforce, RewardDistributionDisplay, RewardHistoryDisplay)
 from sknas.datasets import load_wine_quality  # noqa: E402
 
 TINY = os.environ.get("SKNAS_EXAMPLE_TINY") == "1"
 # The tutorial's budget is the estimator's default; the tiny one is for CI.
-budget = dict(controller_epochs=2, samples_per_epoch=3, epochs=2, controller_train_steps=2) \
-    if TINY else {}
+budget = dict(controller_epochs=2, samples_per_epoch=3, epochs=2,
+              strategy=Reinforce(train_steps=2)) if TINY else {}
 
 X, y = load_wine_quality(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, stratify=y,

@@ -19,12 +19,15 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sknas import MLPNASRegressor
+from sknas import MLPNASRegressor, Reinforce
 from sknas.datasets import load_wine_quality
 
 TINY = os.environ.get("SKNAS_EXAMPLE_TINY") == "1"
-budget = dict(controller_epochs=1, samples_per_epoch=2, epochs=2, controller_train_steps=1) \
-    if TINY else dict(controller_epochs=3, samples_per_epoch=5)
+if TINY:
+    budget = dict(controller_epochs=1, samples_per_epoch=2, epochs=2,
+                  strategy=Reinforce(train_steps=1))
+else:
+    budget = dict(controller_epochs=3, samples_per_epoch=5)
 
 X, y = load_wine_quality(return_X_y=True, target="quality")
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0)

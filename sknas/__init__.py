@@ -5,12 +5,13 @@ from ._plotting import (ControllerHistoryDisplay, PredictorDisplay, RewardDistri
                         RewardHistoryDisplay)
 from ._runlog import Run, RunFormatError, load_run
 from ._space import SearchSpace
+from ._strategy import RandomSearch, Reinforce
 
 __version__ = "0.1.0"
 
 __all__ = ["ControllerHistoryDisplay", "MLPNASClassifier", "MLPNASRegressor", "PredictorDisplay",
-           "RewardDistributionDisplay", "RewardHistoryDisplay", "Run", "RunFormatError", "SavedModel",
-           "SearchSpace", "__version__", "load_model", "load_run"]
+           "RandomSearch", "Reinforce", "RewardDistributionDisplay", "RewardHistoryDisplay", "Run",
+           "RunFormatError", "SavedModel", "SearchSpace", "__version__", "load_model", "load_run"]
 
 
 def __getattr__(name):

@@ -130,10 +130,6 @@ def _add_search(p):
                         "'auto' (the default: 5 times --epochs from 1,000 training rows; "
                         "below, 3 times for classification, --epochs for regression), a "
                         "number, or 'none' for --epochs")
-    p.add_argument("--finalist-batch-size", type=_word_or_number("rows"), metavar="N",
-                   help="mini-batch size of the re-scored finalists, and so of what is served: "
-                        "'auto' or 'none' (the default: the search's --batch-size), or a "
-                        "number")
     p.add_argument("--early-stopping", action="store_true",
                    help="stop each candidate when its validation loss stops improving, "
                         "keep its best epoch; a refit trains for that many epochs (default: "
@@ -284,7 +280,7 @@ def _print_top(results, n):
 def _word_or_number(what=None, words=("auto", "none"), number=int):
     """An argparse type taking one of ``words`` or a ``number`` (of ``what``; the
     estimator validates the value): ``--batch-size`` ('auto' only), ``--cv``,
-    ``--finalist-epochs``, ``--finalist-batch-size``, ``--validation-fraction``
+    ``--finalist-epochs``, ``--validation-fraction``
     ('auto' or a float) and ``--baseline`` ('ema', 'batch' or a float)."""
     def parse(text):
         if text in words:
@@ -301,36 +297,37 @@ def _word_or_number(what=None, words=("auto", "none"), number=int):
 
 def _estimator_params(args):
     params = {"controller_epochs": args.controller_epochs, "samples_per_epoch": args.samples_per_epoch,
-              "screen_factor": args.screen_factor,
               "epochs": args.epochs, "batch_size": args.batch_size,
-              "validation_fraction": args.validation_fraction,
-              "controller_train_steps": args.controller_train_steps,
-              "units": tuple(args.units) if args.units else None,
-              "activations": tuple(args.activations) if args.activations else None,
-              "max_layers": args.max_layers, "baseline": args.baseline, "max_time": args.max_time,
+              "validation_fraction": args.validation_fraction, "max_time": args.max_time,
               "n_jobs": args.n_jobs, "log_dir": args.log_dir,
               "cv": args.cv, "n_finalists": args.n_finalists,
               "finalist_epochs": args.finalist_epochs,
-              "finalist_batch_size": args.finalist_batch_size,
               "early_stopping": True if args.early_stopping else None,
               "ensemble_size": args.ensemble_size,
               "refit": True if args.refit == "all" else args.refit}
     params = {k: v for k, v in params.items() if v is not None}
-    space_flags = {"dropout_rates": args.dropout_rates, "learning_rates": args.learning_rates,
+    space_flags = {"units": args.units, "activations": args.activations,
+                   "max_layers": args.max_layers,
+                   "dropout_rates": args.dropout_rates, "learning_rates": args.learning_rates,
                    "weight_decays": args.weight_decays,
                    "batch_norm": {"off": False, "on": True, "search": (False, True),
                                   None: None}[args.batch_norm]}
-    if args.space is not None or any(v is not None for v in space_flags.values()):
+    if any(v is not None for v in space_flags.values()):
         # one SearchSpace: the preset, changed by the flags given
         from ._space import PRESETS, SearchSpace
         spec = dict(PRESETS[args.space or "tutorial"])
         spec.update({k: tuple(v) if isinstance(v, list) else v
                      for k, v in space_flags.items() if v is not None})
-        for name in ("units", "activations", "max_layers"):
-            if name in params:
-                spec[name] = params.pop(name)
         params["space"] = SearchSpace(**spec)
-    for name in ("cv", "finalist_epochs", "finalist_batch_size"):
+    elif args.space is not None:
+        params["space"] = args.space
+    strategy_flags = {"train_steps": args.controller_train_steps, "baseline": args.baseline,
+                      "screen_factor": args.screen_factor}
+    if any(v is not None for v in strategy_flags.values()):
+        from ._strategy import Reinforce
+        params["strategy"] = Reinforce(**{k: v for k, v in strategy_flags.items()
+                                          if v is not None})
+    for name in ("cv", "finalist_epochs"):
         if params.get(name) == "none":
             params[name] = None
     return dict(params, random_state=args.random_state, verbose=0 if args.quiet else args.verbose)
@@ -398,11 +395,13 @@ def _make_search(args, task="classification"):
     """The estimator the flags ask for, its parameters and search space checked."""
     _import_tensorflow_quietly()
     from ._estimator import MLPNASClassifier, MLPNASRegressor
+    from ._strategy import resolve_strategy
     cls = MLPNASRegressor if task == "regression" else MLPNASClassifier
     search = cls(**_estimator_params(args))
     try:
         search._validate_params()
         search._make_space()
+        resolve_strategy(search.strategy).check()
     except ValueError as exc:
         raise CLIError(" ".join(str(exc).split())) from None
     return search
@@ -421,7 +420,7 @@ def _served_label(search):
     """What the fitted ``search`` serves, for the summary: the winner or the
     ensemble (an ensemble of one pick may be a finalist other than the
     winner), refit or as fold models."""
-    from ._base import serves_ensemble
+    from ._serving import serves_ensemble
     ensemble = serves_ensemble(getattr(search, "ensemble_weights_", {}), search.best_index_)
     served = "ensemble" if ensemble else "winner"
     return f"{served}'s fold models" if search.refit_ == "folds" else f"refit {served}"

@@ -18,7 +18,9 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import ATTRIBUTES_DOC, NOTES_DOC, PARAMETERS_DOC, BaseMLPNAS
+from ._base import BaseMLPNAS
+from ._params import (ATTRIBUTES_DOC, ESTIMATOR_PARAMETERS, NOTES_DOC, PARAMETERS_DOC,
+                      _estimator_init)
 from ._io import keras_predict, keras_proba
 
 __all__ = ["MLPNASClassifier", "MLPNASRegressor"]
@@ -80,41 +82,7 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
 
-    def __init__(self, units=(8, 16, 32, 64, 128, 256, 512),
-                 activations=("sigmoid", "tanh", "relu", "elu"), dropout_rate=0.2,
-                 max_layers=2, space=None, controller_epochs=10, samples_per_epoch=10, screen_factor=1,
-                 controller_train_steps=10, controller_units=100,
-                 controller_learning_rate=0.01, controller_decay=0.1,
-                 controller_clipnorm=1.0, discount=0.9, baseline="ema", baseline_decay=0.9,
-                 normalize_advantage=True, entropy_weight=0.0, use_predictor=True,
-                 strategy="reinforce", epochs=10, batch_size="auto", learning_rate=0.01,
-                 early_stopping="auto", n_iter_no_change=3, cv="auto", n_finalists=8,
-                 finalist_epochs="auto", finalist_batch_size="auto", ensemble_size="auto",
-                 validation_fraction="auto",
-                 reward="weighted", weight_sharing=True, trainer="population", n_jobs=None,
-                 error_score=np.nan, max_time=None, max_candidates=None, class_weight=None,
-                 refit="auto", log_dir=None, resume=None, random_state=None, verbose=0):
-        super().__init__(
-            units=units, activations=activations, dropout_rate=dropout_rate,
-            max_layers=max_layers, space=space, controller_epochs=controller_epochs,
-            samples_per_epoch=samples_per_epoch, screen_factor=screen_factor,
-            controller_train_steps=controller_train_steps,
-            controller_units=controller_units, controller_learning_rate=controller_learning_rate,
-            controller_decay=controller_decay, controller_clipnorm=controller_clipnorm,
-            discount=discount, baseline=baseline, baseline_decay=baseline_decay,
-            normalize_advantage=normalize_advantage, entropy_weight=entropy_weight,
-            use_predictor=use_predictor, strategy=strategy, epochs=epochs,
-            batch_size=batch_size, learning_rate=learning_rate,
-            early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, cv=cv,
-            n_finalists=n_finalists, finalist_epochs=finalist_epochs,
-            finalist_batch_size=finalist_batch_size,
-            ensemble_size=ensemble_size,
-            validation_fraction=validation_fraction, reward=reward,
-            weight_sharing=weight_sharing, trainer=trainer, n_jobs=n_jobs,
-            error_score=error_score, max_time=max_time, max_candidates=max_candidates,
-            refit=refit, log_dir=log_dir, resume=resume, random_state=random_state,
-            verbose=verbose)
-        self.class_weight = class_weight
+    __init__ = _estimator_init({**ESTIMATOR_PARAMETERS, "class_weight": None})
 
     # ---------------------------------------------------------------- target
     def _encode_target(self, y):

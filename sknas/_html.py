@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._jsonsafe import json_safe
+
 __all__ = ["estimator_report", "render_report", "run_report"]
 
 #: Why a search stopped, in words (``stop_reason`` / ``stop_reason_``).
@@ -168,7 +170,6 @@ def _page_from_estimator(estimator, held_out_score):
     from sklearn.base import is_regressor
 
     from ._plotting import _final
-    from ._runlog import json_safe
     est = _final(estimator)
     task = "regression" if is_regressor(est) else "classification"
     results = _columns(est.search_results_)

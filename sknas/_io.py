@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from ._runlog import (RunFormatError, decode_classes, encode_classes, json_safe, load_keras,
-                      read_json, save_keras_atomic, target_summary, task_of, write_json_atomic)
+from ._jsonsafe import json_safe
+from ._runlog import (RunFormatError, decode_classes, encode_classes, load_keras, read_json,
+                      save_keras_atomic, target_summary, task_of, write_json_atomic)
 
 __all__ = ["SavedModel", "keras_predict", "keras_proba", "load_model", "save_model",
            "served_description"]
@@ -58,7 +59,7 @@ def served_description(estimator):
         The number of networks ``model_`` averages: the members' fold models,
         or one network per member.
     """
-    from ._base import serves_ensemble
+    from ._serving import serves_ensemble
     results = estimator.search_results_
     best = int(estimator.best_index_)
     picked = getattr(estimator, "ensemble_weights_", {})
@@ -196,8 +197,7 @@ def keras_predict(model, X):
     """Outputs of a Keras ``model`` on float32 rows ``X`` (dense, or sparse:
     densified a batch at a time), in batches of at most 8192 rows, as
     float64 (serves the regressor and :class:`SavedModel`)."""
-    # imports TensorFlow: not at ``import sknas``
-    from ._trainer import _quiet_retracing, dense_batches
+    from ._data import _quiet_retracing, dense_batches
     if X.shape[0] == 0:
         return np.zeros((0,) + tuple(model.output_shape[1:]))
     forward = _forward(model, X.shape[1])

@@ -7,7 +7,7 @@ last:
 * with loky (the default backend), arrays above ``max_nbytes`` are dumped
   once to a memory-mapped file in the pool's temporary folder and every task
   sends only a reference to it: the training data is written once per fit;
-* with Dask, the :class:`~sknas._trainer.CandidateData` is scattered once per
+* with Dask, the :class:`~sknas._data.CandidateData` is scattered once per
   fit to every worker (``broadcast=True``) and the tasks carry its future.
   Dask's active memory manager may drop the extra copies between controller
   epochs; a worker that needs the rows again fetches them from a peer, never
@@ -28,7 +28,7 @@ import joblib
 from joblib._parallel_backends import LokyBackend
 from joblib.parallel import get_active_backend
 
-from ._trainer import CandidateResult
+from ._data import CandidateResult
 
 __all__ = ["CandidateExecutor", "thread_share"]
 

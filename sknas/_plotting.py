@@ -277,7 +277,7 @@ class PredictorDisplay(_ResultsDisplay):
 
     Points on the diagonal are perfect predictions; the title gives the
     Pearson correlation. Candidates without a prediction (NaN, e.g. with
-    ``use_predictor=False`` or ``strategy='random'``) or without a reward
+    ``Reinforce(use_predictor=False)`` or ``strategy='random'``) or without a reward
     are left out and counted in ``n_missing_``. Given each candidate's
     controller epoch, an inset panel draws the predictor's Spearman rank
     correlation within each controller epoch (the ``predictor_spearman``

@@ -31,7 +31,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import math
 import os
 import random
 import time
@@ -42,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from ._jsonsafe import json_safe
 from ._trial import Trial, best_row, history_table, results_table
 from ._weights import SharedWeights
 
@@ -59,7 +59,7 @@ _OPTIONAL_TRIAL_FIELDS = frozenset({"best_epoch", "cv_scores", "cv_best_epoch",
 _RESUMABLE_PARAMS = frozenset({"controller_epochs", "n_jobs", "error_score", "max_time",
                                "max_candidates", "refit", "log_dir", "resume",
                                "verbose", "cv", "n_finalists", "finalist_epochs",
-                               "finalist_batch_size", "ensemble_size"})
+                               "ensemble_size"})
 
 
 class RunFormatError(ValueError):
@@ -67,27 +67,6 @@ class RunFormatError(ValueError):
 
 
 # ------------------------------------------------------------------ helpers
-def json_safe(obj):
-    """A strict-JSON copy of ``obj``: tuples become lists, NaN/inf become
-    ``None``, NumPy scalars and arrays become Python values, paths become
-    strings and anything else its ``repr``."""
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, (int, np.integer)) and not isinstance(obj, np.bool_):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [json_safe(v) for v in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    return repr(obj)
-
-
 def encode_classes(classes):
     """Class labels as ``{'dtype': ..., 'values': [...]}`` (JSON-safe); a
     regressor's ``None`` stays ``None``."""

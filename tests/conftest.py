@@ -7,14 +7,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+
+from sknas import Reinforce, SearchSpace  # noqa: E402
 
 #: A search budget that runs in about a second: use ``MLPNASClassifier(**TINY)``.
 #: ``cv=None``: most tests are about the search, and cross-validating the finalists
 #: would trace one more population graph per fit; the default ``cv='auto'`` is tested
 #: by the scikit-learn checks (tests/test_sklearn_checks.py), tests/test_generalisation.py,
 #: test_core_fit's first test, the CLI and the examples.
-TINY = dict(controller_epochs=1, samples_per_epoch=2, epochs=2, controller_train_steps=1,
-            units=(4, 8), activations=("relu", "tanh"), controller_units=8, random_state=0,
+TINY = dict(controller_epochs=1, samples_per_epoch=2, epochs=2,
+            strategy=Reinforce(train_steps=1, lstm_units=8),
+            space=SearchSpace(units=(4, 8), activations=("relu", "tanh")), random_state=0,
             cv=None)
 
 
@@ -43,10 +47,16 @@ def _clean_keras():
     keras.backend.clear_session(free_memory=False)
 
 
+def fresh(params):
+    """A copy of ``params`` whose space and strategy are new objects (``set_params``
+    on an estimator changes its ``space`` and ``strategy`` objects in place)."""
+    return {k: clone(v) if hasattr(v, "get_params") else v for k, v in params.items()}
+
+
 @pytest.fixture
 def tiny():
     """A copy of the tiny budget."""
-    return dict(TINY)
+    return fresh(TINY)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sknas import MLPNASClassifier
+from sknas import MLPNASClassifier, MLPNASRegressor, Reinforce, SearchSpace
 from sknas._search import Search
 
 
@@ -27,10 +27,10 @@ def no_search(monkeypatch):
 @pytest.fixture(scope="module")
 def fitted():
     """A tiny fitted estimator on 4 features."""
-    from conftest import TINY
+    from conftest import TINY, fresh
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 4))
-    return MLPNASClassifier(**TINY).fit(X, (X[:, 0] > 0).astype(int))
+    return MLPNASClassifier(**fresh(TINY)).fit(X, (X[:, 0] > 0).astype(int))
 
 
 def _data(n=20, d=3):
@@ -159,16 +159,9 @@ def test_predict_rejects_nan_and_empty(fitted):
     ("samples_per_epoch", 2.5, ["int in the range [1, inf)"]),
     ("batch_size", 0, ["int in the range [1, inf)", "'auto'"]),
     ("batch_size", "large", ["int in the range [1, inf)", "'auto'"]),
-    ("controller_learning_rate", 0.0, ["float in the range (0.0, inf)"]),
-    ("controller_learning_rate", "fast", ["float in the range (0.0, inf)"]),
-    ("discount", 1.5, ["float in the range [0.0, 1.0]"]),
-    ("dropout_rate", 1.0, ["float in the range [0.0, 1.0)"]),
     ("validation_fraction", 0.0, ["float in the range (0.0, 1.0)"]),
-    ("baseline", "mean", ["'ema'", "float"]),
-    ("use_predictor", "yes", ["bool"]),
     ("strategy", "evolution", ["'random'", "'reinforce'"]),
-    ("reward", "mean", ["'last'", "'max'", "'weighted'"]),
-    ("trainer", "torch", ["'keras'", "'population'"]),
+    ("space", "deep", ["'extended'", "'tutorial'"]),
     ("class_weight", "auto", ["dict", "'balanced'", "None"]),
     ("error_score", "ignore", ["'raise'", "float"]),
     ("max_time", -1.0, ["float in the range (0.0, inf)", "None"]),
@@ -176,10 +169,7 @@ def test_predict_rejects_nan_and_empty(fitted):
     ("random_state", "seed", ["int", "RandomState", "None"]),
     ("n_jobs", 1.5, ["int", "None"]),
     ("n_jobs", 0, ["int in the range (-inf, -1]", "int in the range [1, inf)", "None"]),
-    ("controller_train_steps", 0, ["int in the range [1, inf)"]),
-    ("baseline", float("nan"), ["'ema'", "float in the range (-inf, inf)"]),
     ("verbose", -1, ["int in the range [0, inf)"]),
-    ("units", 64, ["array-like"]),
 ])
 def test_bad_parameters_name_the_parameter_and_the_allowed_values(no_search, param, value,
                                                                    allowed):
@@ -194,6 +184,82 @@ def test_bad_parameters_name_the_parameter_and_the_allowed_values(no_search, par
         assert choice in text
 
 
+#: The controller's hyperparameters, once the estimator's (controller_learning_rate,
+#: discount, baseline, use_predictor, controller_train_steps), now Reinforce's.
+@pytest.mark.parametrize("param, value, allowed", [
+    ("learning_rate", 0.0, ["float in the range (0.0, inf)"]),
+    ("learning_rate", "fast", ["float in the range (0.0, inf)"]),
+    ("discount", 1.5, ["float in the range [0.0, 1.0]"]),
+    ("baseline", "mean", ["'batch'", "'ema'", "float"]),
+    ("baseline", float("nan"), ["'ema'", "float in the range (-inf, inf)"]),
+    ("use_predictor", "yes", ["bool"]),
+    ("train_steps", 0, ["int in the range [1, inf)"]),
+])
+def test_bad_strategy_parameters_name_the_parameter_and_the_allowed_values(no_search, param,
+                                                                           value, allowed):
+    X, y = _data()
+    clf = MLPNASClassifier(strategy=Reinforce(**{param: value}))
+    assert getattr(clf.strategy, param) is value  # Reinforce stores, the fit validates
+    with pytest.raises(InvalidParameterError) as info:
+        clf.fit(X, y)
+    text = str(info.value)
+    assert f"The '{param}' parameter of Reinforce must be" in text
+    for choice in allowed:
+        assert choice in text
+    assert not hasattr(clf, "search_results_")
+
+
+#: Every parameter that moved out of the estimators, and where it went.
+MOVED = {
+    "units": "space=SearchSpace(units=...)",
+    "activations": "space=SearchSpace(activations=...)",
+    "max_layers": "space=SearchSpace(max_layers=...)",
+    "dropout_rate": "space=SearchSpace(dropout_rates=...)",
+    "controller_units": "strategy=Reinforce(lstm_units=...)",
+    "controller_train_steps": "strategy=Reinforce(train_steps=...)",
+    "controller_learning_rate": "strategy=Reinforce(learning_rate=...)",
+    "controller_decay": "strategy=Reinforce(decay=...)",
+    "controller_clipnorm": "strategy=Reinforce(clipnorm=...)",
+    "discount": "strategy=Reinforce(discount=...)",
+    "baseline": "strategy=Reinforce(baseline=...)",
+    "baseline_decay": "strategy=Reinforce(baseline_decay=...)",
+    "normalize_advantage": "strategy=Reinforce(normalize_advantage=...)",
+    "entropy_weight": "strategy=Reinforce(entropy_weight=...)",
+    "use_predictor": "strategy=Reinforce(use_predictor=...)",
+    "screen_factor": "strategy=Reinforce(screen_factor=...)",
+    "reward": "_reward",
+    "trainer": "_trainer_kind",
+    "finalist_batch_size": "_finalist_batch_size",
+}
+
+
+@pytest.mark.parametrize("param", list(MOVED))
+@pytest.mark.parametrize("cls", [MLPNASClassifier, MLPNASRegressor])
+def test_a_removed_parameter_is_a_type_error_naming_its_replacement(param, cls):
+    # as the old flat parameters' bad values once were (reward='mean', trainer='torch',
+    # units=64...), a removed name is refused at once, by the constructor and set_params
+    value = {"reward": "mean", "trainer": "torch", "units": 64}.get(param, 1)
+    with pytest.raises(TypeError) as info:
+        cls(**{param: value})
+    text = str(info.value)
+    assert f"has no parameter '{param}'" in text and MOVED[param] in text
+    with pytest.raises(TypeError) as info:
+        cls().set_params(**{param: value})
+    assert MOVED[param] in str(info.value)
+    assert param not in cls().get_params()
+
+
+def test_an_unknown_parameter_is_still_the_usual_type_error():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        MLPNASClassifier(colour="red")
+
+
+def test_a_scalar_width_is_a_one_width_space():
+    """SearchSpace takes a number where it takes a sequence (as dropout_rates does)."""
+    from sknas import SearchSpace
+    assert SearchSpace(units=64).check().size == SearchSpace(units=(64,)).check().size
+
+
 @pytest.mark.parametrize("params, message", [
     (dict(units=()), "units must be a non-empty sequence of positive integers"),
     (dict(units=(8, 0)), "units must be a non-empty sequence of positive integers"),
@@ -202,11 +268,16 @@ def test_bad_parameters_name_the_parameter_and_the_allowed_values(no_search, par
     (dict(units=(8, 8)), "units must not repeat a width"),
     (dict(activations=()), "activations must be a non-empty sequence"),
     (dict(activations=("relu", "wiggle")), "activations: 'wiggle' is not a Keras activation"),
+    (dict(dropout_rates=1.0),
+     r"dropout_rates must be a non-empty sequence of numbers in \[0, 1\)"),
+    (dict(max_layers=0), "max_layers must be an int of at least 1"),
 ])
 def test_bad_search_space_contents_are_named(no_search, params, message):
     X, y = _data()
+    clf = MLPNASClassifier(space=SearchSpace(**params))
     with pytest.raises(ValueError, match=message):
-        MLPNASClassifier(**params).fit(X, y)
+        clf.fit(X, y)
+    assert not hasattr(clf, "search_results_")
 
 
 def test_class_weight_that_zeroes_every_row(no_search):
@@ -224,3 +295,4 @@ def test_class_weight_dict_with_unknown_label(no_search):
 def test_every_constructor_parameter_has_a_constraint():
     params = set(MLPNASClassifier().get_params())
     assert params == set(MLPNASClassifier._parameter_constraints)
+    assert set(Reinforce().get_params()) == set(Reinforce._parameter_constraints)

@@ -93,9 +93,16 @@ def test_search_flags_reach_the_estimator(searched):
     import json
     _, cwd = searched
     params = json.loads(next((cwd / "logs").glob("run-*/params.json")).read_text())
-    assert params["activations"] == ["relu", "tanh"] and params["units"] == [4, 8]
-    assert params["baseline"] == 0.5 and params["max_time"] == 600
+    # --units and --activations make the space, --baseline and --controller-train-steps the
+    # strategy
+    assert params["space__activations"] == ["relu", "tanh"] and params["space__units"] == [4, 8]
+    assert params["space"] == "SearchSpace(units=(4, 8), activations=('relu', 'tanh'))"
+    assert params["strategy__baseline"] == 0.5 and params["strategy__train_steps"] == 1
+    assert params["strategy"] == "Reinforce(baseline=0.5, train_steps=1)"
+    assert params["max_time"] == 600
     assert params["controller_epochs"] == 2 and params["epochs"] == 8
+    for removed in ("units", "activations", "baseline", "controller_train_steps"):
+        assert removed not in params
     lines = next((cwd / "logs").glob("run-*/trials.jsonl")).read_text().splitlines()
     activations = {layer.get("activation") for line in lines
                    for layer in json.loads(line)["layers"] if layer["type"] == "dense"}
@@ -127,6 +134,10 @@ def test_report_prints_the_saved_table_and_writes_four_pngs(searched, tmp_path):
      "'max_time' parameter of MLPNASClassifier must be a float in the range (0.0, inf)"),
     (["search", "{iris}", "--target", "species", "--activations", "swishy"],
      "'swishy' is not a Keras activation"),
+    (["search", "{iris}", "--target", "species", "--units", "4", "4"],
+     "units must not repeat a width"),
+    (["search", "{iris}", "--target", "species", "--controller-train-steps", "0"],
+     "'train_steps' parameter of Reinforce must be an int in the range [1, inf)"),
     (["search", "{one}", "--target", "label"], "has only one class ('a')"),
     (["report", "no-such-run"], "no such run folder"),
     (["report", "."], "cannot read the run"),
@@ -150,6 +161,39 @@ def test_help_lists_the_subcommands_and_flags(tmp_path):
                  "--random-state", "--n-jobs", "--log-dir", "--model-out", "--top", "--test-size",
                  "--activations", "--baseline", "--max-time"):
         assert flag in search.stdout
+
+
+def test_space_and_strategy_flags_map_to_a_search_space_and_a_reinforce():
+    from sknas import Reinforce, SearchSpace
+    from sknas._cli import _estimator_params, _parser
+
+    def params(*flags):
+        return _estimator_params(_parser().parse_args(["search", *flags]))
+    space = params("--units", "4", "8", "--activations", "relu", "--max-layers", "3")["space"]
+    assert isinstance(space, SearchSpace)
+    assert space.get_params() == SearchSpace(units=(4, 8), activations=("relu",),
+                                             max_layers=3).get_params()
+    # on top of a preset: the preset's other choices are kept
+    space = params("--space", "extended", "--units", "4", "8")["space"]
+    assert space.get_params() == SearchSpace.from_preset("extended").set_params(
+        units=(4, 8)).get_params()
+    assert params("--space", "extended")["space"] == "extended"
+    strategy = params("--baseline", "batch", "--controller-train-steps", "3",
+                      "--screen-factor", "2")["strategy"]
+    assert isinstance(strategy, Reinforce)
+    assert strategy.get_params() == Reinforce(baseline="batch", train_steps=3,
+                                              screen_factor=2.0).get_params()
+    assert params("--baseline", "0.5")["strategy"].baseline == 0.5
+    assert "strategy" not in params() and "space" not in params()
+
+
+def test_the_finalist_batch_size_flag_is_gone(tmp_path):
+    from sknas._cli import _parser
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["search", "--finalist-batch-size", "64"])
+    proc = sknas("search", "--finalist-batch-size", "64", cwd=tmp_path)
+    assert proc.returncode == 2 and "--finalist-batch-size" in proc.stderr
+    assert "--finalist-batch-size" not in sknas("search", "--help", cwd=tmp_path).stdout
 
 
 def test_no_subcommand_is_the_reference_protocol_on_the_bundled_data():

@@ -8,7 +8,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sknas import MLPNASClassifier
+from sknas import MLPNASClassifier, Reinforce, SearchSpace
 from sknas.datasets import load_wine_quality
 
 FITTED = ["search_results_", "best_index_", "best_architecture_", "best_layers_", "best_score_",
@@ -27,7 +27,8 @@ def test_tiny_search_learns_and_fills_attributes(wine_small):
     X, y = wine_small
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=500, stratify=y, random_state=0)
     clf = MLPNASClassifier(controller_epochs=2, samples_per_epoch=3, epochs=10,
-                           controller_train_steps=2, units=(16, 32), activations=("relu", "tanh"),
+                           strategy=Reinforce(train_steps=2),
+                           space=SearchSpace(units=(16, 32), activations=("relu", "tanh")),
                            random_state=0)
     # the scaler sees the training rows only (a DataFrame out keeps the feature names)
     model = make_pipeline(StandardScaler().set_output(transform="pandas"), clf).fit(X_tr, y_tr)
@@ -81,9 +82,9 @@ def test_binary_problem_uses_one_sigmoid_unit(blobs, tiny):
 
 def test_exhausted_space_ends_early_with_warning(blobs):
     X, y = blobs
-    clf = MLPNASClassifier(units=(4,), activations=("relu",), max_layers=2, controller_epochs=3,
-                           samples_per_epoch=2, epochs=1, controller_train_steps=1,
-                           controller_units=8, random_state=0)
+    clf = MLPNASClassifier(space=SearchSpace(units=(4,), activations=("relu",), max_layers=2),
+                           controller_epochs=3, samples_per_epoch=2, epochs=1,
+                           strategy=Reinforce(train_steps=1, lstm_units=8), random_state=0)
     # space: 4-relu, 4-relu > 4-relu, 4-relu > dropout = 3 architectures
     with pytest.warns(UserWarning, match="exhausted"):
         clf.fit(X, y)
@@ -93,15 +94,23 @@ def test_exhausted_space_ends_early_with_warning(blobs):
 
 @pytest.mark.parametrize("reward", ["last", "max"])
 def test_reward_options(blobs, tiny, reward):
+    # the reward is a hook for the benchmarks, not a parameter: a subclass sets it
     X, y = blobs
-    clf = MLPNASClassifier(**tiny, reward=reward).fit(X, y)
+    cls = type("RewardNAS", (MLPNASClassifier,), {"_reward": reward})
+    clf = cls(**tiny).fit(X, y)
     col = "last_score" if reward == "last" else "max_score"
     np.testing.assert_allclose(clf.search_results_["reward"], clf.search_results_[col])
 
 
+class KerasNAS(MLPNASClassifier):
+    """The tutorial's ``model.fit`` per candidate (the reference trainer)."""
+
+    _trainer_kind = "keras"
+
+
 def test_keras_trainer_and_random_strategy(blobs, tiny):
     X, y = blobs
-    clf = MLPNASClassifier(**tiny, trainer="keras", strategy="random").fit(X, y)
+    clf = KerasNAS(**{**tiny, "strategy": "random"}).fit(X, y)
     assert np.isnan(clf.search_results_["predicted_reward"]).all()
     assert (clf.search_results_["status"] == "ok").all()
     assert clf.score(X, y) > 0.5

@@ -54,10 +54,15 @@ def test_plot_wine_search_writes_four_plots(tmp_path):
         assert png.read_bytes()[:4] == b"\x89PNG", name
 
 
-def test_grid_search_controller_compares_baselines(tmp_path):
+def test_grid_search_controller_tunes_the_strategy(tmp_path):
     out = run_example("grid_search_controller.py", tmp_path)
-    assert "{'search__baseline': 'ema'}" in out and "{'search__baseline': 0.5}" in out
-    assert "best parameters: {'search__baseline': " in out
+    assert "{'strategy__learning_rate': 0.003}" in out
+    assert "{'strategy__learning_rate': 0.01}" in out
+    best = float(out.split("best parameters: {'strategy__learning_rate': ")[1].split("}")[0])
+    # the refit estimator's strategy holds the best value and keeps its other settings
+    strategy = out.split("best strategy: ")[1].splitlines()[0]
+    assert strategy.startswith("Reinforce(") and "train_steps=1" in strategy
+    assert (f"learning_rate={best!r}" in strategy) == (best != 0.01)  # 0.01: the default
     # the tiny run searches a stratified sample of 600 rows (majority 0.633 on its split)
     assert held_out_accuracy(out) > majority_rate(sample=600)
 

@@ -15,12 +15,12 @@ import pytest
 import tensorflow as tf
 from sklearn.model_selection import GridSearchCV
 
-from sknas import MLPNASClassifier, MLPNASRegressor, SearchSpace, load_model
+from sknas import MLPNASClassifier, MLPNASRegressor, Reinforce, SearchSpace, load_model
 from sknas._trainer import (CandidateData, KerasTrainer, PopulationTrainer, _loss_and_grads,
                             _Net, build_keras_model, initial_weights)
 from sknas._weights import SharedWeights, layer_keys
 
-from conftest import TINY
+from conftest import TINY, fresh
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -204,7 +204,7 @@ RICH = SearchSpace((4, 8), ("relu", "tanh"), (0.1, 0.3), 3, batch_norm=(False, T
 @pytest.fixture(scope="module")
 def rich_fit(wine):
     X, y = wine
-    params = {k: v for k, v in TINY.items() if k not in ("units", "activations")}
+    params = {k: v for k, v in fresh(TINY).items() if k != "space"}
     return MLPNASClassifier(**dict(params, samples_per_epoch=6, controller_epochs=2),
                             space=RICH).fit(X, y)
 
@@ -238,7 +238,7 @@ def test_extended_search_fits_and_serves(rich_fit, wine, tmp_path):
 
 def test_extended_search_is_reproducible_and_resumes(wine, tmp_path):
     X, y = wine
-    params = {k: v for k, v in TINY.items() if k not in ("units", "activations")}
+    params = {k: v for k, v in fresh(TINY).items() if k != "space"}
     params.update(samples_per_epoch=3, controller_epochs=2, space=RICH, cv=None)
     a = MLPNASClassifier(**params).fit(X, y)
     b = MLPNASClassifier(**params, log_dir=tmp_path).fit(X, y)
@@ -253,15 +253,20 @@ def test_extended_search_is_reproducible_and_resumes(wine, tmp_path):
         MLPNASClassifier(**other, resume=run).fit(X, y)
 
 
+class _KerasRegressor(MLPNASRegressor):
+    """The regressor with the tutorial's ``model.fit`` per candidate (once ``trainer='keras'``)."""
+    _trainer_kind = "keras"
+
+
 def test_extended_regressor_with_keras_trainer_and_workers():
     from sklearn.datasets import make_regression
     X, y = make_regression(n_samples=200, n_features=5, noise=5.0, random_state=0)
-    params = {k: v for k, v in TINY.items() if k not in ("units", "activations")}
+    params = {k: v for k, v in fresh(TINY).items() if k != "space"}
     params.update(samples_per_epoch=4, space=RICH)
     seq = MLPNASRegressor(**params).fit(X, y)
     par = MLPNASRegressor(**params, n_jobs=2).fit(X, y)
     assert np.array_equal(seq.search_results_["reward"], par.search_results_["reward"])
-    keras_run = MLPNASRegressor(**params, trainer="keras").fit(X, y)
+    keras_run = _KerasRegressor(**params).fit(X, y)
     assert list(keras_run.search_results_["architecture"]) == \
         list(seq.search_results_["architecture"])
     assert seq.score(X, y) > -1.0 and keras_run.predict(X).shape == (200,)
@@ -269,16 +274,24 @@ def test_extended_regressor_with_keras_trainer_and_workers():
 
 def test_grid_search_over_spaces_and_their_parameters(wine):
     X, y = wine
-    params = {k: v for k, v in TINY.items() if k not in ("units", "activations")}
+    params = {k: v for k, v in fresh(TINY).items() if k != "space"}
     grid = GridSearchCV(MLPNASClassifier(**params, space=SearchSpace(units=(4, 8))),
                         {"space__batch_norm": [False, True]}, cv=2).fit(X, y)
     assert grid.best_estimator_.space.batch_norm in (False, True)
     layers = grid.best_estimator_.best_layers_
     assert all(layer.get("batch_norm", False) == grid.best_params_["space__batch_norm"]
                for layer in layers if layer["type"] == "dense")
-    grid = GridSearchCV(MLPNASClassifier(**params), {"space": [None, "extended"]}, cv=2,
+    grid = GridSearchCV(MLPNASClassifier(**params), {"space": ["tutorial", "extended"]}, cv=2,
                         error_score="raise").fit(X, y)
-    assert set(grid.cv_results_["param_space"]) == {None, "extended"}
+    assert set(grid.cv_results_["param_space"]) == {"tutorial", "extended"}
+    # a preset's name is turned into its SearchSpace when a grid reaches into it
+    grid = GridSearchCV(MLPNASClassifier(**params, space="extended"),
+                        {"space__max_layers": [1]}, cv=2, error_score="raise").fit(X, y)
+    best = grid.best_estimator_
+    assert isinstance(best.space, SearchSpace) and best.space.max_layers == 1
+    assert best.space.units == SearchSpace.from_preset("extended").units
+    assert (best.search_results_["n_layers"] == 1).all()
+    assert all(a.startswith("adam(lr=") for a in best.search_results_["architecture"])
 
 
 def test_a_drawn_batch_norm_decision_is_trained(wine, tmp_path):
@@ -290,7 +303,7 @@ def test_a_drawn_batch_norm_decision_is_trained(wine, tmp_path):
     # decision, and a search of two candidates trains both
     space = SearchSpace((8,), ("relu",), 0.2, 1, batch_norm=(False, True))
     assert space.size == 2
-    params = {k: v for k, v in TINY.items() if k not in ("units", "activations")}
+    params = {k: v for k, v in fresh(TINY).items() if k != "space"}
     clf = MLPNASClassifier(**dict(params, samples_per_epoch=2), space=space,
                            log_dir=tmp_path).fit(X, y)
     res = clf.search_results_
@@ -310,18 +323,34 @@ def test_a_drawn_batch_norm_decision_is_trained(wine, tmp_path):
 
 @pytest.mark.parametrize("params, message", [
     (dict(space="deep"), "The 'space' parameter"),
-    (dict(space="extended", units=(4, 8)), "units must keep its default"),
+    (dict(space=SearchSpace.from_preset("extended").set_params(units=(4, 4))),
+     "units must not repeat a width"),
+    (dict(space=SearchSpace(max_layers=0)), "max_layers must be an int of at least 1"),
     (dict(space=SearchSpace(learning_rates=(0.01, -1.0))), r"learning_rates must be .* \(0, inf\)"),
     (dict(space=SearchSpace(weight_decays=())), "weight_decays must be a non-empty"),
     (dict(space=SearchSpace(activations=("relu", "wiggle"))), "'wiggle' is not a Keras activation"),
 ])
 def test_bad_spaces_fail_before_training(params, message, wine):
     X, y = wine
-    clf = MLPNASClassifier(**dict({k: v for k, v in TINY.items()
-                                   if k not in ("units", "activations")}, **params))
+    clf = MLPNASClassifier(**dict({k: v for k, v in fresh(TINY).items() if k != "space"},
+                                  **params))
     with pytest.raises(ValueError, match=message):
         clf.fit(X, y)
     assert not hasattr(clf, "search_results_")
+
+
+def test_flat_space_parameters_are_gone_so_nothing_can_conflict_with_space():
+    # once, units=(4, 8) beside space='extended' was refused ("units must keep its
+    # default"); now the widths are set in the space, and a flat name is a TypeError
+    # naming where it went
+    for name, value in (("units", (4, 8)), ("activations", ("relu",)), ("max_layers", 3)):
+        with pytest.raises(TypeError, match=rf"{name}: use space=SearchSpace\({name}="):
+            MLPNASClassifier(space="extended", **{name: value})
+    with pytest.raises(TypeError, match=r"dropout_rate: use space=SearchSpace\(dropout_rates="):
+        MLPNASClassifier(dropout_rate=0.3)
+    clf = MLPNASClassifier(space="extended").set_params(space__units=(4, 8))
+    assert clf.space.get_params() == SearchSpace.from_preset("extended").set_params(
+        units=(4, 8)).get_params()
 
 
 def test_cli_space_flags(tmp_path):
@@ -336,7 +365,8 @@ def test_cli_space_flags(tmp_path):
     run = next((tmp_path / "logs").glob("run-*"))
     params = json.loads((run / "params.json").read_text())
     assert params["space__learning_rates"] == [0.01, 0.02] and params["space__max_layers"] == 3
-    assert params["space__batch_norm"] is True and params["units"] == [8, 16, 32, 64, 128, 256, 512]
+    assert params["space__batch_norm"] is True and params["space__units"] == [4, 8]
+    assert "units" not in params
     for line in (run / "trials.jsonl").read_text().splitlines():
         layers = json.loads(line)["layers"]
         assert layers[0]["learning_rate"] in (0.01, 0.02)
@@ -350,14 +380,15 @@ def test_cli_space_flags(tmp_path):
     assert bad.returncode == 2 and "weight_decays must be" in bad.stderr
 
 
-def test_tutorial_preset_is_the_flat_default_search(wine):
-    # space='tutorial' (and SearchSpace()) is exactly the search the flat
-    # parameters' defaults give: same vocabulary, same draws, same rewards
+def test_tutorial_preset_is_the_default_search(wine):
+    # space='tutorial' (the default) and SearchSpace() are the same search, the one the
+    # removed flat parameters' defaults gave: same vocabulary, same draws, same rewards
     X, y = wine
-    params = dict(controller_epochs=2, samples_per_epoch=3, epochs=2, controller_train_steps=1,
-                  controller_units=8, random_state=0, cv=None)
-    runs = [MLPNASClassifier(**params, space=s).fit(X, y).search_results_
-            for s in (None, "tutorial", SearchSpace())]
+    params = dict(controller_epochs=2, samples_per_epoch=3, epochs=2, random_state=0, cv=None)
+    assert MLPNASClassifier().space == "tutorial"
+    runs = [MLPNASClassifier(**params, strategy=Reinforce(train_steps=1, lstm_units=8),
+                             **space).fit(X, y).search_results_
+            for space in ({}, dict(space="tutorial"), dict(space=SearchSpace()))]
     for res in runs[1:]:
         assert list(res["architecture"]) == list(runs[0]["architecture"])
         assert np.array_equal(res["reward"], runs[0]["reward"])

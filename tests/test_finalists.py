@@ -5,7 +5,7 @@ the new fit's parameters, and the ensemble's score comes with an honest estimate
 import numpy as np
 import pytest
 
-from sknas import MLPNASClassifier
+from sknas import MLPNASClassifier, Reinforce, SearchSpace
 from sknas._trainer import CandidateData, PopulationTrainer, initial_weights
 
 BN_LAYERS = [{"type": "dense", "units": 8, "activation": "relu", "batch_norm": True},
@@ -74,8 +74,9 @@ def test_early_stopping_folds_watch_rows_of_their_own_training_part(blobs):
         assert w_stop.sum() == round(0.1 * len(train))
 
 
-PARAMS = dict(controller_epochs=1, samples_per_epoch=3, epochs=2, controller_train_steps=1,
-              units=(4, 8), activations=("relu", "tanh"), controller_units=8, random_state=0,
+PARAMS = dict(controller_epochs=1, samples_per_epoch=3, epochs=2,
+              strategy=Reinforce(train_steps=1, lstm_units=8),
+              space=SearchSpace(units=(4, 8), activations=("relu", "tanh")), random_state=0,
               cv=2, n_finalists=3, finalist_epochs=2)
 
 

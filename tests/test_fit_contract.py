@@ -1,6 +1,9 @@
 """The estimator's contract around fit: tags per configuration, nothing half
 fitted after a failure, failed rows never best, resume parameters checked."""
 
+import inspect
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +11,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
 
-from sknas import MLPNASClassifier
+from sknas import MLPNASClassifier, MLPNASRegressor, Reinforce, SearchSpace
+from sknas._params import MOVED_PARAMETERS
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -18,9 +22,64 @@ def _fitted_attributes(est):
 
 
 def test_non_deterministic_tag_follows_the_trainer():
+    # the trainer is a hook a subclass sets (the Keras one is the tests' reference)
+    class PopulationNAS(MLPNASClassifier):
+        _trainer_kind = "population"
+
+    class KerasNAS(MLPNASClassifier):
+        _trainer_kind = "keras"
+
     assert get_tags(MLPNASClassifier()).non_deterministic is False
-    assert get_tags(MLPNASClassifier(trainer="population")).non_deterministic is False
-    assert get_tags(MLPNASClassifier(trainer="keras")).non_deterministic is True
+    assert get_tags(PopulationNAS()).non_deterministic is False
+    assert get_tags(KerasNAS()).non_deterministic is True
+
+
+#: Where each parameter that left the estimators went: (the object, its parameter) or
+#: the private class attribute a subclass sets. Written out here, not read from
+#: MOVED_PARAMETERS, so that a wrong entry there fails.
+MOVED = {
+    "units": (SearchSpace, "units"), "activations": (SearchSpace, "activations"),
+    "max_layers": (SearchSpace, "max_layers"), "dropout_rate": (SearchSpace, "dropout_rates"),
+    "controller_units": (Reinforce, "lstm_units"),
+    "controller_train_steps": (Reinforce, "train_steps"),
+    "controller_learning_rate": (Reinforce, "learning_rate"),
+    "controller_decay": (Reinforce, "decay"), "controller_clipnorm": (Reinforce, "clipnorm"),
+    **{name: (Reinforce, name) for name in (
+        "discount", "baseline", "baseline_decay", "normalize_advantage", "entropy_weight",
+        "use_predictor", "screen_factor")},
+    "reward": "_reward", "trainer": "_trainer_kind", "finalist_batch_size": "_finalist_batch_size",
+}
+
+
+def test_moved_parameters_are_the_removed_ones():
+    assert set(MOVED_PARAMETERS) == set(MOVED)
+    for est in (MLPNASClassifier(), MLPNASRegressor()):
+        assert not set(MOVED) & set(est.get_params())
+
+
+@pytest.mark.parametrize("name", sorted(MOVED_PARAMETERS))
+@pytest.mark.parametrize("cls", [MLPNASClassifier, MLPNASRegressor])
+def test_a_moved_parameter_raises_a_type_error_naming_its_replacement(cls, name):
+    where = MOVED[name]
+    if isinstance(where, tuple):  # a parameter of the space or of the strategy
+        owner, new = where
+        assert new in owner().get_params()
+        spelled = rf"{'space' if owner is SearchSpace else 'strategy'}={owner.__name__}\({new}="
+    else:  # a private class attribute, with its default on the estimator
+        assert hasattr(cls, where)
+        spelled = re.escape(where)
+    message = rf"{cls.__name__} has no parameter '{name}' any more: {name}: use .*{spelled}"
+    with pytest.raises(TypeError, match=message):
+        cls(**{name: 1})
+    with pytest.raises(TypeError, match=message):  # nor through set_params
+        cls().set_params(**{name: 1})
+
+
+@pytest.mark.parametrize("cls", [MLPNASClassifier, MLPNASRegressor])
+def test_at_most_25_constructor_parameters(cls):
+    params = inspect.signature(cls.__init__).parameters
+    assert len(params) - 1 <= 25, list(params)  # without self
+    assert len(cls().get_params(deep=False)) <= 25
 
 
 def test_a_fit_where_every_candidate_fails_leaves_nothing_fitted(tmp_path, blobs, tiny):
@@ -28,7 +87,7 @@ def test_a_fit_where_every_candidate_fails_leaves_nothing_fitted(tmp_path, blobs
     clf = MLPNASClassifier(**tiny).fit(X, y)          # an earlier, successful fit
     assert "classes_" in _fitted_attributes(clf)
     # 'exponential' layers overflow on features scaled by 1000: every loss is NaN
-    clf.set_params(activations=("exponential",), log_dir=tmp_path)
+    clf.set_params(space__activations=("exponential",), log_dir=tmp_path)
     with pytest.raises(RuntimeError, match="Every candidate.*run folder .*run-"):
         clf.fit(X * 1000, y)
     assert _fitted_attributes(clf) == []
@@ -49,7 +108,8 @@ def test_bad_data_leaves_nothing_fitted(blobs, tiny):
 
 def test_failed_rows_never_rank_above_successful_ones(blobs, tiny):
     X, y = blobs
-    tiny.update(activations=("tanh", "exponential"), controller_epochs=2, samples_per_epoch=4,
+    tiny.update(space=SearchSpace(units=(4, 8), activations=("tanh", "exponential")),
+                controller_epochs=2, samples_per_epoch=4,
                 error_score=2.0, cv=None)             # above any accuracy; rank by reward
     clf = MLPNASClassifier(**tiny).fit(X * 1000, y)
     res = pd.DataFrame(clf.search_results_)
@@ -113,9 +173,10 @@ def test_parameter_validation_keeps_the_earlier_fit_and_a_later_failure_does_not
 def test_a_failed_candidate_too_large_to_count_loses_nothing(blobs):
     """2**40-unit candidates fail and are recorded; the parameter count does not overflow."""
     X, y = blobs
-    clf = MLPNASClassifier(units=(4, 2**40), activations=("relu",), controller_epochs=1,
-                           samples_per_epoch=4, epochs=1, controller_train_steps=1,
-                           controller_units=8, random_state=0, cv=None).fit(X, y)
+    clf = MLPNASClassifier(space=SearchSpace(units=(4, 2**40), activations=("relu",)),
+                           controller_epochs=1, samples_per_epoch=4, epochs=1,
+                           strategy=Reinforce(train_steps=1, lstm_units=8), random_state=0,
+                           cv=None).fit(X, y)
     res = pd.DataFrame(clf.search_results_)
     assert (res["status"] == "failed").any() and (res["status"] == "ok").any()
     assert res.loc[res["status"] == "failed", "n_params"].min() > 2**40
@@ -126,13 +187,13 @@ def test_a_failed_candidate_too_large_to_count_loses_nothing(blobs):
 @pytest.mark.parametrize("n_rows", [3, 4, 6, 8])
 def test_the_regressor_never_reports_an_r2_of_a_constant_target(n_rows):
     """Tiny tables: every R^2 reported is finite and sane, or NaN; never about -1e12."""
-    from sknas import MLPNASRegressor
     rng = np.random.default_rng(n_rows)
     X = rng.normal(size=(n_rows, 3))
     y = X[:, 0] + rng.normal(size=n_rows)
     reg = MLPNASRegressor(controller_epochs=1, samples_per_epoch=2, epochs=2,
-                          controller_train_steps=1, units=(4,), activations=("relu",),
-                          controller_units=8, random_state=0).fit(X, y)
+                          strategy=Reinforce(train_steps=1, lstm_units=8),
+                          space=SearchSpace(units=(4,), activations=("relu",)),
+                          random_state=0).fit(X, y)
     assert reg.n_validation_ >= 2
     scores = np.concatenate([reg.search_results_["reward"], reg.search_results_["cv_score"],
                              [reg.best_score_]])
@@ -142,7 +203,6 @@ def test_the_regressor_never_reports_an_r2_of_a_constant_target(n_rows):
 
 
 def test_the_regressor_refuses_too_few_rows_and_redraws_a_constant_holdout():
-    from sknas import MLPNASRegressor
     with pytest.raises(ValueError, match="needs at least 3 rows"):
         MLPNASRegressor().fit(np.zeros((2, 2)), [0.0, 1.0])
     X = np.arange(20.0).reshape(10, 2)

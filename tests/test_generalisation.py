@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import make_classification, make_regression
 from sklearn.model_selection import KFold
 
-from sknas import MLPNASClassifier, MLPNASRegressor
+from sknas import MLPNASClassifier, MLPNASRegressor, Reinforce, SearchSpace
 from sknas._search import Search
 from sknas._trainer import CandidateData, PopulationTrainer, initial_weights
 
@@ -288,8 +288,10 @@ def test_ensemble_parameters_are_checked_before_training(tiny, monkeypatch):
     for bad in (0, -3, 2.5, "long"):
         with pytest.raises(InvalidParameterError, match="finalist_epochs"):
             MLPNASClassifier(**tiny, finalist_epochs=bad).fit(X, y)
-        with pytest.raises(InvalidParameterError, match="finalist_batch_size"):
-            MLPNASRegressor(**tiny, finalist_batch_size=bad).fit(X, y)
+    # the finalists' batch size is no parameter any more (a subclass's _finalist_batch_size)
+    for bad in (0, 20, "auto"):
+        with pytest.raises(TypeError, match="finalist_batch_size: .* _finalist_batch_size"):
+            MLPNASRegressor(**tiny, finalist_batch_size=bad)
     with pytest.raises(ValueError, match="ensemble_size > 0 .* set cv"):
         MLPNASClassifier(**tiny, ensemble_size=3, cv=None).fit(X, y)
     with pytest.raises(ValueError, match="ensemble_size > 0 .* needs refit="):
@@ -443,15 +445,18 @@ def test_the_command_line_serves_an_ensemble(tmp_path):
 
 def test_the_command_line_sets_the_finalists_epochs(capsys):
     from sknas._cli import _estimator_params, _parser
-    for flag in ("--finalist-epochs", "--finalist-batch-size"):
-        name = flag[2:].replace("-", "_")
-        for text, value in (("4", 4), ("none", None), ("auto", "auto")):
-            args = _parser().parse_args(["search", flag, text])
-            assert _estimator_params(args)[name] == value
-        assert name not in _estimator_params(_parser().parse_args(["search"]))
-        with pytest.raises(SystemExit):
-            _parser().parse_args(["search", flag, "many"])
-        assert flag in capsys.readouterr().err
+    flag, name = "--finalist-epochs", "finalist_epochs"
+    for text, value in (("4", 4), ("none", None), ("auto", "auto")):
+        args = _parser().parse_args(["search", flag, text])
+        assert _estimator_params(args)[name] == value
+    assert name not in _estimator_params(_parser().parse_args(["search"]))
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["search", flag, "many"])
+    assert flag in capsys.readouterr().err
+    # the finalists train on the search's batches: --finalist-batch-size is gone
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["search", "--finalist-batch-size", "64"])
+    assert "unrecognized arguments: --finalist-batch-size" in capsys.readouterr().err
     for text, value in (("64", 64), ("auto", "auto")):
         assert _estimator_params(_parser().parse_args(["search", "--batch-size", text]))[
             "batch_size"] == value
@@ -489,23 +494,30 @@ def test_a_regressor_ensemble_predicts_in_original_units(tiny, tmp_path):
     np.testing.assert_allclose(np.asarray(exported(X.astype(np.float32)))[:, 0], pred, rtol=1e-5)
 
 
-#: The tutorial's constants (docs/algorithm.rst, "The tutorial's constants"), as parameters.
-TUTORIAL = dict(controller_epochs=10, samples_per_epoch=10, controller_train_steps=10,
-                epochs=10, discount=0.9, controller_units=100, controller_learning_rate=0.01,
-                controller_decay=0.1, use_predictor=True, max_layers=2, learning_rate=0.01,
-                dropout_rate=0.2, weight_sharing=True, baseline=0.5, batch_size=32,
-                validation_fraction=0.1, reward="weighted", units=(8, 16, 32, 64, 128, 256, 512),
-                activations=("sigmoid", "tanh", "relu", "elu"))
+#: The tutorial's constants (docs/algorithm.rst, "The tutorial's constants"), as parameters:
+#: the estimator's, its strategy's (Reinforce) and its search space's.
+TUTORIAL = dict(controller_epochs=10, samples_per_epoch=10, epochs=10, learning_rate=0.01,
+                weight_sharing=True, batch_size=32, validation_fraction=0.1)
+TUTORIAL_CONTROLLER = dict(train_steps=10, discount=0.9, lstm_units=100, learning_rate=0.01,
+                           decay=0.1, use_predictor=True, baseline=0.5)
+TUTORIAL_SPACE = dict(max_layers=2, dropout_rates=0.2, units=(8, 16, 32, 64, 128, 256, 512),
+                      activations=("sigmoid", "tanh", "relu", "elu"))
 
 
 def test_the_tutorials_search_is_four_parameters_away():
-    """``baseline=0.5, cv=None, batch_size=32, validation_fraction=0.1`` on top of the
-    defaults is the tutorial's search: every other default is its constant, and nothing
-    beyond it (early stopping, ensembles) is on. Below 1,000 training rows
-    ``batch_size='auto'`` is 32 already."""
-    tutorial = MLPNASClassifier(baseline=0.5, cv=None, batch_size=32, validation_fraction=0.1)
+    """``strategy=Reinforce(baseline=0.5), cv=None, batch_size=32,
+    validation_fraction=0.1`` on top of the defaults is the tutorial's search: every
+    other default is its constant, and nothing beyond it (early stopping, ensembles) is
+    on. Below 1,000 training rows ``batch_size='auto'`` is 32 already."""
+    tutorial = MLPNASClassifier(strategy=Reinforce(baseline=0.5), cv=None, batch_size=32,
+                                validation_fraction=0.1)
     params = tutorial.get_params()
     assert {k: params[k] for k in TUTORIAL} == TUTORIAL
+    assert {k: params[f"strategy__{k}"] for k in TUTORIAL_CONTROLLER} == TUTORIAL_CONTROLLER
+    assert params["space"] == "tutorial"
+    space = SearchSpace.from_preset("tutorial").get_params()
+    assert {k: space[k] for k in TUTORIAL_SPACE} == TUTORIAL_SPACE
+    assert tutorial._reward == "weighted"  # the tutorial's reward, no parameter any more
     assert params["early_stopping"] == "auto" and params["ensemble_size"] == "auto"
     assert params["cv"] is None
     assert tutorial._n_members() == 0  # 'auto': no ensemble
@@ -517,7 +529,9 @@ def test_the_tutorials_search_is_four_parameters_away():
 def test_the_tutorials_choice_is_the_best_holdout_reward_for_a_fixed_count(small):
     X, y = small
     clf = MLPNASClassifier(**{**TUTORIAL, "controller_epochs": 1, "samples_per_epoch": 3,
-                              "epochs": 3, "controller_units": 8, "units": (4, 8)},
+                              "epochs": 3},
+                           strategy=Reinforce(**{**TUTORIAL_CONTROLLER, "lstm_units": 8}),
+                           space=SearchSpace(**{**TUTORIAL_SPACE, "units": (4, 8)}),
                            cv=None, random_state=0).fit(X, y)
     res = clf.search_results_
     assert clf.best_score_ == res["reward"].max() == res["reward"][clf.best_index_]
@@ -554,6 +568,11 @@ def _trainings(monkeypatch):
     return calls
 
 
+class _FinalistBatch20(MLPNASClassifier):
+    """The finalists train on batches of 20 (the hook that replaced finalist_batch_size)."""
+    _finalist_batch_size = 20
+
+
 @pytest.mark.parametrize("n_rows", [999, 1000])
 def test_larger_tables_train_on_larger_batches_and_their_finalists_longer(tiny, monkeypatch,
                                                                           n_rows):
@@ -573,16 +592,16 @@ def test_larger_tables_train_on_larger_batches_and_their_finalists_longer(tiny, 
     search, cv, refit = calls
     assert search == (1, batch, False) and cv == (*expected, True)
     assert refit == (clf.refit_epochs_, batch, False) and clf.refit_epochs_ == expected[0]
-    # set by hand; the finalists' None and 'auto' follow the search's batch
+    # set by hand (the finalists' batch size by a subclass, as the benchmarks do); by
+    # default the finalists follow the search's batch
     calls.clear()
-    clf = MLPNASClassifier(**budget, batch_size=50, finalist_epochs=None,
-                           finalist_batch_size=20).fit(X, y)
+    clf = _FinalistBatch20(**budget, batch_size=50, finalist_epochs=None).fit(X, y)
     assert calls[:2] == [(1, 50, False), (1, 20, True)] and clf.finalist_batch_size_ == 20
-    for finalist_batch_size in (None, "auto"):
-        calls.clear()
-        clf = MLPNASClassifier(**budget, batch_size=50, finalist_epochs=4,
-                               finalist_batch_size=finalist_batch_size).fit(X, y)
-        assert calls[:2] == [(1, 50, False), (4, 50, True)] and clf.batch_size_ == 50
+    calls.clear()
+    clf = MLPNASClassifier(**budget, batch_size=50, finalist_epochs=4).fit(X, y)
+    assert MLPNASClassifier._finalist_batch_size is None
+    assert calls[:2] == [(1, 50, False), (4, 50, True)] and clf.batch_size_ == 50
+    assert clf.finalist_batch_size_ == 50
     calls.clear()
     reg = MLPNASRegressor(**budget).fit(X, X[:, 0])
     assert calls[:2] == [(1, batch, False), ((5, batch, True) if large else (1, batch, True))]

@@ -125,7 +125,8 @@ def overflowing_search(tmp_path):
 @pytest.mark.parametrize("trainer", ["population", "keras"])
 def test_overflowing_candidates_are_failed_rows_and_never_shared(overflowing_search, trainer):
     params, X, y = overflowing_search
-    clf = MLPNASClassifier(**params, trainer=trainer).fit(X, y)
+    cls = type("NAS", (MLPNASClassifier,), {"_trainer_kind": trainer})
+    clf = cls(**params).fit(X, y)
     res = pd.DataFrame(clf.search_results_)
     # the search went on to its end, every candidate has its row
     assert len(res) == 8 and clf.stop_reason_ == "completed"

@@ -26,10 +26,10 @@ BUDGET = dict(TINY, controller_epochs=2, samples_per_epoch=4, epochs=4)
 
 
 #: The same budget in a space with every kind of decision.
-RICH_BUDGET = dict({k: v for k, v in BUDGET.items() if k not in ("units", "activations")},
-                   space=SearchSpace((4, 8), ("relu", "tanh"), (0.1, 0.3), 2,
-                                     batch_norm=(False, True), learning_rates=(0.003, 0.03),
-                                     weight_decays=(0.0, 0.1)))
+RICH_BUDGET = dict(BUDGET, space=SearchSpace((4, 8), ("relu", "tanh"), (0.1, 0.3), 2,
+                                             batch_norm=(False, True),
+                                             learning_rates=(0.003, 0.03),
+                                             weight_decays=(0.0, 0.1)))
 
 
 def _blobs():

@@ -18,7 +18,7 @@ import pytest
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sknas import MLPNASClassifier
+from sknas import MLPNASClassifier, Reinforce, SearchSpace
 
 from conftest import TINY
 
@@ -53,6 +53,12 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+def _unfitted():
+    """An unfitted estimator with a space, a strategy and a class weight of its own."""
+    return MLPNASClassifier(space=SearchSpace(units=(4, 16)), strategy=Reinforce(baseline=0.5),
+                            class_weight={"red": 2.0})
+
+
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """Fit an estimator and a pipeline, save them every way, load them in a subprocess."""
@@ -72,7 +78,7 @@ def saved(tmp_path_factory):
             pickle.dump(obj, fh)
         joblib.dump(obj, folder / f"{name}.joblib")
     with open(folder / "unfitted.pkl", "wb") as fh:
-        pickle.dump(MLPNASClassifier(units=(4, 16), class_weight={"red": 2.0}), fh)
+        pickle.dump(_unfitted(), fh)
     assert clf.export_model(folder / "winner.keras") == os.fspath(folder / "winner.keras")
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONPATH=path)
@@ -98,7 +104,8 @@ def test_fitted_pipeline_round_trips_in_a_fresh_process(saved, name):
 
 
 def test_unfitted_estimator_round_trips_in_a_fresh_process(saved):
-    params = MLPNASClassifier(units=(4, 16), class_weight={"red": 2.0}).get_params()
+    params = _unfitted().get_params()
+    assert params["space__units"] == (4, 16) and params["strategy__baseline"] == 0.5
     assert saved["out"]["unfitted"] == {k: repr(v) for k, v in params.items()}
 
 

@@ -114,15 +114,15 @@ def test_transformed_target_regressor_with_a_standard_scaler(data):
 def test_grid_search_over_a_controller_parameter(data):
     X_train, X_test, y_train, y_test = data
     grid = GridSearchCV(pipeline(**{**FAST, "samples_per_epoch": 1}),
-                        {"mlpnasregressor__baseline": ["ema", 0.5]}, cv=2)
+                        {"mlpnasregressor__strategy__baseline": ["ema", 0.5]}, cv=2)
     grid.fit(X_train, y_train)
     scores = grid.cv_results_["mean_test_score"]
     assert len(scores) == 2 and np.isfinite(scores).all()
     best = grid.best_estimator_[-1]
-    assert best.baseline == grid.best_params_["mlpnasregressor__baseline"]
+    assert best.strategy.baseline == grid.best_params_["mlpnasregressor__strategy__baseline"]
     # the parameter reached the refit search's controller
     baselines = best.controller_history_["baseline"]
-    if best.baseline == 0.5:
+    if best.strategy.baseline == 0.5:
         np.testing.assert_allclose(baselines, 0.5)
     else:  # 'ema' starts at the mean of what the controller learns from: max(R^2, 0)
         res = best.search_results_

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sknas import MLPNASClassifier, RunFormatError, load_model, load_run
+from sknas import MLPNASClassifier, Reinforce, RunFormatError, SearchSpace, load_model, load_run
 from sknas._search import Search
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,10 +25,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 # ---------------------------------------------------------------- 1. failures
-def _exploding(blobs, tiny, **extra):
+def _exploding(blobs, tiny, activations=("tanh", "exponential"), **extra):
     """'exponential' layers overflow on features scaled by 1000: a real NaN loss."""
     X, y = blobs
-    tiny.update({"activations": ("tanh", "exponential"), **extra})
+    tiny["space"].set_params(activations=activations)
+    tiny.update(extra)
     return MLPNASClassifier(**tiny), X * 1000, y
 
 
@@ -67,7 +68,8 @@ def test_every_candidate_failing_gives_one_clear_error(blobs, tiny):
 
 def test_a_candidate_too_big_for_memory_fails_alone(blobs, tiny):
     # 2**36 units: allocating its weights raises MemoryError for real
-    tiny.update(units=(4, 8, 2**36), max_layers=1, controller_epochs=2, samples_per_epoch=3)
+    tiny["space"].set_params(units=(4, 8, 2**36), max_layers=1)
+    tiny.update(controller_epochs=2, samples_per_epoch=3)
     res = MLPNASClassifier(**tiny).fit(*blobs).search_results_
     huge = np.array(["68719476736" in a for a in res["architecture"]])
     assert huge.any() and (~huge).any()
@@ -99,7 +101,7 @@ CHILD = textwrap.dedent("""
     import json, os, signal, sys, warnings
     import numpy as np
     from sklearn.datasets import make_blobs
-    from sknas import MLPNASClassifier
+    from sknas import MLPNASClassifier, Reinforce, SearchSpace
     from sknas._runlog import RunLog
 
     mode, log_dir, n_epochs, n_jobs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -121,8 +123,9 @@ CHILD = textwrap.dedent("""
     X = (X - X.mean(0)) / X.std(0)
     clf = MLPNASClassifier(controller_epochs=n_epochs, samples_per_epoch=2,
                            epochs=3000 if mode == "slow" else 2,  # slow: workers busy most of the time
-                           controller_train_steps=1, units=(4, 8), activations=("relu", "tanh"),
-                           controller_units=8, random_state=0, log_dir=log_dir, n_jobs=n_jobs)
+                           strategy=Reinforce(train_steps=1, lstm_units=8),
+                           space=SearchSpace(units=(4, 8), activations=("relu", "tanh")),
+                           random_state=0, log_dir=log_dir, n_jobs=n_jobs)
     with warnings.catch_warnings(record=mode in ("record", "slow")) as caught:
         warnings.simplefilter("always")
         clf.fit(X, y)
@@ -253,8 +256,9 @@ def _resume_fit(run_dir, n_epochs, monkeypatch):
     X, y = make_blobs(n_samples=300, centers=3, n_features=4, random_state=0)
     X = (X - X.mean(0)) / X.std(0)
     clf = MLPNASClassifier(controller_epochs=n_epochs, samples_per_epoch=2, epochs=2,
-                           controller_train_steps=1, units=(4, 8), activations=("relu", "tanh"),
-                           controller_units=8, random_state=None, resume=run_dir)
+                           strategy=Reinforce(train_steps=1, lstm_units=8),
+                           space=SearchSpace(units=(4, 8), activations=("relu", "tanh")),
+                           random_state=None, resume=run_dir)
     return clf.fit(X, y), seen
 
 
@@ -307,6 +311,14 @@ def test_resume_refuses_different_settings_or_data(tmp_path, blobs, tiny):
     run_dir = MLPNASClassifier(**tiny, log_dir=tmp_path).fit(*blobs).run_dir_
     with pytest.raises(ValueError, match="parameters differ.*epochs=2"):
         MLPNASClassifier(**{**tiny, "epochs": 3}, resume=run_dir).fit(*blobs)
+    # the strategy's and the space's own parameters are settings of the search too
+    with pytest.raises(ValueError, match="parameters differ.*strategy__discount=0.9 .now 0.5"):
+        MLPNASClassifier(**{**tiny, "strategy": Reinforce(train_steps=1, lstm_units=8,
+                                                          discount=0.5)},
+                         resume=run_dir).fit(*blobs)
+    other_space = SearchSpace(units=(4, 16), activations=("relu", "tanh"))
+    with pytest.raises(ValueError, match=r"differ.*space__units=\[4, 8\] .now \[4, 16\]"):
+        MLPNASClassifier(**{**tiny, "space": other_space}, resume=run_dir).fit(*blobs)
     with pytest.raises(ValueError, match="training data .* differs"):
         MLPNASClassifier(**tiny, resume=run_dir).fit(blobs[0] + 1, blobs[1])
     # what acts after the search may differ: here the finalists' cross-validation and length
@@ -323,8 +335,9 @@ def finished_run(tmp_path_factory):
     X, y = make_blobs(n_samples=120, centers=2, n_features=3, random_state=0)
     tmp = tmp_path_factory.mktemp("runs")
     clf = MLPNASClassifier(controller_epochs=2, samples_per_epoch=2, epochs=2,
-                           controller_train_steps=1, units=(4,), activations=("relu",),
-                           controller_units=8, random_state=0, log_dir=tmp).fit(X, y)
+                           strategy=Reinforce(train_steps=1, lstm_units=8),
+                           space=SearchSpace(units=(4,), activations=("relu",)),
+                           random_state=0, log_dir=tmp).fit(X, y)
     return clf.run_dir_
 
 
@@ -417,7 +430,9 @@ def test_save_model_round_trips_without_pickle(tmp_path, blobs, tiny, labels, mo
     assert (model.predict(X) == clf.predict(X)).all()
     assert model.architecture_ == clf.best_architecture_
     assert list(model.feature_names_in_) == ["a", "b", "c", "d"]
-    assert model.params_["units"] == [4, 8]
+    assert model.params_["space__units"] == [4, 8] and "units" not in model.params_
+    assert model.params_["space"] == repr(clf.space)
+    assert model.params_["strategy"] == "Reinforce(lstm_units=8, train_steps=1)"
     with pytest.raises(ValueError, match="feature names"):
         model.predict(X[["d", "c", "b", "a"]])
 

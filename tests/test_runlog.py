@@ -54,7 +54,11 @@ def test_run_folder_holds_every_file_and_reads_back(tmp_path, frame_data, tiny):
     assert run.meta["feature_names"] == ["alpha", "beta", "gamma", "delta"]
     assert run.meta["n_features"] == 4 and run.meta["status"] == "finished"
     assert run.meta["stop_reason"] == "completed"
-    assert run.params["units"] == [4, 8] and run.params["error_score"] is None  # NaN -> null
+    # the space and the strategy as their repr, and their parameters one by one
+    assert run.params["space"] == repr(clf.space) and run.params["space__units"] == [4, 8]
+    assert run.params["strategy"] == repr(clf.strategy)
+    assert run.params["strategy__lstm_units"] == 8
+    assert run.params["error_score"] is None  # NaN -> null
     json.loads((run_dir / "params.json").read_text())  # strict JSON
 
 

@@ -11,14 +11,20 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from sknas import MLPNASClassifier, PredictorDisplay, load_run
+from sknas import (MLPNASClassifier, PredictorDisplay, RandomSearch, Reinforce, SearchSpace,
+                   load_run)
 from sknas._controller import Controller
 from sknas._search import SCREEN_EXPLORE_SHARE, screen
 
 #: A tiny search that still has several candidates per controller epoch to rank.
-SMALL = dict(controller_epochs=3, samples_per_epoch=5, epochs=2, controller_train_steps=2,
-             units=(4, 8, 16), activations=("relu", "tanh"), controller_units=8,
-             random_state=0, cv=None)
+SMALL = dict(controller_epochs=3, samples_per_epoch=5, epochs=2, random_state=0, cv=None)
+
+
+def small(**strategy):
+    """The tiny search's parameters (new space and strategy objects each call), with
+    ``strategy``, parameters of its ``Reinforce`` (``screen_factor``, ``use_predictor``...)."""
+    return dict(SMALL, space=SearchSpace(units=(4, 8, 16), activations=("relu", "tanh")),
+                strategy=Reinforce(train_steps=2, lstm_units=8, **strategy))
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +60,7 @@ def recorded(data):
 
     Controller.sample, Controller.update = recording, recording_update
     try:
-        clf = MLPNASClassifier(**SMALL, screen_factor=3).fit(X, y)
+        clf = MLPNASClassifier(**small(screen_factor=3)).fit(X, y)
     finally:
         Controller.sample, Controller.update = original, original_update
     return clf, seen, updates
@@ -106,7 +112,7 @@ def test_the_policy_update_weighs_each_trained_candidate_by_its_screening_weight
     n_explore = max(1, round(SCREEN_EXPLORE_SHARE * n))
     n_top = n - n_explore
     assert len(updates) == 3
-    baseline, decay = None, clf.baseline_decay
+    baseline, decay = None, clf.strategy.baseline_decay
     for e, ((archs, predicted), update) in enumerate(zip(seen, updates)):
         # each trained candidate's weight: 1 for a predictor's top pick, (sampled - top
         # picks) / exploration picks for an exploration pick (they sum to the 15 sampled)
@@ -151,8 +157,8 @@ def test_the_policy_update_weighs_each_trained_candidate_by_its_screening_weight
 
 def test_screening_off_keeps_todays_search(data):
     X, y = data
-    a = MLPNASClassifier(**SMALL).fit(X, y)
-    b = MLPNASClassifier(**SMALL, screen_factor=1.0).fit(X, y)
+    a = MLPNASClassifier(**small()).fit(X, y)
+    b = MLPNASClassifier(**small(screen_factor=1.0)).fit(X, y)
     np.testing.assert_array_equal(a.search_results_["architecture"],
                                   b.search_results_["architecture"])
     np.testing.assert_array_equal(a.search_results_["reward"], b.search_results_["reward"])
@@ -161,7 +167,7 @@ def test_screening_off_keeps_todays_search(data):
 
 def test_screened_search_is_deterministic_and_resumes(data, tmp_path):
     X, y = data
-    params = dict(SMALL, screen_factor=2.5)
+    params = small(screen_factor=2.5)
     a = MLPNASClassifier(**params).fit(X, y)
     b = MLPNASClassifier(**params, n_jobs=2).fit(X, y)
     np.testing.assert_array_equal(a.search_results_["architecture"],
@@ -199,22 +205,38 @@ def test_screen_picks_the_top_and_draws_the_rest_uniformly():
 @pytest.mark.parametrize("value", [0, 0.5, -1, "3", None])
 def test_bad_screen_factor_is_rejected(data, value):
     X, y = data
-    with pytest.raises(ValueError, match="screen_factor"):
-        MLPNASClassifier(**dict(SMALL, screen_factor=value)).fit(X, y)
+    with pytest.raises(ValueError, match="'screen_factor' parameter of Reinforce"):
+        MLPNASClassifier(**small(screen_factor=value)).fit(X, y)
 
 
-@pytest.mark.parametrize("params, why", [(dict(strategy="random"), "strategy='random'"),
-                                         (dict(use_predictor=False), "use_predictor=False")])
-def test_screening_needs_the_predictor_and_fails_before_training(data, tmp_path, params, why):
+def test_screen_factor_is_no_estimator_parameter_any_more():
+    with pytest.raises(TypeError, match=r"screen_factor: use strategy=Reinforce\(screen_factor="):
+        MLPNASClassifier(screen_factor=3)
+    with pytest.raises(TypeError, match=r"screen_factor: use strategy=Reinforce\(screen_factor="):
+        MLPNASClassifier().set_params(screen_factor=3)
+    clf = MLPNASClassifier().set_params(strategy__screen_factor=3)
+    assert isinstance(clf.strategy, Reinforce) and clf.strategy.screen_factor == 3
+
+
+def test_screening_needs_the_predictor_and_fails_before_training(data, tmp_path):
     X, y = data
-    with pytest.raises(ValueError, match=f"screen_factor=2.*{why}"):
-        MLPNASClassifier(**dict(SMALL, screen_factor=2, log_dir=tmp_path), **params).fit(X, y)
+    with pytest.raises(ValueError, match="screen_factor=2.*use_predictor=False"):
+        MLPNASClassifier(**small(screen_factor=2, use_predictor=False), log_dir=tmp_path).fit(X, y)
     assert not any(tmp_path.rglob("trials.jsonl"))            # nothing was trained
+
+
+def test_random_search_has_no_screening():
+    # the random strategy has no predictor to rank with: it has no screen_factor to set
+    with pytest.raises(TypeError):
+        RandomSearch(screen_factor=2)
+    with pytest.raises(ValueError, match="Invalid parameter 'screen_factor'"):
+        MLPNASClassifier(strategy="random").set_params(strategy__screen_factor=2)
+    assert RandomSearch().get_params() == {} and RandomSearch.screen_factor == 1
 
 
 def test_no_predictor_gives_nan_spearman(data):
     X, y = data
-    clf = MLPNASClassifier(**SMALL, use_predictor=False).fit(X, y)
+    clf = MLPNASClassifier(**small(use_predictor=False)).fit(X, y)
     assert np.isnan(clf.controller_history_["predictor_spearman"]).all()
 
 
@@ -246,7 +268,9 @@ def test_cli_screen_factor_reaches_the_estimator(tmp_path):
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     run = next((tmp_path / "logs").glob("run-*"))
-    assert json.loads((run / "params.json").read_text())["screen_factor"] == 2.0
+    params = json.loads((run / "params.json").read_text())
+    assert params["strategy__screen_factor"] == 2.0 and params["strategy__train_steps"] == 1
+    assert params["strategy"] == "Reinforce(screen_factor=2.0, train_steps=1)"
     history = json.loads((run / "controller_history.json").read_text())
     assert [row["n_screened"] for row in history] == [3, 3]
     bad = subprocess.run([*base, "--screen-factor", "0.5"], cwd=tmp_path, env=env,

@@ -12,7 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sknas import MLPNASClassifier, MLPNASRegressor
 
-from conftest import TINY
+from conftest import TINY, fresh
 
 #: The tiny budget, with enough epochs per candidate (they are cheap: the loop
 #: over epochs runs inside one graph) for the accuracy checks
@@ -52,7 +52,7 @@ def expected_failed_checks(estimator):
     return dict(EXPECTED_FAILED_CHECKS)
 
 
-@parametrize_with_checks([MLPNASClassifier(**BUDGET), MLPNASRegressor(**BUDGET)],
+@parametrize_with_checks([MLPNASClassifier(**fresh(BUDGET)), MLPNASRegressor(**fresh(BUDGET))],
                          expected_failed_checks=expected_failed_checks)
 def test_sklearn_api(estimator, check):
     if getattr(check, "func", check).__name__ in CONTRACT_ONLY:

@@ -252,6 +252,7 @@ def test_a_search_too_big_for_memory_is_refused_before_training(tmp_path):
 
 
 def test_a_candidate_too_big_for_the_memory_left_fails_alone(monkeypatch):
+    from sknas import _data as data_module
     from sknas import _trainer
     X, y = _sparse_problem()
     data = _data(X.astype(np.float32), y, 200)
@@ -259,7 +260,7 @@ def test_a_candidate_too_big_for_the_memory_left_fails_alone(monkeypatch):
     archs = [[{"type": "dense", "units": u, "activation": "relu"}] for u in (4, 64)]
     cands = [(a, initial_weights(a, 200, 1, rng), k) for k, a in enumerate(archs)]
     # room for the 4-unit net (809 parameters) but not the 64-unit one (12,929)
-    monkeypatch.setattr(_trainer, "available_memory", lambda: 5000 * _trainer.BYTES_PER_PARAM)
+    monkeypatch.setattr(data_module, "available_memory", lambda: 5000 * _trainer.BYTES_PER_PARAM)
     small, big = PopulationTrainer(epochs=2).train(cands, data, 0)
     assert small.status == "ok" and big.status == "failed"
     assert big.message.startswith("MemoryError: the candidate's 12929 parameters need")
@@ -274,7 +275,7 @@ def test_wide_sparse_data_is_never_densified_whole():
     # what densifying the rows once would take.
     script = textwrap.dedent("""
         import numpy as np, scipy.sparse as sp
-        from sknas import MLPNASClassifier
+        from sknas import MLPNASClassifier, Reinforce, SearchSpace
         rng = np.random.default_rng(0)
         # 10 stored values a row: one of the first 10 columns, 9 anywhere
         # (not sp.random: it draws positions from all rows x columns)
@@ -283,9 +284,10 @@ def test_wide_sparse_data_is_never_densified_whole():
         cols[::10] = rng.integers(0, 10, 300)
         X = sp.csr_matrix((rng.random(3000), (rows, cols)), shape=(300, 2_000_000))
         y = (X[:, :5].sum(1).A1 > 0).astype(int)
-        clf = MLPNASClassifier(controller_epochs=1, samples_per_epoch=2, epochs=2, units=(2,),
-                               activations=("relu",), max_layers=1, controller_units=8,
-                               cv=None, random_state=0).fit(X, y)
+        clf = MLPNASClassifier(controller_epochs=1, samples_per_epoch=2, epochs=2,
+                               space=SearchSpace(units=(2,), activations=("relu",), max_layers=1),
+                               strategy=Reinforce(lstm_units=8), cv=None,
+                               random_state=0).fit(X, y)
         # VmHWM: this process's peak (ru_maxrss would carry the parent's over exec)
         peak = next(line.split()[1] for line in open("/proc/self/status")
                     if line.startswith("VmHWM"))
@@ -323,7 +325,7 @@ def test_wide_populations_are_freed_before_five_accumulate(monkeypatch):
     # big (wide) populations trigger one at once, not after five of them
     import gc
 
-    from sknas import _trainer
+    from sknas import _population
     X, y = _sparse_problem()
     data = _data(X.astype(np.float32), y, 200)
     init = initial_weights(LAYERS, X.shape[1], 1, np.random.default_rng(1))
@@ -332,15 +334,15 @@ def test_wide_populations_are_freed_before_five_accumulate(monkeypatch):
     def seen(phase, info):
         if phase == "start" and info["generation"] == 2:
             full.append(1)
-    monkeypatch.setattr(_trainer, "_GRAPHS_SINCE_GC", 0)
-    monkeypatch.setattr(_trainer, "_PARAMS_SINCE_GC", 0)
+    monkeypatch.setattr(_population, "_GRAPHS_SINCE_GC", 0)
+    monkeypatch.setattr(_population, "_PARAMS_SINCE_GC", 0)
     gc.callbacks.append(seen)
     gc.disable()  # only the trainer's own collections are counted
     try:
-        monkeypatch.setattr(_trainer, "_GC_EVERY_PARAMS", 10**9)
+        monkeypatch.setattr(_population, "_GC_EVERY_PARAMS", 10**9)
         PopulationTrainer(epochs=1).train([(LAYERS, init, 3)], data, 0)
         assert not full  # a small population waits for four more
-        monkeypatch.setattr(_trainer, "_GC_EVERY_PARAMS", 1000)  # ours holds 3,361
+        monkeypatch.setattr(_population, "_GC_EVERY_PARAMS", 1000)  # ours holds 3,361
         PopulationTrainer(epochs=1).train([(LAYERS, init, 3)], data, 0)
         assert full
     finally:

@@ -157,8 +157,11 @@ def test_nan_loss_fails_only_that_candidate(cancer):
 
 def test_population_trainer_is_the_default_speed_path():
     est = MLPNASClassifier()
-    assert est.trainer == "population"
+    assert est._trainer_kind == "population" and "trainer" not in est.get_params()
     assert isinstance(est._make_trainer(early_stopping=False, batch_size=32), PopulationTrainer)
+    # model.fit, the reference, is a subclass's choice (no parameter)
+    reference = type("KerasNAS", (MLPNASClassifier,), {"_trainer_kind": "keras"})()
+    assert isinstance(reference._make_trainer(early_stopping=False, batch_size=32), KerasTrainer)
 
 
 def _live_variables():

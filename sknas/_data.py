@@ -1,0 +1,343 @@
+"""The candidates' data and results, shared by both trainers: no TensorFlow.
+
+* what a fit hands a trainer: :class:`Head` (output layer and loss),
+  :class:`CandidateData` (training and validation rows), :class:`FoldRows`
+  (a cross-validation fold's row weights);
+* what a trainer hands back: :class:`CandidateResult`, and the helpers that
+  make a failed one;
+* a candidate's shapes and initial weights (:func:`dense_shapes`,
+  :func:`batch_norm_flags`, :func:`n_params`, :func:`initial_weights`) and
+  Keras' batch-normalisation defaults, which both trainers follow;
+* the memory check a candidate passes before it trains
+  (:data:`BYTES_PER_PARAM`, :func:`available_memory`), and
+  :func:`dense_batches`, which densifies sparse rows a block at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["BN_EPSILON", "BN_MOMENTUM", "BYTES_PER_PARAM", "CandidateData", "CandidateResult",
+           "FoldRows", "Head", "available_memory", "batch_norm_flags", "dense_batches",
+           "dense_shapes", "initial_weights", "n_params"]
+
+
+@dataclass(frozen=True)
+class Head:
+    """The output layer and loss of every candidate of a fit.
+
+    Parameters
+    ----------
+    kind : {'binary', 'softmax', 'linear'}
+        One sigmoid unit with binary cross-entropy, a softmax with sparse
+        categorical cross-entropy, or linear units with squared error.
+    n_outputs : int
+        Units of the output layer.
+    """
+
+    kind: str
+    n_outputs: int
+
+    @classmethod
+    def of(cls, spec):
+        """A head from itself or from a number of classes (the classifier's)."""
+        if isinstance(spec, Head):
+            return spec
+        n_classes = int(spec)
+        return cls("binary", 1) if n_classes == 2 else cls("softmax", n_classes)
+
+    @property
+    def name(self):
+        """Readable form of the output layer, e.g. ``'softmax(3)'``."""
+        activation = {"binary": "sigmoid", "softmax": "softmax", "linear": "linear"}[self.kind]
+        return f"{activation}({self.n_outputs})"
+
+    @property
+    def is_regression(self):
+        return self.kind == "linear"
+
+
+@dataclass
+class CandidateData:
+    """Training and validation rows shared by every candidate of a fit.
+
+    For classification ``y`` holds class indices ``0 .. n_classes - 1``; for
+    regression (``task='regression'``, ``n_classes`` 0) it is a float array
+    of shape ``(n, n_targets)``, standardised. ``w`` holds sample weights.
+    ``X_val`` may be empty (no validation, as in the refit). ``X`` and
+    ``X_val`` are float32 arrays, or SciPy CSR matrices in canonical form
+    (sorted column indices, no duplicates) whose stored values are float32.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    w_val: np.ndarray
+    n_classes: int
+    task: str = "classification"
+
+    @property
+    def n_features(self):
+        return self.X.shape[1]
+
+    @property
+    def head(self):
+        """The :class:`Head` of the candidates."""
+        if self.task == "regression":
+            return Head("linear", self.y.shape[1])
+        return Head.of(self.n_classes)
+
+    @property
+    def n_outputs(self):
+        return self.head.n_outputs
+
+
+@dataclass
+class CandidateResult:
+    """What training one candidate produced.
+
+    Attributes
+    ----------
+    val_scores : list of float
+        Weighted validation accuracy after each epoch (empty without
+        validation rows, as in the refit).
+    weights : list of (ndarray, ndarray) or None
+        Trained ``(kernel, bias)`` of each dense layer, output layer last;
+        every value is finite. ``None`` when the candidate failed.
+    status : {'ok', 'failed'}
+        ``'failed'`` when building or training raised, when the training loss
+        became NaN or infinite, or when a trained weight did.
+    message : str
+        Why the candidate failed (empty when it did not).
+    val_outputs : ndarray of shape (n_val, n_outputs) or None
+        Outputs of the final weights on the validation rows, when asked for.
+    best_epoch : int
+        Epochs of training behind ``weights``: with early stopping the best
+        epoch (by validation loss) whose weights were restored, else the
+        number of epochs trained.
+    fit_time : float
+        Seconds of training attributed to this candidate, not its own
+        measured time when it trained in a population. The
+        :class:`PopulationTrainer` trains all the candidates of one
+        :meth:`~PopulationTrainer.train` call in one graph and gives each of
+        them the same value: the wall time of the whole call (building the
+        variables, tracing and running the graph, reading the weights back,
+        and the garbage collection run every few populations) divided by the
+        number of candidates in the call, so a small net trained beside big
+        ones is charged as much as they are. When the population as a whole
+        raised, each candidate is trained again alone and gets the wall time
+        of its own retraining (the failed attempt is not counted). The
+        :class:`KerasTrainer` measures each candidate's own wall time
+        (building, compiling and fitting its model).
+    error : BaseException or None
+        The exception behind a failure (a ``FloatingPointError`` for a
+        non-finite loss or weight), re-raised by ``error_score='raise'``.
+    host : str
+        Name of the machine that trained the candidate.
+    pid : int
+        Id of the process that trained the candidate.
+    """
+
+    val_scores: list = field(default_factory=list)
+    weights: list | None = None
+    status: str = "ok"
+    message: str = ""
+    fit_time: float = 0.0
+    best_epoch: int = 0
+    val_outputs: np.ndarray | None = None
+    error: BaseException | None = None
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+
+
+_NAN_MESSAGE = "training loss became NaN or infinite"
+_NONFINITE_WEIGHTS_MESSAGE = "trained weights became NaN or infinite"
+
+
+@dataclass(frozen=True)
+class FoldRows:
+    """What one candidate of a population trains and is scored on, when the
+    candidates are the folds of a cross-validation (see
+    :meth:`PopulationTrainer.train`'s ``row_weights``; a pair ``(w, w_val)``
+    means ``FoldRows(w, w_val)``).
+
+    Attributes
+    ----------
+    w, w_val : ndarray of shape (n_rows,)
+        Row weights in training and in the validation score: zero outside
+        the fold's training rows, and outside its held-out rows.
+    w_stop : ndarray of shape (n_rows,) or None
+        Row weights of the validation loss that early stopping watches
+        (``w_val`` when None).
+    target : tuple of ndarray or None
+        ``(shift, scale)`` of a regression target: the candidate trains on,
+        is scored on and outputs ``(y - shift) / scale`` (the fold's own
+        standardisation), not ``y``.
+    """
+
+    w: np.ndarray
+    w_val: np.ndarray
+    w_stop: np.ndarray | None = None
+    target: tuple | None = None
+
+    @classmethod
+    def of(cls, rows):
+        return rows if isinstance(rows, cls) else cls(*rows)
+
+
+def _fold_inputs(row_weights):
+    """Which optional inputs ``row_weights`` gives the population graph:
+    ``(early-stopping rows, regression targets)``, as booleans (a traced
+    graph takes one set of inputs)."""
+    if row_weights is None:
+        return False, False
+    rows = [FoldRows.of(r) for r in row_weights]
+    return (any(r.w_stop is not None for r in rows), any(r.target is not None for r in rows))
+
+
+def _all_finite(weights):
+    """Whether every kernel and bias in ``weights`` (pairs of arrays) is finite."""
+    return all(np.all(np.isfinite(a)) for pair in weights for a in pair)
+
+
+def _failed(message, **fields):
+    """A failed :class:`CandidateResult` whose error is a ``FloatingPointError``."""
+    return CandidateResult(status="failed", message=message,
+                           error=FloatingPointError(message), **fields)
+
+
+def _message(exc):
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def dense_shapes(layers, n_features, n_outputs):
+    """Kernel shapes of the dense layers of a candidate, output layer last."""
+    shapes, width = [], n_features
+    for layer in layers:
+        if layer["type"] == "dense":
+            shapes.append((width, layer["units"]))
+            width = layer["units"]
+    shapes.append((width, n_outputs))
+    return shapes
+
+
+def batch_norm_flags(layers):
+    """Whether each dense layer (output layer last: never) has batch normalisation."""
+    return [bool(layer.get("batch_norm")) for layer in layers
+            if layer["type"] == "dense"] + [False]
+
+
+def n_params(layers, n_features, n_outputs):
+    """Number of trainable parameters of a candidate (batch normalisation's
+    scale and offset included, its moving statistics not)."""
+    shapes = dense_shapes(layers, n_features, n_outputs)
+    return int(sum(i * o + o + (2 * o if bn else 0)
+                   for (i, o), bn in zip(shapes, batch_norm_flags(layers))))
+
+
+def initial_weights(layers, n_features, n_outputs, rng, store=None):
+    """Initial weights per dense layer, output last: shared weights, or
+    Glorot-uniform kernels and zero biases. A layer with batch normalisation
+    has six arrays, ``(kernel, bias, gamma, beta, moving_mean,
+    moving_variance)``, fresh ones being ``(.., .., 1, 0, 0, 1)`` as in Keras."""
+    from ._weights import layer_keys
+    out = []
+    shapes = dense_shapes(layers, n_features, n_outputs)
+    for key, shape, bn in zip(layer_keys(layers), shapes, batch_norm_flags(layers)):
+        entry = store.get(key, shape) if store is not None else None
+        if entry is None or len(entry) != (6 if bn else 2):
+            limit = math.sqrt(6.0 / (shape[0] + shape[1]))
+            units = shape[1]
+            entry = (rng.uniform(-limit, limit, shape).astype(np.float32),
+                     np.zeros(units, np.float32))
+            if bn:
+                entry += (np.ones(units, np.float32), np.zeros(units, np.float32),
+                          np.zeros(units, np.float32), np.ones(units, np.float32))
+        out.append(tuple(a.copy() for a in entry))
+    return out
+
+
+#: Keras' BatchNormalization defaults, which the population graph follows.
+BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3
+
+
+#: Bytes of graph memory per trainable parameter of a population: the
+#: parameter vector, Adam's two moments, the flat gradient and its pieces, the
+#: weights read for the step, and early stopping's copy of the best weights.
+BYTES_PER_PARAM = 28
+
+
+def available_memory():
+    """Bytes of memory this process may still take (the smaller of the
+    system's available memory and the room left under a cgroup limit), or
+    None where neither can be read."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            limit = fh.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as fh:
+            if limit != "max":
+                limits.append(int(limit) - int(fh.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+def _too_big(n_parameters):
+    """Why a candidate of ``n_parameters`` cannot train in the memory available
+    now, or None when it can (or memory cannot be read)."""
+    need, have = n_parameters * BYTES_PER_PARAM, available_memory()
+    if have is None or need <= have:
+        return None
+    return (f"MemoryError: the candidate's {n_parameters} parameters need about "
+            f"{need / 2**30:.1f} GB in training and about {have / 2**30:.1f} GB is available")
+
+
+def dense_batches(X, rows=8192):
+    """Consecutive blocks of ``rows`` rows of ``X`` as dense float32 arrays.
+
+    A sparse ``X`` is densified one block at a time, and its blocks are
+    made shorter for wide data (at most about 16 MB each), so no more than
+    one block is ever dense.
+    """
+    n = X.shape[0]
+    if sp.issparse(X):
+        X = X.tocsr()
+        rows = max(1, min(rows, 2**22 // max(X.shape[1], 1)))
+        for i in range(0, n, rows):
+            yield X[i:i + rows].toarray().astype(np.float32, copy=False)
+    else:
+        for i in range(0, n, rows):
+            yield X[i:i + rows]
+
+
+@contextmanager
+def _quiet_retracing():
+    """Silence TensorFlow's 'triggered tf.function retracing' warning: each
+    population is a new graph by design, traced once."""
+    import tensorflow as tf  # this module imports no TensorFlow of its own
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,205 @@
+"""The Keras reference trainer: one ``keras.Sequential`` and ``model.fit`` per candidate.
+
+:class:`KerasTrainer` trains each candidate with the plain Keras loop, kept
+as a reference for :class:`~sknas._population.PopulationTrainer` and for
+users who want it; :func:`build_keras_model`, :func:`keras_weights`
+and :func:`keras_optimizer` build the Keras model (and its optimiser) of a
+candidate, which also serves every fitted model.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_EPSILON, BN_MOMENTUM,
+                    CandidateResult, FoldRows, Head, _all_finite, _failed, _message,
+                    dense_batches)
+from ._space import optimizer_settings
+
+__all__ = ["KerasTrainer", "build_keras_model", "keras_optimizer", "keras_weights"]
+
+
+def build_keras_model(layers, n_features, head, weights=None, seed=None):
+    """A ``keras.Sequential`` MLP for ``layers`` plus the output layer.
+
+    A dense layer with batch normalisation is ``Dense(units)``,
+    ``BatchNormalization()``, ``Activation(activation)``; an ``'optimizer'``
+    entry builds nothing (the optimiser is :func:`keras_optimizer`'s).
+
+    Parameters
+    ----------
+    layers : list of dict
+        Hidden layers in machine form.
+    n_features : int
+    head : Head or int
+        The output layer, or the number of classes of a classifier.
+    weights : list of tuple of ndarray, optional
+        Weights of the dense layers, output last: ``(kernel, bias)``, or
+        ``(kernel, bias, gamma, beta, moving_mean, moving_variance)`` for a
+        layer with batch normalisation.
+    seed : int, optional
+        Seed of the dropout layers.
+    """
+    import keras
+    model = keras.Sequential([keras.Input((n_features,))])
+    pairs = []  # (Dense, BatchNormalization or None) per dense layer
+    for j, layer in enumerate(layers):
+        if layer["type"] == "dense":
+            if layer.get("batch_norm"):
+                dense = keras.layers.Dense(layer["units"])
+                norm = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
+                model.add(dense)
+                model.add(norm)
+                model.add(keras.layers.Activation(layer["activation"]))
+                pairs.append((dense, norm))
+            else:
+                pairs.append((keras.layers.Dense(layer["units"], activation=layer["activation"]),
+                               None))
+                model.add(pairs[-1][0])
+        elif layer["type"] == "dropout":
+            model.add(keras.layers.Dropout(layer["rate"], seed=None if seed is None else seed + j))
+    head = Head.of(head)
+    activation = {"binary": "sigmoid", "softmax": "softmax", "linear": None}[head.kind]
+    pairs.append((keras.layers.Dense(head.n_outputs, activation=activation), None))
+    model.add(pairs[-1][0])
+    if weights is not None:
+        for (dense, norm), arrays in zip(pairs, weights):
+            dense.set_weights(list(arrays[:2]))
+            if norm is not None:
+                norm.set_weights(list(arrays[2:6]))
+    return model
+
+
+def keras_weights(model):
+    """Per dense layer of a model made by :func:`build_keras_model`, its
+    weights as that function takes them."""
+    import keras
+    out = []
+    for lyr in model.layers:
+        if isinstance(lyr, keras.layers.Dense):
+            out.append(tuple(lyr.get_weights()))
+        elif isinstance(lyr, keras.layers.BatchNormalization):
+            out[-1] = out[-1] + tuple(lyr.get_weights())
+    return out
+
+
+def keras_optimizer(layers, learning_rate):
+    """The Keras Adam a candidate trains with: its own learning rate and
+    weight decay (on the kernels only) if its ``'optimizer'`` entry has
+    them, else ``learning_rate`` and no decay."""
+    import keras
+    lr, wd = optimizer_settings(layers)
+    optimizer = keras.optimizers.Adam(learning_rate if lr is None else lr,
+                                      weight_decay=wd if wd else None)
+    if wd:
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
+class KerasTrainer:
+    """Train each candidate with a plain ``model.fit`` (the tutorial's way).
+
+    Parameters are those of :class:`PopulationTrainer`.
+    """
+
+    def __init__(self, epochs=10, batch_size=32, learning_rate=0.01, early_stopping=False,
+                 n_iter_no_change=3):
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+
+    def train(self, candidates, data, seed, row_weights=None, val_outputs=False):
+        """Train each of ``candidates`` in turn; see :meth:`PopulationTrainer.train`."""
+        return [self._train_one(layers, w, data, s,
+                                (data.w, data.w_val) if row_weights is None else row_weights[k],
+                                val_outputs)
+                for k, (layers, w, s) in enumerate(candidates)]
+
+    def _train_one(self, layers, weights, data, seed, row_weights, val_outputs=False):
+        import keras
+        start = time.perf_counter()
+        try:
+            head = data.head
+            model = build_keras_model(layers, data.n_features, head, weights, seed)
+            loss = {"binary": "binary_crossentropy", "softmax": "sparse_categorical_crossentropy",
+                    "linear": "mean_squared_error"}[head.kind]
+            metric = (keras.metrics.R2Score(name="score") if head.is_regression
+                      else keras.metrics.SparseCategoricalAccuracy(name="score")
+                      if head.kind == "softmax" else keras.metrics.BinaryAccuracy(name="score"))
+            model.compile(optimizer=keras_optimizer(layers, self.learning_rate), loss=loss,
+                          weighted_metrics=[metric])
+            has_val = len(data.y_val) > 0
+            rows = FoldRows.of(row_weights)
+            w, w_val, w_stop = rows.w, rows.w_val, rows.w_stop
+            y_fit, y_val = data.y, data.y_val
+            if rows.target is not None:
+                y_fit = ((y_fit - rows.target[0]) / rows.target[1]).astype(np.float32)
+                y_val = ((y_val - rows.target[0]) / rows.target[1]).astype(np.float32)
+            callbacks = []
+            if self.early_stopping and has_val:
+                callbacks.append(keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=self.n_iter_no_change, min_delta=1e-4,
+                    restore_best_weights=True))
+            scored = None
+            if w_stop is not None and has_val:  # watch w_stop's rows, score w_val's
+                scored = _EpochScores(data.X_val, y_val, w_val, type(metric)(name="score"))
+                callbacks.insert(0, scored)
+                w_val = w_stop
+            hist = model.fit(data.X, y_fit, sample_weight=w, epochs=self.epochs,
+                             batch_size=self.batch_size, verbose=0, callbacks=callbacks or None,
+                             validation_data=(data.X_val, y_val, w_val) if has_val else None)
+            stopper = callbacks[-1] if self.early_stopping and has_val else None
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            return CandidateResult(status="failed", message=_message(exc), error=exc,
+                                   fit_time=time.perf_counter() - start)
+        weights = keras_weights(model)
+        val_scores = (scored.scores if scored is not None
+                      else list(hist.history.get("val_score", [])))
+        fit_time = time.perf_counter() - start
+        # Keras' loss is taken before each update, so it cannot see an overflow
+        # in the last step: the trained weights are checked too
+        if not np.all(np.isfinite(hist.history["loss"])):
+            return _failed(_NAN_MESSAGE, val_scores=val_scores, fit_time=fit_time)
+        if not _all_finite(weights):
+            return _failed(_NONFINITE_WEIGHTS_MESSAGE, val_scores=val_scores, fit_time=fit_time)
+        best_epoch = len(hist.history["loss"])
+        if stopper is not None and getattr(stopper, "best_epoch", None) is not None:
+            best_epoch = int(stopper.best_epoch) + 1
+        outputs = None
+        if val_outputs:
+            outputs = np.concatenate(
+                [np.asarray(model(b, training=False), np.float32)
+                 for b in dense_batches(data.X_val)] or [np.zeros((0, head.n_outputs), np.float32)])
+        return CandidateResult(val_scores=val_scores, weights=weights, fit_time=fit_time,
+                               best_epoch=best_epoch, val_outputs=outputs)
+
+
+class _EpochScores:
+    """A Keras callback recording the weighted score of every epoch on rows
+    other than ``validation_data``'s (see :meth:`KerasTrainer.train`'s
+    ``w_stop``)."""
+
+    def __new__(cls, X, y, w, metric):
+        import keras
+
+        class EpochScores(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.scores = []
+
+            def on_epoch_end(self, epoch, logs=None):
+                metric.reset_state()
+                lo = 0
+                for block in dense_batches(X):
+                    hi = lo + len(block)
+                    metric.update_state(y[lo:hi], self.model(block, training=False),
+                                        sample_weight=w[lo:hi])
+                    lo = hi
+                self.scores.append(float(metric.result()))
+
+        return EpochScores()

@@ -1,0 +1,501 @@
+"""One candidate inside the population graph: its layers, written out by hand.
+
+:class:`_Net` holds a candidate's forward and backward passes (dense layers
+with their fused activation kernels, dropout, the output layer);
+:func:`forward_passes` and :func:`backward_passes` run the passes of a whole
+population with its batch normalisations joined (:class:`_BatchNormRound`);
+:func:`_loss_and_grads` gives each net's loss and gradient of its logits.
+Training rows reach the graph as a dense tensor or a ``tf.SparseTensor``
+(:func:`_graph_rows`) and are sliced into mini-batches by :class:`_RowSource`.
+The trainable state and the training loop are in :mod:`sknas._population`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import tensorflow as tf
+
+from ._data import BN_EPSILON, Head, batch_norm_flags, dense_shapes
+from ._space import optimizer_settings
+
+
+def _graph_rows(X):
+    """``X`` as a graph input: a float32 tensor, or a ``tf.SparseTensor`` of a
+    sparse matrix's stored values in row-major order."""
+    if not sp.issparse(X):
+        return tf.constant(X, tf.float32)
+    X = X.tocsr()
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    coo = X.tocoo()
+    indices = np.stack([coo.row, coo.col], axis=1).astype(np.int64)
+    return tf.SparseTensor(indices, coo.data.astype(np.float32), coo.shape)
+
+
+def _matmul(x, kernel):
+    """``x @ kernel`` for dense rows or a ``tf.SparseTensor`` of rows."""
+    if isinstance(x, tf.SparseTensor):
+        return tf.sparse.sparse_dense_matmul(x, kernel)
+    return tf.matmul(x, kernel)
+
+
+class _RowSource:
+    """Mini-batches of training rows inside the graph.
+
+    Dense rows are gathered once per epoch in shuffled order and sliced.
+    Sparse rows are held as two ragged tensors (column indices and values,
+    a row each) and each mini-batch gathers only its own rows' stored values
+    into a ``tf.SparseTensor``, densified if ``densify``: the whole matrix is
+    never dense.
+    """
+
+    def __init__(self, X, densify=False):
+        self.X = X
+        self.densify = densify
+        if isinstance(X, tf.SparseTensor):
+            n, rowids = X.dense_shape[0], X.indices[:, 0]
+            self.cols = tf.RaggedTensor.from_value_rowids(X.indices[:, 1], rowids, nrows=n)
+            self.vals = tf.RaggedTensor.from_value_rowids(X.values, rowids, nrows=n)
+
+    def permuted(self, perm):
+        """A function ``(lo, hi) -> rows perm[lo:hi]``."""
+        if not isinstance(self.X, tf.SparseTensor):
+            shuffled = tf.gather(self.X, perm)
+            return lambda lo, hi: shuffled[lo:hi]
+        width = self.X.dense_shape[1]
+
+        def take(lo, hi):
+            cols = tf.gather(self.cols, perm[lo:hi])
+            vals = tf.gather(self.vals, perm[lo:hi])
+            batch = tf.SparseTensor(
+                tf.stack([cols.value_rowids(), cols.flat_values], axis=1), vals.flat_values,
+                tf.stack([tf.cast(hi - lo, tf.int64), width]))
+            return tf.sparse.to_dense(batch) if self.densify else batch
+
+        return take
+
+
+# Activations whose gradient TensorFlow computes from the layer's output with
+# one fused kernel: the population graph differentiates them by hand.
+_FUSED_ACTIVATIONS = {
+    "relu": (tf.nn.relu, lambda a, da: tf.raw_ops.ReluGrad(gradients=da, features=a)),
+    "tanh": (tf.math.tanh, lambda a, da: tf.raw_ops.TanhGrad(y=a, dy=da)),
+    "sigmoid": (tf.math.sigmoid, lambda a, da: tf.raw_ops.SigmoidGrad(y=a, dy=da)),
+    "elu": (tf.nn.elu, lambda a, da: tf.raw_ops.EluGrad(gradients=da, outputs=a)),
+}
+
+
+def _activation(name):
+    """Forward function of a Keras activation name, as Keras computes it."""
+    if name in _FUSED_ACTIVATIONS:
+        return _FUSED_ACTIVATIONS[name][0]
+    import keras
+    return keras.activations.get(name)
+
+
+class _Net:
+    """One candidate inside the population graph: its layers and its passes.
+
+    The net owns no variables: its weights are slices of its group's flat
+    vector (see :class:`_Population`). Forward and backward passes are
+    written out by hand (dense layers, batch normalisation, dropout, output
+    layer), so one training step is a short list of fused kernels: no
+    gradient tape, no broadcasting bookkeeping, and a graph that traces fast.
+
+    A dense layer is ``Dense(units)`` then, with batch normalisation,
+    ``BatchNormalization()`` (Keras' defaults: momentum 0.99, epsilon 1e-3;
+    batch statistics in training, moving ones otherwise), then its
+    activation. Its pieces in the flat vector are kernel and bias, then
+    gamma, beta, moving mean and moving variance with batch normalisation:
+    the moving statistics get a zero gradient (Adam leaves them exactly as
+    they are); in training they are kept in one vector for the population
+    and written back each epoch (see :class:`_Population`).
+
+    In training the passes are generators (:meth:`forward_steps`,
+    :meth:`backward_steps`) that hand each batch normalisation to
+    :func:`forward_passes` and :func:`backward_passes`, which normalise the
+    layers of all the population's nets together (:class:`_BatchNormRound`).
+    """
+
+    def __init__(self, layers, n_features, head, seed):
+        self.head = Head.of(head)
+        self.seed = int(seed) % (2**31 - 1)
+        self.shapes = dense_shapes(layers, n_features, self.head.n_outputs)
+        self.bn = batch_norm_flags(layers)
+        self.counts = [6 if bn else 2 for bn in self.bn]  # flat pieces per dense layer
+        self.settings = optimizer_settings(layers)
+        self.ops = []  # ('dense', index, activation name) | ('dropout', rate, salt)
+        i = 0
+        for j, layer in enumerate(layers):
+            if layer["type"] == "dense":
+                self.ops.append(("dense", i, layer["activation"]))
+                i += 1
+            elif layer["type"] == "dropout":
+                self.ops.append(("dropout", float(layer["rate"]), 7919 * j))
+
+    @property
+    def sizes(self):
+        """Lengths of the flat pieces: kernel, bias[, gamma, beta, mean, variance], ..."""
+        return [n for (i, o), bn in zip(self.shapes, self.bn)
+                for n in (i * o, o) + ((o,) * 4 if bn else ())]
+
+    def piece_kinds(self):
+        """Kind of each flat piece: 'kernel', 'bias', 'gamma', 'beta', 'mean', 'variance'."""
+        return [k for bn in self.bn
+                for k in ("kernel", "bias") + (("gamma", "beta", "mean", "variance") if bn else ())]
+
+    def unflatten(self, pieces, reshape=tf.reshape):
+        """Per dense layer a tuple of this net's flat pieces, the kernel
+        reshaped (tensors; ``reshape=np.reshape`` for NumPy pieces)."""
+        out, at = [], 0
+        for shape, n in zip(self.shapes, self.counts):
+            out.append((reshape(pieces[at], shape),) + tuple(pieces[at + 1:at + n]))
+            at += n
+        return out
+
+    def forward(self, params, x, step=None):
+        """Logits and what :meth:`backward` needs. ``step`` given: training
+        mode (dropout, batch statistics); else inference mode."""
+        return forward_passes([self], [params], x, step)[0]
+
+    def forward_steps(self, params, x, step=None):
+        """Generator of the forward pass: it yields ``(z, gamma, beta)`` for
+        each batch normalisation in training mode and is sent back ``(output,
+        norm)``; it returns ``(logits, tape)``."""
+        tape = []
+        for op in self.ops:
+            if op[0] == "dense":
+                layer = params[op[1]]
+                z = tf.nn.bias_add(_matmul(x, layer[0]), layer[1])
+                norm = None
+                if len(layer) > 2:
+                    if step is None:
+                        z = _batch_norm_inference(z, layer)
+                    else:
+                        z, norm = yield z, layer[2], layer[3]
+                a = _activation(op[2])(z)
+                tape.append((x, z, a, norm))
+                x = a
+            elif step is not None:
+                mask = self._dropout_mask(tf.shape(x), op[1], op[2], step)
+                tape.append((mask,))
+                x = x * mask
+        tape.append((x, None, None, None))
+        return tf.nn.bias_add(tf.matmul(x, params[-1][0]), params[-1][1]), tape
+
+    def _dropout_mask(self, shape, rate, salt, step):
+        """Keep-mask scaled by ``1 / (1 - rate)``, fixed by the net's seed and the step.
+
+        The same draw as ``tf.nn.experimental.stateless_dropout`` with seed
+        ``(net seed, step + salt)``.
+        """
+        seed = tf.stack([tf.constant(self.seed), step + salt])
+        keep = tf.random.stateless_uniform(shape, seed=seed) >= rate
+        return tf.cast(keep, tf.float32) * (1.0 / (1.0 - rate))
+
+    def backward(self, params, tape, dlogits):
+        """Flat gradient pieces (``sizes`` order) given d loss / d logits of
+        a training pass; the moving statistics' pieces are zeros."""
+        return backward_passes([self], [params], [tape], [dlogits])[0]
+
+    def backward_steps(self, params, tape, dlogits):
+        """Generator of :meth:`backward`: it yields ``(dy, norm)`` for each
+        batch normalisation (last layer first) and is sent back ``(dz,
+        dgamma, dbeta)``; it returns the flat gradient pieces."""
+        starts = np.cumsum([0] + self.counts)
+        grads = [None] * int(starts[-1])
+        grads[-2:] = _dense_grads(tape[-1][0], dlogits)
+        dx = tf.matmul(dlogits, params[-1][0], transpose_b=True)
+        records = iter(reversed(tape[:-1]))
+        for op in reversed(self.ops):
+            rec = next(records)
+            if op[0] == "dropout":
+                dx = dx * rec[0]
+                continue
+            x_in, z, a, norm = rec
+            k, at = op[1], starts[op[1]]
+            dz = _activation_grad(op[2], z, a, dx)
+            if norm is not None:
+                dz, dgamma, dbeta = yield dz, norm
+                zeros = tf.zeros([self.shapes[k][1]])
+                grads[at + 2:at + 6] = [dgamma, dbeta, zeros, zeros]
+            grads[at:at + 2] = _dense_grads(x_in, dz)
+            if k > 0:
+                dx = tf.matmul(dz, params[k][0], transpose_b=True)
+        return grads
+
+    def score(self, params, x, y, w, total, z=None):
+        """Validation score on ``x`` (inference mode): weighted accuracy, or
+        for a linear head R^2 averaged over the outputs (``total`` holds each
+        output's weighted sum of squares about its mean). ``z``: the logits
+        on ``x`` when already computed."""
+        z = self.forward(params, x)[0] if z is None else z
+        if self.head.is_regression:
+            sse = tf.reduce_sum(w[:, None] * tf.square(z - y), axis=0)
+            return tf.reduce_mean(1.0 - sse / total)
+        if self.head.kind == "binary":
+            pred = tf.cast(z[:, 0] > 0, tf.int32)
+        else:
+            pred = tf.argmax(z, axis=1, output_type=tf.int32)
+        return tf.reduce_sum(w * tf.cast(tf.equal(pred, y), tf.float32)) / total
+
+
+def _batch_norm_inference(z, layer):
+    """Keras' ``BatchNormalization`` of ``z`` in inference mode (moving statistics)."""
+    _, _, gamma, beta, moving_mean, moving_var = layer
+    return tf.nn.batch_normalization(z, moving_mean, moving_var, beta, gamma, BN_EPSILON)
+
+
+def _batch_norm(z, gamma, beta, mask=None):
+    """Keras' ``BatchNormalization`` of ``z`` in training mode: the output
+    and ``(normalised z, 1 / std, batch mean, batch variance)`` for the
+    backward pass and the moving statistics (the biased batch variance, as
+    Keras). Column by column, so ``z`` may hold several layers side by side.
+
+    ``mask`` (0 or 1, shaped as ``z``) keeps rows out of the statistics
+    column by column: a cross-validation fold's statistics are those of the
+    batch's rows it trains on, as if its batch held only them (a column with
+    no such row gets mean 0 and variance 0)."""
+    if mask is None:
+        mean = tf.reduce_mean(z, axis=0)
+        centred = z - mean
+        var = tf.reduce_mean(tf.square(centred), axis=0)
+    else:
+        count = tf.maximum(tf.reduce_sum(mask, axis=0), 1.0)
+        mean = tf.reduce_sum(z * mask, axis=0) / count
+        centred = z - mean
+        var = tf.reduce_sum(tf.square(centred) * mask, axis=0) / count
+    inv = tf.math.rsqrt(var + BN_EPSILON)
+    z_hat = centred * inv
+    return z_hat * gamma + beta, (z_hat, inv, mean, var)
+
+
+def _batch_norm_grad(norm, gamma, dy, mask=None):
+    """d loss / d z, d gamma, d beta of batch normalisation in training mode
+    (``mask`` as :func:`_batch_norm` had it: masked rows get no gradient)."""
+    z_hat, inv = norm[0], norm[1]
+    if mask is None:
+        n = tf.cast(tf.shape(dy)[0], tf.float32)
+        dgamma = tf.reduce_sum(dy * z_hat, axis=0)
+        dbeta = tf.reduce_sum(dy, axis=0)
+        dz = (gamma * inv) * (dy - (dbeta + z_hat * dgamma) / n)
+        return dz, dgamma, dbeta
+    count = tf.maximum(tf.reduce_sum(mask, axis=0), 1.0)
+    dy = dy * mask
+    dgamma = tf.reduce_sum(dy * z_hat, axis=0)
+    dbeta = tf.reduce_sum(dy, axis=0)
+    dz = (gamma * inv) * (dy - mask * (dbeta + z_hat * dgamma) / count)
+    return dz, dgamma, dbeta
+
+
+#: Each layer's columns in a :class:`_BatchNormRound` start at a multiple of
+#: this many floats (zero columns pad them): reductions over rows and
+#: element-wise kernels then take the same vector code path for a layer's
+#: columns whatever sits beside them, so a net's numbers do not depend on its
+#: population (64 bytes: the widest SIMD packet).
+_BN_ALIGN = 16
+
+
+def _bn_padding(width):
+    """Zero columns after a layer of ``width`` in a :class:`_BatchNormRound`."""
+    return (-width) % _BN_ALIGN
+
+
+class _BatchNormRound:
+    """Batch normalisation in training mode of several nets' layers at once.
+
+    Batch normalisation is column by column, so the layers of a population's
+    nets can be normalised as one wide matrix: one set of about ten kernels
+    per round instead of one per layer, which is most of batch
+    normalisation's cost for nets this small (each kernel's overhead, not
+    its arithmetic). :func:`forward_passes` makes a round of the next batch
+    normalisation of every net that has one (round ``r`` holds the ``r``-th
+    batch-normalised layer of each net with more than ``r``, in population
+    order); :func:`backward_passes` takes the rounds back in reverse order
+    with the same members. The joined batch means and variances (``mean``,
+    ``var``, padding included) feed the moving statistics
+    (:meth:`_Population.update_moving`).
+
+    Parameters
+    ----------
+    requests : list of (z, gamma, beta)
+        Each layer's pre-normalisation values ``(rows, width)`` (the same
+        rows for all) and its scale and offset.
+    number : int
+        The round's place in the forward pass.
+    masks : list of Tensor or None, default=None
+        Per request, its net's rows ``(rows,)``: 1 for the rows it trains
+        on, 0 for the others (a cross-validation fold's held-out rows),
+        which then take no part in its statistics (see :func:`_batch_norm`).
+        ``present`` then says which joined columns saw a row at all: the
+        others keep their moving statistics.
+    """
+
+    def __init__(self, requests, number, masks=None):
+        self.number = number
+        self.widths = [int(z.shape[-1]) for z, _, _ in requests]
+        self.pads = [_bn_padding(w) for w in self.widths]
+        self.gamma = self._join([g for _, g, _ in requests])
+        self.mask = self.present = None
+        if masks is not None:
+            self.mask = tf.concat([tf.tile(m[:, None], [1, w + pad])
+                                   for m, w, pad in zip(masks, self.widths, self.pads)], axis=1)
+            self.present = tf.reduce_sum(self.mask, axis=0) > 0
+        out, (self.z_hat, self.inv, self.mean, self.var) = _batch_norm(
+            self._join([z for z, _, _ in requests], rows=True), self.gamma,
+            self._join([b for _, _, b in requests]), self.mask)
+        self.outputs = self._parts(out)
+
+    def _join(self, pieces, rows=False):
+        """The pieces side by side, each followed by its zero padding."""
+        if len(pieces) == 1 and not self.pads[0]:
+            return pieces[0]
+        n = tf.shape(pieces[0])[0] if rows and any(self.pads) else None
+        zeros, parts = {}, []
+        for x, pad in zip(pieces, self.pads):
+            parts.append(x)
+            if pad:
+                if pad not in zeros:
+                    zeros[pad] = tf.zeros(tf.stack([n, pad]) if rows else [pad])
+                parts.append(zeros[pad])
+        return tf.concat(parts, axis=-1)
+
+    def _parts(self, joined):
+        """Each layer's columns of a joined tensor (the padding dropped)."""
+        if len(self.widths) == 1 and not self.pads[0]:
+            return [joined]
+        sizes = [n for w, pad in zip(self.widths, self.pads) for n in ((w, pad) if pad else (w,))]
+        parts = iter(tf.split(joined, sizes, axis=-1))
+        out = []
+        for pad in self.pads:
+            out.append(next(parts))
+            if pad:
+                next(parts)
+        return out
+
+    def backward(self, dys):
+        """``(dz, dgamma, dbeta)`` of each member given its ``dy``."""
+        dz, dgamma, dbeta = _batch_norm_grad((self.z_hat, self.inv), self.gamma,
+                                             self._join(dys, rows=True), self.mask)
+        return list(zip(self._parts(dz), self._parts(dgamma), self._parts(dbeta)))
+
+
+def _drive(generators, serve):
+    """Run the passes' generators to their ends. ``serve`` takes the pending
+    requests ``{k: request}`` and answers some of them ``{k: answer}``;
+    each answered generator runs on to its next request. Returns the
+    generators' return values."""
+    results, pending = [None] * len(generators), {}
+
+    def advance(k, answer=None):
+        try:
+            pending[k] = generators[k].send(answer)
+        except StopIteration as stop:
+            results[k] = stop.value
+
+    for k in range(len(generators)):
+        advance(k)
+    while pending:
+        for k, answer in serve(pending).items():
+            del pending[k]
+            advance(k, answer)
+    return results
+
+
+def forward_passes(nets, params, x, step=None, rounds=None, masks=None):
+    """Each net's ``(logits, tape)`` on ``x``, batch normalisation shared:
+    each round normalises the next batch-normalised layer of every net that
+    has one (see :class:`_BatchNormRound`; the rounds are appended to
+    ``rounds`` if given). ``step`` None: inference mode. ``masks``: per
+    net, the rows of ``x`` its batch statistics take (see
+    :class:`_BatchNormRound`), or None for all."""
+    rounds = [] if rounds is None else rounds
+
+    def serve(pending):
+        keys = sorted(pending)
+        bn = _BatchNormRound([pending[k] for k in keys], len(rounds),
+                             None if masks is None else [masks[k] for k in keys])
+        rounds.append(bn)
+        return {k: (out, (bn, i)) for i, (k, out) in enumerate(zip(keys, bn.outputs))}
+
+    return _drive([net.forward_steps(p, x, step) for net, p in zip(nets, params)], serve)
+
+
+def backward_passes(nets, params, tapes, dlogits):
+    """Each net's flat gradient pieces (see :meth:`_Net.backward`); the
+    batch normalisations are taken back round by round, last round first,
+    each with the members it had in :func:`forward_passes`."""
+
+    def serve(pending):
+        bn = max((norm[0] for _, norm in pending.values()), key=lambda r: r.number)
+        keys = sorted(k for k, (_, norm) in pending.items() if norm[0] is bn)
+        assert [pending[k][1][1] for k in keys] == list(range(len(bn.widths)))
+        return dict(zip(keys, bn.backward([pending[k][0] for k in keys])))
+
+    return _drive([net.backward_steps(p, tape, d)
+                   for net, p, tape, d in zip(nets, params, tapes, dlogits)], serve)
+
+
+def _dense_grads(x, dz):
+    """Flat kernel and bias gradients of a dense layer (``x`` dense or sparse)."""
+    if isinstance(x, tf.SparseTensor):
+        kernel_grad = tf.sparse.sparse_dense_matmul(x, dz, adjoint_a=True)
+    else:
+        kernel_grad = tf.matmul(x, dz, transpose_a=True)
+    return [tf.reshape(kernel_grad, [-1]),
+            tf.raw_ops.BiasAddGrad(out_backprop=dz)]
+
+
+def _activation_grad(name, z, a, da):
+    if name in _FUSED_ACTIVATIONS:
+        return _FUSED_ACTIVATIONS[name][1](a, da)
+    with tf.GradientTape() as tape:  # any other Keras activation: autodiff
+        tape.watch(z)
+        out = _activation(name)(z)
+    return tape.gradient(out, z, output_gradients=da)
+
+
+def _output(head, logits):
+    """What the served model outputs for ``logits``: probabilities, or the
+    linear head's values."""
+    if head.kind == "binary":
+        return tf.math.sigmoid(logits)
+    if head.kind == "softmax":
+        return tf.nn.softmax(logits)
+    return logits
+
+
+def _loss_and_grads(logits, y, scale, head, target=None):
+    """Per-net weighted losses and d loss / d logits for a list of nets' logits.
+
+    One fused cross-entropy kernel per net, on that net's own ``(rows,
+    classes)`` buffer: element-wise kernels (``exp`` in the softmax) take a
+    vector or a scalar path depending on where an element falls in its
+    buffer, so sharing one buffer between nets would make a net's numbers
+    depend on the population it trains in. ``scale`` is ``w / batch rows``.
+    A linear head has Keras' squared error: the mean over outputs of
+    ``(z - y) ** 2`` per row; with ``target``, per net ``(shift, scale)``,
+    net ``k``'s target is ``(y - shift[k]) / scale[k]``.
+    """
+    head = Head.of(head)
+    losses, grads = [], []
+    per_net = scale.shape.rank == 2  # each net its own row weights: (n_nets, rows)
+    for k, z in enumerate(logits):
+        scale_k = scale[k] if per_net else scale
+        if head.is_regression:
+            diff = z - (y if target is None else (y - target[0][k]) / target[1][k])
+            per_row = tf.reduce_mean(tf.square(diff), axis=1)
+            dz = diff * (2.0 / head.n_outputs) * scale_k[:, None]
+        elif head.kind == "binary":
+            t = tf.cast(y, tf.float32)[:, None]
+            per_row = tf.nn.sigmoid_cross_entropy_with_logits(t, z)[:, 0]
+            dz = (tf.math.sigmoid(z) - t) * scale_k[:, None]
+        else:
+            per_row, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
+                features=z, labels=y)
+            dz = backprop * scale_k[:, None]
+        losses.append(tf.reduce_sum(per_row * scale_k))
+        grads.append(dz)
+    return tf.stack(losses), grads

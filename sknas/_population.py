@@ -1,0 +1,672 @@
+"""The population trainer: many candidates trained side by side in one graph.
+
+:class:`PopulationTrainer` (the default trainer) builds a population of nets
+(:class:`~sknas._nets._Net`), keeps their weights and Adam state in a few
+flat vectors (:class:`_Group`, :class:`_Population`) and compiles the loop
+over epochs and mini-batches into one TensorFlow graph. Recently traced
+populations are kept for reuse (:data:`_GRAPHS`), and the graphs of past
+ones are freed by a full garbage collection every few populations
+(:func:`_collect_graphs`).
+
+Sparse rows (CSR) stay sparse in the graph: each mini-batch is gathered from
+the stored values alone, and the first dense layer multiplies it with
+TensorFlow's sparse-dense product (or, with ``sparse_product=False``,
+densifies the mini-batch first), so memory for the data stays proportional
+to the stored values.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+import tensorflow as tf
+
+from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_MOMENTUM, BYTES_PER_PARAM,
+                    CandidateResult, FoldRows, _all_finite, _failed, _fold_inputs, _message,
+                    _quiet_retracing, _too_big, n_params)
+from ._nets import (_bn_padding, _graph_rows, _loss_and_grads, _Net, _output, _RowSource,
+                    backward_passes, forward_passes)
+
+__all__ = ["PopulationTrainer"]
+
+
+#: Populations traced, and their parameters, since the last full garbage
+#: collection (see _collect_graphs).
+_GRAPHS_SINCE_GC = 0
+_PARAMS_SINCE_GC = 0
+_GC_EVERY = 5
+_GC_EVERY_PARAMS = 2**23  # 8 million parameters: about 230 MB of graph memory
+
+
+def _collect_graphs(n_params=0):
+    """Free the graphs of past populations every ``_GC_EVERY`` populations,
+    or sooner once they held ``_GC_EVERY_PARAMS`` parameters.
+
+    A traced graph and its function sit in reference cycles (a TensorFlow
+    graph points to its ops and they point back), so only a full collection
+    frees them, and Python's collection thresholds do not see the memory
+    they hold in TensorFlow's runtime: left alone, a long search keeps
+    growing (``bench_speed.py`` measures the memory of a 300-candidate
+    search). A full collection is not free, so it runs every few
+    populations rather than after each, unless the populations were big (wide
+    inputs): each one's variables (parameters and Adam's moments) stay alive
+    until its graph is collected.
+    """
+    global _GRAPHS_SINCE_GC, _PARAMS_SINCE_GC
+    _GRAPHS_SINCE_GC += 1
+    _PARAMS_SINCE_GC += n_params
+    if _GRAPHS_SINCE_GC >= _GC_EVERY or _PARAMS_SINCE_GC >= _GC_EVERY_PARAMS:
+        _GRAPHS_SINCE_GC = _PARAMS_SINCE_GC = 0
+        gc.collect()
+
+
+class _GraphCache:
+    """Recently trained populations with their traced graphs, for another
+    population of the same nets (the same candidates, seeds and settings, on
+    inputs of the same shapes): it is reset to its new initial weights and
+    runs without tracing again, with the same results as a new one.
+
+    A search seldom repeats a population, but fitting again does: a second
+    ``fit`` with the same ``random_state``, the candidates of a
+    ``GridSearchCV`` over the controller's parameters (the first controller
+    epoch draws the same architectures), the single-network refits. Only
+    small populations are kept (at most :attr:`max_params` parameters each,
+    :attr:`size` of them, least recently used dropped). An entry is taken
+    out while it trains, so two threads never share one.
+    """
+
+    size = 8
+    max_params = 2**19
+
+    def __init__(self):
+        self._entries = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key):
+        """``(population, function)`` cached under ``key`` (and removed), or ``(None, None)``."""
+        with self._lock:
+            return self._entries.pop(key, (None, None))
+
+    def keep(self, key, pop, fn, n_params):
+        """Cache ``pop`` and ``fn`` under ``key`` if ``n_params`` is small enough."""
+        if n_params > self.max_params:
+            return
+        with self._lock:
+            self._entries[key] = (pop, fn)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self):
+        with self._lock:
+            self._entries.clear()
+
+
+_GRAPHS = _GraphCache()
+
+
+_ALIGN = 64  # floats: 256 bytes, a multiple of every SIMD packet and unrolled block
+
+
+class _Group:
+    """Nets that share one Adam learning rate: one flat float32 vector of
+    their weights (net by net, in ``sizes`` order) with Adam's first and
+    second moments beside it. Adam is element-wise, so one ``ApplyAdam`` on
+    the vector is each net's own Adam, and a NaN in one net's slice stays
+    there; one variable instead of eighteen per net keeps the graph and its
+    captures small. Each net's weight decay is its own (``weight_decays``,
+    one per net): the decay is a vector too."""
+
+    def __init__(self, index, nets, weights, learning_rate, weight_decays):
+        self.index, self.nets = index, nets
+        self.learning_rate = learning_rate
+        # each net's slice is padded to a multiple of _ALIGN floats, so it sits at the
+        # same place relative to SIMD packets in any population: ApplyAdam then takes
+        # the same (vector or scalar) code path for its elements, and a net trains
+        # bit-identically alone, in any population and in any parallel chunk
+        self.pads = [(-sum(net.sizes)) % _ALIGN for net in nets]
+        self.sizes = [s for net, pad in zip(nets, self.pads) for s in net.sizes + [pad]]
+        flat = self._flat(weights)
+        self.params = tf.Variable(flat)
+        self.m = tf.Variable(tf.zeros_like(flat))
+        self.v = tf.Variable(tf.zeros_like(flat))
+        kinds = [k for net in nets for k in net.piece_kinds() + ["pad"]]
+        # the kernels' decay per element (Keras: variable -= variable * wd * lr)
+        self.decay = None
+        if any(weight_decays):
+            rates = [np.float32(wd) * np.float32(learning_rate) for net, wd in zip(nets, weight_decays)
+                     for _ in net.piece_kinds() + ["pad"]]
+            self.decay = tf.constant(np.repeat(
+                [rate if k == "kernel" else 0 for rate, k in zip(rates, kinds)],
+                self.sizes).astype(np.float32))
+        # where each batch-normalised layer's moving mean and variance start in
+        # the vector: {(population index, dense layer): (mean start, variance start)}
+        starts = iter(np.cumsum([0] + self.sizes[:-1]))
+        self.stats_at = {}
+        for k, net in zip(index, nets):
+            for i, count in enumerate(net.counts):
+                at = [next(starts) for _ in range(count)]
+                if count == 6:
+                    self.stats_at[(k, i)] = (int(at[4]), int(at[5]))
+            next(starts)  # the padding
+        self.best = None
+
+    def _flat(self, weights):
+        """The nets' per-layer weight arrays as one padded float32 vector."""
+        return np.concatenate([a.ravel() for w, pad in zip(weights, self.pads)
+                               for a in [x for layer in w for x in layer] + [np.zeros(pad)]]
+                              ).astype(np.float32)
+
+    def reset(self, weights):
+        """Start again from ``weights`` with Adam's moments at zero (as new)."""
+        flat = self._flat(weights)
+        self.params.assign(flat)
+        self.m.assign(tf.zeros_like(flat))
+        self.v.assign(tf.zeros_like(flat))
+        if self.best is not None:
+            self.best.assign(flat)
+
+    def make_best(self):
+        """Create the copy of the vector that keeps each net's best-epoch weights."""
+        self.best = tf.Variable(self.params.read_value())
+        lengths = [sum(net.sizes) + pad for net, pad in zip(self.nets, self.pads)]
+        self.segments = tf.constant(np.repeat(np.arange(len(self.nets)), lengths), tf.int32)
+
+    def _unflatten(self, pieces, reshape=tf.reshape):
+        """Per net, its per-layer tuples from the vector's pieces (``sizes`` order)."""
+        out, at = [], 0
+        for net in self.nets:
+            n = len(net.sizes)
+            out.append(net.unflatten(pieces[at:at + n], reshape))
+            at += n + 1  # skip the padding
+        return out
+
+    def split(self):
+        """Per net, its list of per-layer tensor tuples read from the vector."""
+        return self._unflatten(tf.split(self.params.read_value(), self.sizes))
+
+    def apply(self, grads, b1p, b2p):
+        """One step: decay, then Adam on the nets' gradient pieces."""
+        flat = tf.concat([g for pieces, pad in zip(grads, self.pads)
+                          for g in pieces + [tf.zeros([pad])]], axis=0)
+        if self.decay is not None:
+            self.params.assign_sub(self.params.read_value() * self.decay)
+        tf.raw_ops.ResourceApplyAdam(
+            var=self.params.handle, m=self.m.handle, v=self.v.handle, beta1_power=b1p,
+            beta2_power=b2p, lr=self.learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-7,
+            grad=flat)
+
+    def weights(self):
+        """Per net, its list of per-layer tuples of NumPy arrays."""
+        return self._unflatten(np.split(self.params.numpy(), np.cumsum(self.sizes)[:-1]),
+                               np.reshape)
+
+
+class _Population:
+    """The trainable state of a population: its nets in groups of equal Adam
+    learning rate (see :class:`_Group`), one flat vector each.
+
+    A net's learning rate and weight decay are its own (its ``'optimizer'``
+    entry) or the trainer's; nets sharing a learning rate share one vector
+    and one ``ApplyAdam`` whatever their decays, so a population of one
+    learning rate is one vector.
+
+    The moving statistics of batch normalisation are stored in the groups'
+    vectors, but while training they are kept in ``moving``, one vector for
+    the population laid out as the batch-normalisation rounds join their
+    batch statistics (round by round: the joined means, then the joined
+    variances, padding included), so that one update per step
+    (:meth:`update_moving`) serves every net: :meth:`load_moving` fills it
+    from the groups before the first epoch, :meth:`store_moving` writes it
+    back to them after each epoch (before validation and before the best
+    weights are kept).
+    """
+
+    def __init__(self, nets, weights, learning_rate):
+        self.nets = nets
+        rates, decays = [], []
+        for net in nets:
+            lr, wd = net.settings
+            rates.append(learning_rate if lr is None else lr)
+            decays.append(0.0 if wd is None else wd)
+        self.groups = []
+        for rate in dict.fromkeys(rates):
+            members = [k for k, r in enumerate(rates) if r == rate]
+            self.groups.append(_Group(members, [nets[k] for k in members],
+                                      [weights[k] for k in members], rate,
+                                      [decays[k] for k in members]))
+        self._moving_layout()
+
+    def _moving_layout(self):
+        """``moving`` and ``moving_pairs``: per group, None or the matching
+        positions of its statistics pieces and of ``moving`` (index columns
+        for ``gather_nd`` and ``scatter_nd_update``)."""
+        bn_layers = [[i for i, bn in enumerate(net.bn) if bn] for net in self.nets]
+        where, at = {}, 0  # (net, layer) -> (mean start, variance start) in moving
+        for r in range(max(map(len, bn_layers), default=0)):
+            members = [(k, layers[r]) for k, layers in enumerate(bn_layers) if len(layers) > r]
+            widths = [self.nets[k].shapes[i][1] for k, i in members]
+            span = sum(w + _bn_padding(w) for w in widths)
+            for (k, i), w in zip(members, widths):
+                where[(k, i)] = (at, at + span)
+                at += w + _bn_padding(w)
+            at += span
+        self.moving = tf.Variable(tf.zeros([at])) if at else None
+        self.moving_pairs = []
+        for g in self.groups:
+            pairs = [(np.arange(src, src + self.nets[k].shapes[i][1]),
+                      np.arange(dst, dst + self.nets[k].shapes[i][1]))
+                     for (k, i), starts in g.stats_at.items()
+                     for src, dst in zip(starts, where[(k, i)])]
+            self.moving_pairs.append(None if not pairs else tuple(
+                tf.constant(np.concatenate(side)[:, None], tf.int64) for side in zip(*pairs)))
+
+    def load_moving(self):
+        """``moving`` from the groups' vectors (padding at zero)."""
+        if self.moving is None:
+            return
+        values = tf.zeros_like(self.moving)
+        for g, pairs in zip(self.groups, self.moving_pairs):
+            if pairs is not None:
+                values = tf.tensor_scatter_nd_update(
+                    values, pairs[1], tf.gather_nd(g.params.read_value(), pairs[0]))
+        self.moving.assign(values)
+
+    def store_moving(self):
+        """The groups' statistics pieces from ``moving``."""
+        if self.moving is None:
+            return
+        values = self.moving.read_value()
+        for g, pairs in zip(self.groups, self.moving_pairs):
+            if pairs is not None:
+                g.params.scatter_nd_update(pairs[0], tf.gather_nd(values, pairs[1]))
+
+    def update_moving(self, rounds):
+        """Keras' moving-average step of every net's moving statistics, from
+        one training step's batch-normalisation rounds."""
+        if self.moving is None:
+            return
+        new = tf.concat([t for r in rounds for t in (r.mean, r.var)], axis=0)
+        old = self.moving.read_value()
+        moved = old * BN_MOMENTUM + new * (1.0 - BN_MOMENTUM)
+        if rounds and rounds[0].present is not None:  # masked: a column without rows stays
+            present = tf.concat([t for r in rounds for t in (r.present, r.present)], axis=0)
+            moved = tf.where(present, moved, old)
+        self.moving.assign(moved)
+
+    def make_best(self):
+        for g in self.groups:
+            g.make_best()
+
+    def reset(self, weights):
+        """Start every net again from its ``weights`` (population order)."""
+        for g in self.groups:
+            g.reset([weights[k] for k in g.index])
+
+    def _per_net(self, per_group):
+        """Population order from a list per group (``per_group``: one per group)."""
+        out = [None] * len(self.nets)
+        for g, values in zip(self.groups, per_group):
+            for k, value in zip(g.index, values):
+                out[k] = value
+        return out
+
+    def split(self):
+        """Per net (in population order), its per-layer tensor tuples."""
+        return self._per_net([g.split() for g in self.groups])
+
+    def apply(self, grads, rounds, b1p, b2p):
+        """One optimiser step of every net (``grads`` in population order) and
+        of the moving statistics (the step's batch-normalisation ``rounds``)."""
+        for g in self.groups:
+            g.apply([grads[k] for k in g.index], b1p, b2p)
+        self.update_moving(rounds)
+
+    def keep_best(self, improved):
+        """Copy the weights of the nets whose ``improved`` is True to their best copy."""
+        for g in self.groups:
+            mask = tf.gather(tf.gather(improved, g.index), g.segments)
+            g.best.assign(tf.where(mask, g.params.read_value(), g.best.read_value()))
+
+    def restore_best(self):
+        for g in self.groups:
+            g.params.assign(g.best.read_value())
+
+    def weights(self):
+        """Per net (in population order), its per-layer tuples of NumPy arrays."""
+        return self._per_net([g.weights() for g in self.groups])
+
+
+class PopulationTrainer:
+    """Train a population of candidates together in one compiled graph.
+
+    Every candidate gets its own weights and its own Adam state; the
+    population sees the same shuffled mini-batches (``batch_size`` rows, the
+    last one partial, as in ``model.fit``) and one step per batch updates all
+    of them, with the loop over epochs and batches compiled into the graph.
+    Forward and backward passes are written out by hand with fused kernels
+    (``MatMul``, ``BiasAdd``, ``ReluGrad``..., one cross-entropy kernel per
+    net, on that net's own logits, batch normalisation of all nets' layers
+    in a few joined kernels, and one ``ApplyAdam`` per learning rate on a
+    flat parameter vector), so a step costs few kernel launches and the
+    graph traces quickly. A candidate whose loss becomes NaN or infinite during
+    training, or whose trained weights are not all finite (for example after an
+    overflow in the last Adam step, which no loss sees), is reported as failed
+    without disturbing the others.
+
+    Parameters
+    ----------
+    epochs : int, default=10
+        Passes over the training rows.
+    batch_size : int, default=32
+        Rows per gradient step.
+    learning_rate : float, default=0.01
+        Adam learning rate (Keras' Adam: beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+        of the candidates without their own: a candidate whose layers lead
+        with an ``'optimizer'`` entry trains with its ``learning_rate`` and
+        decoupled ``weight_decay`` (on its kernels), as
+        ``keras.optimizers.Adam(learning_rate, weight_decay=...)`` would.
+    early_stopping : bool, default=False
+        Watch each candidate's validation loss after every epoch, keep the
+        weights of its best epoch, and stop the candidate once the loss has
+        not improved (by more than ``1e-4``) for ``n_iter_no_change``
+        epochs; the candidate ends with its best epoch's weights. The
+        population stops when all its candidates have.
+    n_iter_no_change : int, default=3
+        Patience of ``early_stopping``, in epochs.
+    sparse_product : bool, default=True
+        With sparse rows, multiply each mini-batch in the first layer with
+        TensorFlow's sparse-dense product; ``False`` densifies each
+        mini-batch first (``benchmarks/bench_sparse.py`` compares the two).
+    max_population_bytes : int, default=2**28
+        Graph memory one population may take (about :data:`BYTES_PER_PARAM`
+        bytes per trainable parameter). Candidates that would exceed it
+        together train in successive populations, with the same results: a
+        candidate trains identically in any population. Only wide inputs
+        reach it (a 512-unit first layer on 20,000 columns holds 10 million
+        parameters).
+
+    Attributes
+    ----------
+    last_timings_ : dict
+        Seconds spent by the last call of :meth:`train` building variables
+        (``setup``), tracing the graph (``trace``) and running it (``run``).
+    """
+
+    def __init__(self, epochs=10, batch_size=32, learning_rate=0.01, early_stopping=False,
+                 n_iter_no_change=3, sparse_product=True, max_population_bytes=2**28):
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.sparse_product = sparse_product
+        self.max_population_bytes = max_population_bytes
+
+    def populations(self, candidates, data):
+        """Indices of ``candidates`` grouped into populations that each fit in
+        ``max_population_bytes`` (a candidate too big alone is its own)."""
+        limit = self.max_population_bytes / BYTES_PER_PARAM
+        if not candidates:
+            return []
+        groups, size = [[]], 0
+        for k, (layers, _, _) in enumerate(candidates):
+            p = n_params(layers, data.n_features, data.n_outputs)
+            if groups[-1] and size + p > limit:
+                groups.append([])
+                size = 0
+            groups[-1].append(k)
+            size += p
+        return groups
+
+    def train(self, candidates, data, seed, row_weights=None, val_outputs=False):
+        """Train ``candidates``, a list of ``(layers, initial_weights, seed)``.
+
+        ``seed`` (an int per candidate, and one for the population) fixes the
+        candidate's dropout masks and the population's shuffling, so a
+        candidate trains the same whether alone or in any population.
+
+        ``row_weights``, if given, holds per candidate a pair ``(w, w_val)``
+        that replaces ``data.w`` and ``data.w_val`` for it: the folds of a
+        cross-validation train side by side on the same rows, each with
+        zero weight on the rows it does not train (or score) on; their batch
+        normalisation takes its batch statistics from the rows each trains
+        on. A third entry ``w_stop``, if given, replaces ``w_val`` in the
+        validation loss that early stopping watches: a fold then chooses its
+        best epoch on rows it neither trains nor is scored on. With
+        ``val_outputs``, each result carries the outputs of its final weights
+        on ``data.X_val`` (probabilities, or a regressor's standardised
+        predictions).
+
+        Returns
+        -------
+        results : list of CandidateResult
+        """
+        too_big = [_too_big(n_params(layers, data.n_features, data.n_outputs))
+                   for layers, _, _ in candidates]
+        # a candidate that cannot fit fails before it allocates; the others train in
+        # populations of at most max_population_bytes
+        results = [CandidateResult(status="failed", message=why, error=MemoryError(why))
+                   if why else None for why in too_big]
+        fits = [k for k, why in enumerate(too_big) if not why]
+        for group in self.populations([candidates[k] for k in fits], data):
+            members = [fits[i] for i in group]
+            part = self._train_population(
+                [candidates[k] for k in members], data, seed,
+                None if row_weights is None else [row_weights[k] for k in members], val_outputs)
+            for k, r in zip(members, part):
+                results[k] = r
+        return results
+
+    def _train_population(self, candidates, data, seed, row_weights, val_outputs):
+        """Train ``candidates`` in one graph (see :meth:`train`)."""
+        start = time.perf_counter()
+        try:
+            key = self._graph_key(candidates, data, seed, val_outputs) + (
+                _fold_inputs(row_weights),)
+            pop, fn = _GRAPHS.take(key)
+            if pop is None:
+                nets = [_Net(layers, data.n_features, data.head, s) for layers, _, s in candidates]
+                pop = _Population(nets, [w for _, w, _ in candidates], self.learning_rate)
+            else:
+                pop.reset([w for _, w, _ in candidates])
+            scores, bad, best_epoch, stop_epoch, outputs, fn = self._run(
+                pop, data, seed, row_weights, val_outputs, fn)
+            weights = pop.weights()
+            size = sum(sum(net.sizes) for net in pop.nets)
+            _GRAPHS.keep(key, pop, fn, size)
+            del pop, fn
+            _collect_graphs(size)  # frees the graphs of populations not kept, or dropped
+        except (tf.errors.OpError, ValueError, TypeError) as exc:  # whole population broke
+            if len(candidates) == 1:
+                return [CandidateResult(status="failed", message=_message(exc), error=exc,
+                                        fit_time=time.perf_counter() - start)]
+            return [r for k, c in enumerate(candidates) for r in self.train(
+                [c], data, seed, None if row_weights is None else [row_weights[k]], val_outputs)]
+        elapsed = (time.perf_counter() - start) / len(candidates)
+        results = []
+        for k in range(len(candidates)):
+            val_scores = scores[:int(stop_epoch[k]), k].tolist()
+            if bad[k]:
+                results.append(_failed(_NAN_MESSAGE, val_scores=val_scores, fit_time=elapsed))
+            elif not _all_finite(weights[k]):  # e.g. the last Adam step overflowed
+                results.append(_failed(_NONFINITE_WEIGHTS_MESSAGE, val_scores=val_scores,
+                                       fit_time=elapsed))
+            else:
+                results.append(CandidateResult(
+                    val_scores=val_scores, weights=weights[k], fit_time=elapsed,
+                    best_epoch=int(best_epoch[k]), val_outputs=outputs[k] if val_outputs else None))
+        return results
+
+    def _graph_key(self, candidates, data, seed, val_outputs):
+        """What a population's traced graph depends on besides its inputs'
+        shapes: the nets (layers, seeds, input width, head), the population
+        seed and the trainer's settings. The initial weights are not in it: a
+        cached population is reset to them."""
+        nets = tuple((repr(layers), int(s) % (2**31 - 1)) for layers, _, s in candidates)
+        return (nets, data.n_features, repr(data.head), int(seed) % (2**31 - 1),
+                bool(val_outputs), self.epochs, self.batch_size, float(self.learning_rate),
+                bool(self.early_stopping), self.n_iter_no_change, bool(self.sparse_product))
+
+    def _run(self, pop, data, seed, row_weights=None, val_outputs=False, fn=None):
+        t0 = time.perf_counter()
+        y_type = tf.float32 if data.head.is_regression else tf.int32
+        w, w_val = data.w, data.w_val
+        extra = ()
+        if row_weights is not None:
+            rows = [FoldRows.of(r) for r in row_weights]
+            w = np.stack([np.asarray(r.w, np.float32) for r in rows])
+            w_val = np.stack([np.asarray(r.w_val, np.float32) for r in rows])
+            stop, targets = _fold_inputs(rows)
+            if stop or targets:
+                extra = (np.stack([np.asarray(r.w_val if r.w_stop is None else r.w_stop,
+                                              np.float32) for r in rows]),)
+            if targets:
+                k = data.n_outputs
+                extra += tuple(np.stack([np.broadcast_to(np.asarray(
+                    default if r.target is None else r.target[j], np.float32), (k,))
+                    for r in rows]) for j, default in ((0, 0.0), (1, 1.0)))
+        args = (_graph_rows(data.X), tf.constant(data.y, y_type),
+                tf.constant(w, tf.float32), _graph_rows(data.X_val),
+                tf.constant(data.y_val, y_type), tf.constant(w_val, tf.float32))
+        args += tuple(tf.constant(a, tf.float32) for a in extra)
+        if fn is None:
+            fn = tf.function(self._make_loop(pop, int(seed) % (2**31 - 1), val_outputs,
+                                             len(extra)), autograph=False)
+        t1 = time.perf_counter()
+        with _quiet_retracing():
+            graph_fn = fn.get_concrete_function(*args)  # traced once per input signature
+        t2 = time.perf_counter()
+        scores, bad, best_epoch, stop_epoch, outputs = (t.numpy() for t in graph_fn(*args))
+        self.last_timings_ = {"setup": t1 - t0, "trace": t2 - t1, "run": time.perf_counter() - t2}
+        return scores, bad, best_epoch, stop_epoch, outputs, fn
+
+    def _make_loop(self, pop, seed, val_outputs=False, n_extra=0):
+        """The population's training loop as a function of its inputs: ``(X,
+        y, w, Xv, yv, wv)``, then ``n_extra`` of ``(ws, shift, scale)`` (see
+        :meth:`_run`); a traced function takes exactly these, no defaults."""
+        loop = self._make_loop_body(pop, seed, val_outputs)
+        if n_extra == 0:
+            return lambda X, y, w, Xv, yv, wv: loop(X, y, w, Xv, yv, wv)
+        if n_extra == 1:
+            return lambda X, y, w, Xv, yv, wv, ws: loop(X, y, w, Xv, yv, wv, ws)
+        return lambda X, y, w, Xv, yv, wv, ws, shift, scale: loop(X, y, w, Xv, yv, wv, ws,
+                                                                   shift, scale)
+
+    def _make_loop_body(self, pop, seed, val_outputs=False):
+        epochs, bs, n_nets = self.epochs, self.batch_size, len(pop.nets)
+        patience = self.n_iter_no_change if self.early_stopping else None
+        if patience is not None:
+            pop.make_best()  # the best-weights copies are made outside the graph
+
+        def loop(X, y, w, Xv, yv, wv, ws=None, shift=None, scale=None):
+            target = None if shift is None else (shift, scale)
+            source = _RowSource(X, densify=not self.sparse_product)
+            n = tf.shape(y)[0]
+            steps = (n + bs - 1) // bs
+            inf = tf.fill([n_nets], np.float32(np.inf))
+            state = (tf.constant(0), tf.constant(1.0), tf.constant(1.0),
+                     tf.zeros([n_nets], tf.bool), tf.TensorArray(tf.float32, size=epochs),
+                     inf, tf.fill([n_nets], epochs if patience is None else 0),
+                     tf.fill([n_nets], epochs),
+                     tf.zeros([n_nets], tf.int32))
+
+            def epoch_body(epoch, b1p, b2p, bad, scores, best_loss, best_epoch, stop_epoch, wait):
+                perm = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([seed, epoch])))
+                rows = (source.permuted(perm), tf.gather(y, perm), tf.gather(w, perm, axis=-1))
+                step_fn = self._make_step(pop, rows, n, epoch * steps, target)
+                _, b1p, b2p, bad = tf.while_loop(lambda s, *_: s < steps, step_fn,
+                                                 (tf.constant(0), b1p, b2p, bad))
+                pop.store_moving()
+                epoch_scores, val_loss = self._val_metrics(pop, Xv, yv, wv, patience is not None,
+                                                           ws, target)
+                scores = scores.write(epoch, epoch_scores)
+                if patience is not None:
+                    running = wait < patience
+                    improved = running & (val_loss < best_loss - 1e-4)
+                    pop.keep_best(improved)
+                    best_loss = tf.where(improved, val_loss, best_loss)
+                    best_epoch = tf.where(improved, epoch + 1, best_epoch)
+                    wait = tf.where(improved, 0, tf.where(running, wait + 1, wait))
+                    stop_epoch = tf.where(running & (wait >= patience), epoch + 1, stop_epoch)
+                return (epoch + 1, b1p, b2p, bad, scores, best_loss, best_epoch, stop_epoch,
+                        wait)
+
+            def more(epoch, *rest):
+                if patience is None:
+                    return epoch < epochs
+                return (epoch < epochs) & tf.reduce_any(rest[-1] < patience)
+
+            pop.load_moving()
+            epoch, _, _, bad, scores, _, best_epoch, stop_epoch, _ = tf.while_loop(
+                more, epoch_body, state)
+            if patience is not None:
+                pop.restore_best()
+                stop_epoch = tf.minimum(stop_epoch, epoch)
+            outputs = tf.zeros([0])
+            if val_outputs:
+                outputs = tf.stack([_output(net.head, net.forward(p, Xv)[0])
+                                    for net, p in zip(pop.nets, pop.split())])
+            return scores.stack()[:epoch], bad, best_epoch, stop_epoch, outputs
+
+        return loop
+
+    def _make_step(self, pop, rows, n, first_step, target=None):
+        """Body of the mini-batch loop: one Adam step of every net
+        (``target``: per net ``(shift, scale)`` of a regression target)."""
+        bs = self.batch_size
+        nets = pop.nets
+
+        def step(s, b1p, b2p, bad):
+            lo = s * bs
+            hi = tf.minimum(lo + bs, n)
+            xb, yb, wb = rows[0](lo, hi), rows[1][lo:hi], rows[2][..., lo:hi]
+            scale = wb / tf.cast(hi - lo, tf.float32)
+            params = pop.split()
+            rounds = []
+            # each net its own rows (cross-validation folds): its batch statistics
+            # leave out the rows it does not train on
+            masks = (None if wb.shape.rank == 1 or not any(any(net.bn) for net in nets)
+                     else tf.unstack(tf.cast(wb > 0, tf.float32), num=len(nets)))
+            passes = forward_passes(nets, params, xb, first_step + s, rounds, masks)
+            losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].head,
+                                              target)
+            grads = backward_passes(nets, params, [tape for _, tape in passes], dlogits)
+            b1p, b2p = b1p * 0.9, b2p * 0.999
+            pop.apply(grads, rounds, b1p, b2p)
+            bad = tf.logical_or(bad, tf.logical_not(tf.math.is_finite(losses)))
+            return s + 1, b1p, b2p, bad
+
+        return step
+
+    @staticmethod
+    def _val_metrics(pop, Xv, yv, wv, with_loss, ws=None, target=None):
+        """Each net's validation score (weighted accuracy or mean R^2) and, if
+        ``with_loss``, its weighted mean validation loss (with the weights
+        ``ws`` instead of ``wv`` when given: the rows early stopping
+        watches). ``wv`` and ``ws`` are shared ``(n_val,)`` or per net
+        ``(n_nets, n_val)``. An R^2 whose rows' target does not vary is NaN."""
+        head = pop.nets[0].head
+        scores, losses = [], []
+        y_all = yv
+        for k, (net, p) in enumerate(zip(pop.nets, pop.split())):
+            w = wv if wv.shape.rank == 1 else wv[k]
+            yv = y_all if target is None else (y_all - target[0][k]) / target[1][k]
+            if head.is_regression:
+                mean = tf.reduce_sum(w[:, None] * yv, axis=0) / tf.maximum(tf.reduce_sum(w), 1e-12)
+                total = tf.reduce_sum(w[:, None] * tf.square(yv - mean), axis=0)
+                # no R^2 from a target that does not vary (one row, or equal values)
+                total = tf.where(total > 1e-12, total, np.float32(np.nan))
+            else:
+                total = tf.maximum(tf.reduce_sum(w), 1e-12)
+            z = net.forward(p, Xv)[0]
+            scores.append(net.score(p, Xv, yv, w, total, z))
+            if with_loss:
+                w_loss = w if ws is None else (ws if ws.shape.rank == 1 else ws[k])
+                loss = _loss_and_grads([z], yv, w_loss, head)[0][0]
+                losses.append(loss / tf.maximum(tf.reduce_sum(w_loss), 1e-12))
+        return tf.stack(scores), (tf.stack(losses) if with_loss else None)
