@@ -41,6 +41,7 @@ from sknas import MLPNASClassifier  # noqa: E402
 from sknas.datasets import load_wine_quality  # noqa: E402
 
 import suite  # noqa: E402
+from flat import make  # noqa: E402
 
 
 def parse(text):
@@ -79,7 +80,7 @@ def run(params, seeds, splits):
     for seed in seeds:
         X_tr, X_te, y_tr, y_te = splits[seed]
         start = time.perf_counter()
-        est = MLPNASClassifier(random_state=seed, **params).fit(X_tr, y_tr)
+        est = make(MLPNASClassifier, random_state=seed, **params).fit(X_tr, y_tr)
         mean = est.controller_history_["mean_reward"]
         k = min(3, len(mean) // 2)
         rows.append({"best": est.best_score_, "test": est.score(X_te, y_te),

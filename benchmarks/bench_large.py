@@ -41,6 +41,7 @@ from sklearn.neural_network import MLPClassifier  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 
 import suite  # noqa: E402
+from flat import make  # noqa: E402
 from bench_controller import mean_se, parse  # noqa: E402
 from sknas import MLPNASClassifier  # noqa: E402
 
@@ -68,7 +69,7 @@ def main(argv=None):
                             text=True).stdout.strip()
     print(f"commit {commit}, {os.cpu_count()} cores; Fertility {len(y)} rows: train "
           f"{len(y_tr)}, test {len(y_te)} (majority {y_te.value_counts(normalize=True).max():.4f})")
-    methods = [(text, lambda seed, p=parse(text): MLPNASClassifier(random_state=seed, **p))
+    methods = [(text, lambda seed, p=parse(text): make(MLPNASClassifier, random_state=seed, **p))
                for text in args.configs]
     methods += [("MLPClassifier()", lambda seed: MLPClassifier(max_iter=500, random_state=seed)),
                 ("HistGradientBoostingClassifier()",
@@ -76,8 +77,8 @@ def main(argv=None):
     scores = {name: [] for name, _ in methods}
     times = {name: [] for name, _ in methods}
     for seed in args.seeds:
-        for name, make in methods:
-            model = make(seed)
+        for name, build in methods:
+            model = build(seed)
             pipe = make_pipeline(suite.preprocessor(X), model)
             start = time.perf_counter()
             pipe.fit(X_tr, y_tr)

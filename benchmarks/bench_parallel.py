@@ -45,8 +45,9 @@ def fit_once(params, data):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sknas import MLPNASClassifier
+    from flat import make
     X_tr, X_te, y_tr, y_te = data
-    pipe = make_pipeline(StandardScaler(), MLPNASClassifier(random_state=0, **params))
+    pipe = make_pipeline(StandardScaler(), make(MLPNASClassifier, random_state=0, **params))
     start = time.perf_counter()
     pipe.fit(X_tr, y_tr)
     seconds = time.perf_counter() - start

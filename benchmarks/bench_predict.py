@@ -23,6 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from bench_controller import data  # noqa: E402  (the reference protocol's split)
 from sknas import MLPNASClassifier  # noqa: E402
 
+from flat import make  # noqa: E402
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,7 +35,7 @@ def main(argv=None):
     X_tr, X_te, y_tr, y_te = data()
     fitted = {}
     for label, params in (("refit=True", {"refit": True}), ("default (fold models)", {})):
-        clf = MLPNASClassifier(random_state=args.seed, **params).fit(X_tr, y_tr)
+        clf = make(MLPNASClassifier, random_state=args.seed, **params).fit(X_tr, y_tr)
         fitted[label] = (clf, sum(1 for layer in clf.model_.layers if hasattr(layer, "layers")))
     for label, (clf, nets) in fitted.items():
         start = time.perf_counter()

@@ -102,6 +102,7 @@ sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 
 import suite  # noqa: E402
+from flat import make  # noqa: E402
 from bench_speed import _git_commit, _table, cpu_name  # noqa: E402
 
 #: sknas configurations run by default.
@@ -203,7 +204,9 @@ def make_model(kind, params, task, seed, budget, quick):
     clf = task == "classification"
     if kind == "sknas":
         # MLPNASRegressor standardises its target itself
-        return sknas_class(task)(**{**params, **(QUICK_SKNAS if quick else {}), "random_state": seed})
+        build = sknas_class(task)  # a class, or a factory (variants_folds.py) that calls make
+        params = {**params, **(QUICK_SKNAS if quick else {}), "random_state": seed}
+        return make(build, **params) if isinstance(build, type) else build(**params)
     if kind == "hgb":
         cls = HistGradientBoostingClassifier if clf else HistGradientBoostingRegressor
         return cls(max_iter=budget["hgb_max_iter"], random_state=seed)

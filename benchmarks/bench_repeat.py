@@ -65,9 +65,10 @@ def caches(on):
 def workloads(X, y, budget):
     from sklearn.model_selection import GridSearchCV, cross_val_score
     from sknas import MLPNASClassifier
+    from flat import make
 
     def est():
-        return MLPNASClassifier(random_state=0, **budget)
+        return make(MLPNASClassifier, random_state=0, **budget)
 
     def refit():
         est().fit(X, y)  # untimed: fills the caches (or not)

@@ -41,6 +41,8 @@ from bench_controller import data, mean_se  # noqa: E402
 from sknas import MLPNASClassifier  # noqa: E402
 from sknas._trial import predictor_spearman as rank_correlation  # noqa: E402
 
+from flat import make  # noqa: E402
+
 METRICS = ("best", "mean_all", "mean_late", "spearman_late", "spearman_pooled", "test", "time")
 
 
@@ -49,7 +51,7 @@ def run(factor, seed, split):
     start = time.perf_counter()
     extra = {} if factor == 1 else {"screen_factor": factor}
     # batches of 32, as the recorded rows (batch_size='auto' takes 64 on these 3,918 rows)
-    est = MLPNASClassifier(cv=None, random_state=seed, batch_size=32, **extra).fit(X_tr, y_tr)
+    est = make(MLPNASClassifier, cv=None, random_state=seed, batch_size=32, **extra).fit(X_tr, y_tr)
     elapsed = time.perf_counter() - start
     res, hist = est.search_results_, est.controller_history_
     ok = res["status"] == "ok"

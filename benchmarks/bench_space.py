@@ -129,6 +129,7 @@ sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 
 import suite  # noqa: E402
+from flat import make  # noqa: E402
 
 VARIANTS = {
     "tutorial": {},
@@ -166,8 +167,8 @@ def run(table, data, seed, variant, candidates):
     # batches of 32 and the tutorial's 10% holdout, as the recorded rows, unless the variant
     # says 'auto' (batches of 64 from 1,000 rows, a quarter of a table under 1,000 rows)
     params = {"batch_size": 32, "validation_fraction": 0.1, **VARIANTS[variant]}
-    est = MLPNASClassifier(cv=None, random_state=seed, controller_epochs=candidates // 10,
-                           samples_per_epoch=10, **params)
+    est = make(MLPNASClassifier, cv=None, random_state=seed,
+               controller_epochs=candidates // 10, samples_per_epoch=10, **params)
     pipe = Pipeline([("pre", suite.preprocessor(X_tr)), ("model", est)])
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -289,8 +290,8 @@ def extended_search(data, seed, **params):
 
     from sknas import MLPNASClassifier
     X_tr, _, y_tr, _ = data
-    est = MLPNASClassifier(space="extended", cv=None, refit=False, random_state=seed,
-                           controller_epochs=10, samples_per_epoch=10, **params)
+    est = make(MLPNASClassifier, space="extended", cv=None, refit=False, random_state=seed,
+               controller_epochs=10, samples_per_epoch=10, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         Pipeline([("pre", suite.preprocessor(X_tr)), ("model", est)]).fit(X_tr, y_tr)

@@ -129,11 +129,12 @@ def run_job(job):
     start = time.perf_counter()
     if job["kind"] == "wide":
         from sknas import MLPNASClassifier
+        from flat import make
         X, y = wide_data()
         if job["table"] == "dense100":
             X = np.asarray(X[:, :100].todense(), np.float32)
         params = dict(controller_epochs=job["controller_epochs"], random_state=job["seed"])
-        clf = MLPNASClassifier(**params)
+        clf = make(MLPNASClassifier, **params)
         if job["method"] == "densify":  # the trainer's option, not an estimator parameter
             make = clf._make_trainer
 
@@ -155,7 +156,8 @@ def run_job(job):
     from sklearn.pipeline import make_pipeline
     if job["method"].startswith("sknas"):
         from sknas import MLPNASClassifier
-        model = MLPNASClassifier(random_state=job["seed"], **SKNAS_METHODS[job["method"]])
+        from flat import make
+        model = make(MLPNASClassifier, random_state=job["seed"], **SKNAS_METHODS[job["method"]])
     elif job["method"] == "mlp":
         from sklearn.neural_network import MLPClassifier
         model = MLPClassifier(max_iter=500, random_state=job["seed"])

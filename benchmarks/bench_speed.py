@@ -122,9 +122,10 @@ class Clock:
 def run_search(X_tr, y_tr, X_te, y_te, **params):
     """Fit an ``MLPNASClassifier``; returns it with wall/CPU time and test accuracy."""
     from sknas import MLPNASClassifier
+    from flat import make
     # batches of 32, as B's model.fit and C's trainer: batch_size='auto' would take 64 on
     # these 3,918 training rows, and the comparison would no longer be like for like
-    est = MLPNASClassifier(**{"batch_size": 32, **params})
+    est = make(MLPNASClassifier, **{"batch_size": 32, **params})
     with Clock() as clock:
         est.fit(X_tr, y_tr)
     return est, {"wall": clock.wall, "cpu": clock.cpu, "search_time": est.search_time_,

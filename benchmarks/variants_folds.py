@@ -43,6 +43,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_quality as bq  # noqa: E402
+from flat import make  # noqa: E402
 
 
 class FinalistEarlyStopping:
@@ -177,8 +178,8 @@ def sknas_class(task):
         if params.pop("fin_es", False):
             mixins.append(FinalistEarlyStopping)
         if mixins:
-            return type("Variant" + base.__name__, (*mixins, base), {})(**params)
-        return base(**params)
+            return make(type("Variant" + base.__name__, (*mixins, base), {}), **params)
+        return make(base, **params)
     return factory
 
 

@@ -1,0 +1,56 @@
+"""Estimators from flat parameter dicts, for the benchmarks' recorded variants.
+
+The studies in ``benchmarks/studies/`` and the scripts' variant tables name
+their settings as flat keywords (``baseline=0.5``, ``units=(4, 8)``,
+``screen_factor=3``, ``trainer='keras'``...), as the estimators took them
+before 2026-12-06. Since then the search space and the strategy are objects
+(``space=SearchSpace(...)``, ``strategy=Reinforce(...)``) and a few
+comparison knobs are private class attributes. :func:`make` builds the same
+estimator from the flat spelling, so every recorded command still runs::
+
+    make(MLPNASClassifier, baseline=0.5, units=(8, 16), trainer="keras")
+    # == a subclass with _trainer_kind = 'keras', built with
+    #    space=SearchSpace(units=(8, 16)), strategy=Reinforce(baseline=0.5)
+"""
+
+from __future__ import annotations
+
+from sknas import RandomSearch, Reinforce, SearchSpace
+from sknas._space import PRESETS
+
+#: flat name -> Reinforce's
+STRATEGY = {"controller_units": "lstm_units", "controller_train_steps": "train_steps",
+            "controller_learning_rate": "learning_rate", "controller_decay": "decay",
+            "controller_clipnorm": "clipnorm", "discount": "discount", "baseline": "baseline",
+            "baseline_decay": "baseline_decay", "normalize_advantage": "normalize_advantage",
+            "entropy_weight": "entropy_weight", "use_predictor": "use_predictor",
+            "screen_factor": "screen_factor"}
+#: flat name -> SearchSpace's
+SPACE = {"units": "units", "activations": "activations", "max_layers": "max_layers",
+         "dropout_rate": "dropout_rates"}
+#: flat name -> the private class attribute a subclass sets
+HOOKS = {"reward": "_reward", "trainer": "_trainer_kind",
+         "finalist_batch_size": "_finalist_batch_size"}
+
+
+def make(cls, **params):
+    """``cls(**params)`` with the flat names of :data:`STRATEGY`, :data:`SPACE`
+    and :data:`HOOKS` turned into the objects and attributes they became."""
+    strategy = {STRATEGY[k]: params.pop(k) for k in list(params) if k in STRATEGY}
+    space = {SPACE[k]: params.pop(k) for k in list(params) if k in SPACE}
+    hooks = {HOOKS[k]: params.pop(k) for k in list(params) if k in HOOKS}
+    if space:
+        preset = params.get("space", "tutorial")
+        spec = dict(PRESETS[preset]) if isinstance(preset, str) else preset.get_params()
+        params["space"] = SearchSpace(**{**spec, **space})
+    if strategy:
+        named = params.get("strategy", "reinforce")
+        if named == "random" or isinstance(named, RandomSearch):
+            raise ValueError(f"strategy='random' has none of {sorted(strategy)}")
+        base = Reinforce() if isinstance(named, str) else named
+        params["strategy"] = base.set_params(**strategy)
+    if hooks.get("_finalist_batch_size") in ("auto", "none"):
+        hooks["_finalist_batch_size"] = None
+    if hooks:
+        cls = type(cls.__name__, (cls,), dict(hooks))
+    return cls(**params)
