@@ -6,8 +6,7 @@ from ._plotting import (ControllerHistoryDisplay, PredictorDisplay, RewardDistri
 from ._runlog import Run, RunFormatError, load_run
 from ._space import SearchSpace
 from ._strategy import RandomSearch, Reinforce
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["ControllerHistoryDisplay", "MLPNASClassifier", "MLPNASRegressor", "PredictorDisplay",
            "RandomSearch", "Reinforce", "RewardDistributionDisplay", "RewardHistoryDisplay", "Run",

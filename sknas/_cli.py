@@ -420,7 +420,7 @@ def _served_label(search):
     """What the fitted ``search`` serves, for the summary: the winner or the
     ensemble (an ensemble of one pick may be a finalist other than the
     winner), refit or as fold models."""
-    from ._serving import serves_ensemble
+    from ._trial import serves_ensemble
     ensemble = serves_ensemble(getattr(search, "ensemble_weights_", {}), search.best_index_)
     served = "ensemble" if ensemble else "winner"
     return f"{served}'s fold models" if search.refit_ == "folds" else f"refit {served}"

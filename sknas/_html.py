@@ -701,7 +701,7 @@ _CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
 
 def render_report(page):
     """The HTML text of a page (see :func:`run_report`)."""
-    from . import __version__
+    from ._version import __version__
     r = page.results
     n = len(r.get("reward", ()))
     n_ok = int(_ok_mask(r).sum()) if n else 0

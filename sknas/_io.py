@@ -59,7 +59,7 @@ def served_description(estimator):
         The number of networks ``model_`` averages: the members' fold models,
         or one network per member.
     """
-    from ._serving import serves_ensemble
+    from ._trial import serves_ensemble
     results = estimator.search_results_
     best = int(estimator.best_index_)
     picked = getattr(estimator, "ensemble_weights_", {})
@@ -97,7 +97,7 @@ def save_model(estimator, path):
     """
     from sklearn.utils.validation import check_is_fitted
 
-    from . import __version__
+    from ._version import __version__
     check_is_fitted(estimator, "model_")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -194,7 +194,7 @@ def _unique_run_dir(log_dir):
 # -------------------------------------------------------------- reading
 def read_meta(path):
     """``meta.json`` of a run folder, checked for format and version."""
-    from . import __version__
+    from ._version import __version__
     path = Path(path)
     if not path.is_dir():
         raise RunFormatError(f"{path} is not a run folder (no such directory)")
@@ -477,7 +477,7 @@ class RunLog:
         """
         if self.resuming:
             return self._resume(estimator, search)
-        from . import __version__
+        from ._version import __version__
         write_json_atomic(self.path / "params.json", json_safe(estimator.get_params()))
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "sknas_version": __version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": int(search.seed),
@@ -519,7 +519,7 @@ class RunLog:
         return epoch + 1
 
     def _check_compatible(self, meta, estimator, search):
-        from . import __version__
+        from ._version import __version__
         if meta.get("sknas_version") != __version__:
             raise RunFormatError(f"{self.path} was written by sknas {meta.get('sknas_version')}; "
                                  f"this is sknas {__version__}: a search can only be resumed by "

@@ -16,8 +16,9 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ._trainer import CandidateData, build_keras_model, initial_weights
+from ._trial import serves_ensemble
 
-__all__ = ["ServingMixin", "serves_ensemble"]
+__all__ = ["ServingMixin"]
 
 
 class ServingMixin:
@@ -221,13 +222,6 @@ class ServingMixin:
         """
         from ._io import save_model
         return save_model(self, path)
-
-
-def serves_ensemble(members, best_index):
-    """Whether the ensemble selection's ``members`` (row -> weight) make an
-    ensemble to serve rather than the single winner ``best_index``: several
-    members, or one that is not the winner."""
-    return bool(members) and set(members) != {best_index}
 
 
 def _weighted_sum_model(n_features, nets):

@@ -11,6 +11,7 @@ import numpy as np
 from ._space import optimizer_settings
 
 __all__ = ["Trial", "best_row", "history_table", "predictor_spearman", "results_table",
+           "serves_ensemble",
            "reward_from_scores", "top_table"]
 
 @dataclass
@@ -245,3 +246,10 @@ def top_table(results, n=5):
     cols = [c for c in TOP_COLUMNS if c in frame and not (
         c in optional and not (optional[c].fillna(0) != 0).any())]
     return frame[cols].head(n).reset_index(drop=True)
+
+
+def serves_ensemble(members, best_index):
+    """Whether the ensemble selection's ``members`` (row -> weight) make an
+    ensemble to serve rather than the single winner ``best_index``: several
+    members, or one that is not the winner."""
+    return bool(members) and set(members) != {best_index}
