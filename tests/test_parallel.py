@@ -144,7 +144,12 @@ def test_dask_cluster_runs_the_candidates_once_scattered(sequential, monkeypatch
 
 
 def _kill_first_busy_loky_worker(killed, stop):
-    """SIGKILL the first loky worker seen using the CPU (so mid-candidate)."""
+    """SIGKILL the first loky worker seen using the CPU (so mid-candidate).
+
+    A worker counts once it has used more than a second of CPU: a task's first
+    import of TensorFlow takes that, a new worker's start-up does not (a worker
+    killed while it starts up is replaced by loky before it takes a task, and no
+    candidate is lost to retry)."""
     import psutil
     me = psutil.Process()
     seen = {}
@@ -154,7 +159,7 @@ def _kill_first_busy_loky_worker(killed, stop):
                 if "loky" not in " ".join(child.cmdline()):
                     continue
                 cpu = sum(child.cpu_times()[:2])
-                if child.pid in seen and cpu - seen[child.pid] > 0.02:
+                if child.pid in seen and cpu > 1.0 and cpu - seen[child.pid] > 0.02:
                     os.kill(child.pid, signal.SIGKILL)
                     killed.append(child.pid)
                     return
