@@ -43,7 +43,8 @@ def split_phases(n_pops=3, seed=0):
     data = est._split(Xv, yv, w, seed)
     data.n_classes = len(enc.classes_)
     space = est._make_space()
-    ctrl = est._make_strategy(space, seed)
+    from sknas._strategy import resolve_strategy
+    ctrl = resolve_strategy(est.strategy).build(space, seed)
     trainer = PopulationTrainer()
     rng = np.random.default_rng(seed)
     for p in range(n_pops):

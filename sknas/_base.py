@@ -213,10 +213,6 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
         return None
 
     # -------------------------------------------------------------- the fit
-    def _make_strategy(self, space, seed):
-        """The stateful strategy this fit's search runs (a new one each fit)."""
-        return resolve_strategy(self.strategy).build(space, seed)
-
     def _make_trainer(self, epochs=None, early_stopping=None, batch_size=None):
         cls = KerasTrainer if self._trainer_kind == "keras" else PopulationTrainer
         return cls(epochs=self.epochs if epochs is None else epochs,
@@ -288,7 +284,7 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
 
     def _fit(self, X, y, sample_weight):
         space = self._make_space()
-        resolve_strategy(self.strategy).check()
+        plan = resolve_strategy(self.strategy).check()  # the strategy object, checked
         X, y, w = self._validate_training_data(X, y, sample_weight)
         self.early_stopping_ = (sp.issparse(X) if self.early_stopping == "auto"
                                 else bool(self.early_stopping))
@@ -299,13 +295,13 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
         self.n_validation_ = len(data.y_val)
         self._check_memory(space, data)
         splitter = self._cv_splitter(y, len(data.y_val), seed)
-        strategy = self._make_strategy(space, seed)
+        strategy = plan.build(space, seed)  # the stateful strategy: a new one each fit
         store = SharedWeights() if self.weight_sharing else None
         budget = SearchBudget(max_time=self.max_time, max_candidates=self.max_candidates)
         search = Search(space, strategy, CandidateExecutor(self._make_trainer(), self.n_jobs),
                         store, data, controller_epochs=self.controller_epochs,
                         samples_per_epoch=self.samples_per_epoch,
-                        screen_factor=resolve_strategy(self.strategy).screen_factor,
+                        screen_factor=plan.screen_factor,
                         reward=self._reward,
                         error_score=self.error_score, seed=seed, budget=budget,
                         reporter=Reporter(self.verbose), callbacks=self._callbacks())
