@@ -147,7 +147,7 @@ class KerasTrainer:
                     restore_best_weights=True))
             scored = None
             if w_stop is not None and has_val:  # watch w_stop's rows, score w_val's
-                scored = _EpochScores(data.X_val, y_val, w_val, type(metric)(name="score"))
+                scored = _epoch_scores(data.X_val, y_val, w_val, type(metric)(name="score"))
                 callbacks.insert(0, scored)
                 w_val = w_stop
             hist = model.fit(data.X, y_fit, sample_weight=w, epochs=self.epochs,
@@ -179,27 +179,25 @@ class KerasTrainer:
                                best_epoch=best_epoch, val_outputs=outputs)
 
 
-class _EpochScores:
-    """A Keras callback recording the weighted score of every epoch on rows
-    other than ``validation_data``'s (see :meth:`KerasTrainer.train`'s
-    ``w_stop``)."""
+def _epoch_scores(X, y, w, metric):
+    """A Keras callback whose ``scores`` record the weighted ``metric`` of
+    every epoch on rows other than ``validation_data``'s (see
+    :meth:`KerasTrainer.train`'s ``w_stop``)."""
+    import keras
 
-    def __new__(cls, X, y, w, metric):
-        import keras
+    class EpochScores(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.scores = []
 
-        class EpochScores(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.scores = []
+        def on_epoch_end(self, epoch, logs=None):
+            metric.reset_state()
+            lo = 0
+            for block in dense_batches(X):
+                hi = lo + len(block)
+                metric.update_state(y[lo:hi], self.model(block, training=False),
+                                    sample_weight=w[lo:hi])
+                lo = hi
+            self.scores.append(float(metric.result()))
 
-            def on_epoch_end(self, epoch, logs=None):
-                metric.reset_state()
-                lo = 0
-                for block in dense_batches(X):
-                    hi = lo + len(block)
-                    metric.update_state(y[lo:hi], self.model(block, training=False),
-                                        sample_weight=w[lo:hi])
-                    lo = hi
-                self.scores.append(float(metric.result()))
-
-        return EpochScores()
+    return EpochScores()

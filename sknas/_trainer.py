@@ -41,7 +41,7 @@ from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_EPSILON, BN_MOM
                     BYTES_PER_PARAM, CandidateData, CandidateResult, FoldRows, Head, _all_finite,
                     _failed, _fold_inputs, _message, _quiet_retracing, _too_big, available_memory,
                     batch_norm_flags, dense_batches, dense_shapes, initial_weights, n_params)
-from ._keras import KerasTrainer, _EpochScores, build_keras_model, keras_optimizer, keras_weights
+from ._keras import KerasTrainer, _epoch_scores, build_keras_model, keras_optimizer, keras_weights
 from ._nets import (_BN_ALIGN, _FUSED_ACTIVATIONS, _activation, _activation_grad, _batch_norm,
                     _batch_norm_grad, _batch_norm_inference, _BatchNormRound, _bn_padding,
                     _dense_grads, _drive, _graph_rows, _loss_and_grads, _matmul, _Net, _output,
