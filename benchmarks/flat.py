@@ -30,7 +30,10 @@ SPACE = {"units": "units", "activations": "activations", "max_layers": "max_laye
          "dropout_rate": "dropout_rates"}
 #: flat name -> the private class attribute a subclass sets
 HOOKS = {"reward": "_reward", "trainer": "_trainer_kind",
-         "finalist_batch_size": "_finalist_batch_size"}
+         "finalist_batch_size": "_finalist_batch_size",
+         # the size-keyed rules of the 'auto' values, for the studies that re-examine them
+         "large_data_rows": "_large_data_rows", "auto_validation": "_auto_validation",
+         "auto_batch_size": "_auto_batch_size", "auto_finalist_factor": "_auto_finalist_factor"}
 
 
 def make(cls, **params):
