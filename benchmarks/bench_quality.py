@@ -64,7 +64,8 @@ the machine, the commit and the library versions), printed and, with
 ``--out``, written into that file between ``bench_quality`` markers (the rest
 of the file is kept); it adds the paired differences of the first sknas
 method minus each other method, per table and over all (table, seed) pairs.
-With ``--merge A.json B.json ...`` nothing runs: the rows of those files (one
+``--time-seeds`` limits the fit-time table to the seeds whose rows all ran on a quiet
+machine (the scores still use every seed). With ``--merge A.json B.json ...`` nothing runs: the rows of those files (one
 task, protocol and purpose) are reported together. The per-seed rows go to
 ``--json`` (and a ``.csv`` beside it), rewritten after every result. ``--resume`` adds this run's tables,
 seeds and methods to those of the ``--json`` file and runs only the rows not
@@ -492,11 +493,14 @@ def report(res):
                      "both ran, the standard error over those pairs (tables and seeds pooled, as if "
                      "independent: the tables differ in size and noise, so read it as a guide)."]
 
+    time_seeds = res.get("time_seeds") or seeds
+    times = {k: {s: x for s, x in v.items() if s in time_seeds} for k, v in times.items()}
     wall = [["table", *methods]]
     for t in tables:
         wall.append([t, *(f"{np.mean(list(times[t, m].values())):.1f}" if times.get((t, m)) else "-"
                           for m in methods)])
-    wall.append(["total, all tables and seeds", *(
+    wall.append(["total, all tables and seeds" if time_seeds == seeds else
+                 "total, all tables, those seeds", *(
         f"{sum(sum(times[t, m].values()) for t in tables if times.get((t, m))):.0f}" for m in methods)])
     given = {m: sorted({r.get("threads") or "not recorded" for r in res["records"]
                         if r["method"] == m and r["status"] == "ok"}) for m in methods}
@@ -564,7 +568,10 @@ def report(res):
         "ran (± standard error over those seeds; otherwise the mean of the tables' means, marked "
         "with the tables it covers); the mean rank ranks the methods' mean on each table (1 = best).",
         *diff_part,
-        "### Fit wall time (seconds, mean over seeds; total over every table and seed)",
+        "### Fit wall time (seconds, mean over seeds; total over every table and seed)"
+        if time_seeds == seeds else
+        f"### Fit wall time (seconds, seed{'s' * (len(time_seeds) > 1)} "
+        f"{', '.join(map(str, time_seeds))} only: mean over those seeds, and total)",
         _table(wall),
         "Tables (70/30 split; the majority share and the load time from the first seed a run "
         "loaded, the first table's load including its package's import): " + "; ".join(info) + "."]
@@ -640,6 +647,9 @@ def parse_args(argv):
     parser.add_argument("--json", help="per-seed rows as JSON (+ .csv beside it); default with "
                         "--out: benchmarks/results/results_quality_TASK_v2_PURPOSE.json "
                         "(results_quality_TASK.json with --protocol 1)")
+    parser.add_argument("--time-seeds", nargs="+", type=int, metavar="SEED",
+                        help="the fit-time table averages these seeds only (those whose rows "
+                        "all ran on a quiet machine); default: every seed")
     parser.add_argument("--resume", action="store_true",
                         help="add this run's tables, seeds and methods to those of --json "
                         "and run only the rows not finished there")
@@ -703,6 +713,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.merge:
         res = merge(args.merge)
+        res["time_seeds"] = args.time_seeds
         section = report(res)
         print(section)
         if args.out:
@@ -728,6 +739,7 @@ def main(argv=None):
            "protocol": record["protocol"], "purpose": record["purpose"],
            "allow_tuning_seeds": record["allow_tuning_seeds"], "protocol_note": record["note"],
            "configs": args.configs, "methods": methods, "notes": notes, "budget": budgets(args),
+           "time_seeds": args.time_seeds,
            "command": "python benchmarks/bench_quality.py " + " ".join(
                a if a.replace("-", "").replace("_", "").replace(".", "").replace("/", "").isalnum()
                else repr(a) for a in (argv if argv is not None else sys.argv[1:])),

@@ -173,13 +173,18 @@ def test_predict_rejects_nan_and_empty(fitted):
 ])
 def test_bad_parameters_name_the_parameter_and_the_allowed_values(no_search, param, value,
                                                                    allowed):
-    X, y = _data()
     clf = MLPNASClassifier(**{param: value})
     assert getattr(clf, param) is value  # __init__ stores, fit validates
+    _fit_names(clf, f"'{param}' parameter of MLPNASClassifier", allowed)
+
+
+def _fit_names(clf, owner, allowed):
+    """``clf.fit`` raises an InvalidParameterError naming ``owner`` and every allowed value."""
+    X, y = _data()
     with pytest.raises(InvalidParameterError) as info:
         clf.fit(X, y)
     text = str(info.value)
-    assert f"'{param}' parameter of MLPNASClassifier" in text
+    assert owner in text
     for choice in allowed:
         assert choice in text
 
@@ -197,15 +202,9 @@ def test_bad_parameters_name_the_parameter_and_the_allowed_values(no_search, par
 ])
 def test_bad_strategy_parameters_name_the_parameter_and_the_allowed_values(no_search, param,
                                                                            value, allowed):
-    X, y = _data()
     clf = MLPNASClassifier(strategy=Reinforce(**{param: value}))
     assert getattr(clf.strategy, param) is value  # Reinforce stores, the fit validates
-    with pytest.raises(InvalidParameterError) as info:
-        clf.fit(X, y)
-    text = str(info.value)
-    assert f"The '{param}' parameter of Reinforce must be" in text
-    for choice in allowed:
-        assert choice in text
+    _fit_names(clf, f"The '{param}' parameter of Reinforce must be", allowed)
     assert not hasattr(clf, "search_results_")
 
 
