@@ -211,9 +211,6 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
 """)
 
     _target_validation = {"multi_output": True, "y_numeric": True}
-    #: below 1,000 training rows finalist_epochs='auto' is ``epochs`` for the regressor
-    #: (see BaseMLPNAS._training_sizes); from 1,000 rows on, as the classifier's
-    _auto_finalist_factor = (1, 5)
     #: validation_fraction='auto' is the tutorial's tenth for the regressor at every size
     #: (a quarter of its small tables gained nothing: see the generalisation guide)
     _auto_validation = (0.1, math.inf, 0.1)

@@ -84,10 +84,10 @@ PARAMETERS_DOC = """    space : {'tutorial', 'extended'} or SearchSpace, default
         ``epochs`` (a cheap score); the few finalists train longer.
         ``None``: ``epochs`` (the tutorial's single length). ``'auto'``:
         from 1,000 training rows on, five times ``epochs`` (50 by default),
-        on the search's batches (64 from 1,000 rows); below, three times
-        ``epochs`` (30) for :class:`MLPNASClassifier` and ``epochs`` for
-        :class:`MLPNASRegressor` (whose small tables overfit with longer
-        training). Chosen from measurements (see the generalisation guide);
+        on the search's batches (64 from 1,000 rows); below, ``epochs``
+        (longer training bought the classifier nothing on small tables, and
+        overfit the regressor's). Chosen from measurements (see the
+        generalisation guide);
         ``finalist_epochs_`` holds the resolved value. With early
         stopping a fold stops sooner and the refit trains for its folds'
         mean best epoch. No effect when no finalist is cross-validated

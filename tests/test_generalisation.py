@@ -577,8 +577,8 @@ class _FinalistBatch20(MLPNASClassifier):
 def test_larger_tables_train_on_larger_batches_and_their_finalists_longer(tiny, monkeypatch,
                                                                           n_rows):
     """'auto': from 1,000 training rows the search trains on batches of 64 and the
-    finalists 5 x epochs on the same batches (below: batches of 32, and the
-    classifier's 3 x epochs or the regressor's epochs); a refit of a cross-validated
+    finalists 5 x epochs on the same batches (below: batches of 32, and epochs, for
+    both estimators); a refit of a cross-validated
     winner trains as its finalists did."""
     X, y = make_classification(n_rows, 4, n_informative=2, n_redundant=0, random_state=0)
     calls = _trainings(monkeypatch)
@@ -586,7 +586,7 @@ def test_larger_tables_train_on_larger_batches_and_their_finalists_longer(tiny, 
     clf = MLPNASClassifier(**budget, refit=True).fit(X, y)
     large = n_rows >= 1000
     batch = 64 if large else 32
-    expected = (5, batch) if large else (3, batch)
+    expected = (5, batch) if large else (1, batch)
     assert clf.batch_size_ == batch
     assert (clf.finalist_epochs_, clf.finalist_batch_size_) == expected
     search, cv, refit = calls
