@@ -32,7 +32,7 @@ SPACE = {"units": "units", "activations": "activations", "max_layers": "max_laye
 HOOKS = {"reward": "_reward", "trainer": "_trainer_kind",
          "finalist_batch_size": "_finalist_batch_size",
          # the size-keyed rules of the 'auto' values, for the studies that re-examine them
-         "large_data_rows": "_large_data_rows", "auto_validation": "_auto_validation",
+         "large_data_rows": "_large_data_rows",
          "auto_batch_size": "_auto_batch_size", "auto_finalist_factor": "_auto_finalist_factor"}
 
 

@@ -65,7 +65,7 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
         "finalist_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}),
                             None],
         "ensemble_size": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), StrOptions({"auto"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "weight_sharing": ["boolean"],
         "n_jobs": [Interval(Integral, None, -1, closed="right"),
                    Interval(Integral, 1, None, closed="left"), None],
@@ -164,18 +164,9 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
         """Row weights from ``sample_weight`` (the classifier applies ``class_weight``)."""
         return w
 
-    #: what ``validation_fraction='auto'`` holds out: this share of the rows, at most
-    #: this many rows, and never less than this share
-    _auto_validation = (0.25, 250, 0.1)
-
     def _validation_rows(self, n_rows):
         """Rows of the search's validation split for ``n_rows`` training rows."""
-        if self.validation_fraction == "auto":
-            share, most, least = self._auto_validation
-            n_val = max(int(round(least * n_rows)), min(int(round(share * n_rows)), most))
-        else:
-            n_val = int(round(self.validation_fraction * n_rows))
-        return max(self._min_validation_rows, n_val)
+        return max(self._min_validation_rows, int(round(self.validation_fraction * n_rows)))
 
     #: the fewest rows the validation split holds (the regressor's R^2 needs two)
     _min_validation_rows = 1

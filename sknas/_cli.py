@@ -85,10 +85,9 @@ def _add_search(p):
     p.add_argument("--batch-size", type=_word_or_number("rows", ("auto",)), metavar="N",
                    help="mini-batch size of the search's candidates: 'auto' (the default: "
                         "64 from 1,000 training rows, else 32) or a number")
-    p.add_argument("--validation-fraction", type=_word_or_number(words=("auto",), number=float),
-                   metavar="F", help="share of the training rows that scores every candidate: "
-                   "'auto' (the default: for classification a quarter, at most 250 rows, never "
-                   "under a tenth; for regression a tenth) or a number in (0, 1)")
+    p.add_argument("--validation-fraction", type=float, metavar="F",
+                   help="share of the training rows that scores every candidate, in (0, 1) "
+                   "(default 0.1)")
     p.add_argument("--controller-train-steps", type=int, metavar="N",
                    help="controller gradient steps per controller epoch (default 10)")
     p.add_argument("--units", type=int, nargs="+", metavar="N",
@@ -280,8 +279,7 @@ def _print_top(results, n):
 def _word_or_number(what=None, words=("auto", "none"), number=int):
     """An argparse type taking one of ``words`` or a ``number`` (of ``what``; the
     estimator validates the value): ``--batch-size`` ('auto' only), ``--cv``,
-    ``--finalist-epochs``, ``--validation-fraction``
-    ('auto' or a float) and ``--baseline`` ('ema', 'batch' or a float)."""
+    ``--finalist-epochs`` and ``--baseline`` ('ema', 'batch' or a float)."""
     def parse(text):
         if text in words:
             return text

@@ -7,7 +7,6 @@ predictions are served.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
@@ -211,9 +210,6 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
 """)
 
     _target_validation = {"multi_output": True, "y_numeric": True}
-    #: validation_fraction='auto' is the tutorial's tenth for the regressor at every size
-    #: (a quarter of its small tables gained nothing: see the generalisation guide)
-    _auto_validation = (0.1, math.inf, 0.1)
     #: R^2 needs a target that varies: the validation split holds at least two rows,
     #: and so does every held-out fold of the finalists' cross-validation
     _min_validation_rows = 2

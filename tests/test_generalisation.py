@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification, make_regression
 from sklearn.model_selection import KFold
+from sklearn.utils._param_validation import InvalidParameterError
 
 from sknas import MLPNASClassifier, MLPNASRegressor, Reinforce, SearchSpace
 from sknas._search import Search
@@ -465,13 +466,13 @@ def test_the_command_line_sets_the_finalists_epochs(capsys):
         with pytest.raises(SystemExit):
             _parser().parse_args(["search", "--batch-size", text])
         assert "--batch-size" in capsys.readouterr().err
-    for text, value in (("0.25", 0.25), ("auto", "auto")):
-        assert _estimator_params(_parser().parse_args(
-            ["search", "--validation-fraction", text]))["validation_fraction"] == value
+    assert _estimator_params(_parser().parse_args(
+        ["search", "--validation-fraction", "0.25"]))["validation_fraction"] == 0.25
     assert "validation_fraction" not in _estimator_params(_parser().parse_args(["search"]))
-    with pytest.raises(SystemExit):
-        _parser().parse_args(["search", "--validation-fraction", "quarter"])
-    assert "expected 'auto' or a number, got 'quarter'" in capsys.readouterr().err
+    for text in ("quarter", "auto"):  # 'auto' was a quarter of small tables until 2026-12-06
+        with pytest.raises(SystemExit):
+            _parser().parse_args(["search", "--validation-fraction", text])
+        assert f"invalid float value: '{text}'" in capsys.readouterr().err
     for text, value in (("all", True), ("folds", "folds"), ("auto", "auto")):
         args = _parser().parse_args(["search", "--refit", text])
         assert _estimator_params(args)["refit"] == value
@@ -504,13 +505,12 @@ TUTORIAL_SPACE = dict(max_layers=2, dropout_rates=0.2, units=(8, 16, 32, 64, 128
                       activations=("sigmoid", "tanh", "relu", "elu"))
 
 
-def test_the_tutorials_search_is_four_parameters_away():
-    """``strategy=Reinforce(baseline=0.5), cv=None, batch_size=32,
-    validation_fraction=0.1`` on top of the defaults is the tutorial's search: every
-    other default is its constant, and nothing beyond it (early stopping, ensembles) is
+def test_the_tutorials_search_is_three_parameters_away():
+    """``strategy=Reinforce(baseline=0.5), cv=None, batch_size=32`` on top of the
+    defaults is the tutorial's search: every other default is its constant (the
+    tenth held out included), and nothing beyond it (early stopping, ensembles) is
     on. Below 1,000 training rows ``batch_size='auto'`` is 32 already."""
-    tutorial = MLPNASClassifier(strategy=Reinforce(baseline=0.5), cv=None, batch_size=32,
-                                validation_fraction=0.1)
+    tutorial = MLPNASClassifier(strategy=Reinforce(baseline=0.5), cv=None, batch_size=32)
     params = tutorial.get_params()
     assert {k: params[k] for k in TUTORIAL} == TUTORIAL
     assert {k: params[f"strategy__{k}"] for k in TUTORIAL_CONTROLLER} == TUTORIAL_CONTROLLER
@@ -714,10 +714,10 @@ def test_ensemble_members_refit_side_by_side_as_each_would_alone(small):
     assert not _same(together[2], init)
 
 
-def test_auto_validation_holds_out_a_quarter_of_small_tables(tiny, monkeypatch):
-    """The classifier's 'auto' holds out a quarter of the rows, at most 250 but never
-    under a tenth, and every candidate of the search is scored on those rows; a float
-    is the share; the regressor's 'auto' is a tenth."""
+def test_the_validation_split_holds_out_validation_fraction(tiny, monkeypatch):
+    """A tenth of the rows by default, for both estimators and at every size ('auto',
+    a quarter of a small classification table, is gone), and every candidate of the
+    search is scored on those rows; a float is the share."""
     held_out = []
     train = PopulationTrainer.train
 
@@ -728,16 +728,16 @@ def test_auto_validation_holds_out_a_quarter_of_small_tables(tiny, monkeypatch):
     X, y = make_classification(400, 4, n_informative=2, n_redundant=0, random_state=0)
     tiny["cv"] = None   # the search's training, then the refit's on all rows
     clf = MLPNASClassifier(**tiny).fit(X, y)
-    assert clf.n_validation_ == 100 and held_out[0] == 100
-    held_out.clear()
-    clf = MLPNASClassifier(**tiny, validation_fraction=0.1).fit(X, y)
     assert clf.n_validation_ == 40 and held_out[0] == 40
     held_out.clear()
-    reg = MLPNASRegressor(**tiny).fit(X, X[:, 0])   # the regressor's 'auto': a tenth
+    clf = MLPNASClassifier(**tiny, validation_fraction=0.25).fit(X, y)
+    assert clf.n_validation_ == 100 and held_out[0] == 100
+    held_out.clear()
+    reg = MLPNASRegressor(**tiny).fit(X, X[:, 0])
     assert reg.n_validation_ == 40 and held_out[0] == 40
-    assert MLPNASRegressor()._validation_rows(1000) == 100  # the classifier: 250
-    # the rule at the sizes where it turns: 25% to 1,000 rows, then 250, then 10%
-    rows = {n: MLPNASClassifier()._validation_rows(n)
-            for n in (8, 999, 1000, 1001, 2500, 2600, 10_000)}
-    assert rows == {8: 2, 999: 250, 1000: 250, 1001: 250, 2500: 250, 2600: 260,
-                    10_000: 1000}
+    # a tenth at every size; at least one row (two for the regressor's R^2)
+    rows = {n: MLPNASClassifier()._validation_rows(n) for n in (4, 8, 999, 2600, 10_000)}
+    assert rows == {4: 1, 8: 1, 999: 100, 2600: 260, 10_000: 1000}
+    assert MLPNASRegressor()._validation_rows(8) == 2
+    with pytest.raises(InvalidParameterError, match="validation_fraction"):
+        MLPNASClassifier(**tiny, validation_fraction="auto").fit(X, y)
