@@ -7,7 +7,6 @@ predictions are served.
 
 from __future__ import annotations
 
-
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.model_selection import StratifiedKFold

@@ -127,12 +127,9 @@ class Reinforce(BaseEstimator):
         checking the parameters (:meth:`check`)."""
         self.check()
         from ._controller import Controller
-        return Controller(
-            space, lstm_units=self.lstm_units, learning_rate=self.learning_rate,
-            decay=self.decay, clipnorm=self.clipnorm, discount=self.discount,
-            baseline=self.baseline, baseline_decay=self.baseline_decay,
-            normalize_advantage=self.normalize_advantage, entropy_weight=self.entropy_weight,
-            train_steps=self.train_steps, use_predictor=self.use_predictor, seed=seed)
+        settings = self.get_params()
+        del settings["screen_factor"]  # the search's, not the controller's
+        return Controller(space, seed=seed, **settings)
 
 
 class RandomSearch(BaseEstimator):
