@@ -17,7 +17,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator, _fit_context, is_classifier
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -34,6 +34,7 @@ from ._space import PRESETS, SearchSpace
 from ._strategy import RandomSearch, Reinforce, resolve_strategy
 from ._trainer import (BYTES_PER_PARAM, CandidateData, KerasTrainer, PopulationTrainer,
                        available_memory, n_params)
+from ._data import robust_input_stats
 from ._trial import best_row, history_table, results_table, top_table
 from ._weights import SharedWeights
 
@@ -160,6 +161,26 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
     def _check_target_kind(self, y):
         """Reject a target of the wrong kind before anything else."""
 
+    def _data_fields(self):
+        """What every :class:`CandidateData` of this fit holds besides its rows."""
+        return {**self._task_fields(), "input_stats": getattr(self, "input_stats_", None)}
+
+    def _input_stats(self, space, X):
+        """``input_stats_``: the ``'robust'`` input transform's per-feature
+        statistics on all the training rows when the space can choose it,
+        else None (checked: dense ``X``, no label smoothing for a regressor)."""
+        g = space._grammar
+        if g.label_smoothings and any(g.label_smoothings) and not is_classifier(self):
+            raise ValueError(f"space: label_smoothings={g.label_smoothings} smooths class labels; "
+                             f"{type(self).__name__} needs label_smoothings=None.")
+        if "robust" not in (g.input_transforms or ()):
+            return None
+        if sp.issparse(X):
+            raise ValueError("space: input_transforms with 'robust' centres every feature, "
+                             "which a sparse X cannot hold; use input_transforms=None (or "
+                             "('none',)) with sparse X, or pass X dense.")
+        return robust_input_stats(X)
+
     def _row_weights(self, y, w):
         """Row weights from ``sample_weight`` (the classifier applies ``class_weight``)."""
         return w
@@ -185,7 +206,7 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
             X_tr, X_val, y_tr, y_val, w_tr, w_val = parts
             if self._scores_candidates(y_val):
                 return CandidateData(X_tr, y_tr, w_tr, X_val, y_val, w_val,
-                                     **self._task_fields())
+                                     **self._data_fields())
         raise ValueError(
             f"Every validation split of {n_val} rows (of {len(y)}) tried held a constant target, "
             "so R^2 cannot score the candidates. Give more rows, a larger "
@@ -284,6 +305,7 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
         self.batch_size_, self.finalist_epochs_, self.finalist_batch_size_ = (
             self._training_sizes(X.shape[0]))
         seed = self._search_seed()
+        self.input_stats_ = self._input_stats(space, X)
         data = self._split(X, y, w, seed)
         self.n_validation_ = len(data.y_val)
         self._check_memory(space, data)

@@ -96,10 +96,11 @@ def _add_search(p):
     p.add_argument("--activations", nargs="+", metavar="NAME",
                    help="activations of the search space (default sigmoid tanh relu elu)")
     p.add_argument("--max-layers", type=int, metavar="N", help="maximum hidden layers (default 2)")
-    p.add_argument("--space", choices=("tutorial", "extended"),
-                   help="a named search space: 'tutorial' (the default) or 'extended' (depth up "
+    p.add_argument("--space", choices=("tutorial", "extended", "modern"),
+                   help="a named search space: 'tutorial' (the default), 'extended' (depth up "
                         "to 3, batch normalisation, dropout rates, learning rate and weight "
-                        "decay searched); the flags below and --units, --activations, "
+                        "decay searched) or 'modern' (also a robust input, label smoothing, "
+                        "SELU and SiLU); the flags below and --units, --activations, "
                         "--max-layers change it")
     p.add_argument("--dropout-rates", type=float, nargs="+", metavar="R",
                    help="rates of the dropout tokens (default 0.2)")

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "BYTES_PER_PARAM", "CandidateData", "CandidateResult",
            "FoldRows", "Head", "available_memory", "batch_norm_flags", "dense_batches",
-           "dense_shapes", "initial_weights", "n_params"]
+           "dense_shapes", "initial_weights", "n_params", "robust_input_stats"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,20 @@ class Head:
         return self.kind == "linear"
 
 
+def robust_input_stats(X):
+    """``(mean, variance)`` of the ``'robust'`` input transform for dense rows
+    ``X``: each feature's median, and the square of its robust scale: the
+    interquartile range / 1.349 (a normal feature's standard deviation),
+    else half its range, else 1. Float32, as the Keras ``Normalization``
+    layer of the served model holds them."""
+    X = np.asarray(X, np.float64)
+    q1, median, q3 = np.percentile(X, [25, 50, 75], axis=0)
+    scale = (q3 - q1) / 1.349
+    half_range = (X.max(axis=0) - X.min(axis=0)) / 2
+    scale = np.where(scale > 0, scale, np.where(half_range > 0, half_range, 1.0))
+    return median.astype(np.float32), np.square(scale).astype(np.float32)
+
+
 @dataclass
 class CandidateData:
     """Training and validation rows shared by every candidate of a fit.
@@ -75,6 +89,9 @@ class CandidateData:
     ``X_val`` may be empty (no validation, as in the refit). ``X`` and
     ``X_val`` are float32 arrays, or SciPy CSR matrices in canonical form
     (sorted column indices, no duplicates) whose stored values are float32.
+    ``input_stats``: ``(mean, variance)``, float32 arrays of one value per
+    feature, that the ``'robust'`` input transform standardises with (see
+    :func:`robust_input_stats`), or None.
     """
 
     X: np.ndarray
@@ -85,6 +102,7 @@ class CandidateData:
     w_val: np.ndarray
     n_classes: int
     task: str = "classification"
+    input_stats: tuple | None = None
 
     @property
     def n_features(self):

@@ -91,7 +91,7 @@ class FinalistsMixin:
             f"cross-validating {len(finalists)} finalists: {len(folds)} folds each, "
             f"{self.finalist_epochs_} epochs on batches of {self.finalist_batch_size_} "
             f"({len(finalists) * len(folds)} networks side by side)")
-        data = CandidateData(X, y, w, X, y, w, **self._task_fields())
+        data = CandidateData(X, y, w, X, y, w, **self._data_fields())
         fold_rows = self._fold_row_weights(folds, y, w, seed)
         candidates, row_weights = [], []
         for trial in finalists:

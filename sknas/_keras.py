@@ -17,17 +17,21 @@ import tensorflow as tf
 from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_EPSILON, BN_MOMENTUM,
                     CandidateResult, FoldRows, Head, _all_finite, _failed, _message,
                     dense_batches)
-from ._space import optimizer_settings
+from ._space import candidate_settings, optimizer_settings
 
 __all__ = ["KerasTrainer", "build_keras_model", "keras_optimizer", "keras_weights"]
 
 
-def build_keras_model(layers, n_features, head, weights=None, seed=None):
+def build_keras_model(layers, n_features, head, weights=None, seed=None, input_stats=None):
     """A ``keras.Sequential`` MLP for ``layers`` plus the output layer.
 
     A dense layer with batch normalisation is ``Dense(units)``,
     ``BatchNormalization()``, ``Activation(activation)``; an ``'optimizer'``
-    entry builds nothing (the optimiser is :func:`keras_optimizer`'s).
+    entry builds nothing (the optimiser is :func:`keras_optimizer`'s), but
+    its ``'robust'`` input transform: ``Normalization(mean, variance)`` of
+    ``input_stats``, ``Rescaling(1/3)``, ``Activation('tanh')``,
+    ``Rescaling(3)``, all built-in layers (a file loads with
+    ``safe_mode=True``).
 
     Parameters
     ----------
@@ -42,9 +46,20 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None):
         layer with batch normalisation.
     seed : int, optional
         Seed of the dropout layers.
+    input_stats : (ndarray, ndarray), optional
+        ``(mean, variance)`` per feature of the ``'robust'`` input transform
+        (see :class:`~sknas._data.CandidateData`).
     """
     import keras
     model = keras.Sequential([keras.Input((n_features,))])
+    if candidate_settings(layers)["input"] == "robust":
+        if input_stats is None:
+            raise ValueError("the 'robust' input transform needs the data's input_stats")
+        mean, variance = (np.asarray(a, np.float32) for a in input_stats)
+        model.add(keras.layers.Normalization(mean=mean, variance=variance))
+        model.add(keras.layers.Rescaling(1 / 3))
+        model.add(keras.layers.Activation("tanh"))
+        model.add(keras.layers.Rescaling(3.0))
     pairs = []  # (Dense, BatchNormalization or None) per dense layer
     for j, layer in enumerate(layers):
         if layer["type"] == "dense":
@@ -125,9 +140,9 @@ class KerasTrainer:
         start = time.perf_counter()
         try:
             head = data.head
-            model = build_keras_model(layers, data.n_features, head, weights, seed)
-            loss = {"binary": "binary_crossentropy", "softmax": "sparse_categorical_crossentropy",
-                    "linear": "mean_squared_error"}[head.kind]
+            model = build_keras_model(layers, data.n_features, head, weights, seed,
+                                      data.input_stats)
+            loss = _keras_loss(head, candidate_settings(layers)["label_smoothing"])
             metric = (keras.metrics.R2Score(name="score") if head.is_regression
                       else keras.metrics.SparseCategoricalAccuracy(name="score")
                       if head.kind == "softmax" else keras.metrics.BinaryAccuracy(name="score"))
@@ -177,6 +192,24 @@ class KerasTrainer:
                  for b in dense_batches(data.X_val)] or [np.zeros((0, head.n_outputs), np.float32)])
         return CandidateResult(val_scores=val_scores, weights=weights, fit_time=fit_time,
                                best_epoch=best_epoch, val_outputs=outputs)
+
+
+def _keras_loss(head, label_smoothing=None):
+    """The Keras loss a candidate trains with (its label smoothing, if any)."""
+    import keras
+    if not label_smoothing or head.is_regression:
+        return {"binary": "binary_crossentropy", "softmax": "sparse_categorical_crossentropy",
+                "linear": "mean_squared_error"}[head.kind]
+    if head.kind == "binary":
+        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+    n = head.n_outputs
+
+    def smoothed(y_true, y_pred):  # Keras' label smoothing needs one-hot targets
+        onehot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), n)
+        return keras.losses.categorical_crossentropy(onehot, y_pred,
+                                                     label_smoothing=label_smoothing)
+
+    return smoothed
 
 
 def _epoch_scores(X, y, w, metric):

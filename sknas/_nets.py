@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from ._data import BN_EPSILON, Head, batch_norm_flags, dense_shapes
-from ._space import optimizer_settings
+from ._space import candidate_settings, optimizer_settings
 
 
 def _graph_rows(X):
@@ -119,13 +119,22 @@ class _Net:
     layers of all the population's nets together (:class:`_BatchNormRound`).
     """
 
-    def __init__(self, layers, n_features, head, seed):
+    def __init__(self, layers, n_features, head, seed, input_stats=None):
         self.head = Head.of(head)
         self.seed = int(seed) % (2**31 - 1)
         self.shapes = dense_shapes(layers, n_features, self.head.n_outputs)
         self.bn = batch_norm_flags(layers)
         self.counts = [6 if bn else 2 for bn in self.bn]  # flat pieces per dense layer
         self.settings = optimizer_settings(layers)
+        own = candidate_settings(layers)
+        self.label_smoothing = own["label_smoothing"] or 0.0
+        self.input = own["input"] or "none"
+        if self.input == "robust":
+            if input_stats is None:
+                raise ValueError("the 'robust' input transform needs the data's input_stats")
+            mean, variance = (np.asarray(a, np.float32) for a in input_stats)
+            # as keras.layers.Normalization computes it
+            self.input_stats = (mean, np.maximum(np.sqrt(variance), np.float32(1e-7)))
         self.ops = []  # ('dense', index, activation name) | ('dropout', rate, salt)
         i = 0
         for j, layer in enumerate(layers):
@@ -160,9 +169,23 @@ class _Net:
         mode (dropout, batch statistics); else inference mode."""
         return forward_passes([self], [params], x, step)[0]
 
+    def transform_input(self, x):
+        """The net's input transform of the rows ``x`` (see
+        ``SearchSpace.input_transforms``): ``'robust'`` standardises by the
+        data's ``input_stats`` and clips smoothly, ``3 * tanh(x / 3)``, as the
+        served model's ``Normalization``, ``Rescaling`` and ``Activation``
+        layers do."""
+        if self.input == "none":
+            return x
+        if isinstance(x, tf.SparseTensor):
+            x = tf.sparse.to_dense(x)
+        mean, std = self.input_stats
+        return tf.math.tanh(((x - mean) / std) * np.float32(1 / 3)) * np.float32(3.0)
+
     def forward_steps(self, params, x, step=None):
-        """Generator of the forward pass: it yields ``(z, gamma, beta)`` for
-        each batch normalisation in training mode and is sent back ``(output,
+        """Generator of the forward pass on rows ``x`` already through
+        :meth:`transform_input`: it yields ``(z, gamma, beta)`` for each
+        batch normalisation in training mode and is sent back ``(output,
         norm)``; it returns ``(logits, tape)``."""
         tape = []
         for op in self.ops:
@@ -412,6 +435,10 @@ def forward_passes(nets, params, x, step=None, rounds=None, masks=None):
     net, the rows of ``x`` its batch statistics take (see
     :class:`_BatchNormRound`), or None for all."""
     rounds = [] if rounds is None else rounds
+    inputs = {}  # the rows through each input transform, computed once for the population
+    for net in nets:
+        if net.input not in inputs:
+            inputs[net.input] = net.transform_input(x)
 
     def serve(pending):
         keys = sorted(pending)
@@ -420,7 +447,8 @@ def forward_passes(nets, params, x, step=None, rounds=None, masks=None):
         rounds.append(bn)
         return {k: (out, (bn, i)) for i, (k, out) in enumerate(zip(keys, bn.outputs))}
 
-    return _drive([net.forward_steps(p, x, step) for net, p in zip(nets, params)], serve)
+    return _drive([net.forward_steps(p, inputs[net.input], step)
+                   for net, p in zip(nets, params)], serve)
 
 
 def backward_passes(nets, params, tapes, dlogits):
@@ -467,7 +495,7 @@ def _output(head, logits):
     return logits
 
 
-def _loss_and_grads(logits, y, scale, head, target=None):
+def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None):
     """Per-net weighted losses and d loss / d logits for a list of nets' logits.
 
     One fused cross-entropy kernel per net, on that net's own ``(rows,
@@ -477,24 +505,36 @@ def _loss_and_grads(logits, y, scale, head, target=None):
     depend on the population it trains in. ``scale`` is ``w / batch rows``.
     A linear head has Keras' squared error: the mean over outputs of
     ``(z - y) ** 2`` per row; with ``target``, per net ``(shift, scale)``,
-    net ``k``'s target is ``(y - shift[k]) / scale[k]``.
+    net ``k``'s target is ``(y - shift[k]) / scale[k]``. ``smoothing``: per
+    net its label smoothing (Keras': a one-hot target ``(1 - e) * onehot + e
+    / classes``, a binary one ``(1 - e) * y + e / 2``), or None for none.
     """
     head = Head.of(head)
     losses, grads = [], []
     per_net = scale.shape.rank == 2  # each net its own row weights: (n_nets, rows)
     for k, z in enumerate(logits):
         scale_k = scale[k] if per_net else scale
+        e = 0.0 if smoothing is None else float(smoothing[k])
         if head.is_regression:
             diff = z - (y if target is None else (y - target[0][k]) / target[1][k])
             per_row = tf.reduce_mean(tf.square(diff), axis=1)
             dz = diff * (2.0 / head.n_outputs) * scale_k[:, None]
         elif head.kind == "binary":
             t = tf.cast(y, tf.float32)[:, None]
+            if e:
+                t = t * np.float32(1 - e) + np.float32(e / 2)
             per_row = tf.nn.sigmoid_cross_entropy_with_logits(t, z)[:, 0]
             dz = (tf.math.sigmoid(z) - t) * scale_k[:, None]
         else:
             per_row, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
                 features=z, labels=y)
+            if e:  # (1 - e) * CE + e * mean over classes of -log p; gradient p - target
+                n = z.shape[-1]
+                per_row = (per_row * np.float32(1 - e)
+                           + np.float32(e) * (tf.reduce_logsumexp(z, axis=1)
+                                              - tf.reduce_mean(z, axis=1)))
+                backprop = (backprop + np.float32(e) * tf.one_hot(y, n)
+                            - np.float32(e / n))
             dz = backprop * scale_k[:, None]
         losses.append(tf.reduce_sum(per_row * scale_k))
         grads.append(dz)

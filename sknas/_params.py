@@ -12,13 +12,16 @@ __all__ = ["ATTRIBUTES_DOC", "ESTIMATOR_PARAMETERS", "MOVED_PARAMETERS", "NOTES_
 
 #: Parameters shared by both estimators, in numpydoc form (their docstrings
 #: are assembled from these pieces so the two cannot drift apart).
-PARAMETERS_DOC = """    space : {'tutorial', 'extended'} or SearchSpace, default='tutorial'
+PARAMETERS_DOC = """    space : {'tutorial', 'extended', 'modern'} or SearchSpace, default='tutorial'
         The search space: what the controller chooses among. ``'tutorial'``
         is the tutorial's (7 widths x 4 activations, one dropout rate, at
         most two hidden tokens: 840 architectures); ``'extended'`` also
         searches depth (up to 3 hidden layers), batch normalisation and the
         dropout rate per layer, and each candidate's Adam learning rate and
-        weight decay; a :class:`SearchSpace` sets every choice (widths,
+        weight decay; ``'modern'`` also each candidate's input transform (a
+        robust, smoothly clipped input), label smoothing and the SELU and
+        SiLU activations (dense ``X``; see the :doc:`modern guide
+        </modern>`); a :class:`SearchSpace` sets every choice (widths,
         activations, dropout rates, depth...). See the
         :doc:`search-space guide </space>`. ``GridSearchCV`` reaches the
         space's parameters as ``space__max_layers`` and the like (a preset's
@@ -246,6 +249,11 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
     n_validation_ : int
         Rows of the validation split that scored every candidate
         (``validation_fraction`` resolved for the training rows given).
+    input_stats_ : tuple of ndarray or None
+        ``(median, robust scale ** 2)`` of every feature over the training
+        rows, which a candidate with the ``'robust'`` input transform
+        standardises with (see :class:`SearchSpace`'s ``input_transforms``);
+        None when the space cannot choose it.
     batch_size_ : int
         Mini-batch size of the search's candidates (``batch_size`` with
         ``'auto'`` resolved for the training rows given).

@@ -470,7 +470,8 @@ class PopulationTrainer:
                 _fold_inputs(row_weights),)
             pop, fn = _GRAPHS.take(key)
             if pop is None:
-                nets = [_Net(layers, data.n_features, data.head, s) for layers, _, s in candidates]
+                nets = [_Net(layers, data.n_features, data.head, s, data.input_stats)
+                        for layers, _, s in candidates]
                 pop = _Population(nets, [w for _, w, _ in candidates], self.learning_rate)
             else:
                 pop.reset([w for _, w, _ in candidates])
@@ -508,7 +509,9 @@ class PopulationTrainer:
         seed and the trainer's settings. The initial weights are not in it: a
         cached population is reset to them."""
         nets = tuple((repr(layers), int(s) % (2**31 - 1)) for layers, _, s in candidates)
-        return (nets, data.n_features, repr(data.head), int(seed) % (2**31 - 1),
+        stats = (None if data.input_stats is None else
+                 hash(b"".join(np.asarray(a, np.float32).tobytes() for a in data.input_stats)))
+        return (nets, data.n_features, repr(data.head), stats, int(seed) % (2**31 - 1),
                 bool(val_outputs), self.epochs, self.batch_size, float(self.learning_rate),
                 bool(self.early_stopping), self.n_iter_no_change, bool(self.sparse_product))
 
@@ -634,7 +637,7 @@ class PopulationTrainer:
                      else tf.unstack(tf.cast(wb > 0, tf.float32), num=len(nets)))
             passes = forward_passes(nets, params, xb, first_step + s, rounds, masks)
             losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].head,
-                                              target)
+                                              target, [net.label_smoothing for net in nets])
             grads = backward_passes(nets, params, [tape for _, tape in passes], dlogits)
             b1p, b2p = b1p * 0.9, b2p * 0.999
             pop.apply(grads, rounds, b1p, b2p)
@@ -667,6 +670,6 @@ class PopulationTrainer:
             scores.append(net.score(p, Xv, yv, w, total, z))
             if with_loss:
                 w_loss = w if ws is None else (ws if ws.shape.rank == 1 else ws[k])
-                loss = _loss_and_grads([z], yv, w_loss, head)[0][0]
+                loss = _loss_and_grads([z], yv, w_loss, head, smoothing=[net.label_smoothing])[0][0]
                 losses.append(loss / tf.maximum(tf.reduce_sum(w_loss), 1e-12))
         return tf.stack(scores), (tf.stack(losses) if with_loss else None)

@@ -67,14 +67,15 @@ class ServingMixin:
         own = search.best_weights
         best = search.trials[self.best_index_]
         if self.refit:
-            data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._task_fields())
+            data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._data_fields())
             weights = self._train(best, data, store, seed, self.refit_epochs_)
         elif own is None or own[0] != self.best_index_:
             weights = self._train(best, search.data, store, seed)
         else:
             weights = own[1]
         return build_keras_model(self.best_layers_, X.shape[1], search.data.head,
-                                 self._served_weights(weights))
+                                 self._served_weights(weights),
+                                 input_stats=search.data.input_stats)
 
     def _ensemble_model(self, search, members, X, y, w, seed):
         """One Keras model averaging the refit members' outputs with their
@@ -82,13 +83,14 @@ class ServingMixin:
         refits it)."""
         winner = (self._winner_model(search, X, y, w, seed) if self.best_index_ in members
                   else None)
-        data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._task_fields())
+        data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._data_fields())
         trained = self._refit_together(
             [search.trials[i] for i in members if i != self.best_index_], data, seed)
         head = search.data.head
         nets = [(winner if index == self.best_index_ else build_keras_model(
                      search.trials[index].layers, X.shape[1], head,
-                     self._served_weights(trained[index])), weight)
+                     self._served_weights(trained[index]),
+                     input_stats=search.data.input_stats), weight)
                 for index, weight in members.items()]
         return _weighted_sum_model(X.shape[1], nets)
 
@@ -97,7 +99,9 @@ class ServingMixin:
         divided by its number of folds for each (``refit='folds'``)."""
         head = search.data.head
         nets = [(build_keras_model(search.trials[index].layers, n_features, head,
-                                   self._served_weights(weights)), weight / len(folds[index]))
+                                   self._served_weights(weights),
+                                   input_stats=search.data.input_stats),
+                 weight / len(folds[index]))
                 for index, weight in members.items() for weights in folds[index]]
         return _weighted_sum_model(n_features, nets)
 

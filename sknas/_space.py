@@ -16,16 +16,18 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["PRESETS", "SearchSpace"]
+__all__ = ["INPUT_TRANSFORMS", "PRESETS", "SearchSpace"]
 
 _DENSE_RE = re.compile(r"^(\d+)-([A-Za-z_]+?)(-bn)?$")
 _DROPOUT_RE = re.compile(r"^dropout\(([0-9.eE+-]+)\)$")
 _OUTPUT_RE = re.compile(r"^(softmax|sigmoid|linear)\((\d+)\)$")
 _OPTIMIZER_RE = re.compile(r"^adam\((.*)\)$")
-_SHORT = {"learning_rate": "lr", "weight_decay": "wd"}
+_SHORT = {"input": "in", "learning_rate": "lr", "weight_decay": "wd", "label_smoothing": "ls"}
+#: the input transforms a candidate can take (see ``SearchSpace``'s ``input_transforms``)
+INPUT_TRANSFORMS = ("none", "robust")
 
 _PARAMS = ("units", "activations", "dropout_rates", "max_layers", "batch_norm",
-           "learning_rates", "weight_decays")
+           "learning_rates", "weight_decays", "label_smoothings", "input_transforms")
 
 #: Named spaces (the estimators' ``space`` parameter): keyword arguments of
 #: :class:`SearchSpace`.
@@ -40,6 +42,15 @@ PRESETS = {
                  "max_layers": 3, "batch_norm": (False, True),
                  "learning_rates": (0.001, 0.003, 0.01, 0.03),
                  "weight_decays": (0.0, 0.01, 0.1)},
+    # the extended space with ingredients of the strongest tabular nets of 2022-2025 as
+    # decisions: a robust, smoothly clipped input (RealMLP), label smoothing (RealMLP-TD's
+    # 0.1) and two newer activations (SELU, SiLU) beside the tutorial's
+    "modern": {"units": (8, 16, 32, 64, 128, 256), "dropout_rates": (0.1, 0.3, 0.5),
+               "activations": ("sigmoid", "tanh", "relu", "elu", "selu", "silu"),
+               "max_layers": 3, "batch_norm": (False, True),
+               "learning_rates": (0.001, 0.003, 0.01, 0.03),
+               "weight_decays": (0.0, 0.01, 0.1),
+               "label_smoothings": (0.0, 0.1), "input_transforms": ("none", "robust")},
 }
 
 
@@ -47,8 +58,9 @@ class SearchSpace:
     """Vocabulary and rules of the MLP search space.
 
     The controller builds a candidate token by token: first the candidate's
-    own decisions (its Adam learning rate, then its weight decay, each only
-    when the space searches it), then its hidden layers, then the end token.
+    own decisions (its input transform, its Adam learning rate, its weight
+    decay and its label smoothing, each only when the space searches it),
+    then its hidden layers, then the end token.
     A hidden layer is a dense token (a width and an activation), followed by
     a batch-normalisation token (on or off) when the space leaves that
     choice to the controller, or a dropout token (one per rate; not first,
@@ -58,7 +70,9 @@ class SearchSpace:
     With the defaults the space is the tutorial's: 7 widths x 4 activations,
     one dropout rate, at most two hidden tokens: 840 architectures. The
     preset ``SearchSpace.from_preset('extended')`` searches depth (up to 3),
-    batch normalisation, dropout rates, learning rate and weight decay.
+    batch normalisation, dropout rates, learning rate and weight decay;
+    ``'modern'`` adds the input transform, label smoothing and the SELU and
+    SiLU activations.
 
     Parameters are stored as given and checked when the space is first used
     (or by :meth:`check`), as scikit-learn does; the space has
@@ -68,7 +82,8 @@ class SearchSpace:
     Token ids: ``0 .. n_dense - 1`` are the ``(units, activation)`` pairs in
     ``units`` x ``activations`` order, then one dropout token per rate, then
     the end token, then (when searched) the batch-normalisation tokens (off,
-    on), the learning-rate tokens and the weight-decay tokens.
+    on), the input-transform tokens, the learning-rate tokens, the
+    weight-decay tokens and the label-smoothing tokens.
 
     Parameters
     ----------
@@ -90,6 +105,23 @@ class SearchSpace:
     weight_decays : sequence of float or None, default=None
         Decoupled weight decays (Keras' ``Adam(weight_decay=...)``, on the
         kernels) the controller chooses from per candidate; None: no decay.
+    label_smoothings : sequence of float or None, default=None
+        Label smoothing of a classifier's training loss (Keras'
+        ``label_smoothing``: the one-hot target becomes ``(1 - e) * onehot +
+        e / n_classes``, a binary one ``(1 - e) * y + e / 2``) the controller
+        chooses from per candidate; None: none. Only the training loss
+        changes: the reward is still the validation accuracy. A regressor
+        needs None or ``(0.0,)``.
+    input_transforms : sequence of {'none', 'robust'} or None, default=None
+        What a candidate does to its input features before its first layer,
+        chosen per candidate: ``'none'`` takes them as given; ``'robust'``
+        centres each feature on its median, divides it by its robust scale
+        (interquartile range / 1.349, else half its range, else 1; computed
+        on the fit's training rows) and clips it smoothly, ``x -> 3 *
+        tanh(x / 3)``, so that heavy tails and outliers reach the first
+        layer tamed (after RealMLP's robust scaling and smooth clipping).
+        The served Keras model holds it as built-in layers. Dense ``X``
+        only. None: ``'none'``.
 
     Attributes
     ----------
@@ -103,7 +135,8 @@ class SearchSpace:
 
     def __init__(self, units=(8, 16, 32, 64, 128, 256, 512),
                  activations=("sigmoid", "tanh", "relu", "elu"), dropout_rates=0.2,
-                 max_layers=2, batch_norm=False, learning_rates=None, weight_decays=None):
+                 max_layers=2, batch_norm=False, learning_rates=None, weight_decays=None,
+                 label_smoothings=None, input_transforms=None):
         self.units = units
         self.activations = activations
         self.dropout_rates = dropout_rates
@@ -111,10 +144,13 @@ class SearchSpace:
         self.batch_norm = batch_norm
         self.learning_rates = learning_rates
         self.weight_decays = weight_decays
+        self.label_smoothings = label_smoothings
+        self.input_transforms = input_transforms
 
     @classmethod
     def from_preset(cls, name):
-        """The named space: ``'tutorial'`` or ``'extended'`` (see :data:`PRESETS`)."""
+        """The named space: ``'tutorial'``, ``'extended'`` or ``'modern'`` (see
+        :data:`PRESETS`)."""
         if name not in PRESETS:
             raise ValueError(f"unknown search-space preset {name!r}; the presets are "
                              f"{', '.join(repr(k) for k in PRESETS)}")
@@ -154,7 +190,7 @@ class SearchSpace:
     def _key(self):
         g = self._grammar
         return (g.units, g.activations, g.dropout_rates, g.max_layers, g.batch_norm,
-                g.learning_rates, g.weight_decays)
+                g.learning_rates, g.weight_decays, g.label_smoothings, g.input_transforms)
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in _PARAMS}
@@ -172,7 +208,8 @@ class SearchSpace:
             Naming the parameter to fix: an empty choice set, a repeated
             value, a width that is not a positive integer, a dropout rate
             outside ``[0, 1)``, a learning rate that is not positive, a
-            negative weight decay, ``max_layers`` below 1.
+            negative weight decay, a label smoothing outside ``[0, 1)``, an
+            unknown input transform, ``max_layers`` below 1.
         """
         self._grammar  # noqa: B018 -- builds (and checks) the grammar
         return self
@@ -267,8 +304,9 @@ class SearchSpace:
         """Machine form: a list of dicts, the candidate's settings first.
 
         A ``{'type': 'optimizer', 'learning_rate': ..., 'weight_decay': ...}``
-        entry leads when the space searches either (with the keys it
-        searches); then ``{'type': 'dense', 'units', 'activation'}`` (plus
+        entry (also ``'label_smoothing'`` and ``'input'``: the candidate's
+        own settings) leads when the space searches any of them (with the
+        keys it searches); then ``{'type': 'dense', 'units', 'activation'}`` (plus
         ``'batch_norm': True`` when the layer has it) and
         ``{'type': 'dropout', 'rate'}`` entries.
         """
@@ -309,12 +347,13 @@ class SearchSpace:
         searched = bool(g.settings)
         settings = layers[0] if layers and layers[0].get("type") == "optimizer" else None
         if searched and settings is None:
-            raise ValueError("the architecture has no 'optimizer' entry (learning rate, weight "
-                             "decay) but this search space searches them")
+            raise ValueError("the architecture has no 'optimizer' entry (its own settings: "
+                             "learning rate, weight decay...) but this search space searches them")
         if settings is not None:
             if not searched:
                 raise ValueError("the architecture has an 'optimizer' entry but this search "
-                                 "space searches no learning rate or weight decay")
+                                 "space searches no candidate settings (learning rate, weight "
+                                 "decay, label smoothing, input transform)")
             layers = layers[1:]
             for name in _SHORT:
                 values = g.settings.get(name)
@@ -322,7 +361,8 @@ class SearchSpace:
                     raise ValueError(f"the architecture's {name} does not match the space's")
                 if values is None:
                     continue
-                k = _index_close(values, settings[name])
+                k = (values.index(settings[name]) if name == "input" and settings[name] in values
+                     else None if name == "input" else _index_close(values, settings[name]))
                 if k is None:
                     raise ValueError(f"{name} {settings[name]} is not in the space's {values}")
                 tokens = dict(g.pre).get(name)
@@ -360,7 +400,8 @@ class SearchSpace:
         ``output`` is the number of classes, or the output layer's readable
         name (such as ``'linear(1)'`` for a regressor). A dense layer with
         batch normalisation reads ``'64-relu-bn'``; searched training
-        settings lead, as ``'adam(lr=0.003, wd=0.01)'``.
+        settings lead, as ``'adam(lr=0.003, wd=0.01)'`` (with ``in=robust``
+        and ``ls=0.1`` for an input transform and a label smoothing).
         """
         return describe_layers(self.layers(arch), output)
 
@@ -377,6 +418,10 @@ class _Grammar:
 
     def __init__(self, space):
         self.units = _ints(space.units)
+        self.label_smoothings = (None if space.label_smoothings is None else
+                                 _floats(space.label_smoothings, "label_smoothings", lo=0.0,
+                                         hi=1.0))
+        self.input_transforms = _input_transforms(space.input_transforms)
         self.activations = _strs(space.activations)
         self.dropout_rates = _floats(space.dropout_rates, "dropout_rates", lo=0.0, hi=1.0)
         self.max_layers = _max_layers(space.max_layers)
@@ -402,9 +447,10 @@ class _Grammar:
         if len(bn) > 1:
             self.bn_tokens, nxt = list(range(nxt, nxt + len(bn))), nxt + len(bn)
         # the candidate's own training settings the space searches: name -> values
-        self.settings = {name: values for name, values in (("learning_rate", self.learning_rates),
-                                                           ("weight_decay", self.weight_decays))
-                         if values is not None}
+        self.settings = {name: values for name, values in (
+            ("input", self.input_transforms), ("learning_rate", self.learning_rates),
+            ("weight_decay", self.weight_decays), ("label_smoothing", self.label_smoothings))
+            if values is not None}
         self.pre = []  # (name, tokens) of the candidate's own decisions, in order
         for name, values in self.settings.items():
             if len(values) > 1:
@@ -484,10 +530,33 @@ def _floats(values, name, lo=None, hi=None, lo_open=False):
     return tuple(float(v) for v in arr)
 
 
+def _input_transforms(values):
+    if values is None:
+        return None
+    names = ([values] if isinstance(values, str) else
+             [str(v) for v in np.asarray(values, dtype=object).ravel()])
+    if not names or len(set(names)) != len(names) or set(names) - set(INPUT_TRANSFORMS):
+        raise ValueError("input_transforms must be None or a non-empty sequence of distinct "
+                         f"names among {INPUT_TRANSFORMS}; got {values!r}")
+    return tuple(names)
+
+
 def _max_layers(value):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"max_layers must be an int of at least 1; got {value!r}")
     return int(value)
+
+
+def candidate_settings(layers):
+    """The candidate's own settings from its ``'optimizer'`` entry (see
+    :meth:`SearchSpace.layers`): a dict with ``input``, ``learning_rate``,
+    ``weight_decay`` and ``label_smoothing``, each None where the candidate
+    has none."""
+    entry = next((layer for layer in layers if layer["type"] == "optimizer"), {})
+    out = {name: entry.get(name) for name in _SHORT}
+    for name in ("learning_rate", "weight_decay", "label_smoothing"):
+        out[name] = None if out[name] is None else float(out[name])
+    return out
 
 
 def optimizer_settings(layers):
@@ -512,8 +581,9 @@ def describe_layers(layers, output):
     parts = []
     for layer in layers:
         if layer["type"] == "optimizer":
-            parts.append("adam(" + ", ".join(f"{_SHORT[k]}={layer[k]:g}" for k in _SHORT
-                                             if k in layer) + ")")
+            parts.append("adam(" + ", ".join(
+                f"{_SHORT[k]}={layer[k]}" if k == "input" else f"{_SHORT[k]}={layer[k]:g}"
+                for k in _SHORT if k in layer) + ")")
         elif layer["type"] == "dropout":
             parts.append(f"dropout({layer['rate']:g})")
         else:
@@ -541,7 +611,8 @@ def parse_layers(text):
                 key, _, value = item.partition("=")
                 if key.strip() not in long:
                     raise ValueError(f"cannot read setting {item!r} in {text!r}")
-                entry[long[key.strip()]] = float(value)
+                name = long[key.strip()]
+                entry[name] = value.strip() if name == "input" else float(value)
             layers.append(entry)
         elif _OUTPUT_RE.match(part):
             continue

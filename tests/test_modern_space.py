@@ -1,0 +1,241 @@
+"""The 'modern' ingredients as search decisions: the robust, smoothly clipped
+input and label smoothing (``SearchSpace(input_transforms=...,
+label_smoothings=...)``), and the ``'modern'`` preset that searches them.
+
+The population trainer's hand-written passes are checked against
+``tf.GradientTape`` on the Keras model that serves the candidate; the served
+model is checked to load with ``safe_mode=True`` and to predict as the fitted
+estimator does.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import tensorflow as tf
+
+from sknas import MLPNASClassifier, MLPNASRegressor, SearchSpace
+from sknas._data import robust_input_stats
+from sknas._keras import _keras_loss
+from sknas._trainer import (CandidateData, Head, KerasTrainer, PopulationTrainer,
+                            _loss_and_grads, _Net, build_keras_model, initial_weights)
+
+TINY = dict(controller_epochs=1, samples_per_epoch=4, epochs=2, n_finalists=2, cv=2,
+            random_state=0)
+
+
+def dense(units, act):
+    return {"type": "dense", "units": units, "activation": act}
+
+
+def test_the_modern_preset_searches_the_input_and_label_smoothing():
+    space = SearchSpace.from_preset("modern")
+    extended = SearchSpace.from_preset("extended")
+    assert space.get_params()["input_transforms"] == ("none", "robust")
+    assert space.get_params()["label_smoothings"] == (0.0, 0.1)
+    assert {"selu", "silu"} <= set(space.activations)
+    assert space.n_pre == 4 == extended.n_pre + 2  # input, lr, wd, label smoothing
+    # the extended space's token ids are unchanged by the new decisions
+    assert SearchSpace(**{**extended.get_params(), "label_smoothings": None}) == extended
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(50):  # every valid architecture reads back the same
+        arch, prefix = [], []
+        while True:
+            mask = space.allowed(prefix)
+            tok = int(rng.choice(np.flatnonzero(mask)))
+            if tok == space.end_token:
+                break
+            prefix.append(tok)
+        arch = tuple(prefix)
+        layers = space.layers(arch)
+        settings = layers[0]
+        assert settings["type"] == "optimizer"
+        assert settings["input"] in ("none", "robust") and settings["label_smoothing"] in (0, 0.1)
+        seen.add((settings["input"], settings["label_smoothing"]))
+        text = space.describe(arch, 3)
+        assert f"in={settings['input']}" in text and "ls=" in text
+        assert space.parse(text) == arch == space.encode(layers)
+    assert len(seen) == 4
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"label_smoothings": (0.0, 1.0)}, "label_smoothings"),
+    ({"label_smoothings": (-0.1,)}, "label_smoothings"),
+    ({"input_transforms": ("none", "quantile")}, "input_transforms"),
+    ({"input_transforms": ("robust", "robust")}, "input_transforms"),
+    ({"input_transforms": ()}, "input_transforms"),
+])
+def test_bad_modern_settings_name_the_parameter(params, match):
+    with pytest.raises(ValueError, match=match):
+        SearchSpace(**params).check()
+
+
+def test_an_architecture_outside_the_space_is_refused():
+    space = SearchSpace(input_transforms=("none", "robust"))
+    with pytest.raises(ValueError, match="input"):
+        space.parse("adam(in=quantile) > 8-relu > softmax(3)")
+    with pytest.raises(ValueError, match="optimizer"):
+        SearchSpace().parse("adam(in=robust) > 8-relu > softmax(3)")
+
+
+def test_robust_input_stats():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(5.0, 2.0, 20000),                     # normal: its std
+                         np.r_[np.zeros(19990), np.ones(10)],             # IQR 0: half range
+                         np.full(20000, 7.0)])                            # constant: 1
+    mean, variance = robust_input_stats(X)
+    assert mean.dtype == variance.dtype == np.float32
+    np.testing.assert_allclose(mean, [5.0, 0.0, 7.0], atol=0.05)
+    np.testing.assert_allclose(np.sqrt(variance), [2.0, 0.5, 1.0], rtol=0.03)
+
+
+# each candidate: its settings entry, then its layers (widths small, two activations new)
+MODERN_ARCHS = [
+    [{"type": "optimizer", "input": "robust", "label_smoothing": 0.1},
+     dense(7, "selu"), {"type": "dropout", "rate": 0.3}, dense(5, "silu")],
+    [{"type": "optimizer", "input": "none", "label_smoothing": 0.2}, dense(6, "tanh")],
+    [{"type": "optimizer", "input": "robust", "label_smoothing": 0.0}, dense(6, "relu")],
+]
+
+
+def _keras_loss_and_grads(model, masks, X, y, w, head, smoothing):
+    """Keras' loss (the candidate's own, label smoothing included) of ``model``
+    on a batch, reduced as ``model.fit`` reduces it, and its gradients by
+    ``GradientTape``; each ``Dropout`` uses the population trainer's mask."""
+    import keras
+    loss_fn = _keras_loss(head, smoothing)
+    if isinstance(loss_fn, str):
+        loss_fn = keras.losses.get(loss_fn)
+    masks = iter(masks)
+    target = y[:, None].astype(np.float32) if head.kind == "binary" else y
+    with tf.GradientTape() as tape:
+        h = tf.constant(X)
+        for layer in model.layers:
+            h = h * next(masks) if isinstance(layer, keras.layers.Dropout) else layer(h)
+        per_row = loss_fn(target, h) if not isinstance(loss_fn, keras.losses.Loss) else None
+        if per_row is None:
+            loss = loss_fn(target, h, sample_weight=w)
+        else:
+            loss = tf.reduce_sum(tf.reshape(per_row, [-1]) * w) / len(w)
+    grads = tape.gradient(loss, model.trainable_weights)
+    return float(loss), [g.numpy().ravel() for g in grads]
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_hand_written_passes_match_gradient_tape_with_the_modern_settings(n_classes):
+    # the robust input (with outliers that its clip tames), label smoothing and the
+    # SELU and SiLU layers: the population trainer's loss and every gradient equal
+    # what GradientTape finds on the served Keras model, up to float32 round-off
+    rng = np.random.default_rng(n_classes)
+    n_rows, n_features = 41, 5
+    X = rng.standard_t(2, size=(n_rows, n_features)).astype(np.float32) * 3 + 1
+    y = rng.integers(0, n_classes, n_rows).astype(np.int32)
+    w = rng.uniform(0.1, 3.0, n_rows).astype(np.float32)
+    stats = robust_input_stats(X)
+    head = Head.of(n_classes)
+    nets, params, weights = [], [], []
+    for k, layers in enumerate(MODERN_ARCHS):
+        init = initial_weights(layers, n_features, head.n_outputs, rng)
+        init = [(kern, rng.normal(scale=0.3, size=bias.shape).astype(np.float32))
+                for kern, bias in init]
+        nets.append(_Net(layers, n_features, n_classes, seed=10 + k, input_stats=stats))
+        params.append([(tf.constant(kern), tf.constant(bias)) for kern, bias in init])
+        weights.append(init)
+    step = tf.constant(3)
+    passes = [net.forward(p, tf.constant(X), step) for net, p in zip(nets, params)]
+    losses, dlogits = _loss_and_grads([f[0] for f in passes], tf.constant(y),
+                                      tf.constant(w / n_rows), n_classes,
+                                      smoothing=[net.label_smoothing for net in nets])
+    plain, _ = _loss_and_grads([f[0] for f in passes], tf.constant(y), tf.constant(w / n_rows),
+                               n_classes)
+    assert losses[1] != plain[1]  # the smoothing is really applied
+    for k, layers in enumerate(MODERN_ARCHS):
+        tape = passes[k][1]
+        grads = [g.numpy() for g in nets[k].backward(params[k], tape, dlogits[k])]
+        masks = [record[0].numpy() for record in tape if len(record) == 1]
+        model = build_keras_model(layers, n_features, n_classes, weights[k], input_stats=stats)
+        loss, want = _keras_loss_and_grads(model, masks, X, y, w, head,
+                                           layers[0]["label_smoothing"])
+        np.testing.assert_allclose(losses[k].numpy(), loss, rtol=2e-6)
+        assert [g.shape for g in grads] == [g.shape for g in want]
+        for got, ref in zip(grads, want):
+            np.testing.assert_allclose(got, ref, rtol=1e-4, atol=2e-6)
+        logits = nets[k].forward(params[k], tf.constant(X))[0].numpy()
+        proba = model(X, training=False).numpy()
+        mine = 1 / (1 + np.exp(-logits)) if n_classes == 2 else \
+            np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        np.testing.assert_allclose(mine, proba, rtol=1e-5, atol=1e-6)
+    # the robust nets' first layer saw the clipped input, whose values stay within 3
+    first = passes[0][1][0][0].numpy()
+    assert np.abs(first).max() <= 3 and np.abs(X).max() > 30
+
+
+def test_population_trainer_trains_the_modern_settings_as_model_fit():
+    from sklearn.datasets import load_breast_cancer
+    X, y = load_breast_cancer(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(y))
+    X, y = X[order].astype(np.float32), y[order].astype(np.int32)  # raw, unscaled features
+    stats = robust_input_stats(X[:-114])
+    ones = np.ones(len(y), np.float32)
+    data = CandidateData(X[:-114], y[:-114], ones[:-114], X[-114:], y[-114:], ones[-114:], 2,
+                         input_stats=stats)
+    archs = [[{"type": "optimizer", "input": "robust", "label_smoothing": 0.1},
+              dense(32, "silu")],
+             [{"type": "optimizer", "input": "robust", "label_smoothing": 0.0}, dense(16, "selu"),
+              dense(8, "relu")]]
+    rng = np.random.default_rng(0)
+    cands = [(layers, initial_weights(layers, 30, 1, rng), 10 + k)
+             for k, layers in enumerate(archs)]
+    pop = PopulationTrainer(epochs=5, learning_rate=0.003).train(cands, data, seed=0)
+    ref = KerasTrainer(epochs=5, learning_rate=0.003).train(cands, data, seed=0)
+    pop_acc = np.array([r.val_scores[-1] for r in pop])
+    ref_acc = np.array([r.val_scores[-1] for r in ref])
+    # on the raw features the robust input is what makes them learn at all
+    assert np.all(pop_acc > 0.9) and np.all(ref_acc > 0.9)
+    np.testing.assert_allclose(pop_acc, ref_acc, atol=0.05)
+
+
+@pytest.fixture(scope="module")
+def heavy_tailed():
+    rng = np.random.default_rng(0)
+    X = rng.standard_t(1.5, size=(240, 4)) * 100.0
+    y = (np.tanh(X[:, 0] / 100) + 0.3 * rng.normal(size=240) > 0).astype(int)
+    return X, y
+
+
+def test_a_modern_search_serves_a_safe_keras_model(heavy_tailed, tmp_path):
+    import keras
+    X, y = heavy_tailed
+    clf = MLPNASClassifier(space="modern", **TINY).fit(X, y)
+    mean, variance = clf.input_stats_
+    np.testing.assert_allclose(mean, np.median(X, axis=0), rtol=1e-5)
+    assert all(text.startswith("adam(in=") for text in clf.search_results_["architecture"])
+    path = tmp_path / "model.keras"
+    clf.export_model(path)
+    model = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(model.predict(X, verbose=0)[:, 0], clf.predict_proba(X)[:, 1],
+                               rtol=1e-5, atol=1e-6)
+    robust = SearchSpace(input_transforms=("robust",), label_smoothings=(0.1,))
+    clf = MLPNASClassifier(space=robust, **TINY).fit(X, y)
+    names = [layer.__class__.__name__ for layer in clf.model_.layers]
+    kinds = {type(lyr).__name__ for sub in clf.model_.layers
+             for lyr in getattr(sub, "layers", [sub])}
+    assert "Normalization" in kinds, names
+    assert clf.score(X, y) > 0.6
+
+
+def test_no_input_stats_without_the_robust_input(heavy_tailed):
+    X, y = heavy_tailed
+    assert MLPNASClassifier(**TINY).fit(X, y).input_stats_ is None
+
+
+def test_what_the_modern_settings_cannot_take(heavy_tailed):
+    X, y = heavy_tailed
+    with pytest.raises(ValueError, match="label_smoothings"):
+        MLPNASRegressor(space=SearchSpace(label_smoothings=(0.0, 0.1)), **TINY).fit(X, X[:, 0])
+    # a regressor may search the robust input, and no label smoothing
+    reg = MLPNASRegressor(space=SearchSpace(input_transforms=("none", "robust"),
+                                            label_smoothings=(0.0,)), **TINY).fit(X, X[:, 0])
+    assert reg.input_stats_ is not None
+    with pytest.raises(ValueError, match="sparse X"):
+        MLPNASClassifier(space="modern", **TINY).fit(sp.csr_matrix(X), y)
