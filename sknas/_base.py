@@ -113,13 +113,21 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
         if isinstance(self.strategy, str) and any(k.startswith("strategy__") for k in params):
             self.strategy = resolve_strategy(self.strategy)
         if isinstance(self.space, str) and any(k.startswith("space__") for k in params):
-            self.space = SearchSpace.from_preset(self.space)
+            self.space = self._preset_space(self.space)
         return super().set_params(**params)
+
+    def _preset_space(self, name):
+        """The preset ``name`` for this estimator: a regressor's has no label
+        smoothing (it has no labels to smooth)."""
+        space = SearchSpace.from_preset(name)
+        if not is_classifier(self) and space.label_smoothings is not None:
+            space.label_smoothings = None
+        return space
 
     # ------------------------------------------------------------ validation
     def _make_space(self):
         """The checked :class:`SearchSpace` of ``space``."""
-        space = SearchSpace.from_preset(self.space) if isinstance(self.space, str) else self.space
+        space = self._preset_space(self.space) if isinstance(self.space, str) else self.space
         space.check()
         import keras
         for name in space.activations:

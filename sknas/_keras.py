@@ -101,14 +101,18 @@ def keras_weights(model):
     return out
 
 
-def keras_optimizer(layers, learning_rate):
+def keras_optimizer(layers, learning_rate, total_steps=None):
     """The Keras Adam a candidate trains with: its own learning rate and
     weight decay (on the kernels only) if its ``'optimizer'`` entry has
-    them, else ``learning_rate`` and no decay."""
+    them, else ``learning_rate`` and no decay; its own schedule over
+    ``total_steps`` steps, if it has one."""
     import keras
     lr, wd = optimizer_settings(layers)
-    optimizer = keras.optimizers.Adam(learning_rate if lr is None else lr,
-                                      weight_decay=wd if wd else None)
+    lr = learning_rate if lr is None else lr
+    schedule = candidate_settings(layers)["schedule"] or "constant"
+    if schedule != "constant" and total_steps:
+        lr = _Schedule(lr, schedule, total_steps)
+    optimizer = keras.optimizers.Adam(lr, weight_decay=wd if wd else None)
     if wd:
         optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
@@ -146,7 +150,8 @@ class KerasTrainer:
             metric = (keras.metrics.R2Score(name="score") if head.is_regression
                       else keras.metrics.SparseCategoricalAccuracy(name="score")
                       if head.kind == "softmax" else keras.metrics.BinaryAccuracy(name="score"))
-            model.compile(optimizer=keras_optimizer(layers, self.learning_rate), loss=loss,
+            steps = self.epochs * -(-data.X.shape[0] // self.batch_size)
+            model.compile(optimizer=keras_optimizer(layers, self.learning_rate, steps), loss=loss,
                           weighted_metrics=[metric])
             has_val = len(data.y_val) > 0
             rows = FoldRows.of(row_weights)
@@ -192,6 +197,25 @@ class KerasTrainer:
                  for b in dense_batches(data.X_val)] or [np.zeros((0, head.n_outputs), np.float32)])
         return CandidateResult(val_scores=val_scores, weights=weights, fit_time=fit_time,
                                best_epoch=best_epoch, val_outputs=outputs)
+
+
+def _Schedule(learning_rate, name, total_steps):
+    """A Keras learning-rate schedule: ``learning_rate`` times the schedule
+    ``name``'s factor at the fraction of ``total_steps`` taken (the
+    population graph's :func:`~sknas._nets.schedule_factor`)."""
+    import keras
+
+    from ._nets import schedule_factor
+
+    class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            t = tf.minimum(tf.cast(step, tf.float32) / np.float32(total_steps), 1.0)
+            return np.float32(learning_rate) * schedule_factor(name, t)
+
+        def get_config(self):
+            return {"learning_rate": learning_rate, "name": name, "total_steps": total_steps}
+
+    return Schedule()
 
 
 def _keras_loss(head, label_smoothing=None):

@@ -128,6 +128,7 @@ class _Net:
         self.settings = optimizer_settings(layers)
         own = candidate_settings(layers)
         self.label_smoothing = own["label_smoothing"] or 0.0
+        self.schedule = own["schedule"] or "constant"
         self.input = own["input"] or "none"
         if self.input == "robust":
             if input_stats is None:
@@ -483,6 +484,18 @@ def _activation_grad(name, z, a, da):
         tape.watch(z)
         out = _activation(name)(z)
     return tape.gradient(out, z, output_gradients=da)
+
+
+def schedule_factor(name, t):
+    """Multiplier of a learning rate under the schedule ``name`` at the
+    fraction ``t`` (a float32 scalar tensor in ``[0, 1]``) of the training's
+    planned steps (see ``SearchSpace``'s ``lr_schedules``)."""
+    if name == "cosine":
+        return 0.5 * (1.0 + tf.math.cos(np.float32(np.pi) * t))
+    if name == "coslog4":
+        return 0.5 * (1.0 - tf.math.cos(np.float32(2 * np.pi)
+                                        * tf.math.log(1.0 + 15.0 * t) / np.float32(np.log(2))))
+    return tf.constant(1.0)
 
 
 def _output(head, logits):

@@ -29,7 +29,7 @@ from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_MOMENTUM, BYTES
                     CandidateResult, FoldRows, _all_finite, _failed, _fold_inputs, _message,
                     _quiet_retracing, _too_big, n_params)
 from ._nets import (_bn_padding, _graph_rows, _loss_and_grads, _Net, _output, _RowSource,
-                    backward_passes, forward_passes)
+                    backward_passes, forward_passes, schedule_factor)
 
 __all__ = ["PopulationTrainer"]
 
@@ -121,9 +121,10 @@ class _Group:
     captures small. Each net's weight decay is its own (``weight_decays``,
     one per net): the decay is a vector too."""
 
-    def __init__(self, index, nets, weights, learning_rate, weight_decays):
+    def __init__(self, index, nets, weights, learning_rate, weight_decays, schedule="constant"):
         self.index, self.nets = index, nets
         self.learning_rate = learning_rate
+        self.schedule = schedule
         # each net's slice is padded to a multiple of _ALIGN floats, so it sits at the
         # same place relative to SIMD packets in any population: ApplyAdam then takes
         # the same (vector or scalar) code path for its elements, and a net trains
@@ -189,16 +190,22 @@ class _Group:
         """Per net, its list of per-layer tensor tuples read from the vector."""
         return self._unflatten(tf.split(self.params.read_value(), self.sizes))
 
-    def apply(self, grads, b1p, b2p):
-        """One step: decay, then Adam on the nets' gradient pieces."""
+    def apply(self, grads, b1p, b2p, progress=None):
+        """One step: decay, then Adam on the nets' gradient pieces; the rate
+        (and so the decay) scaled by the group's schedule at ``progress``, the
+        fraction of the training's steps taken before this one."""
         flat = tf.concat([g for pieces, pad in zip(grads, self.pads)
                           for g in pieces + [tf.zeros([pad])]], axis=0)
+        factor = (None if self.schedule == "constant" or progress is None
+                  else schedule_factor(self.schedule, progress))
         if self.decay is not None:
-            self.params.assign_sub(self.params.read_value() * self.decay)
+            decay = self.decay if factor is None else self.decay * factor
+            self.params.assign_sub(self.params.read_value() * decay)
+        lr = (self.learning_rate if factor is None
+              else np.float32(self.learning_rate) * factor)
         tf.raw_ops.ResourceApplyAdam(
             var=self.params.handle, m=self.m.handle, v=self.v.handle, beta1_power=b1p,
-            beta2_power=b2p, lr=self.learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-7,
-            grad=flat)
+            beta2_power=b2p, lr=lr, beta1=0.9, beta2=0.999, epsilon=1e-7, grad=flat)
 
     def weights(self):
         """Per net, its list of per-layer tuples of NumPy arrays."""
@@ -231,14 +238,14 @@ class _Population:
         rates, decays = [], []
         for net in nets:
             lr, wd = net.settings
-            rates.append(learning_rate if lr is None else lr)
+            rates.append((learning_rate if lr is None else lr, net.schedule))
             decays.append(0.0 if wd is None else wd)
         self.groups = []
-        for rate in dict.fromkeys(rates):
-            members = [k for k, r in enumerate(rates) if r == rate]
+        for rate, schedule in dict.fromkeys(rates):
+            members = [k for k, r in enumerate(rates) if r == (rate, schedule)]
             self.groups.append(_Group(members, [nets[k] for k in members],
                                       [weights[k] for k in members], rate,
-                                      [decays[k] for k in members]))
+                                      [decays[k] for k in members], schedule))
         self._moving_layout()
 
     def _moving_layout(self):
@@ -319,11 +326,12 @@ class _Population:
         """Per net (in population order), its per-layer tensor tuples."""
         return self._per_net([g.split() for g in self.groups])
 
-    def apply(self, grads, rounds, b1p, b2p):
+    def apply(self, grads, rounds, b1p, b2p, progress=None):
         """One optimiser step of every net (``grads`` in population order) and
-        of the moving statistics (the step's batch-normalisation ``rounds``)."""
+        of the moving statistics (the step's batch-normalisation ``rounds``);
+        ``progress``: the fraction of the training's steps taken (schedules)."""
         for g in self.groups:
-            g.apply([grads[k] for k in g.index], b1p, b2p)
+            g.apply([grads[k] for k in g.index], b1p, b2p, progress)
         self.update_moving(rounds)
 
     def keep_best(self, improved):
@@ -581,7 +589,7 @@ class PopulationTrainer:
             def epoch_body(epoch, b1p, b2p, bad, scores, best_loss, best_epoch, stop_epoch, wait):
                 perm = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([seed, epoch])))
                 rows = (source.permuted(perm), tf.gather(y, perm), tf.gather(w, perm, axis=-1))
-                step_fn = self._make_step(pop, rows, n, epoch * steps, target)
+                step_fn = self._make_step(pop, rows, n, epoch * steps, target, epochs * steps)
                 _, b1p, b2p, bad = tf.while_loop(lambda s, *_: s < steps, step_fn,
                                                  (tf.constant(0), b1p, b2p, bad))
                 pop.store_moving()
@@ -618,9 +626,10 @@ class PopulationTrainer:
 
         return loop
 
-    def _make_step(self, pop, rows, n, first_step, target=None):
+    def _make_step(self, pop, rows, n, first_step, target=None, total_steps=None):
         """Body of the mini-batch loop: one Adam step of every net
-        (``target``: per net ``(shift, scale)`` of a regression target)."""
+        (``target``: per net ``(shift, scale)`` of a regression target;
+        ``total_steps``: the training's planned steps, which schedules span)."""
         bs = self.batch_size
         nets = pop.nets
 
@@ -640,7 +649,9 @@ class PopulationTrainer:
                                               target, [net.label_smoothing for net in nets])
             grads = backward_passes(nets, params, [tape for _, tape in passes], dlogits)
             b1p, b2p = b1p * 0.9, b2p * 0.999
-            pop.apply(grads, rounds, b1p, b2p)
+            progress = (None if total_steps is None else
+                        tf.cast(first_step + s, tf.float32) / tf.cast(total_steps, tf.float32))
+            pop.apply(grads, rounds, b1p, b2p, progress)
             bad = tf.logical_or(bad, tf.logical_not(tf.math.is_finite(losses)))
             return s + 1, b1p, b2p, bad
 

@@ -16,18 +16,24 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["INPUT_TRANSFORMS", "PRESETS", "SearchSpace"]
+__all__ = ["INPUT_TRANSFORMS", "LR_SCHEDULES", "PRESETS", "SearchSpace"]
 
 _DENSE_RE = re.compile(r"^(\d+)-([A-Za-z_]+?)(-bn)?$")
 _DROPOUT_RE = re.compile(r"^dropout\(([0-9.eE+-]+)\)$")
 _OUTPUT_RE = re.compile(r"^(softmax|sigmoid|linear)\((\d+)\)$")
 _OPTIMIZER_RE = re.compile(r"^adam\((.*)\)$")
-_SHORT = {"input": "in", "learning_rate": "lr", "weight_decay": "wd", "label_smoothing": "ls"}
+_SHORT = {"input": "in", "learning_rate": "lr", "weight_decay": "wd", "schedule": "sched",
+          "label_smoothing": "ls"}
 #: the input transforms a candidate can take (see ``SearchSpace``'s ``input_transforms``)
 INPUT_TRANSFORMS = ("none", "robust")
+#: the learning-rate schedules a candidate can take (see ``SearchSpace``'s ``lr_schedules``)
+LR_SCHEDULES = ("constant", "cosine", "coslog4")
+#: settings whose values are names, not numbers
+_NAMED = {"input": INPUT_TRANSFORMS, "schedule": LR_SCHEDULES}
 
 _PARAMS = ("units", "activations", "dropout_rates", "max_layers", "batch_norm",
-           "learning_rates", "weight_decays", "label_smoothings", "input_transforms")
+           "learning_rates", "weight_decays", "label_smoothings", "input_transforms",
+           "lr_schedules")
 
 #: Named spaces (the estimators' ``space`` parameter): keyword arguments of
 #: :class:`SearchSpace`.
@@ -50,7 +56,8 @@ PRESETS = {
                "max_layers": 3, "batch_norm": (False, True),
                "learning_rates": (0.001, 0.003, 0.01, 0.03),
                "weight_decays": (0.0, 0.01, 0.1),
-               "label_smoothings": (0.0, 0.1), "input_transforms": ("none", "robust")},
+               "label_smoothings": (0.0, 0.1), "input_transforms": ("none", "robust"),
+               "lr_schedules": ("constant", "cosine")},
 }
 
 
@@ -59,7 +66,8 @@ class SearchSpace:
 
     The controller builds a candidate token by token: first the candidate's
     own decisions (its input transform, its Adam learning rate, its weight
-    decay and its label smoothing, each only when the space searches it),
+    decay, its learning-rate schedule and its label smoothing, each only
+    when the space searches it),
     then its hidden layers, then the end token.
     A hidden layer is a dense token (a width and an activation), followed by
     a batch-normalisation token (on or off) when the space leaves that
@@ -71,8 +79,8 @@ class SearchSpace:
     one dropout rate, at most two hidden tokens: 840 architectures. The
     preset ``SearchSpace.from_preset('extended')`` searches depth (up to 3),
     batch normalisation, dropout rates, learning rate and weight decay;
-    ``'modern'`` adds the input transform, label smoothing and the SELU and
-    SiLU activations.
+    ``'modern'`` adds the input transform, the learning-rate schedule, label
+    smoothing and the SELU and SiLU activations.
 
     Parameters are stored as given and checked when the space is first used
     (or by :meth:`check`), as scikit-learn does; the space has
@@ -83,7 +91,7 @@ class SearchSpace:
     ``units`` x ``activations`` order, then one dropout token per rate, then
     the end token, then (when searched) the batch-normalisation tokens (off,
     on), the input-transform tokens, the learning-rate tokens, the
-    weight-decay tokens and the label-smoothing tokens.
+    weight-decay tokens, the schedule tokens and the label-smoothing tokens.
 
     Parameters
     ----------
@@ -122,6 +130,15 @@ class SearchSpace:
         layer tamed (after RealMLP's robust scaling and smooth clipping).
         The served Keras model holds it as built-in layers. Dense ``X``
         only. None: ``'none'``.
+    lr_schedules : sequence of {'constant', 'cosine', 'coslog4'} or None, default=None
+        How a candidate's learning rate moves over its training, chosen per
+        candidate: ``'constant'``; ``'cosine'`` decays it to 0 along a half
+        cosine over the training's planned steps (Keras' ``CosineDecay``);
+        ``'coslog4'`` is RealMLP's: four cosine cycles, each twice as long
+        as the last, from 0 up to the rate and back (``0.5 * (1 - cos(2 * pi
+        * log2(1 + 15 * t)))`` at the fraction ``t`` of the steps taken). The
+        decoupled weight decay follows the rate. The finalists and the refit
+        run their own schedule over their own epochs. None: ``'constant'``.
 
     Attributes
     ----------
@@ -136,7 +153,7 @@ class SearchSpace:
     def __init__(self, units=(8, 16, 32, 64, 128, 256, 512),
                  activations=("sigmoid", "tanh", "relu", "elu"), dropout_rates=0.2,
                  max_layers=2, batch_norm=False, learning_rates=None, weight_decays=None,
-                 label_smoothings=None, input_transforms=None):
+                 label_smoothings=None, input_transforms=None, lr_schedules=None):
         self.units = units
         self.activations = activations
         self.dropout_rates = dropout_rates
@@ -146,6 +163,7 @@ class SearchSpace:
         self.weight_decays = weight_decays
         self.label_smoothings = label_smoothings
         self.input_transforms = input_transforms
+        self.lr_schedules = lr_schedules
 
     @classmethod
     def from_preset(cls, name):
@@ -190,7 +208,8 @@ class SearchSpace:
     def _key(self):
         g = self._grammar
         return (g.units, g.activations, g.dropout_rates, g.max_layers, g.batch_norm,
-                g.learning_rates, g.weight_decays, g.label_smoothings, g.input_transforms)
+                g.learning_rates, g.weight_decays, g.label_smoothings, g.input_transforms,
+                g.lr_schedules)
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in _PARAMS}
@@ -209,7 +228,7 @@ class SearchSpace:
             value, a width that is not a positive integer, a dropout rate
             outside ``[0, 1)``, a learning rate that is not positive, a
             negative weight decay, a label smoothing outside ``[0, 1)``, an
-            unknown input transform, ``max_layers`` below 1.
+            unknown input transform or schedule, ``max_layers`` below 1.
         """
         self._grammar  # noqa: B018 -- builds (and checks) the grammar
         return self
@@ -304,8 +323,8 @@ class SearchSpace:
         """Machine form: a list of dicts, the candidate's settings first.
 
         A ``{'type': 'optimizer', 'learning_rate': ..., 'weight_decay': ...}``
-        entry (also ``'label_smoothing'`` and ``'input'``: the candidate's
-        own settings) leads when the space searches any of them (with the
+        entry (also ``'input'``, ``'schedule'`` and ``'label_smoothing'``:
+        the candidate's own settings) leads when the space searches any of them (with the
         keys it searches); then ``{'type': 'dense', 'units', 'activation'}`` (plus
         ``'batch_norm': True`` when the layer has it) and
         ``{'type': 'dropout', 'rate'}`` entries.
@@ -361,8 +380,8 @@ class SearchSpace:
                     raise ValueError(f"the architecture's {name} does not match the space's")
                 if values is None:
                     continue
-                k = (values.index(settings[name]) if name == "input" and settings[name] in values
-                     else None if name == "input" else _index_close(values, settings[name]))
+                k = (values.index(settings[name]) if name in _NAMED and settings[name] in values
+                     else None if name in _NAMED else _index_close(values, settings[name]))
                 if k is None:
                     raise ValueError(f"{name} {settings[name]} is not in the space's {values}")
                 tokens = dict(g.pre).get(name)
@@ -400,8 +419,9 @@ class SearchSpace:
         ``output`` is the number of classes, or the output layer's readable
         name (such as ``'linear(1)'`` for a regressor). A dense layer with
         batch normalisation reads ``'64-relu-bn'``; searched training
-        settings lead, as ``'adam(lr=0.003, wd=0.01)'`` (with ``in=robust``
-        and ``ls=0.1`` for an input transform and a label smoothing).
+        settings lead, as ``'adam(lr=0.003, wd=0.01)'`` (with ``in=robust``,
+        ``sched=cosine`` and ``ls=0.1`` for an input transform, a schedule
+        and a label smoothing).
         """
         return describe_layers(self.layers(arch), output)
 
@@ -421,7 +441,9 @@ class _Grammar:
         self.label_smoothings = (None if space.label_smoothings is None else
                                  _floats(space.label_smoothings, "label_smoothings", lo=0.0,
                                          hi=1.0))
-        self.input_transforms = _input_transforms(space.input_transforms)
+        self.input_transforms = _names(space.input_transforms, "input_transforms",
+                                       INPUT_TRANSFORMS)
+        self.lr_schedules = _names(space.lr_schedules, "lr_schedules", LR_SCHEDULES)
         self.activations = _strs(space.activations)
         self.dropout_rates = _floats(space.dropout_rates, "dropout_rates", lo=0.0, hi=1.0)
         self.max_layers = _max_layers(space.max_layers)
@@ -449,7 +471,8 @@ class _Grammar:
         # the candidate's own training settings the space searches: name -> values
         self.settings = {name: values for name, values in (
             ("input", self.input_transforms), ("learning_rate", self.learning_rates),
-            ("weight_decay", self.weight_decays), ("label_smoothing", self.label_smoothings))
+            ("weight_decay", self.weight_decays), ("schedule", self.lr_schedules),
+            ("label_smoothing", self.label_smoothings))
             if values is not None}
         self.pre = []  # (name, tokens) of the candidate's own decisions, in order
         for name, values in self.settings.items():
@@ -530,14 +553,15 @@ def _floats(values, name, lo=None, hi=None, lo_open=False):
     return tuple(float(v) for v in arr)
 
 
-def _input_transforms(values):
+def _names(values, name, allowed):
+    """None, or a non-empty tuple of distinct names among ``allowed``."""
     if values is None:
         return None
     names = ([values] if isinstance(values, str) else
              [str(v) for v in np.asarray(values, dtype=object).ravel()])
-    if not names or len(set(names)) != len(names) or set(names) - set(INPUT_TRANSFORMS):
-        raise ValueError("input_transforms must be None or a non-empty sequence of distinct "
-                         f"names among {INPUT_TRANSFORMS}; got {values!r}")
+    if not names or len(set(names)) != len(names) or set(names) - set(allowed):
+        raise ValueError(f"{name} must be None or a non-empty sequence of distinct names "
+                         f"among {allowed}; got {values!r}")
     return tuple(names)
 
 
@@ -550,8 +574,8 @@ def _max_layers(value):
 def candidate_settings(layers):
     """The candidate's own settings from its ``'optimizer'`` entry (see
     :meth:`SearchSpace.layers`): a dict with ``input``, ``learning_rate``,
-    ``weight_decay`` and ``label_smoothing``, each None where the candidate
-    has none."""
+    ``weight_decay``, ``schedule`` and ``label_smoothing``, each None where
+    the candidate has none."""
     entry = next((layer for layer in layers if layer["type"] == "optimizer"), {})
     out = {name: entry.get(name) for name in _SHORT}
     for name in ("learning_rate", "weight_decay", "label_smoothing"):
@@ -582,7 +606,7 @@ def describe_layers(layers, output):
     for layer in layers:
         if layer["type"] == "optimizer":
             parts.append("adam(" + ", ".join(
-                f"{_SHORT[k]}={layer[k]}" if k == "input" else f"{_SHORT[k]}={layer[k]:g}"
+                f"{_SHORT[k]}={layer[k]}" if k in _NAMED else f"{_SHORT[k]}={layer[k]:g}"
                 for k in _SHORT if k in layer) + ")")
         elif layer["type"] == "dropout":
             parts.append(f"dropout({layer['rate']:g})")
@@ -612,7 +636,7 @@ def parse_layers(text):
                 if key.strip() not in long:
                     raise ValueError(f"cannot read setting {item!r} in {text!r}")
                 name = long[key.strip()]
-                entry[name] = value.strip() if name == "input" else float(value)
+                entry[name] = value.strip() if name in _NAMED else float(value)
             layers.append(entry)
         elif _OUTPUT_RE.match(part):
             continue

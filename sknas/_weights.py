@@ -5,7 +5,10 @@ shares its kernel, bias, scale, offset and moving statistics only with the
 same layer with batch normalisation after the same previous layer, and the
 layer after it keys on that name too (its input is normalised). Dropout
 layers and a candidate's own training settings (learning rate, weight
-decay) are transparent: nets that differ only in those share every layer.
+decay, label smoothing) are transparent: nets that differ only in those
+share every layer. Its input transform is not: a first layer that sees the
+``'robust'`` input keys on ``'input-robust'``, so it never starts from
+weights trained on the raw features, nor hands its own to them.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ def layer_keys(layers):
     """Sharing keys of a candidate's dense layers, the output layer last.
 
     A key is ``(previous, this)``: the previous dense layer's
-    ``'units-activation'`` (or ``'input'``) and this layer's (or ``'output'``).
-    Dropout layers and the ``'optimizer'`` entry are transparent.
+    ``'units-activation'`` (or ``'input'``, ``'input-robust'`` after the
+    robust input transform) and this layer's (or ``'output'``). Dropout
+    layers and the rest of the ``'optimizer'`` entry are transparent.
     """
     keys, prev = [], "input"
     for layer in layers:
+        if layer["type"] == "optimizer" and layer.get("input", "none") != "none":
+            prev = f"input-{layer['input']}"
         if layer["type"] == "dense":
             keys.append((prev, _name(layer)))
             prev = _name(layer)

@@ -33,9 +33,11 @@ def test_the_modern_preset_searches_the_input_and_label_smoothing():
     assert space.get_params()["input_transforms"] == ("none", "robust")
     assert space.get_params()["label_smoothings"] == (0.0, 0.1)
     assert {"selu", "silu"} <= set(space.activations)
-    assert space.n_pre == 4 == extended.n_pre + 2  # input, lr, wd, label smoothing
+    assert space.get_params()["lr_schedules"] == ("constant", "cosine")
+    assert space.n_pre == 5 == extended.n_pre + 3  # input, lr, wd, schedule, label smoothing
     # the extended space's token ids are unchanged by the new decisions
-    assert SearchSpace(**{**extended.get_params(), "label_smoothings": None}) == extended
+    assert SearchSpace(**{**extended.get_params(), "label_smoothings": None,
+                          "lr_schedules": None}) == extended
     rng = np.random.default_rng(0)
     seen = set()
     for _ in range(50):  # every valid architecture reads back the same
@@ -51,11 +53,12 @@ def test_the_modern_preset_searches_the_input_and_label_smoothing():
         settings = layers[0]
         assert settings["type"] == "optimizer"
         assert settings["input"] in ("none", "robust") and settings["label_smoothing"] in (0, 0.1)
-        seen.add((settings["input"], settings["label_smoothing"]))
+        assert settings["schedule"] in ("constant", "cosine")
+        seen.add((settings["input"], settings["label_smoothing"], settings["schedule"]))
         text = space.describe(arch, 3)
-        assert f"in={settings['input']}" in text and "ls=" in text
+        assert f"in={settings['input']}" in text and "ls=" in text and "sched=" in text
         assert space.parse(text) == arch == space.encode(layers)
-    assert len(seen) == 4
+    assert len(seen) == 8
 
 
 @pytest.mark.parametrize("params, match", [
@@ -64,6 +67,7 @@ def test_the_modern_preset_searches_the_input_and_label_smoothing():
     ({"input_transforms": ("none", "quantile")}, "input_transforms"),
     ({"input_transforms": ("robust", "robust")}, "input_transforms"),
     ({"input_transforms": ()}, "input_transforms"),
+    ({"lr_schedules": ("cosine", "linear")}, "lr_schedules"),
 ])
 def test_bad_modern_settings_name_the_parameter(params, match):
     with pytest.raises(ValueError, match=match):
@@ -237,5 +241,61 @@ def test_what_the_modern_settings_cannot_take(heavy_tailed):
     reg = MLPNASRegressor(space=SearchSpace(input_transforms=("none", "robust"),
                                             label_smoothings=(0.0,)), **TINY).fit(X, X[:, 0])
     assert reg.input_stats_ is not None
+    # the regressor's 'modern' preset has no label smoothing, also once tuned
+    reg = MLPNASRegressor(space="modern", **TINY).fit(X, X[:, 0])
+    assert all("ls=" not in text for text in reg.search_results_["architecture"])
+    reg = MLPNASRegressor(space="modern", **TINY).set_params(space__max_layers=1)
+    assert reg.space.label_smoothings is None
     with pytest.raises(ValueError, match="sparse X"):
         MLPNASClassifier(space="modern", **TINY).fit(sp.csr_matrix(X), y)
+
+
+def test_the_robust_input_has_first_layers_of_its_own_in_the_shared_weights():
+    from sknas._weights import layer_keys
+    plain = [dense(8, "relu"), dense(4, "tanh")]
+    robust = [{"type": "optimizer", "input": "robust", "label_smoothing": 0.1}] + plain
+    smoothed = [{"type": "optimizer", "input": "none", "label_smoothing": 0.1}] + plain
+    assert layer_keys(plain) == layer_keys(smoothed)  # label smoothing is transparent
+    assert layer_keys(robust)[0] == ("input-robust", "8-relu")
+    assert layer_keys(robust)[1:] == layer_keys(plain)[1:]  # deeper layers are shared
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "coslog4"])
+def test_a_scheduled_candidate_trains_as_model_fit_does(cancer_data, schedule):
+    # one candidate, no dropout and no shuffling difference that matters at one
+    # epoch of full batches: both trainers take the same steps at the same rates
+    data = cancer_data
+    layers = [{"type": "optimizer", "learning_rate": 0.01, "weight_decay": 0.01,
+               "schedule": schedule}, dense(8, "tanh")]
+    init = initial_weights(layers, data.n_features, 1, np.random.default_rng(0))
+    n = len(data.y)
+    cand = [(layers, init, 10)]
+    pop = PopulationTrainer(epochs=3, batch_size=n).train(cand, data, seed=0)[0]
+    ref = KerasTrainer(epochs=3, batch_size=n).train(cand, data, seed=0)[0]
+    constant = [{**layers[0], "schedule": "constant"}] + layers[1:]
+    flat = PopulationTrainer(epochs=3, batch_size=n).train([(constant, init, 10)], data,
+                                                           seed=0)[0]
+    for (a, b), (c, _) in zip(zip(pop.weights, ref.weights), zip(flat.weights, ref.weights)):
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-4, atol=1e-6)
+        assert not np.allclose(a[0], c[0])  # the schedule really moved the rate
+
+
+def test_schedule_factors():
+    from sknas._nets import schedule_factor
+    t = tf.constant([0.0, 0.5, 1.0])
+    np.testing.assert_allclose(schedule_factor("cosine", t).numpy(), [1.0, 0.5, 0.0], atol=1e-6)
+    ends = tf.constant([1 / 15, 3 / 15, 7 / 15, 1.0])  # coslog4: four cycles back to 0
+    np.testing.assert_allclose(schedule_factor("coslog4", ends).numpy(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(schedule_factor("coslog4", tf.constant(0.0)).numpy(), 0.0)
+    peak = tf.constant((np.sqrt(2) - 1) / 15, tf.float32)
+    np.testing.assert_allclose(schedule_factor("coslog4", peak).numpy(), 1.0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def cancer_data():
+    from sklearn.datasets import load_breast_cancer
+    X, y = load_breast_cancer(return_X_y=True)
+    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
+    y = y.astype(np.int32)
+    ones = np.ones(len(y), np.float32)
+    return CandidateData(X[:400], y[:400], ones[:400], X[400:], y[400:], ones[400:], 2)
