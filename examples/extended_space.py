@@ -4,8 +4,8 @@ and weight decay, chosen by the controller token by token.
 Prints the size of each preset, the five best candidates with the decisions the
 controller made for them, the mean reward of the candidates by learning rate and
 by whether their first layer had batch normalisation, and the held-out
-accuracy of the served model (by default the best cross-validated
-finalist's fold models, averaged).
+accuracy of the served model (by default an ensemble of the cross-validated
+finalists' fold models).
 
 Set ``SKNAS_EXAMPLE_TINY=1`` for a budget of a few seconds.
 """

@@ -2,8 +2,8 @@
 
 Runs the reference protocol (stratified 80/20 split, ``random_state=0``,
 features scaled in a pipeline), prints the top 5 architectures and the
-held-out accuracy of the served model (by default the best cross-validated
-finalist's fold models, averaged), and saves the four plots of the
+held-out accuracy of the served model (by default an ensemble of the
+cross-validated finalists' fold models), and saves the four plots of the
 search as PNG files in the current folder.
 
 Set ``SKNAS_EXAMPLE_TINY=1`` for a budget of a few seconds.

@@ -4,15 +4,15 @@ Three ways to keep a fitted search:
 
 1. ``joblib.dump`` the whole pipeline (the estimator pickles its Keras model
    as a ``.keras`` archive) and ``joblib.load`` it back;
-2. ``export_model`` writes the served model (by default the winner's fold
-   models, averaged inside one Keras model; with ``ensemble_size`` above 0 an
-   ensemble of the finalists' fold models) as a plain ``.keras`` file that
+2. ``export_model`` writes the served model (by default the ensemble of the
+   finalists' fold models, averaged inside one Keras model; with
+   ``ensemble_size=0`` the winner's fold models) as a plain ``.keras`` file that
    loads with ``keras.models.load_model`` and no sknas at all; its outputs
    are the class probabilities in the order of ``classes_`` (one sigmoid unit
    for a binary problem), and it expects the features already scaled;
 3. ``save_model`` writes that Keras file beside ``sknas_model.json``, which
-   names the classes, the winner's architecture and what is served (its
-   members, one by default, their weights and fold models); ``load_model`` reads
+   names the classes, the winner's architecture and what is served (the
+   ensemble's members, their weights and fold models); ``load_model`` reads
    both back, without pickle, as a predictor with the labels.
 
 Set ``SKNAS_EXAMPLE_TINY=1`` for a budget of a few seconds.

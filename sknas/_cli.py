@@ -39,9 +39,8 @@ def _parser():
                                description="Search MLP architectures for a CSV file: numeric "
                                "columns are imputed and scaled, the others one-hot encoded; "
                                "a held-out split (stratified for classification) scores the "
-                               "served model (by default the best cross-validated finalist's "
-                               "fold models; for regression an ensemble of finalists). A "
-                               "numeric target with more than "
+                               "served model (by default an ensemble of the cross-validated "
+                               "finalists' fold models). A numeric target with more than "
                                f"{AUTO_MAX_CLASSES} distinct values is a regression target "
                                "(MLPNASRegressor; held-out R^2 and RMSE), any other a "
                                "classification target (MLPNASClassifier; held-out accuracy); "
@@ -119,11 +118,11 @@ def _add_search(p):
                    help="stop the search after this time, then cross-validate and serve "
                         "the best so far as after a full search")
     p.add_argument("--cv", type=_word_or_number("folds"), metavar="K",
-                   help="folds that re-score the best candidates: 'auto' (the default: 5, "
-                        "fewer only on tiny data; none once the validation split has 1,000 "
-                        "rows, unless an ensemble, the regressor's default, or --refit "
-                        "folds needs them), a number, or 'none' for the search's holdout "
-                        "alone")
+                   help="folds that re-score the best candidates: 'auto' (the default: 5 "
+                        "at every data size, fewer only on tiny data; none only with "
+                        "--ensemble-size 0 and --refit other than 'folds', once the "
+                        "validation split has 1,000 rows), a number, or 'none' for the "
+                        "search's holdout alone")
     p.add_argument("--n-finalists", type=int, metavar="N",
                    help="candidates re-scored by --cv (default 8)")
     p.add_argument("--finalist-epochs", type=_word_or_number("epochs"), metavar="N",
@@ -136,8 +135,7 @@ def _add_search(p):
                         "only when the encoded table is sparse)")
     p.add_argument("--ensemble-size", type=int, metavar="N",
                    help="serve an ensemble of the finalists chosen greedily in N picks; "
-                        "0: the single winner (default: 0 for classification; 10 for "
-                        "regression, 0 with --cv none)")
+                        "0: the single winner (default 10; 0 with --cv none)")
     p.add_argument("--refit", choices=("auto", "folds", "all"),
                    help="what is served: 'folds', the models the finalists' cross-validation "
                         "trained, averaged; 'all', the winner (and ensemble members) retrained "

@@ -47,9 +47,9 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
     token by token, each candidate is trained with TensorFlow (starting from
     one-shot shared weights) and scored by its accuracy on a fixed
     validation split, the rewards train the controller by REINFORCE, the
-    best candidates are cross-validated, and by default the best of them
-    (the average of its fold models; see ``refit`` and ``ensemble_size``)
-    serves ``predict``.
+    best candidates are cross-validated, and by default an ensemble of them
+    (each member the average of its fold models; see ``refit`` and
+    ``ensemble_size``) serves ``predict``.
 
     Read more in the :doc:`algorithm guide </algorithm>`.
 """,
@@ -81,11 +81,6 @@ class MLPNASClassifier(ClassifierMixin, BaseMLPNAS):
     }
 
     __init__ = _estimator_init({**ESTIMATOR_PARAMETERS, "class_weight": None})
-
-    #: ``ensemble_size='auto'`` serves the single best finalist: on the benchmark
-    #: suite's report seeds an ensemble of 10 picks was level with it (see the
-    #: generalisation guide)
-    _auto_ensemble_size = 0
 
     # ---------------------------------------------------------------- target
     def _encode_target(self, y):

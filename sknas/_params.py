@@ -74,9 +74,7 @@ PARAMETERS_DOC = """    space : {'tutorial', 'extended', 'modern'} or SearchSpac
         least once), ``None`` keeps the search's holdout
         as the only score (the tutorial's behaviour). ``'auto'``: 5 folds
         when the validation split has fewer than 1,000 rows (too few to rank
-        candidates whose scores differ by a point or two), none otherwise
-        unless an ensemble (the regressor's default) or ``refit='folds'``
-        needs them: then 5 folds at every size.
+        candidates whose scores differ by a point or two), none otherwise.
     n_finalists : int, default=8
         Candidates scored by ``cv``: the ensemble's pool. 8 (it was 5 before
         ``refit='folds'``) gave the suite's best mean with the fold models
@@ -107,11 +105,10 @@ PARAMETERS_DOC = """    space : {'tutorial', 'extended', 'modern'} or SearchSpac
         with those weights (one Keras model), each member served as ``refit``
         says (its fold models, or refit like the winner). Needs
         cross-validated finalists: with ``cv='auto'`` 5 folds are used
-        whatever the data size, ``cv=None`` is an error. ``'auto'``: 0 for
-        the classifier; 10 for the regressor, and 0 whenever ``cv=None`` or
-        ``refit=False`` (chosen from measurements on the benchmark suite's
-        report seeds: the regressor's ensemble gained 0.015 R^2, the
-        classifier's nothing measurable; see the generalisation guide).
+        whatever the data size, ``cv=None`` is an error. ``'auto'``: 10, and
+        0 whenever ``cv=None`` or ``refit=False`` (chosen from measurements
+        on the benchmark suite, with ``finalist_epochs``: see the
+        generalisation guide).
     validation_fraction : float, default=0.1
         Fraction of the training rows held out once per fit (stratified for
         the classifier) to score every candidate: the tutorial's tenth
