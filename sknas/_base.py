@@ -34,7 +34,7 @@ from ._space import PRESETS, SearchSpace
 from ._strategy import RandomSearch, Reinforce, resolve_strategy
 from ._trainer import (BYTES_PER_PARAM, CandidateData, KerasTrainer, PopulationTrainer,
                        available_memory, n_params)
-from ._data import robust_input_stats
+from ._data import input_stats
 from ._trial import best_row, history_table, results_table, top_table
 from ._weights import SharedWeights
 
@@ -174,20 +174,21 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
         return {**self._task_fields(), "input_stats": getattr(self, "input_stats_", None)}
 
     def _input_stats(self, space, X):
-        """``input_stats_``: the ``'robust'`` input transform's per-feature
-        statistics on all the training rows when the space can choose it,
-        else None (checked: dense ``X``, no label smoothing for a regressor)."""
+        """``input_stats_``: the statistics of the input transforms the space
+        can choose, on all the training rows, or None (checked: dense ``X``,
+        no label smoothing for a regressor)."""
         g = space._grammar
         if g.label_smoothings and any(g.label_smoothings) and not is_classifier(self):
             raise ValueError(f"space: label_smoothings={g.label_smoothings} smooths class labels; "
                              f"{type(self).__name__} needs label_smoothings=None.")
-        if "robust" not in (g.input_transforms or ()):
+        transforms = [t for t in (g.input_transforms or ()) if t != "none"]
+        if not transforms:
             return None
         if sp.issparse(X):
-            raise ValueError("space: input_transforms with 'robust' centres every feature, "
+            raise ValueError(f"space: input_transforms {tuple(transforms)} shift every feature, "
                              "which a sparse X cannot hold; use input_transforms=None (or "
                              "('none',)) with sparse X, or pass X dense.")
-        return robust_input_stats(X)
+        return input_stats(X, transforms)
 
     def _row_weights(self, y, w):
         """Row weights from ``sample_weight`` (the classifier applies ``class_weight``)."""

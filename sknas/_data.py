@@ -27,7 +27,11 @@ import scipy.sparse as sp
 
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "BYTES_PER_PARAM", "CandidateData", "CandidateResult",
            "FoldRows", "Head", "available_memory", "batch_norm_flags", "dense_batches",
-           "dense_shapes", "initial_weights", "n_params", "robust_input_stats"]
+           "dense_shapes", "initial_weights", "input_stats", "n_params", "ple_input_stats",
+           "robust_input_stats"]
+
+#: bins of the ``'ple'`` input transform: each feature becomes this many
+PLE_BINS = 16
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,30 @@ def robust_input_stats(X):
     return median.astype(np.float32), np.square(scale).astype(np.float32)
 
 
+def ple_input_stats(X, bins=PLE_BINS):
+    """``(lower, variance)`` of the ``'ple'`` input transform for dense rows
+    ``X``, each of length ``n_features * bins`` (feature by feature, bin by
+    bin): the lower edge of every bin and the square of its width, the bins
+    lying between each feature's quantiles ``0, 1/bins, ..., 1``. A bin of
+    zero width (a repeated quantile: a feature of few values) gets the width
+    1e-6, so that it encodes a step at its edge. Float32, as the
+    ``Normalization`` layer of the served model holds them."""
+    X = np.asarray(X, np.float64)
+    edges = np.quantile(X, np.linspace(0.0, 1.0, bins + 1), axis=0).T  # (features, bins + 1)
+    lower, width = edges[:, :-1], np.diff(edges, axis=1)
+    width = np.where(width > 0, width, 1e-6)
+    return lower.ravel().astype(np.float32), np.square(width).ravel().astype(np.float32)
+
+
+def input_stats(X, transforms):
+    """The statistics of each input transform in ``transforms`` but
+    ``'none'`` on dense rows ``X``: ``{name: (shift, variance)}``, or None
+    when there is none."""
+    stats = {"robust": robust_input_stats, "ple": ple_input_stats}
+    out = {name: stats[name](X) for name in transforms if name != "none"}
+    return out or None
+
+
 @dataclass
 class CandidateData:
     """Training and validation rows shared by every candidate of a fit.
@@ -89,9 +117,8 @@ class CandidateData:
     ``X_val`` may be empty (no validation, as in the refit). ``X`` and
     ``X_val`` are float32 arrays, or SciPy CSR matrices in canonical form
     (sorted column indices, no duplicates) whose stored values are float32.
-    ``input_stats``: ``(mean, variance)``, float32 arrays of one value per
-    feature, that the ``'robust'`` input transform standardises with (see
-    :func:`robust_input_stats`), or None.
+    ``input_stats``: per input transform, the ``(shift, variance)`` float32
+    arrays that it standardises with (see :func:`input_stats`), or None.
     """
 
     X: np.ndarray
@@ -102,7 +129,7 @@ class CandidateData:
     w_val: np.ndarray
     n_classes: int
     task: str = "classification"
-    input_stats: tuple | None = None
+    input_stats: dict | None = None
 
     @property
     def n_features(self):
@@ -240,10 +267,14 @@ def _message(exc):
 
 
 def dense_shapes(layers, n_features, n_outputs):
-    """Kernel shapes of the dense layers of a candidate, output layer last."""
+    """Kernel shapes of the dense layers of a candidate, output layer last
+    (after the ``'ple'`` input transform the first layer sees ``PLE_BINS``
+    inputs per feature)."""
     shapes, width = [], n_features
     for layer in layers:
-        if layer["type"] == "dense":
+        if layer["type"] == "optimizer" and layer.get("input") == "ple":
+            width = n_features * PLE_BINS
+        elif layer["type"] == "dense":
             shapes.append((width, layer["units"]))
             width = layer["units"]
     shapes.append((width, n_outputs))

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_EPSILON, BN_MOMENTUM,
-                    CandidateResult, FoldRows, Head, _all_finite, _failed, _message,
+                    PLE_BINS, CandidateResult, FoldRows, Head, _all_finite, _failed, _message,
                     dense_batches)
 from ._space import candidate_settings, optimizer_settings
 
@@ -28,10 +28,13 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
     A dense layer with batch normalisation is ``Dense(units)``,
     ``BatchNormalization()``, ``Activation(activation)``; an ``'optimizer'``
     entry builds nothing (the optimiser is :func:`keras_optimizer`'s), but
-    its ``'robust'`` input transform: ``Normalization(mean, variance)`` of
-    ``input_stats``, ``Rescaling(1/3)``, ``Activation('tanh')``,
-    ``Rescaling(3)``, all built-in layers (a file loads with
-    ``safe_mode=True``).
+    its input transform, in built-in layers only (a file loads with
+    ``safe_mode=True``): ``'robust'`` as ``Normalization(mean, variance)``
+    of ``input_stats``, ``Rescaling(1/3)``, ``Activation('tanh')``,
+    ``Rescaling(3)``; ``'ple'`` as ``RepeatVector``, ``Permute`` and
+    ``Reshape`` (each feature ``PLE_BINS`` times in a row),
+    ``Normalization`` (into its bins), ``Rescaling(6)``,
+    ``Activation('relu6')``, ``Rescaling(1/6)`` (clipped to ``[0, 1]``).
 
     Parameters
     ----------
@@ -46,20 +49,30 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
         layer with batch normalisation.
     seed : int, optional
         Seed of the dropout layers.
-    input_stats : (ndarray, ndarray), optional
-        ``(mean, variance)`` per feature of the ``'robust'`` input transform
-        (see :class:`~sknas._data.CandidateData`).
+    input_stats : dict, optional
+        Per input transform, its ``(shift, variance)`` arrays (see
+        :class:`~sknas._data.CandidateData`).
     """
     import keras
     model = keras.Sequential([keras.Input((n_features,))])
-    if candidate_settings(layers)["input"] == "robust":
-        if input_stats is None:
-            raise ValueError("the 'robust' input transform needs the data's input_stats")
-        mean, variance = (np.asarray(a, np.float32) for a in input_stats)
-        model.add(keras.layers.Normalization(mean=mean, variance=variance))
-        model.add(keras.layers.Rescaling(1 / 3))
-        model.add(keras.layers.Activation("tanh"))
-        model.add(keras.layers.Rescaling(3.0))
+    transform = candidate_settings(layers)["input"] or "none"
+    if transform != "none":
+        if not input_stats or transform not in input_stats:
+            raise ValueError(f"the {transform!r} input transform needs the data's input_stats")
+        shift, variance = (np.asarray(a, np.float32) for a in input_stats[transform])
+        if transform == "ple":
+            model.add(keras.layers.RepeatVector(PLE_BINS))
+            model.add(keras.layers.Permute((2, 1)))
+            model.add(keras.layers.Reshape((n_features * PLE_BINS,)))
+        model.add(keras.layers.Normalization(mean=shift, variance=variance))
+        if transform == "ple":
+            model.add(keras.layers.Rescaling(6.0))
+            model.add(keras.layers.Activation("relu6"))
+            model.add(keras.layers.Rescaling(1 / 6))
+        else:
+            model.add(keras.layers.Rescaling(1 / 3))
+            model.add(keras.layers.Activation("tanh"))
+            model.add(keras.layers.Rescaling(3.0))
     pairs = []  # (Dense, BatchNormalization or None) per dense layer
     for j, layer in enumerate(layers):
         if layer["type"] == "dense":

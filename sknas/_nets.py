@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from ._data import BN_EPSILON, Head, batch_norm_flags, dense_shapes
+from ._data import BN_EPSILON, PLE_BINS, Head, batch_norm_flags, dense_shapes
 from ._space import candidate_settings, optimizer_settings
 
 
@@ -130,12 +130,13 @@ class _Net:
         self.label_smoothing = own["label_smoothing"] or 0.0
         self.schedule = own["schedule"] or "constant"
         self.input = own["input"] or "none"
-        if self.input == "robust":
-            if input_stats is None:
-                raise ValueError("the 'robust' input transform needs the data's input_stats")
-            mean, variance = (np.asarray(a, np.float32) for a in input_stats)
+        if self.input != "none":
+            if not input_stats or self.input not in input_stats:
+                raise ValueError(f"the {self.input!r} input transform needs the data's "
+                                 "input_stats")
+            shift, variance = (np.asarray(a, np.float32) for a in input_stats[self.input])
             # as keras.layers.Normalization computes it
-            self.input_stats = (mean, np.maximum(np.sqrt(variance), np.float32(1e-7)))
+            self.input_stats = (shift, np.maximum(np.sqrt(variance), np.float32(1e-7)))
         self.ops = []  # ('dense', index, activation name) | ('dropout', rate, salt)
         i = 0
         for j, layer in enumerate(layers):
@@ -172,16 +173,21 @@ class _Net:
 
     def transform_input(self, x):
         """The net's input transform of the rows ``x`` (see
-        ``SearchSpace.input_transforms``): ``'robust'`` standardises by the
-        data's ``input_stats`` and clips smoothly, ``3 * tanh(x / 3)``, as the
-        served model's ``Normalization``, ``Rescaling`` and ``Activation``
-        layers do."""
+        ``SearchSpace.input_transforms``), as the served model's built-in
+        layers compute it: ``'robust'`` standardises by the data's
+        ``input_stats`` and clips smoothly, ``3 * tanh(x / 3)``; ``'ple'``
+        repeats each feature ``PLE_BINS`` times, places each copy in its bin
+        (``(x - lower) / width``) and clips it to ``[0, 1]`` (as ``relu6(6
+        z) / 6``)."""
         if self.input == "none":
             return x
         if isinstance(x, tf.SparseTensor):
             x = tf.sparse.to_dense(x)
-        mean, std = self.input_stats
-        return tf.math.tanh(((x - mean) / std) * np.float32(1 / 3)) * np.float32(3.0)
+        shift, std = self.input_stats
+        if self.input == "ple":
+            z = (tf.repeat(x, PLE_BINS, axis=1) - shift) / std
+            return tf.nn.relu6(z * np.float32(6.0)) * np.float32(1 / 6)
+        return tf.math.tanh(((x - shift) / std) * np.float32(1 / 3)) * np.float32(3.0)
 
     def forward_steps(self, params, x, step=None):
         """Generator of the forward pass on rows ``x`` already through

@@ -517,8 +517,9 @@ class PopulationTrainer:
         seed and the trainer's settings. The initial weights are not in it: a
         cached population is reset to them."""
         nets = tuple((repr(layers), int(s) % (2**31 - 1)) for layers, _, s in candidates)
-        stats = (None if data.input_stats is None else
-                 hash(b"".join(np.asarray(a, np.float32).tobytes() for a in data.input_stats)))
+        stats = (None if not data.input_stats else
+                 hash(b"".join(name.encode() + np.asarray(a, np.float32).tobytes()
+                               for name, pair in sorted(data.input_stats.items()) for a in pair)))
         return (nets, data.n_features, repr(data.head), stats, int(seed) % (2**31 - 1),
                 bool(val_outputs), self.epochs, self.batch_size, float(self.learning_rate),
                 bool(self.early_stopping), self.n_iter_no_change, bool(self.sparse_product))

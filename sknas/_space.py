@@ -25,7 +25,7 @@ _OPTIMIZER_RE = re.compile(r"^adam\((.*)\)$")
 _SHORT = {"input": "in", "learning_rate": "lr", "weight_decay": "wd", "schedule": "sched",
           "label_smoothing": "ls"}
 #: the input transforms a candidate can take (see ``SearchSpace``'s ``input_transforms``)
-INPUT_TRANSFORMS = ("none", "robust")
+INPUT_TRANSFORMS = ("none", "robust", "ple")
 #: the learning-rate schedules a candidate can take (see ``SearchSpace``'s ``lr_schedules``)
 LR_SCHEDULES = ("constant", "cosine", "coslog4")
 #: settings whose values are names, not numbers
@@ -120,7 +120,7 @@ class SearchSpace:
         chooses from per candidate; None: none. Only the training loss
         changes: the reward is still the validation accuracy. A regressor
         needs None or ``(0.0,)``.
-    input_transforms : sequence of {'none', 'robust'} or None, default=None
+    input_transforms : sequence of {'none', 'robust', 'ple'} or None, default=None
         What a candidate does to its input features before its first layer,
         chosen per candidate: ``'none'`` takes them as given; ``'robust'``
         centres each feature on its median, divides it by its robust scale
@@ -128,8 +128,13 @@ class SearchSpace:
         on the fit's training rows) and clips it smoothly, ``x -> 3 *
         tanh(x / 3)``, so that heavy tails and outliers reach the first
         layer tamed (after RealMLP's robust scaling and smooth clipping).
-        The served Keras model holds it as built-in layers. Dense ``X``
-        only. None: ``'none'``.
+        ``'ple'``: each feature becomes 16 features, its piecewise-linear
+        encoding on 16 bins between its quantiles (bin ``t`` of a value is
+        0 below the bin, 1 above it and linear inside; Gorishniy et al.,
+        2022), so the first layer can bend each feature's effect. The
+        statistics are the fit's training rows'; the served Keras model
+        holds the transform as built-in layers. Dense ``X`` only. None:
+        ``'none'``.
     lr_schedules : sequence of {'constant', 'cosine', 'coslog4'} or None, default=None
         How a candidate's learning rate moves over its training, chosen per
         candidate: ``'constant'``; ``'cosine'`` decays it to 0 along a half

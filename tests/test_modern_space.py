@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from sknas import MLPNASClassifier, MLPNASRegressor, SearchSpace
-from sknas._data import robust_input_stats
+from sknas._data import PLE_BINS, input_stats, ple_input_stats, robust_input_stats
 from sknas._keras import _keras_loss
 from sknas._trainer import (CandidateData, Head, KerasTrainer, PopulationTrainer,
                             _loss_and_grads, _Net, build_keras_model, initial_weights)
@@ -93,12 +93,26 @@ def test_robust_input_stats():
     np.testing.assert_allclose(np.sqrt(variance), [2.0, 0.5, 1.0], rtol=0.03)
 
 
+def test_ple_input_stats():
+    X = np.column_stack([np.arange(1001.0), np.r_[np.zeros(900), np.ones(101)]])
+    lower, variance = ple_input_stats(X, bins=4)
+    assert lower.shape == variance.shape == (8,)
+    np.testing.assert_allclose(lower[:4], [0, 250, 500, 750])           # quantile edges
+    np.testing.assert_allclose(np.sqrt(variance[:4]), 250, rtol=1e-6)
+    np.testing.assert_allclose(lower[4:], [0, 0, 0, 0])                  # a binary feature:
+    np.testing.assert_allclose(np.sqrt(variance[4:]), [1e-6, 1e-6, 1e-6, 1], rtol=1e-3)  # steps
+    assert input_stats(X, ("none",)) is None
+    assert set(input_stats(X, ("none", "robust", "ple"))) == {"robust", "ple"}
+
+
 # each candidate: its settings entry, then its layers (widths small, two activations new)
 MODERN_ARCHS = [
     [{"type": "optimizer", "input": "robust", "label_smoothing": 0.1},
      dense(7, "selu"), {"type": "dropout", "rate": 0.3}, dense(5, "silu")],
     [{"type": "optimizer", "input": "none", "label_smoothing": 0.2}, dense(6, "tanh")],
     [{"type": "optimizer", "input": "robust", "label_smoothing": 0.0}, dense(6, "relu")],
+    [{"type": "optimizer", "input": "ple", "label_smoothing": 0.1}, dense(6, "elu"),
+     dense(4, "relu")],
 ]
 
 
@@ -135,7 +149,7 @@ def test_hand_written_passes_match_gradient_tape_with_the_modern_settings(n_clas
     X = rng.standard_t(2, size=(n_rows, n_features)).astype(np.float32) * 3 + 1
     y = rng.integers(0, n_classes, n_rows).astype(np.int32)
     w = rng.uniform(0.1, 3.0, n_rows).astype(np.float32)
-    stats = robust_input_stats(X)
+    stats = input_stats(X, ("robust", "ple"))
     head = Head.of(n_classes)
     nets, params, weights = [], [], []
     for k, layers in enumerate(MODERN_ARCHS):
@@ -172,6 +186,13 @@ def test_hand_written_passes_match_gradient_tape_with_the_modern_settings(n_clas
     # the robust nets' first layer saw the clipped input, whose values stay within 3
     first = passes[0][1][0][0].numpy()
     assert np.abs(first).max() <= 3 and np.abs(X).max() > 30
+    # the piecewise-linear net's first layer saw 16 inputs per feature, each in [0, 1],
+    # and a feature's bins sum to its place in its quantiles (times the bins)
+    encoded = passes[3][1][0][0].numpy()
+    assert encoded.shape == (n_rows, n_features * PLE_BINS)
+    assert encoded.min() >= 0 and encoded.max() <= 1
+    rank = encoded.reshape(n_rows, n_features, PLE_BINS).sum(axis=2)[:, 0]
+    assert np.array_equal(np.argsort(rank, kind="stable"), np.argsort(X[:, 0], kind="stable"))
 
 
 def test_population_trainer_trains_the_modern_settings_as_model_fit():
@@ -179,7 +200,7 @@ def test_population_trainer_trains_the_modern_settings_as_model_fit():
     X, y = load_breast_cancer(return_X_y=True)
     order = np.random.default_rng(0).permutation(len(y))
     X, y = X[order].astype(np.float32), y[order].astype(np.int32)  # raw, unscaled features
-    stats = robust_input_stats(X[:-114])
+    stats = input_stats(X[:-114], ("robust",))
     ones = np.ones(len(y), np.float32)
     data = CandidateData(X[:-114], y[:-114], ones[:-114], X[-114:], y[-114:], ones[-114:], 2,
                          input_stats=stats)
@@ -208,24 +229,36 @@ def heavy_tailed():
 
 
 def test_a_modern_search_serves_a_safe_keras_model(heavy_tailed, tmp_path):
-    import keras
     X, y = heavy_tailed
     clf = MLPNASClassifier(space="modern", **TINY).fit(X, y)
-    mean, variance = clf.input_stats_
+    mean, variance = clf.input_stats_["robust"]
     np.testing.assert_allclose(mean, np.median(X, axis=0), rtol=1e-5)
     assert all(text.startswith("adam(in=") for text in clf.search_results_["architecture"])
-    path = tmp_path / "model.keras"
+    _check_export(clf, X, tmp_path / "modern.keras")
+
+
+@pytest.mark.parametrize("transform, layer", [("robust", "Normalization"),
+                                              ("ple", "RepeatVector")])
+def test_each_input_transform_is_served_in_built_in_layers(heavy_tailed, tmp_path, transform,
+                                                           layer):
+    X, y = heavy_tailed
+    space = SearchSpace(input_transforms=(transform,), label_smoothings=(0.1,))
+    clf = MLPNASClassifier(space=space, **TINY).fit(X, y)
+    assert set(clf.input_stats_) == {transform}
+    kinds = {type(lyr).__name__ for sub in clf.model_.layers
+             for lyr in getattr(sub, "layers", [sub])}
+    assert layer in kinds
+    assert clf.score(X, y) > 0.6
+    _check_export(clf, X, tmp_path / f"{transform}.keras")
+
+
+def _check_export(clf, X, path):
+    """The exported model loads with ``safe_mode=True`` and predicts as the estimator."""
+    import keras
     clf.export_model(path)
     model = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_allclose(model.predict(X, verbose=0)[:, 0], clf.predict_proba(X)[:, 1],
                                rtol=1e-5, atol=1e-6)
-    robust = SearchSpace(input_transforms=("robust",), label_smoothings=(0.1,))
-    clf = MLPNASClassifier(space=robust, **TINY).fit(X, y)
-    names = [layer.__class__.__name__ for layer in clf.model_.layers]
-    kinds = {type(lyr).__name__ for sub in clf.model_.layers
-             for lyr in getattr(sub, "layers", [sub])}
-    assert "Normalization" in kinds, names
-    assert clf.score(X, y) > 0.6
 
 
 def test_no_input_stats_without_the_robust_input(heavy_tailed):
