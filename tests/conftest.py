@@ -66,3 +66,18 @@ def blobs():
     X, y = make_blobs(n_samples=300, centers=3, n_features=4, cluster_std=1.5, random_state=0)
     X = (X - X.mean(0)) / X.std(0)
     return X.astype(np.float64), y
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    """Breast-cancer rows, standardised, as a trainer's ``CandidateData``: 400
+    training rows, the other 169 scored."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+
+    from sknas._trainer import CandidateData
+    X, y = load_breast_cancer(return_X_y=True)
+    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
+    y = y.astype(np.int32)
+    ones = np.ones(len(y), np.float32)
+    return CandidateData(X[:400], y[:400], ones[:400], X[400:], y[400:], ones[400:], 2)

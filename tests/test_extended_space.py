@@ -16,8 +16,8 @@ import tensorflow as tf
 from sklearn.model_selection import GridSearchCV
 
 from sknas import MLPNASClassifier, MLPNASRegressor, Reinforce, SearchSpace, load_model
-from sknas._trainer import (CandidateData, KerasTrainer, PopulationTrainer, _loss_and_grads,
-                            _Net, build_keras_model, initial_weights)
+from sknas._trainer import (KerasTrainer, PopulationTrainer, _loss_and_grads, _Net,
+                            build_keras_model, initial_weights)
 from sknas._weights import SharedWeights, layer_keys
 
 from conftest import TINY, fresh
@@ -46,16 +46,6 @@ ARCHS = [
     [adam(0.003, 0.1), dense(12, "sigmoid"), dense(6, "relu", bn=True)],
     [adam(0.003, 0.0), dense(10, "tanh", bn=True)],
 ]
-
-
-@pytest.fixture(scope="module")
-def cancer():
-    from sklearn.datasets import load_breast_cancer
-    X, y = load_breast_cancer(return_X_y=True)
-    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
-    y = y.astype(np.int32)
-    ones = np.ones(len(y), np.float32)
-    return CandidateData(X[:400], y[:400], ones[:400], X[400:], y[400:], ones[400:], 2)
 
 
 def candidates(archs, data, seed=0):

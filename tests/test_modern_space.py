@@ -294,10 +294,10 @@ def test_the_robust_input_has_first_layers_of_its_own_in_the_shared_weights():
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "coslog4"])
-def test_a_scheduled_candidate_trains_as_model_fit_does(cancer_data, schedule):
+def test_a_scheduled_candidate_trains_as_model_fit_does(cancer, schedule):
     # one candidate, no dropout and no shuffling difference that matters at one
     # epoch of full batches: both trainers take the same steps at the same rates
-    data = cancer_data
+    data = cancer
     layers = [{"type": "optimizer", "learning_rate": 0.01, "weight_decay": 0.01,
                "schedule": schedule}, dense(8, "tanh")]
     init = initial_weights(layers, data.n_features, 1, np.random.default_rng(0))
@@ -323,12 +323,3 @@ def test_schedule_factors():
     peak = tf.constant((np.sqrt(2) - 1) / 15, tf.float32)
     np.testing.assert_allclose(schedule_factor("coslog4", peak).numpy(), 1.0, atol=1e-5)
 
-
-@pytest.fixture(scope="module")
-def cancer_data():
-    from sklearn.datasets import load_breast_cancer
-    X, y = load_breast_cancer(return_X_y=True)
-    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
-    y = y.astype(np.int32)
-    ones = np.ones(len(y), np.float32)
-    return CandidateData(X[:400], y[:400], ones[:400], X[400:], y[400:], ones[400:], 2)
