@@ -41,6 +41,9 @@ fit times, and the mean difference with its standard error over the fits.
 controller epoch, reward, status and its decisions; one per fit), from which
 ``--from-json`` rebuilds the report. ``--quick``: a smoke run (4 controller
 epochs of 3 candidates, 2 training epochs, no cross-validated finalists).
+``--baseline batch`` runs REINFORCE with ``Reinforce(baseline='batch')``
+(each epoch's advantages centred), and ``--reuse-random A.json`` takes random
+search's fits from an earlier run instead of fitting them again.
 """
 
 from __future__ import annotations
@@ -88,6 +91,10 @@ def fit_one(table, seed, strategy, data, args):
     params = {"space": args.space, "random_state": seed, **(QUICK if args.quick else {})}
     if strategy == "random":
         params["strategy"] = "random"
+    elif args.baseline is not None:
+        from sknas import Reinforce
+        baseline = args.baseline if args.baseline in ("ema", "batch") else float(args.baseline)
+        params["strategy"] = Reinforce(baseline=baseline)
     fit = {"table": table, "seed": seed, "strategy": strategy, "status": "ok"}
     start = time.perf_counter()
     try:
@@ -115,13 +122,23 @@ def run(args, meta):
     tf.config.threading.set_intra_op_parallelism_threads(bench_quality.THREADS)
     tf.config.threading.set_inter_op_parallelism_threads(bench_quality.THREADS)
     record = {"meta": meta, "fits": [], "candidates": []}
+    reused = {"fits": [], "candidates": []}
+    if args.reuse_random:  # random search's rows of an earlier run, not fitted again
+        with open(args.reuse_random) as fh:
+            reused = json.load(fh)
     for table in args.tables:
         X, y, _ = suite.load(table, "classification")
         for seed in args.seeds:
             X_tr, X_te, y_tr, y_te = suite.split(X, y, "classification", seed,
                                                  protocol=args.protocol)
             for strategy in STRATEGIES:
-                fit, rows = fit_one(table, seed, strategy, (X_tr, X_te, y_tr, y_te), args)
+                mine = lambda r: (r["table"], r["seed"], r["strategy"]) == (  # noqa: E731
+                    table, seed, strategy)
+                old = [f for f in reused["fits"] if mine(f)] if strategy == "random" else []
+                if old:
+                    fit, rows = old[0], [r for r in reused["candidates"] if mine(r)]
+                else:
+                    fit, rows = fit_one(table, seed, strategy, (X_tr, X_te, y_tr, y_te), args)
                 record["fits"].append(fit)
                 record["candidates"] += rows
                 print(f"{table} seed {seed} {strategy}: {fit['status']}, test accuracy "
@@ -262,6 +279,11 @@ def main(argv=None):
                         choices=suite.tables("classification"))
     parser.add_argument("--space", default="modern", help="a preset's name (default: modern)")
     parser.add_argument("--quick", action="store_true", help="a smoke run's tiny budget")
+    parser.add_argument("--baseline", help="REINFORCE's baseline ('ema', 'batch' or a number; "
+                                           "default: Reinforce()'s)")
+    parser.add_argument("--reuse-random", metavar="JSON",
+                        help="take random search's fits from this earlier --json file "
+                             "(same tables, seeds and space) instead of fitting them again")
     parser.add_argument("--json", help="write the raw rows to this file (after every fit)")
     parser.add_argument("--from-json", help="report the rows of this file; fit nothing")
     parser.add_argument("--out", help="also write the report to this file")
@@ -272,6 +294,7 @@ def main(argv=None):
             record = json.load(fh)
     else:
         meta = {"command": " ".join(["python", *sys.argv]), "space": args.space,
+                "baseline": args.baseline,
                 "quick": args.quick, "threads": bench_quality.THREADS,
                 "protocol": suite.protocol_from_args(parser, args),
                 "env": bench_quality.environment()}
