@@ -84,6 +84,12 @@ _FUSED_ACTIVATIONS = {
     "tanh": (tf.math.tanh, lambda a, da: tf.raw_ops.TanhGrad(y=a, dy=da)),
     "sigmoid": (tf.math.sigmoid, lambda a, da: tf.raw_ops.SigmoidGrad(y=a, dy=da)),
     "elu": (tf.nn.elu, lambda a, da: tf.raw_ops.EluGrad(gradients=da, outputs=a)),
+    "selu": (tf.nn.selu, lambda a, da: tf.raw_ops.SeluGrad(gradients=da, outputs=a)),
+}
+# Activations differentiated by hand from the layer's input ``z`` and output ``a``.
+_HAND_ACTIVATIONS = {
+    # silu(z) = z * sigmoid(z): d/dz = sigmoid(z) * (1 + z - silu(z))
+    "silu": (tf.nn.silu, lambda z, a, da: da * tf.math.sigmoid(z) * (1.0 + z - a)),
 }
 
 
@@ -91,6 +97,8 @@ def _activation(name):
     """Forward function of a Keras activation name, as Keras computes it."""
     if name in _FUSED_ACTIVATIONS:
         return _FUSED_ACTIVATIONS[name][0]
+    if name in _HAND_ACTIVATIONS:
+        return _HAND_ACTIVATIONS[name][0]
     import keras
     return keras.activations.get(name)
 
@@ -486,6 +494,8 @@ def _dense_grads(x, dz):
 def _activation_grad(name, z, a, da):
     if name in _FUSED_ACTIVATIONS:
         return _FUSED_ACTIVATIONS[name][1](a, da)
+    if name in _HAND_ACTIVATIONS:
+        return _HAND_ACTIVATIONS[name][1](z, a, da)
     with tf.GradientTape() as tape:  # any other Keras activation: autodiff
         tape.watch(z)
         out = _activation(name)(z)
