@@ -23,6 +23,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._data import input_stats
 from ._finalists import FinalistsMixin
 from ._parallel import CandidateExecutor
 from ._params import ESTIMATOR_PARAMETERS, _estimator_init, _refuse_moved
@@ -34,7 +35,6 @@ from ._space import PRESETS, SearchSpace
 from ._strategy import RandomSearch, Reinforce, resolve_strategy
 from ._trainer import (BYTES_PER_PARAM, CandidateData, KerasTrainer, PopulationTrainer,
                        available_memory, n_params)
-from ._data import input_stats
 from ._trial import best_row, history_table, results_table, top_table
 from ._weights import SharedWeights
 

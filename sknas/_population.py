@@ -113,9 +113,9 @@ _ALIGN = 64  # floats: 256 bytes, a multiple of every SIMD packet and unrolled b
 
 
 class _Group:
-    """Nets that share one Adam learning rate: one flat float32 vector of
-    their weights (net by net, in ``sizes`` order) with Adam's first and
-    second moments beside it. Adam is element-wise, so one ``ApplyAdam`` on
+    """Nets that share one Adam learning rate and schedule: one flat float32
+    vector of their weights (net by net, in ``sizes`` order) with Adam's first
+    and second moments beside it. Adam is element-wise, so one ``ApplyAdam`` on
     the vector is each net's own Adam, and a NaN in one net's slice stays
     there; one variable instead of eighteen per net keeps the graph and its
     captures small. Each net's weight decay is its own (``weight_decays``,
