@@ -129,6 +129,10 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
         """The checked :class:`SearchSpace` of ``space``."""
         space = self._preset_space(self.space) if isinstance(self.space, str) else self.space
         space.check()
+        smoothing = space._grammar.label_smoothings
+        if smoothing and any(smoothing) and not is_classifier(self):
+            raise ValueError(f"space: label_smoothings={smoothing} smooths class labels; "
+                             f"{type(self).__name__} needs label_smoothings=None.")
         import keras
         for name in space.activations:
             try:
@@ -175,13 +179,8 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
 
     def _input_stats(self, space, X):
         """``input_stats_``: the statistics of the input transforms the space
-        can choose, on all the training rows, or None (checked: dense ``X``,
-        no label smoothing for a regressor)."""
-        g = space._grammar
-        if g.label_smoothings and any(g.label_smoothings) and not is_classifier(self):
-            raise ValueError(f"space: label_smoothings={g.label_smoothings} smooths class labels; "
-                             f"{type(self).__name__} needs label_smoothings=None.")
-        transforms = [t for t in (g.input_transforms or ()) if t != "none"]
+        can choose, on all the training rows, or None (checked: dense ``X``)."""
+        transforms = [t for t in (space._grammar.input_transforms or ()) if t != "none"]
         if not transforms:
             return None
         if sp.issparse(X):

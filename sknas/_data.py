@@ -28,7 +28,7 @@ import scipy.sparse as sp
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "BYTES_PER_PARAM", "CandidateData", "CandidateResult",
            "FoldRows", "Head", "available_memory", "batch_norm_flags", "dense_batches",
            "dense_shapes", "initial_weights", "input_stats", "n_params", "ple_input_stats",
-           "robust_input_stats"]
+           "robust_input_stats", "transform_stats"]
 
 #: bins of the ``'ple'`` input transform: each feature becomes this many
 PLE_BINS = 16
@@ -96,6 +96,14 @@ def ple_input_stats(X, bins=PLE_BINS):
     lower, width = edges[:, :-1], np.diff(edges, axis=1)
     width = np.where(width > 0, width, 1e-6)
     return lower.ravel().astype(np.float32), np.square(width).ravel().astype(np.float32)
+
+
+def transform_stats(input_stats, name):
+    """The float32 ``(shift, variance)`` of the input transform ``name`` in a
+    fit's ``input_stats``; a ValueError when the fit has none for it."""
+    if not input_stats or name not in input_stats:
+        raise ValueError(f"the {name!r} input transform needs the data's input_stats")
+    return tuple(np.asarray(a, np.float32) for a in input_stats[name])
 
 
 def input_stats(X, transforms):

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_EPSILON, BN_MOMENTUM,
                     PLE_BINS, CandidateResult, FoldRows, Head, _all_finite, _failed, _message,
-                    dense_batches)
+                    dense_batches, transform_stats)
 from ._space import candidate_settings, optimizer_settings
 
 __all__ = ["KerasTrainer", "build_keras_model", "keras_optimizer", "keras_weights"]
@@ -57,9 +57,7 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
     model = keras.Sequential([keras.Input((n_features,))])
     transform = candidate_settings(layers)["input"] or "none"
     if transform != "none":
-        if not input_stats or transform not in input_stats:
-            raise ValueError(f"the {transform!r} input transform needs the data's input_stats")
-        shift, variance = (np.asarray(a, np.float32) for a in input_stats[transform])
+        shift, variance = transform_stats(input_stats, transform)
         if transform == "ple":
             model.add(keras.layers.RepeatVector(PLE_BINS))
             model.add(keras.layers.Permute((2, 1)))

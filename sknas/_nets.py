@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from ._data import BN_EPSILON, PLE_BINS, Head, batch_norm_flags, dense_shapes
+from ._data import BN_EPSILON, PLE_BINS, Head, batch_norm_flags, dense_shapes, transform_stats
 from ._space import candidate_settings, optimizer_settings
 
 
@@ -139,10 +139,7 @@ class _Net:
         self.schedule = own["schedule"] or "constant"
         self.input = own["input"] or "none"
         if self.input != "none":
-            if not input_stats or self.input not in input_stats:
-                raise ValueError(f"the {self.input!r} input transform needs the data's "
-                                 "input_stats")
-            shift, variance = (np.asarray(a, np.float32) for a in input_stats[self.input])
+            shift, variance = transform_stats(input_stats, self.input)
             # as keras.layers.Normalization computes it
             self.input_stats = (shift, np.maximum(np.sqrt(variance), np.float32(1e-7)))
         self.ops = []  # ('dense', index, activation name) | ('dropout', rate, salt)

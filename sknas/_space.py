@@ -582,21 +582,15 @@ def candidate_settings(layers):
     ``weight_decay``, ``schedule`` and ``label_smoothing``, each None where
     the candidate has none."""
     entry = next((layer for layer in layers if layer["type"] == "optimizer"), {})
-    out = {name: entry.get(name) for name in _SHORT}
-    for name in ("learning_rate", "weight_decay", "label_smoothing"):
-        out[name] = None if out[name] is None else float(out[name])
-    return out
+    values = {name: entry.get(name) for name in _SHORT}
+    return {name: v if v is None or name in _NAMED else float(v) for name, v in values.items()}
 
 
 def optimizer_settings(layers):
-    """The candidate's own ``(learning_rate, weight_decay)`` from its
-    ``'optimizer'`` entry (see :meth:`SearchSpace.layers`): each None where
-    the candidate has none."""
-    for layer in layers:
-        if layer["type"] == "optimizer":
-            lr, wd = layer.get("learning_rate"), layer.get("weight_decay")
-            return (None if lr is None else float(lr)), (None if wd is None else float(wd))
-    return None, None
+    """The candidate's own ``(learning_rate, weight_decay)`` (see
+    :func:`candidate_settings`): each None where the candidate has none."""
+    own = candidate_settings(layers)
+    return own["learning_rate"], own["weight_decay"]
 
 
 def output_layer_name(n_classes):
