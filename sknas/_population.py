@@ -621,8 +621,8 @@ class PopulationTrainer:
                 stop_epoch = tf.minimum(stop_epoch, epoch)
             outputs = tf.zeros([0])
             if val_outputs:
-                outputs = tf.stack([_output(net.head, net.forward(p, Xv)[0])
-                                    for net, p in zip(pop.nets, pop.split())])
+                passes = forward_passes(pop.nets, pop.split(), Xv)
+                outputs = tf.stack([_output(net.head, z) for net, (z, _) in zip(pop.nets, passes)])
             return scores.stack()[:epoch], bad, best_epoch, stop_epoch, outputs
 
         return loop
@@ -668,7 +668,10 @@ class PopulationTrainer:
         head = pop.nets[0].head
         scores, losses = [], []
         y_all = yv
-        for k, (net, p) in enumerate(zip(pop.nets, pop.split())):
+        params = pop.split()
+        # inference-mode logits of every net, each input transform of Xv computed once
+        logits = [z for z, _ in forward_passes(pop.nets, params, Xv)]
+        for k, (net, p, z) in enumerate(zip(pop.nets, params, logits)):
             w = wv if wv.shape.rank == 1 else wv[k]
             yv = y_all if target is None else (y_all - target[0][k]) / target[1][k]
             if head.is_regression:
@@ -678,7 +681,6 @@ class PopulationTrainer:
                 total = tf.where(total > 1e-12, total, np.float32(np.nan))
             else:
                 total = tf.maximum(tf.reduce_sum(w), 1e-12)
-            z = net.forward(p, Xv)[0]
             scores.append(net.score(p, Xv, yv, w, total, z))
             if with_loss:
                 w_loss = w if ws is None else (ws if ws.shape.rank == 1 else ws[k])
