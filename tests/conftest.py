@@ -81,3 +81,12 @@ def cancer():
     y = y.astype(np.int32)
     ones = np.ones(len(y), np.float32)
     return CandidateData(X[:400], y[:400], ones[:400], X[400:], y[400:], ones[400:], 2)
+
+
+def assert_probabilities_match(logits, model, X, n_classes):
+    """A population net's inference-mode ``logits`` on ``X`` give the
+    probabilities that the Keras ``model`` serving it computes."""
+    proba = model(X, training=False).numpy()
+    mine = (1 / (1 + np.exp(-logits)) if n_classes == 2
+            else np.exp(logits) / np.exp(logits).sum(1, keepdims=True))
+    np.testing.assert_allclose(mine, proba, rtol=1e-5, atol=1e-6)

@@ -19,6 +19,8 @@ from sknas._keras import _keras_loss
 from sknas._trainer import (CandidateData, Head, KerasTrainer, PopulationTrainer,
                             _loss_and_grads, _Net, build_keras_model, initial_weights)
 
+from conftest import assert_probabilities_match
+
 TINY = dict(controller_epochs=1, samples_per_epoch=4, epochs=2, n_finalists=2, cv=2,
             random_state=0)
 
@@ -179,10 +181,7 @@ def test_hand_written_passes_match_gradient_tape_with_the_modern_settings(n_clas
         for got, ref in zip(grads, want):
             np.testing.assert_allclose(got, ref, rtol=1e-4, atol=2e-6)
         logits = nets[k].forward(params[k], tf.constant(X))[0].numpy()
-        proba = model(X, training=False).numpy()
-        mine = 1 / (1 + np.exp(-logits)) if n_classes == 2 else \
-            np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-        np.testing.assert_allclose(mine, proba, rtol=1e-5, atol=1e-6)
+        assert_probabilities_match(logits, model, X, n_classes)
     # the robust nets' first layer saw the clipped input, whose values stay within 3
     first = passes[0][1][0][0].numpy()
     assert np.abs(first).max() <= 3 and np.abs(X).max() > 30
