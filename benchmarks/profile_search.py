@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/profile_search.py --fit           # where a default fit's time goes
     python benchmarks/profile_search.py --fit --quick   # the same on a tiny budget (smoke test)
+    python benchmarks/profile_search.py --fit --table pima  # a suite table (tuning seed 0's split)
     python benchmarks/profile_search.py [--pops N]      # a few populations, one by one
     python benchmarks/profile_search.py --cprofile      # ... and cProfile a whole default fit
 
@@ -74,8 +75,18 @@ REST = {"search": "rest (bookkeeping, trials, logging)",
         "serving": "building the served Keras model"}
 
 
-def reference_data():
-    """Scaled train/test parts of the reference protocol."""
+def reference_data(table=None):
+    """Scaled train/test parts of the reference protocol, or with ``table``
+    the suite's classification table of that name, split and preprocessed
+    as the suite does with tuning seed 0."""
+    if table is not None:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from suite import load, preprocessor, split
+        X, y, _ = load(table, "classification")
+        X_tr, X_te, y_tr, y_te = split(X, y, "classification", seed=0)
+        pre = preprocessor(X).fit(X_tr)
+        return (pre.transform(X_tr), pre.transform(X_te), np.asarray(y_tr),
+                np.asarray(y_te))
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
     from sknas.datasets import load_wine_quality
@@ -203,7 +214,7 @@ def fit_targets(estimator_class):
     ]
 
 
-def profile_fit(quick=False, seed=0):
+def profile_fit(quick=False, seed=0, table=None):
     """Fit one default ``MLPNASClassifier`` on the reference protocol and
     print its wall time by phase (see the module docstring).
 
@@ -213,6 +224,9 @@ def profile_fit(quick=False, seed=0):
         Fit with :data:`QUICK` instead of the defaults.
     seed : int, default=0
         ``random_state`` of the estimator.
+    table : str, default=None
+        A classification table of the benchmark suite instead of the
+        reference protocol (split with tuning seed 0).
 
     Returns
     -------
@@ -220,7 +234,7 @@ def profile_fit(quick=False, seed=0):
         The fit's seconds by phase.
     """
     from sknas import MLPNASClassifier
-    X, X_te, y, y_te = reference_data()
+    X, X_te, y, y_te = reference_data(table)
     est = MLPNASClassifier(random_state=seed, **(QUICK if quick else {}))
     clock = PhaseClock()
     with clock.wrapping(fit_targets(MLPNASClassifier)):
@@ -234,7 +248,7 @@ def profile_fit(quick=False, seed=0):
         predict.append(time.perf_counter() - start)
     accuracy = float(np.mean(est.classes_[proba.argmax(axis=1)] == y_te))
     settings = ", ".join(f"{k}={v}" for k, v in QUICK.items()) if quick else "defaults"
-    print(f"MLPNASClassifier(random_state={seed}) ({settings}) on wine quality: "
+    print(f"MLPNASClassifier(random_state={seed}) ({settings}) on {table or 'wine quality'}: "
           f"{len(y)} training rows, {est.n_candidates_} candidates, served "
           f"{est._served_kind()}; test accuracy {accuracy:.4f}")
     print(budgets(est))
@@ -340,11 +354,14 @@ def main(argv=None):
                              "ensemble, serving)")
     parser.add_argument("--quick", action="store_true",
                         help=f"with --fit (implied): a tiny budget ({QUICK})")
+    parser.add_argument("--table", help="with --fit: a classification table of the benchmark "
+                        "suite (benchmarks/suite.py), split with tuning seed 0, instead of "
+                        "the reference protocol")
     parser.add_argument("--pops", type=int, default=3)
     parser.add_argument("--cprofile", action="store_true", help="also cProfile a whole search")
     args = parser.parse_args(argv)
     if args.fit or args.quick:
-        profile_fit(quick=args.quick)
+        profile_fit(quick=args.quick, table=args.table)
         return
     split_phases(args.pops)
     if args.cprofile:

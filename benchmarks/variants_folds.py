@@ -19,7 +19,11 @@ need updating when they change):
 - ``fin_batch=B``: the finalists' folds train on mini-batches of B rows (the
   search's candidates keep ``batch_size``). First a patch, now the estimator's
   own ``finalist_batch_size=B``, which this key passes on, so the recorded
-  commands still run the same training.
+  commands still run the same training;
+- ``fin_keep=K``: how many finalists go on past ``epochs`` when
+  ``finalist_epochs='auto'`` trains them longer (the estimator's
+  ``_finalists_going_on``; None, all of them, by default); ``fin_keep=0``:
+  all of them.
 
 The results are in ``studies/2026-11-29-fold-models.md`` (rows in
 ``results/results_quality_folds_variants*.json``).
@@ -169,6 +173,9 @@ def sknas_class(task):
         fin_batch = params.pop("fin_batch", None)
         if fin_batch:  # the prototype of the estimator's own parameter
             params["finalist_batch_size"] = fin_batch
+        fin_keep = params.pop("fin_keep", None)
+        if fin_keep is not None:
+            mixins.append(type("Keep", (), {"_finalists_going_on": fin_keep or None}))
         uniform = params.pop("uniform", None)
         if uniform is not None:
             mixins.append(type("Uniform", (UniformEnsemble,), {"_top": uniform or None}))

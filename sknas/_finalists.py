@@ -101,8 +101,8 @@ class FinalistsMixin:
                 candidates.append((trial.layers, [tuple(a.copy() for a in layer) for layer in init],
                                    net_seed))
             row_weights.extend(fold_rows)
-        results = self._finalist_trainer().train(
-            candidates, data, seed, row_weights, val_outputs=bool(self._n_members()))
+        results = self._train_finalists(search, finalists, len(folds), candidates, data, seed,
+                                        row_weights)
         results = [self._from_fold_target(r, rows.target) for r, rows in zip(results, row_weights)]
         # a row's out-of-fold output is its mean over the folds that held it out (a
         # repeated splitter holds it out more than once, a shuffle split perhaps never)
@@ -134,6 +134,51 @@ class FinalistsMixin:
             held = [np.flatnonzero(np.isin(np.flatnonzero(seen), val)) for _, val in folds]
             self._select_ensemble(search, oof, y[seen], w[seen], held)
         return fold_weights
+
+    #: finalists that go on past ``epochs`` when ``finalist_epochs='auto'`` trains
+    #: them longer (see :meth:`_train_finalists`); None: all of them
+    _finalists_going_on = None
+
+    def _train_finalists(self, search, finalists, n_folds, candidates, data, seed, row_weights):
+        """Train the finalists' folds (``candidates``, ``n_folds`` per finalist
+        in order) and return their results.
+
+        When ``finalist_epochs='auto'`` trains them longer than ``epochs``
+        (from 1,000 rows), a rung of successive halving comes first: every
+        finalist's folds train ``epochs``, and only the
+        ``_finalists_going_on`` best by that cross-validated score are trained
+        for ``finalist_epochs_``, again from the same start, so they train
+        exactly as they would without the rung. The others keep their
+        ``epochs``-long fold models and out-of-fold outputs (their
+        ``cv_best_epoch`` says so), and still take part in the ensemble
+        selection.
+        """
+        val_outputs = bool(self._n_members())
+        going_on = self._finalists_going_on
+        if (self.finalist_epochs != "auto" or self.finalist_epochs_ <= self.epochs
+                or going_on is None or len(finalists) <= going_on):
+            return self._finalist_trainer().train(candidates, data, seed, row_weights,
+                                                  val_outputs=val_outputs)
+        results = self._finalist_trainer(epochs=self.epochs).train(
+            candidates, data, seed, row_weights, val_outputs=val_outputs)
+        scores = []
+        for i in range(len(finalists)):
+            mine = results[i * n_folds:(i + 1) * n_folds]
+            ok = all(r.status == "ok" and r.val_scores for r in mine)
+            scores.append(np.mean([r.val_scores[max(r.best_epoch, 1) - 1] for r in mine])
+                          if ok else -np.inf)
+        order = np.argsort(-np.asarray(scores), kind="stable")[:going_on]
+        order = sorted(int(i) for i in order if np.isfinite(scores[i]))
+        search.reporter.message(
+            f"after {self.epochs} epochs, {len(order)} of {len(finalists)} finalists go on to "
+            f"{self.finalist_epochs_}: {', '.join(finalists[i].architecture for i in order)}")
+        picked = [i * n_folds + f for i in order for f in range(n_folds)]
+        longer = self._finalist_trainer().train(
+            [candidates[k] for k in picked], data, seed, [row_weights[k] for k in picked],
+            val_outputs=val_outputs)
+        for k, r in zip(picked, longer):
+            results[k] = r
+        return results
 
     #: share of a fold's training rows that early stopping watches (at least one row)
     _stop_share = 0.1
