@@ -23,7 +23,8 @@ need updating when they change):
 - ``fin_keep=K``: how many finalists go on past ``epochs`` when
   ``finalist_epochs='auto'`` trains them longer (the estimator's
   ``_finalists_going_on``; None, all of them, by default); ``fin_keep=0``:
-  all of them.
+  all of them; ``fin_join=True``: the finalists stopped there may join the
+  ensemble (``_stopped_join_ensemble``).
 
 The results are in ``studies/2026-11-29-fold-models.md`` (rows in
 ``results/results_quality_folds_variants*.json``).
@@ -174,8 +175,10 @@ def sknas_class(task):
         if fin_batch:  # the prototype of the estimator's own parameter
             params["finalist_batch_size"] = fin_batch
         fin_keep = params.pop("fin_keep", None)
+        fin_join = params.pop("fin_join", False)
         if fin_keep is not None:
-            mixins.append(type("Keep", (), {"_finalists_going_on": fin_keep or None}))
+            mixins.append(type("Keep", (), {"_finalists_going_on": fin_keep or None,
+                                            "_stopped_join_ensemble": fin_join}))
         uniform = params.pop("uniform", None)
         if uniform is not None:
             mixins.append(type("Uniform", (UniformEnsemble,), {"_top": uniform or None}))
