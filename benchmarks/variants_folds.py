@@ -20,14 +20,19 @@ need updating when they change):
   search's candidates keep ``batch_size``). First a patch, now the estimator's
   own ``finalist_batch_size=B``, which this key passes on, so the recorded
   commands still run the same training;
-- ``fin_keep=K``: how many finalists go on past ``epochs`` when
-  ``finalist_epochs='auto'`` trains them longer (the estimator's
-  ``_finalists_going_on``; None, all of them, by default); ``fin_keep=0``:
-  all of them; ``fin_join=True``: the finalists stopped there may join the
-  ensemble (``_stopped_join_ensemble``).
+- ``fin_keep=K``: a rung of successive halving for the finalists when
+  ``finalist_epochs='auto'`` trains them longer than ``epochs`` (from 1,000
+  rows): every finalist's folds train ``epochs``, and only the K best by that
+  cross-validated score train ``finalist_epochs_``, from the same start (so
+  exactly as without the rung); the others keep their short fold models and
+  scores, and take no part in the ensemble unless ``fin_join=True``.
+  ``fin_keep=0``: no rung (the default). Measured on 2026-12-06 (tuning
+  seeds, the four large tables): about half the fit time on wine-quality and
+  default, but wine-quality lost 0.0095 (see ``docs/performance.rst``).
 
 The results are in ``studies/2026-11-29-fold-models.md`` (rows in
-``results/results_quality_folds_variants*.json``).
+``results/results_quality_folds_variants*.json``), and for ``fin_keep`` in
+``results/results_quality_classification_v2_choose_finalist_rung.json``.
 Example::
 
     python benchmarks/variants_folds.py --purpose choose --peers \\
@@ -160,6 +165,48 @@ class RepeatedFolds:
         return cls(n_splits=n_splits, n_repeats=self._repeats, random_state=seed)
 
 
+class FinalistRung:
+    """A rung of successive halving before the finalists train longer
+    (``fin_keep``; see the module docstring)."""
+
+    _going_on = 3
+    _join = False
+
+    def _train_finalists(self, search, finalists, n_folds, candidates, data, seed, row_weights):
+        self._stopped = set()
+        if (self.finalist_epochs != "auto" or self.finalist_epochs_ <= self.epochs
+                or len(finalists) <= self._going_on):
+            return super()._train_finalists(search, finalists, n_folds, candidates, data, seed,
+                                            row_weights)
+        val_outputs = bool(self._n_members())
+        results = self._finalist_trainer(epochs=self.epochs).train(
+            candidates, data, seed, row_weights, val_outputs=val_outputs)
+        scores = []
+        for i in range(len(finalists)):
+            mine = results[i * n_folds:(i + 1) * n_folds]
+            ok = all(r.status == "ok" and r.val_scores for r in mine)
+            scores.append(np.mean([r.val_scores[max(r.best_epoch, 1) - 1] for r in mine])
+                          if ok else -np.inf)
+        order = np.argsort(-np.asarray(scores), kind="stable")[:self._going_on]
+        order = sorted(int(i) for i in order if np.isfinite(scores[i]))
+        search.reporter.message(
+            f"after {self.epochs} epochs, {len(order)} of {len(finalists)} finalists go on to "
+            f"{self.finalist_epochs_}")
+        picked = [i * n_folds + f for i in order for f in range(n_folds)]
+        longer = self._finalist_trainer().train(
+            [candidates[k] for k in picked], data, seed, [row_weights[k] for k in picked],
+            val_outputs=val_outputs)
+        for k, r in zip(picked, longer):
+            results[k] = r
+        self._stopped = {finalists[i].index for i in set(range(len(finalists))) - set(order)}
+        return results
+
+    def _select_ensemble(self, search, oof, *args):
+        if not self._join:
+            oof = {i: p for i, p in oof.items() if i not in self._stopped}
+        return super()._select_ensemble(search, oof, *args)
+
+
 _plain_class = bq.sknas_class
 
 
@@ -176,9 +223,9 @@ def sknas_class(task):
             params["finalist_batch_size"] = fin_batch
         fin_keep = params.pop("fin_keep", None)
         fin_join = params.pop("fin_join", False)
-        if fin_keep is not None:
-            mixins.append(type("Keep", (), {"_finalists_going_on": fin_keep or None,
-                                            "_stopped_join_ensemble": fin_join}))
+        if fin_keep:
+            mixins.append(type("Rung", (FinalistRung,), {"_going_on": fin_keep,
+                                                         "_join": fin_join}))
         uniform = params.pop("uniform", None)
         if uniform is not None:
             mixins.append(type("Uniform", (UniformEnsemble,), {"_top": uniform or None}))

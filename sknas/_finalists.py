@@ -101,8 +101,8 @@ class FinalistsMixin:
                 candidates.append((trial.layers, [tuple(a.copy() for a in layer) for layer in init],
                                    net_seed))
             row_weights.extend(fold_rows)
-        results, stopped = self._train_finalists(search, finalists, len(folds), candidates,
-                                                 data, seed, row_weights)
+        results = self._train_finalists(search, finalists, len(folds), candidates, data, seed,
+                                        row_weights)
         results = [self._from_fold_target(r, rows.target) for r, rows in zip(results, row_weights)]
         # a row's out-of-fold output is its mean over the folds that held it out (a
         # repeated splitter holds it out more than once, a shuffle split perhaps never)
@@ -120,8 +120,7 @@ class FinalistsMixin:
             epochs = [r.best_epoch for r in mine if r.status == "ok"]
             trial.cv_best_epoch = (int(round(np.mean(epochs))) if epochs
                                    else self.finalist_epochs_)
-            if (self._n_members() and all(r.status == "ok" for r in mine)
-                    and (i not in stopped or self._stopped_join_ensemble)):
+            if self._n_members() and all(r.status == "ok" for r in mine):
                 pred = np.zeros((len(y), data.n_outputs))
                 for (_, val), r in zip(folds, mine):
                     pred[val] += r.val_outputs[val]
@@ -136,52 +135,11 @@ class FinalistsMixin:
             self._select_ensemble(search, oof, y[seen], w[seen], held)
         return fold_weights
 
-    #: finalists that go on past ``epochs`` when ``finalist_epochs='auto'`` trains
-    #: them longer (see :meth:`_train_finalists`); None: all of them
-    _finalists_going_on = None
-    #: whether the finalists stopped at that rung may join the ensemble
-    _stopped_join_ensemble = False
-
     def _train_finalists(self, search, finalists, n_folds, candidates, data, seed, row_weights):
-        """Train the finalists' folds (``candidates``, ``n_folds`` per finalist
-        in order) and return their results.
-
-        When ``finalist_epochs='auto'`` trains them longer than ``epochs``
-        (from 1,000 rows), a rung of successive halving comes first: every
-        finalist's folds train ``epochs``, and only the
-        ``_finalists_going_on`` best by that cross-validated score are trained
-        for ``finalist_epochs_``, again from the same start, so they train
-        exactly as they would without the rung. The others keep their
-        ``epochs``-long fold models and scores (their ``cv_best_epoch``
-        says so) but take no part in the ensemble selection. Returns the
-        results and the positions in ``finalists`` of those stopped.
-        """
-        val_outputs = bool(self._n_members())
-        going_on = self._finalists_going_on
-        if (self.finalist_epochs != "auto" or self.finalist_epochs_ <= self.epochs
-                or going_on is None or len(finalists) <= going_on):
-            return self._finalist_trainer().train(candidates, data, seed, row_weights,
-                                                  val_outputs=val_outputs), set()
-        results = self._finalist_trainer(epochs=self.epochs).train(
-            candidates, data, seed, row_weights, val_outputs=val_outputs)
-        scores = []
-        for i in range(len(finalists)):
-            mine = results[i * n_folds:(i + 1) * n_folds]
-            ok = all(r.status == "ok" and r.val_scores for r in mine)
-            scores.append(np.mean([r.val_scores[max(r.best_epoch, 1) - 1] for r in mine])
-                          if ok else -np.inf)
-        order = np.argsort(-np.asarray(scores), kind="stable")[:going_on]
-        order = sorted(int(i) for i in order if np.isfinite(scores[i]))
-        search.reporter.message(
-            f"after {self.epochs} epochs, {len(order)} of {len(finalists)} finalists go on to "
-            f"{self.finalist_epochs_}: {', '.join(finalists[i].architecture for i in order)}")
-        picked = [i * n_folds + f for i in order for f in range(n_folds)]
-        longer = self._finalist_trainer().train(
-            [candidates[k] for k in picked], data, seed, [row_weights[k] for k in picked],
-            val_outputs=val_outputs)
-        for k, r in zip(picked, longer):
-            results[k] = r
-        return results, set(range(len(finalists))) - set(order)
+        """Train the finalists' folds (``candidates``: ``n_folds`` per finalist,
+        in the order of ``finalists``) and return their results."""
+        return self._finalist_trainer().train(candidates, data, seed, row_weights,
+                                              val_outputs=bool(self._n_members()))
 
     #: share of a fold's training rows that early stopping watches (at least one row)
     _stop_share = 0.1
