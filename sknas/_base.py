@@ -250,6 +250,9 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
     #: the classifier's small tables trained three times ``epochs`` until 2026-12-06, which
     #: bought nothing on the report seeds (see the generalisation guide)
     _auto_finalist_factor = (1, 5)
+    #: folds of ``cv='auto'`` (small, large); 5 at every size until 2026-12-07 (see the
+    #: generalisation guide)
+    _auto_folds = (3, 5)
 
     def _training_sizes(self, n_rows):
         """``(batch_size, finalist_epochs, finalist_batch_size)`` for

@@ -137,8 +137,16 @@ def test_cv_none_is_the_tutorials_holdout_choice(small, tiny):
 
 def test_auto_cv_applies_to_small_data_only(small, tiny, monkeypatch):
     X, y = small
-    clf = MLPNASClassifier(**{**tiny, "cv": "auto"}).fit(X, y)   # 24-row holdout: 5 folds
-    assert "split4_score" in clf.search_results_ and "split5_score" not in clf.search_results_
+    clf = MLPNASClassifier(**{**tiny, "cv": "auto"}).fit(X, y)   # 24-row holdout: folds
+    # below 1,000 training rows 3 folds, from 1,000 on 5 (for both estimators)
+    assert "split2_score" in clf.search_results_ and "split3_score" not in clf.search_results_
+    y_999, y_1000 = np.arange(999) % 2, np.arange(1000) % 2
+    for est in (MLPNASClassifier(), MLPNASRegressor()):
+        assert est._cv_splitter(y_999, 100, 0).get_n_splits() == 3
+        assert est._cv_splitter(y_1000, 100, 0).get_n_splits() == 5
+    # never more folds than the smallest class has rows
+    rare = np.r_[np.zeros(1500, int), [1, 1]]
+    assert MLPNASClassifier()._cv_splitter(rare, 100, 0).get_n_splits() == 2
     # a holdout of 1,000 rows or more ranks well enough: no cross-validation, unless the
     # ensemble (the default) needs the finalists' out-of-fold predictions
     y_big = np.arange(20000) % 2
