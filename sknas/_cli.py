@@ -118,8 +118,9 @@ def _add_search(p):
                    help="stop the search after this time, then cross-validate and serve "
                         "the best so far as after a full search")
     p.add_argument("--cv", type=_word_or_number("folds"), metavar="K",
-                   help="folds that re-score the best candidates: 'auto' (the default: 5 "
-                        "at every data size, fewer only on tiny data; none only with "
+                   help="folds that re-score the best candidates: 'auto' (the default: 3 "
+                        "below 1,000 training rows, 5 from 1,000 on, fewer only on tiny "
+                        "data; none only with "
                         "--ensemble-size 0 and --refit other than 'folds', once the "
                         "validation split has 1,000 rows), a number, or 'none' for the "
                         "search's holdout alone")
