@@ -254,10 +254,15 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
     #: generalisation guide)
     _auto_folds = (3, 5)
 
+    def _large(self, n_rows):
+        """1 from ``_large_data_rows`` training rows on, else 0: the index into
+        the ``_auto_*`` pairs above (the one rule by size they share)."""
+        return int(n_rows >= self._large_data_rows)
+
     def _training_sizes(self, n_rows):
         """``(batch_size, finalist_epochs, finalist_batch_size)`` for
         ``n_rows`` training rows, with ``'auto'`` and ``None`` resolved."""
-        large = int(n_rows >= self._large_data_rows)
+        large = self._large(n_rows)
         batch = self._auto_batch_size[large] if self.batch_size == "auto" else self.batch_size
         epochs = self.finalist_epochs
         if epochs == "auto":

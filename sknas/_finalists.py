@@ -41,7 +41,7 @@ class FinalistsMixin:
         if cv == "auto":
             if n_val >= 1000 and not self._n_members() and self.refit != "folds":
                 return None
-            cv = min(self._auto_folds[int(len(y) >= self._large_data_rows)], self._max_folds(y))
+            cv = min(self._auto_folds[self._large(len(y))], self._max_folds(y))
             if cv < 2:
                 return None
         if cv is None:
