@@ -35,7 +35,9 @@ with ``--protocol 2``, ``random_state`` = the seed, as the suite's protocol v2):
 
 Methods: ``sknas`` (``MLPNASClassifier(random_state=seed)``, the default
 search), ``sknas_es`` and ``sknas_no_es`` (the same with
-``early_stopping=True`` or ``False``; run them with ``--methods``), ``mlp`` (``MLPClassifier(max_iter=500, random_state=seed)``) and
+``early_stopping=True`` or ``False``; run them with ``--methods``), ``sknas_adam`` (the
+default with Adam's full step on the sparse first layer instead of lazy Adam, as before
+2026-12-07), ``mlp`` (``MLPClassifier(max_iter=500, random_state=seed)``) and
 ``logreg`` (``LogisticRegression(max_iter=1000)``), each behind the same
 preprocessing. Output: a line per fit, then a Markdown report (printed; with
 ``--out``, written into that file between ``bench_sparse`` markers), and the
@@ -112,7 +114,7 @@ def text_table(name, movies_rows=10_000):
 #: sknas configurations of the ``quality`` part: the default search, and with
 #: early stopping
 SKNAS_METHODS = {"sknas": {}, "sknas_es": {"early_stopping": True},
-                 "sknas_no_es": {"early_stopping": False}}
+                 "sknas_no_es": {"early_stopping": False}, "sknas_adam": {}}
 
 # ------------------------------------------------------------------- jobs
 def _peak_mb():
@@ -163,6 +165,8 @@ def run_job(job):
         from sknas import MLPNASClassifier
         from flat import make
         model = make(MLPNASClassifier, random_state=job["seed"], **SKNAS_METHODS[job["method"]])
+        if job["method"] == "sknas_adam":  # Adam's full step on the sparse first layer
+            model._lazy_adam = False
     elif job["method"] == "mlp":
         from sklearn.neural_network import MLPClassifier
         model = MLPClassifier(max_iter=500, random_state=job["seed"])

@@ -233,13 +233,18 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
         return None
 
     # -------------------------------------------------------------- the fit
+    #: sparse rows: the population trainer's first layer takes lazy Adam steps (see
+    #: ``PopulationTrainer(lazy_adam=True)`` and the sparse input guide)
+    _lazy_adam = True
+
     def _make_trainer(self, epochs=None, early_stopping=None, batch_size=None):
+        own = {} if self._trainer_kind == "keras" else {"lazy_adam": self._lazy_adam}
         cls = KerasTrainer if self._trainer_kind == "keras" else PopulationTrainer
         return cls(epochs=self.epochs if epochs is None else epochs,
                    batch_size=self.batch_size_ if batch_size is None else batch_size,
                    learning_rate=self.learning_rate,
                    early_stopping=self.early_stopping_ if early_stopping is None else early_stopping,
-                   n_iter_no_change=self.n_iter_no_change)
+                   n_iter_no_change=self.n_iter_no_change, **own)
 
     #: from this many training rows on, ``'auto'`` trains on larger batches and the
     #: finalists train longer

@@ -34,8 +34,30 @@ def _graph_rows(X):
     return tf.SparseTensor(indices, coo.data.astype(np.float32), coo.shape)
 
 
+class _TouchedRows:
+    """A sparse mini-batch of a lazy step (``PopulationTrainer(lazy_adam=True)``):
+    the first layer reads, and its gradient covers, only the kernel's rows
+    of the columns the batch touches.
+
+    ``rows`` is the batch (a ``tf.SparseTensor``), ``cols`` its distinct
+    column indices (int64, in order of first appearance) and ``narrow`` the
+    batch with its columns renumbered to positions in ``cols``: the first
+    layer is ``narrow @ kernel[cols]`` and its kernel gradient ``narrow^T
+    dz``, a row per touched column.
+    """
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.cols, position = tf.unique(rows.indices[:, 1], out_idx=tf.int64)
+        self.narrow = tf.SparseTensor(
+            tf.stack([rows.indices[:, 0], position], axis=1), rows.values,
+            tf.stack([rows.dense_shape[0], tf.size(self.cols, out_type=tf.int64)]))
+
+
 def _matmul(x, kernel):
     """``x @ kernel`` for dense rows or a ``tf.SparseTensor`` of rows."""
+    if isinstance(x, _TouchedRows):  # a lazy step's kernel: the touched columns' rows
+        x = x.narrow
     if isinstance(x, tf.SparseTensor):
         return tf.sparse.sparse_dense_matmul(x, kernel)
     return tf.matmul(x, kernel)
@@ -47,13 +69,14 @@ class _RowSource:
     Dense rows are gathered once per epoch in shuffled order and sliced.
     Sparse rows are held as two ragged tensors (column indices and values,
     a row each) and each mini-batch gathers only its own rows' stored values
-    into a ``tf.SparseTensor``, densified if ``densify``: the whole matrix is
-    never dense.
+    into a ``tf.SparseTensor``, densified if ``densify``, else with ``lazy``
+    wrapped as :class:`_TouchedRows`: the whole matrix is never dense.
     """
 
-    def __init__(self, X, densify=False):
+    def __init__(self, X, densify=False, lazy=False):
         self.X = X
         self.densify = densify
+        self.lazy = lazy and not densify
         if isinstance(X, tf.SparseTensor):
             n, rowids = X.dense_shape[0], X.indices[:, 0]
             self.cols = tf.RaggedTensor.from_value_rowids(X.indices[:, 1], rowids, nrows=n)
@@ -72,7 +95,9 @@ class _RowSource:
             batch = tf.SparseTensor(
                 tf.stack([cols.value_rowids(), cols.flat_values], axis=1), vals.flat_values,
                 tf.stack([tf.cast(hi - lo, tf.int64), width]))
-            return tf.sparse.to_dense(batch) if self.densify else batch
+            if self.densify:
+                return tf.sparse.to_dense(batch)
+            return _TouchedRows(batch) if self.lazy else batch
 
         return take
 
@@ -479,8 +504,11 @@ def backward_passes(nets, params, tapes, dlogits):
 
 
 def _dense_grads(x, dz):
-    """Flat kernel and bias gradients of a dense layer (``x`` dense or sparse)."""
-    if isinstance(x, tf.SparseTensor):
+    """Flat kernel and bias gradients of a dense layer (``x`` dense or sparse;
+    for :class:`_TouchedRows`, the kernel's rows of the touched columns only)."""
+    if isinstance(x, _TouchedRows):
+        kernel_grad = tf.sparse.sparse_dense_matmul(x.narrow, dz, adjoint_a=True)
+    elif isinstance(x, tf.SparseTensor):
         kernel_grad = tf.sparse.sparse_dense_matmul(x, dz, adjoint_a=True)
     else:
         kernel_grad = tf.matmul(x, dz, transpose_a=True)

@@ -12,7 +12,10 @@ Sparse rows (CSR) stay sparse in the graph: each mini-batch is gathered from
 the stored values alone, and the first dense layer multiplies it with
 TensorFlow's sparse-dense product (or, with ``sparse_product=False``,
 densifies the mini-batch first), so memory for the data stays proportional
-to the stored values.
+to the stored values. With ``lazy_adam`` (what the estimators use) a sparse
+step reads and updates only the first-layer kernel rows of the columns its
+mini-batch touches, so its cost follows the batch's columns, not the
+table's.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ import time
 from collections import OrderedDict
 
 import numpy as np
+import scipy.sparse as sp
 import tensorflow as tf
 
 from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_MOMENTUM, BYTES_PER_PARAM,
                     CandidateResult, FoldRows, _all_finite, _failed, _fold_inputs, _message,
                     _quiet_retracing, _too_big, n_params)
 from ._nets import (_bn_padding, _graph_rows, _loss_and_grads, _Net, _output, _RowSource,
+                    _TouchedRows,
                     backward_passes, forward_passes, schedule_factor)
 
 __all__ = ["PopulationTrainer"]
@@ -119,48 +124,74 @@ class _Group:
     the vector is each net's own Adam, and a NaN in one net's slice stays
     there; one variable instead of eighteen per net keeps the graph and its
     captures small. Each net's weight decay is its own (``weight_decays``,
-    one per net): the decay is a vector too."""
+    one per net): the decay is a vector too.
 
-    def __init__(self, index, nets, weights, learning_rate, weight_decays, schedule="constant"):
+    With ``lazy`` (sparse rows and lazy Adam) the first-layer kernels are
+    not in the vector but side by side in one matrix, ``rows`` (``n_features``
+    x the nets' first widths, with its own moments): a step reads and
+    updates just the rows of the columns its mini-batch touches (row gathers
+    and scatters), and the vector of everything else takes ``ApplyAdam`` as
+    usual."""
+
+    def __init__(self, index, nets, weights, learning_rate, weight_decays, schedule="constant",
+                 lazy=False):
         self.index, self.nets = index, nets
         self.learning_rate = learning_rate
         self.schedule = schedule
+        self.lazy = lazy
+        skip = 1 if lazy else 0  # the first kernel's piece is in ``rows``, not the vector
         # each net's slice is padded to a multiple of _ALIGN floats, so it sits at the
         # same place relative to SIMD packets in any population: ApplyAdam then takes
         # the same (vector or scalar) code path for its elements, and a net trains
         # bit-identically alone, in any population and in any parallel chunk
-        self.pads = [(-sum(net.sizes)) % _ALIGN for net in nets]
-        self.sizes = [s for net, pad in zip(nets, self.pads) for s in net.sizes + [pad]]
+        self.pads = [(-sum(net.sizes[skip:])) % _ALIGN for net in nets]
+        self.sizes = [s for net, pad in zip(nets, self.pads) for s in net.sizes[skip:] + [pad]]
         flat = self._flat(weights)
         self.params = tf.Variable(flat)
         self.m = tf.Variable(tf.zeros_like(flat))
         self.v = tf.Variable(tf.zeros_like(flat))
-        kinds = [k for net in nets for k in net.piece_kinds() + ["pad"]]
+        kinds = [k for net in nets for k in net.piece_kinds()[skip:] + ["pad"]]
         # the kernels' decay per element (Keras: variable -= variable * wd * lr)
-        self.decay = None
+        rates = [np.float32(wd) * np.float32(learning_rate) for wd in weight_decays]
+        self.decay = self.rows_decay = None
         if any(weight_decays):
-            rates = [np.float32(wd) * np.float32(learning_rate) for net, wd in zip(nets, weight_decays)
-                     for _ in net.piece_kinds() + ["pad"]]
             self.decay = tf.constant(np.repeat(
-                [rate if k == "kernel" else 0 for rate, k in zip(rates, kinds)],
+                [rate if k == "kernel" else 0 for net, rate in zip(nets, rates)
+                 for k in net.piece_kinds()[skip:] + ["pad"]],
                 self.sizes).astype(np.float32))
+        assert len(kinds) == len(self.sizes)
         # where each batch-normalised layer's moving mean and variance start in
         # the vector: {(population index, dense layer): (mean start, variance start)}
         starts = iter(np.cumsum([0] + self.sizes[:-1]))
         self.stats_at = {}
         for k, net in zip(index, nets):
             for i, count in enumerate(net.counts):
-                at = [next(starts) for _ in range(count)]
+                at = [None if lazy and i == j == 0 else next(starts) for j in range(count)]
                 if count == 6:
                     self.stats_at[(k, i)] = (int(at[4]), int(at[5]))
             next(starts)  # the padding
         self.best = None
+        if lazy:
+            self.widths = [int(net.shapes[0][1]) for net in nets]
+            rows = self._rows(weights)
+            self.rows = tf.Variable(rows)
+            self.rows_m = tf.Variable(tf.zeros_like(rows))
+            self.rows_v = tf.Variable(tf.zeros_like(rows))
+            if any(weight_decays):
+                self.rows_decay = tf.constant(np.repeat(rates, self.widths).astype(np.float32))
 
     def _flat(self, weights):
-        """The nets' per-layer weight arrays as one padded float32 vector."""
+        """The nets' per-layer weight arrays as one padded float32 vector (the
+        first kernels left out when ``lazy``)."""
+        skip = 1 if self.lazy else 0
         return np.concatenate([a.ravel() for w, pad in zip(weights, self.pads)
-                               for a in [x for layer in w for x in layer] + [np.zeros(pad)]]
+                               for a in [x for layer in w for x in layer][skip:] + [np.zeros(pad)]]
                               ).astype(np.float32)
+
+    @staticmethod
+    def _rows(weights):
+        """The nets' first kernels side by side (``lazy``)."""
+        return np.concatenate([np.asarray(w[0][0], np.float32) for w in weights], axis=1)
 
     def reset(self, weights):
         """Start again from ``weights`` with Adam's moments at zero (as new)."""
@@ -170,32 +201,75 @@ class _Group:
         self.v.assign(tf.zeros_like(flat))
         if self.best is not None:
             self.best.assign(flat)
+        if self.lazy:
+            rows = self._rows(weights)
+            self.rows.assign(rows)
+            self.rows_m.assign(tf.zeros_like(rows))
+            self.rows_v.assign(tf.zeros_like(rows))
+            if self.best is not None:
+                self.best_rows.assign(rows)
 
     def make_best(self):
         """Create the copy of the vector that keeps each net's best-epoch weights."""
         self.best = tf.Variable(self.params.read_value())
-        lengths = [sum(net.sizes) + pad for net, pad in zip(self.nets, self.pads)]
+        skip = 1 if self.lazy else 0
+        lengths = [sum(net.sizes[skip:]) + pad for net, pad in zip(self.nets, self.pads)]
         self.segments = tf.constant(np.repeat(np.arange(len(self.nets)), lengths), tf.int32)
+        if self.lazy:
+            self.best_rows = tf.Variable(self.rows.read_value())
+            self.row_segments = tf.constant(np.repeat(np.arange(len(self.nets)), self.widths),
+                                            tf.int32)
 
-    def _unflatten(self, pieces, reshape=tf.reshape):
-        """Per net, its per-layer tuples from the vector's pieces (``sizes`` order)."""
+    def keep_best(self, improved):
+        """Copy the weights of the nets whose ``improved`` (population order) is
+        True to their best copy."""
+        mine = tf.gather(improved, self.index)
+        mask = tf.gather(mine, self.segments)
+        self.best.assign(tf.where(mask, self.params.read_value(), self.best.read_value()))
+        if self.lazy:
+            mask = tf.gather(mine, self.row_segments)[None, :]
+            self.best_rows.assign(tf.where(mask, self.rows.read_value(),
+                                           self.best_rows.read_value()))
+
+    def restore_best(self):
+        self.params.assign(self.best.read_value())
+        if self.lazy:
+            self.rows.assign(self.best_rows.read_value())
+
+    def _unflatten(self, pieces, reshape=tf.reshape, kernels=None):
+        """Per net, its per-layer tuples from the vector's pieces (``sizes``
+        order) and, when ``lazy``, its first kernel from ``kernels``."""
         out, at = [], 0
-        for net in self.nets:
-            n = len(net.sizes)
-            out.append(net.unflatten(pieces[at:at + n], reshape))
+        for j, net in enumerate(self.nets):
+            n = len(net.sizes) - (1 if self.lazy else 0)
+            own = list(pieces[at:at + n])
+            if self.lazy:  # any kernel as (rows, width): the first may hold some rows only
+                own = [kernels[j]] + own
+                out.append(net.unflatten(own, lambda a, shape: reshape(a, (-1, shape[1]))))
+            else:
+                out.append(net.unflatten(own, reshape))
             at += n + 1  # skip the padding
         return out
 
-    def split(self):
-        """Per net, its list of per-layer tensor tuples read from the vector."""
-        return self._unflatten(tf.split(self.params.read_value(), self.sizes))
+    def split(self, cols=None):
+        """Per net, its list of per-layer tensor tuples read from the vector;
+        with ``cols`` (a lazy step), the first kernel holds only the rows of
+        those input columns, ``(len(cols), width)``."""
+        pieces = tf.split(self.params.read_value(), self.sizes)
+        if not self.lazy:
+            return self._unflatten(pieces)
+        rows = self.rows.read_value() if cols is None else self.rows.sparse_read(cols)
+        return self._unflatten(pieces, kernels=tf.split(rows, self.widths, axis=1))
 
-    def apply(self, grads, b1p, b2p, progress=None):
+    def apply(self, grads, b1p, b2p, progress=None, cols=None):
         """One step: decay, then Adam on the nets' gradient pieces; the rate
         (and so the decay) scaled by the group's schedule at ``progress``, the
-        fraction of the training's steps taken before this one."""
+        fraction of the training's steps taken before this one. ``cols``
+        given (a lazy step): each net's first gradient piece holds only the
+        first kernel's rows of those input columns, and only they move."""
+        skip = 1 if self.lazy else 0
         flat = tf.concat([g for pieces, pad in zip(grads, self.pads)
-                          for g in pieces + [tf.zeros([pad])]], axis=0)
+                          for g in pieces[skip:] + [tf.zeros([pad])]], axis=0)
         factor = (None if self.schedule == "constant" or progress is None
                   else schedule_factor(self.schedule, progress))
         if self.decay is not None:
@@ -206,11 +280,42 @@ class _Group:
         tf.raw_ops.ResourceApplyAdam(
             var=self.params.handle, m=self.m.handle, v=self.v.handle, beta1_power=b1p,
             beta2_power=b2p, lr=lr, beta1=0.9, beta2=0.999, epsilon=1e-7, grad=flat)
+        if self.lazy:
+            grad = tf.concat([tf.reshape(pieces[0], (-1, width))
+                              for pieces, width in zip(grads, self.widths)], axis=1)
+            self._apply_rows(grad, cols, b1p, b2p, factor)
+
+    def _apply_rows(self, grad, cols, b1p, b2p, factor):
+        """Decay and Adam (as ``ResourceApplyAdam`` computes them) on the rows
+        ``cols`` of the first kernels (all rows if None) with their gradient
+        ``grad``: the other rows keep their weights and moments, as in
+        TensorFlow Addons' ``LazyAdam``; the bias correction counts every
+        step."""
+        read = ((lambda var: var.read_value()) if cols is None
+                else (lambda var: var.sparse_read(cols)))
+        rows, m, v = read(self.rows), read(self.rows_m), read(self.rows_v)
+        if self.rows_decay is not None:
+            decay = self.rows_decay if factor is None else self.rows_decay * factor
+            rows = rows - rows * decay[None, :]
+        lr = (np.float32(self.learning_rate) if factor is None
+              else np.float32(self.learning_rate) * factor)
+        m = m + (grad - m) * np.float32(0.1)
+        v = v + (tf.square(grad) - v) * np.float32(0.001)
+        rows = rows - (lr * tf.sqrt(1.0 - b2p) / (1.0 - b1p)) * m / (
+            tf.sqrt(v) + np.float32(1e-7))
+        for var, values in ((self.rows, rows), (self.rows_m, m), (self.rows_v, v)):
+            if cols is None:
+                var.assign(values)
+            else:
+                var.scatter_update(tf.IndexedSlices(values, cols))
 
     def weights(self):
         """Per net, its list of per-layer tuples of NumPy arrays."""
-        return self._unflatten(np.split(self.params.numpy(), np.cumsum(self.sizes)[:-1]),
-                               np.reshape)
+        pieces = np.split(self.params.numpy(), np.cumsum(self.sizes)[:-1])
+        if not self.lazy:
+            return self._unflatten(pieces, np.reshape)
+        kernels = np.split(self.rows.numpy(), np.cumsum(self.widths)[:-1], axis=1)
+        return self._unflatten(pieces, np.reshape, kernels)
 
 
 class _Population:
@@ -233,8 +338,9 @@ class _Population:
     weights are kept).
     """
 
-    def __init__(self, nets, weights, learning_rate):
+    def __init__(self, nets, weights, learning_rate, lazy=False):
         self.nets = nets
+        self.lazy = lazy
         rates, decays = [], []
         for net in nets:
             lr, wd = net.settings
@@ -245,7 +351,7 @@ class _Population:
             members = [k for k, r in enumerate(rates) if r == (rate, schedule)]
             self.groups.append(_Group(members, [nets[k] for k in members],
                                       [weights[k] for k in members], rate,
-                                      [decays[k] for k in members], schedule))
+                                      [decays[k] for k in members], schedule, lazy))
         self._moving_layout()
 
     def _moving_layout(self):
@@ -322,27 +428,28 @@ class _Population:
                 out[k] = value
         return out
 
-    def split(self):
-        """Per net (in population order), its per-layer tensor tuples."""
-        return self._per_net([g.split() for g in self.groups])
+    def split(self, cols=None):
+        """Per net (in population order), its per-layer tensor tuples (``cols``:
+        see :meth:`_Group.split`)."""
+        return self._per_net([g.split(cols) for g in self.groups])
 
-    def apply(self, grads, rounds, b1p, b2p, progress=None):
+    def apply(self, grads, rounds, b1p, b2p, progress=None, cols=None):
         """One optimiser step of every net (``grads`` in population order) and
         of the moving statistics (the step's batch-normalisation ``rounds``);
-        ``progress``: the fraction of the training's steps taken (schedules)."""
+        ``progress``: the fraction of the training's steps taken (schedules);
+        ``cols``: the input columns of a lazy step (see :meth:`_Group.apply`)."""
         for g in self.groups:
-            g.apply([grads[k] for k in g.index], b1p, b2p, progress)
+            g.apply([grads[k] for k in g.index], b1p, b2p, progress, cols)
         self.update_moving(rounds)
 
     def keep_best(self, improved):
         """Copy the weights of the nets whose ``improved`` is True to their best copy."""
         for g in self.groups:
-            mask = tf.gather(tf.gather(improved, g.index), g.segments)
-            g.best.assign(tf.where(mask, g.params.read_value(), g.best.read_value()))
+            g.keep_best(improved)
 
     def restore_best(self):
         for g in self.groups:
-            g.params.assign(g.best.read_value())
+            g.restore_best()
 
     def weights(self):
         """Per net (in population order), its per-layer tuples of NumPy arrays."""
@@ -390,6 +497,13 @@ class PopulationTrainer:
         With sparse rows, multiply each mini-batch in the first layer with
         TensorFlow's sparse-dense product; ``False`` densifies each
         mini-batch first (``benchmarks/bench_sparse.py`` compares the two).
+    lazy_adam : bool, default=False
+        With sparse rows (and ``sparse_product``), update only the rows of
+        the first layer's kernel whose input columns the mini-batch
+        touches, with their Adam moments (and weight decay): TensorFlow
+        Addons' ``LazyAdam``. A step then costs in proportion to the batch's
+        columns, not the table's. The other elements, and every element with
+        dense rows, take Adam's usual step.
     max_population_bytes : int, default=2**28
         Graph memory one population may take (about :data:`BYTES_PER_PARAM`
         bytes per trainable parameter). Candidates that would exceed it
@@ -406,13 +520,15 @@ class PopulationTrainer:
     """
 
     def __init__(self, epochs=10, batch_size=32, learning_rate=0.01, early_stopping=False,
-                 n_iter_no_change=3, sparse_product=True, max_population_bytes=2**28):
+                 n_iter_no_change=3, sparse_product=True, lazy_adam=False,
+                 max_population_bytes=2**28):
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
         self.sparse_product = sparse_product
+        self.lazy_adam = lazy_adam
         self.max_population_bytes = max_population_bytes
 
     def populations(self, candidates, data):
@@ -480,7 +596,8 @@ class PopulationTrainer:
             if pop is None:
                 nets = [_Net(layers, data.n_features, data.head, s, data.input_stats)
                         for layers, _, s in candidates]
-                pop = _Population(nets, [w for _, w, _ in candidates], self.learning_rate)
+                pop = _Population(nets, [w for _, w, _ in candidates], self.learning_rate,
+                                  lazy=self._lazy(data))
             else:
                 pop.reset([w for _, w, _ in candidates])
             scores, bad, best_epoch, stop_epoch, outputs, fn = self._run(
@@ -511,6 +628,10 @@ class PopulationTrainer:
                     best_epoch=int(best_epoch[k]), val_outputs=outputs[k] if val_outputs else None))
         return results
 
+    def _lazy(self, data):
+        """Whether the population takes lazy Adam steps on ``data``'s rows."""
+        return bool(self.lazy_adam and self.sparse_product and sp.issparse(data.X))
+
     def _graph_key(self, candidates, data, seed, val_outputs):
         """What a population's traced graph depends on besides its inputs'
         shapes: the nets (layers, seeds, input width, head), the population
@@ -522,7 +643,8 @@ class PopulationTrainer:
                                for name, pair in sorted(data.input_stats.items()) for a in pair)))
         return (nets, data.n_features, repr(data.head), stats, int(seed) % (2**31 - 1),
                 bool(val_outputs), self.epochs, self.batch_size, float(self.learning_rate),
-                bool(self.early_stopping), self.n_iter_no_change, bool(self.sparse_product))
+                bool(self.early_stopping), self.n_iter_no_change, bool(self.sparse_product),
+                self._lazy(data))
 
     def _run(self, pop, data, seed, row_weights=None, val_outputs=False, fn=None):
         t0 = time.perf_counter()
@@ -577,7 +699,7 @@ class PopulationTrainer:
 
         def loop(X, y, w, Xv, yv, wv, ws=None, shift=None, scale=None):
             target = None if shift is None else (shift, scale)
-            source = _RowSource(X, densify=not self.sparse_product)
+            source = _RowSource(X, densify=not self.sparse_product, lazy=pop.lazy)
             n = tf.shape(y)[0]
             steps = (n + bs - 1) // bs
             inf = tf.fill([n_nets], np.float32(np.inf))
@@ -639,7 +761,8 @@ class PopulationTrainer:
             hi = tf.minimum(lo + bs, n)
             xb, yb, wb = rows[0](lo, hi), rows[1][lo:hi], rows[2][..., lo:hi]
             scale = wb / tf.cast(hi - lo, tf.float32)
-            params = pop.split()
+            cols = xb.cols if isinstance(xb, _TouchedRows) else None
+            params = pop.split(cols)
             rounds = []
             # each net its own rows (cross-validation folds): its batch statistics
             # leave out the rows it does not train on
@@ -652,7 +775,7 @@ class PopulationTrainer:
             b1p, b2p = b1p * 0.9, b2p * 0.999
             progress = (None if total_steps is None else
                         tf.cast(first_step + s, tf.float32) / tf.cast(total_steps, tf.float32))
-            pop.apply(grads, rounds, b1p, b2p, progress)
+            pop.apply(grads, rounds, b1p, b2p, progress, cols)
             bad = tf.logical_or(bad, tf.logical_not(tf.math.is_finite(losses)))
             return s + 1, b1p, b2p, bad
 
