@@ -187,23 +187,42 @@ def _forward(model, n_features):
     fn = _PREDICT_FNS.get(model)
     if fn is None:
         ref = weakref.ref(model)  # the cache must not keep the model alive
-        fn = tf.function(lambda batch: ref()(batch, training=False),
-                         input_signature=[tf.TensorSpec([None, n_features], tf.float32)])
+        spec = (tf.SparseTensorSpec if _sparse_input(model) else tf.TensorSpec)(
+            [None, n_features], tf.float32)
+        fn = tf.function(lambda batch: ref()(batch, training=False), input_signature=[spec])
         _PREDICT_FNS[model] = fn
     return fn
 
 
+def _sparse_input(model):
+    """Whether ``model`` takes sparse rows (``keras.Input(sparse=True)``)."""
+    return bool(getattr(model.inputs[0], "sparse", False))
+
+
+def _sparse_batches(X, rows=8192):
+    """Blocks of ``rows`` rows of ``X`` (sparse or dense) as ``tf.SparseTensor``."""
+    import tensorflow as tf
+    X = sp.csr_matrix(X, dtype=np.float32)
+    X.sort_indices()
+    for i in range(0, X.shape[0], rows):
+        block = X[i:i + rows].tocoo()
+        yield tf.SparseTensor(np.stack([block.row, block.col], axis=1).astype(np.int64),
+                              block.data, block.shape)
+
+
 def keras_predict(model, X):
-    """Outputs of a Keras ``model`` on float32 rows ``X`` (dense, or sparse:
-    densified a batch at a time), in batches of at most 8192 rows, as
-    float64 (serves the regressor and :class:`SavedModel`)."""
+    """Outputs of a Keras ``model`` on float32 rows ``X``, in batches of at
+    most 8192 rows, as float64 (serves the regressor and
+    :class:`SavedModel`). A model of sparse input (fitted on sparse rows)
+    takes its rows sparse (dense ``X`` converted); otherwise sparse ``X``
+    is densified a batch at a time."""
     from ._data import _quiet_retracing, dense_batches
     if X.shape[0] == 0:
         return np.zeros((0,) + tuple(model.output_shape[1:]))
     forward = _forward(model, X.shape[1])
+    batches = _sparse_batches(X) if _sparse_input(model) else dense_batches(X)
     with _quiet_retracing():  # every model traces its own graph, once: by design
-        return np.concatenate([np.asarray(forward(batch), np.float64)
-                               for batch in dense_batches(X)])
+        return np.concatenate([np.asarray(forward(batch), np.float64) for batch in batches])
 
 
 def keras_proba(model, X, n_classes):

@@ -22,7 +22,8 @@ from ._space import candidate_settings, optimizer_settings
 __all__ = ["KerasTrainer", "build_keras_model", "keras_optimizer", "keras_weights"]
 
 
-def build_keras_model(layers, n_features, head, weights=None, seed=None, input_stats=None):
+def build_keras_model(layers, n_features, head, weights=None, seed=None, input_stats=None,
+                      sparse=False):
     """A ``keras.Sequential`` MLP for ``layers`` plus the output layer.
 
     A dense layer with batch normalisation is ``Dense(units)``,
@@ -52,9 +53,12 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
     input_stats : dict, optional
         Per input transform, its ``(shift, variance)`` arrays (see
         :class:`~sknas._data.CandidateData`).
+    sparse : bool, default=False
+        A sparse input (``keras.Input(sparse=True)``): the first ``Dense``
+        layer multiplies sparse rows as they are (dense rows are converted).
     """
     import keras
-    model = keras.Sequential([keras.Input((n_features,))])
+    model = keras.Sequential([keras.Input((n_features,), sparse=sparse)])
     transform = candidate_settings(layers)["input"] or "none"
     if transform != "none":
         shift, variance = transform_stats(input_stats, transform)

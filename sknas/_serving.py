@@ -13,6 +13,7 @@ import tempfile
 import time
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
 from ._trainer import CandidateData, build_keras_model, initial_weights
@@ -75,7 +76,7 @@ class ServingMixin:
             weights = own[1]
         return build_keras_model(self.best_layers_, X.shape[1], search.data.head,
                                  self._served_weights(weights),
-                                 input_stats=search.data.input_stats)
+                                 input_stats=search.data.input_stats, sparse=_sparse(search))
 
     def _ensemble_model(self, search, members, X, y, w, seed):
         """One Keras model averaging the refit members' outputs with their
@@ -90,9 +91,9 @@ class ServingMixin:
         nets = [(winner if index == self.best_index_ else build_keras_model(
                      search.trials[index].layers, X.shape[1], head,
                      self._served_weights(trained[index]),
-                     input_stats=search.data.input_stats), weight)
+                     input_stats=search.data.input_stats, sparse=_sparse(search)), weight)
                 for index, weight in members.items()]
-        return _weighted_sum_model(X.shape[1], nets)
+        return _weighted_sum_model(X.shape[1], nets, _sparse(search))
 
     def _folds_model(self, search, members, folds, n_features):
         """One Keras model averaging ``members``' fold models: member weight
@@ -100,10 +101,10 @@ class ServingMixin:
         head = search.data.head
         nets = [(build_keras_model(search.trials[index].layers, n_features, head,
                                    self._served_weights(weights),
-                                   input_stats=search.data.input_stats),
+                                   input_stats=search.data.input_stats, sparse=_sparse(search)),
                  weight / len(folds[index]))
                 for index, weight in members.items() for weights in folds[index]]
-        return _weighted_sum_model(n_features, nets)
+        return _weighted_sum_model(n_features, nets, _sparse(search))
 
     def _refit_together(self, trials, data, seed):
         """Refit cross-validated ``trials`` on ``data`` as :meth:`_train` refits
@@ -228,12 +229,17 @@ class ServingMixin:
         return save_model(self, path)
 
 
-def _weighted_sum_model(n_features, nets):
+def _sparse(search):
+    """Whether the served model takes sparse rows: the fit's were sparse."""
+    return sp.issparse(search.data.X)
+
+
+def _weighted_sum_model(n_features, nets, sparse=False):
     """One Keras model whose output is the sum of ``(net, weight)`` pairs'
     outputs, each scaled by its weight (a ``Rescaling`` layer per net and an
-    ``Add``): the served model of an ensemble."""
+    ``Add``): the served model of an ensemble (``sparse``: of sparse rows)."""
     import keras
-    inputs = keras.Input((n_features,))
+    inputs = keras.Input((n_features,), sparse=sparse)
     outputs = [keras.layers.Rescaling(float(weight))(net(inputs)) for net, weight in nets]
     return keras.Model(inputs, keras.layers.Add()(outputs) if len(outputs) > 1 else outputs[0])
 

@@ -268,6 +268,7 @@ def test_every_sparse_format_gives_the_search_of_the_csr_rows(fmt, csr_reference
     np.testing.assert_allclose(clf.predict_proba(Xs), ref.predict_proba(X), atol=1e-5)
     np.testing.assert_allclose(clf.predict_proba(X.toarray()), ref.predict_proba(X), atol=1e-4)
     assert Xs.format == ("csr" if fmt == "csr_array" else fmt)  # the caller's matrix untouched
+    assert clf.model_.inputs[0].sparse  # served sparse rows as they are (see below)
 
 
 def test_sparse_rows_with_adam_give_the_search_of_the_dense_rows(dense_reference, csr_reference):
@@ -285,6 +286,12 @@ def test_sparse_rows_with_adam_give_the_search_of_the_dense_rows(dense_reference
     assert not np.allclose(lazy.search_results_["reward"], ref.search_results_["reward"],
                            atol=1e-6)
     assert lazy.score(X, y) == pytest.approx(ref.score(X.toarray(), y), abs=0.1)
+    # a fit on sparse rows serves a model of sparse input, whose first layers multiply
+    # them as they are (dense rows are converted); a fit on dense rows, of dense input
+    assert lazy.model_.inputs[0].sparse and clf.model_.inputs[0].sparse
+    assert not ref.model_.inputs[0].sparse
+    np.testing.assert_allclose(lazy.predict_proba(X.toarray()), lazy.predict_proba(X),
+                               atol=1e-5)
 
 
 def test_auto_early_stopping_is_on_for_sparse_rows_only(dense_reference):
