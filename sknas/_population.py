@@ -195,19 +195,15 @@ class _Group:
 
     def reset(self, weights):
         """Start again from ``weights`` with Adam's moments at zero (as new)."""
-        flat = self._flat(weights)
-        self.params.assign(flat)
-        self.m.assign(tf.zeros_like(flat))
-        self.v.assign(tf.zeros_like(flat))
-        if self.best is not None:
-            self.best.assign(flat)
+        parts = [(self._flat(weights), self.params, self.m, self.v, "best")]
         if self.lazy:
-            rows = self._rows(weights)
-            self.rows.assign(rows)
-            self.rows_m.assign(tf.zeros_like(rows))
-            self.rows_v.assign(tf.zeros_like(rows))
+            parts.append((self._rows(weights), self.rows, self.rows_m, self.rows_v, "best_rows"))
+        for values, var, m, v, best in parts:
+            var.assign(values)
+            m.assign(tf.zeros_like(values))
+            v.assign(tf.zeros_like(values))
             if self.best is not None:
-                self.best_rows.assign(rows)
+                getattr(self, best).assign(values)
 
     def make_best(self):
         """Create the copy of the vector that keeps each net's best-epoch weights."""
