@@ -200,14 +200,12 @@ def _sparse_input(model):
 
 
 def _sparse_batches(X, rows=8192):
-    """Blocks of ``rows`` rows of ``X`` (sparse or dense) as ``tf.SparseTensor``."""
-    import tensorflow as tf
+    """Blocks of ``rows`` rows of ``X`` (sparse or dense) as ``tf.SparseTensor``
+    (as the population graph takes them, :func:`~sknas._nets._graph_rows`)."""
+    from ._nets import _graph_rows
     X = sp.csr_matrix(X, dtype=np.float32)
-    X.sort_indices()
     for i in range(0, X.shape[0], rows):
-        block = X[i:i + rows].tocoo()
-        yield tf.SparseTensor(np.stack([block.row, block.col], axis=1).astype(np.int64),
-                              block.data, block.shape)
+        yield _graph_rows(X[i:i + rows])
 
 
 def keras_predict(model, X):

@@ -39,15 +39,14 @@ class _TouchedRows:
     the first layer reads, and its gradient covers, only the kernel's rows
     of the columns the batch touches.
 
-    ``rows`` is the batch (a ``tf.SparseTensor``), ``cols`` its distinct
-    column indices (int64, in order of first appearance) and ``narrow`` the
-    batch with its columns renumbered to positions in ``cols``: the first
+    ``cols`` holds the distinct column indices of the batch ``rows`` (a
+    ``tf.SparseTensor``; int64, in order of first appearance) and ``narrow``
+    the batch with its columns renumbered to positions in ``cols``: the first
     layer is ``narrow @ kernel[cols]`` and its kernel gradient ``narrow^T
     dz``, a row per touched column.
     """
 
     def __init__(self, rows):
-        self.rows = rows
         self.cols, position = tf.unique(rows.indices[:, 1], out_idx=tf.int64)
         self.narrow = tf.SparseTensor(
             tf.stack([rows.indices[:, 0], position], axis=1), rows.values,

@@ -139,7 +139,7 @@ class _Group:
         self.learning_rate = learning_rate
         self.schedule = schedule
         self.lazy = lazy
-        skip = 1 if lazy else 0  # the first kernel's piece is in ``rows``, not the vector
+        skip = self._skip
         # each net's slice is padded to a multiple of _ALIGN floats, so it sits at the
         # same place relative to SIMD packets in any population: ApplyAdam then takes
         # the same (vector or scalar) code path for its elements, and a net trains
@@ -150,7 +150,6 @@ class _Group:
         self.params = tf.Variable(flat)
         self.m = tf.Variable(tf.zeros_like(flat))
         self.v = tf.Variable(tf.zeros_like(flat))
-        kinds = [k for net in nets for k in net.piece_kinds()[skip:] + ["pad"]]
         # the kernels' decay per element (Keras: variable -= variable * wd * lr)
         rates = [np.float32(wd) * np.float32(learning_rate) for wd in weight_decays]
         self.decay = self.rows_decay = None
@@ -159,7 +158,6 @@ class _Group:
                 [rate if k == "kernel" else 0 for net, rate in zip(nets, rates)
                  for k in net.piece_kinds()[skip:] + ["pad"]],
                 self.sizes).astype(np.float32))
-        assert len(kinds) == len(self.sizes)
         # where each batch-normalised layer's moving mean and variance start in
         # the vector: {(population index, dense layer): (mean start, variance start)}
         starts = iter(np.cumsum([0] + self.sizes[:-1]))
@@ -180,13 +178,18 @@ class _Group:
             if any(weight_decays):
                 self.rows_decay = tf.constant(np.repeat(rates, self.widths).astype(np.float32))
 
+    @property
+    def _skip(self):
+        """Pieces of each net left out of the vector: its first kernel when
+        ``lazy`` (it lives in ``rows``), else none."""
+        return 1 if self.lazy else 0
+
     def _flat(self, weights):
         """The nets' per-layer weight arrays as one padded float32 vector (the
         first kernels left out when ``lazy``)."""
-        skip = 1 if self.lazy else 0
         return np.concatenate([a.ravel() for w, pad in zip(weights, self.pads)
-                               for a in [x for layer in w for x in layer][skip:] + [np.zeros(pad)]]
-                              ).astype(np.float32)
+                               for a in [x for layer in w for x in layer][self._skip:]
+                               + [np.zeros(pad)]]).astype(np.float32)
 
     @staticmethod
     def _rows(weights):
@@ -208,8 +211,7 @@ class _Group:
     def make_best(self):
         """Create the copy of the vector that keeps each net's best-epoch weights."""
         self.best = tf.Variable(self.params.read_value())
-        skip = 1 if self.lazy else 0
-        lengths = [sum(net.sizes[skip:]) + pad for net, pad in zip(self.nets, self.pads)]
+        lengths = [sum(net.sizes[self._skip:]) + pad for net, pad in zip(self.nets, self.pads)]
         self.segments = tf.constant(np.repeat(np.arange(len(self.nets)), lengths), tf.int32)
         if self.lazy:
             self.best_rows = tf.Variable(self.rows.read_value())
@@ -237,7 +239,7 @@ class _Group:
         order) and, when ``lazy``, its first kernel from ``kernels``."""
         out, at = [], 0
         for j, net in enumerate(self.nets):
-            n = len(net.sizes) - (1 if self.lazy else 0)
+            n = len(net.sizes) - self._skip
             own = list(pieces[at:at + n])
             if self.lazy:  # any kernel as (rows, width): the first may hold some rows only
                 own = [kernels[j]] + own
@@ -263,9 +265,8 @@ class _Group:
         fraction of the training's steps taken before this one. ``cols``
         given (a lazy step): each net's first gradient piece holds only the
         first kernel's rows of those input columns, and only they move."""
-        skip = 1 if self.lazy else 0
         flat = tf.concat([g for pieces, pad in zip(grads, self.pads)
-                          for g in pieces[skip:] + [tf.zeros([pad])]], axis=0)
+                          for g in pieces[self._skip:] + [tf.zeros([pad])]], axis=0)
         factor = (None if self.schedule == "constant" or progress is None
                   else schedule_factor(self.schedule, progress))
         if self.decay is not None:
@@ -279,31 +280,24 @@ class _Group:
         if self.lazy:
             grad = tf.concat([tf.reshape(pieces[0], (-1, width))
                               for pieces, width in zip(grads, self.widths)], axis=1)
-            self._apply_rows(grad, cols, b1p, b2p, factor)
+            self._apply_rows(grad, cols, b1p, b2p, lr, factor)
 
-    def _apply_rows(self, grad, cols, b1p, b2p, factor):
+    def _apply_rows(self, grad, cols, b1p, b2p, lr, factor):
         """Decay and Adam (as ``ResourceApplyAdam`` computes them) on the rows
-        ``cols`` of the first kernels (all rows if None) with their gradient
-        ``grad``: the other rows keep their weights and moments, as in
-        TensorFlow Addons' ``LazyAdam``; the bias correction counts every
-        step."""
-        read = ((lambda var: var.read_value()) if cols is None
-                else (lambda var: var.sparse_read(cols)))
-        rows, m, v = read(self.rows), read(self.rows_m), read(self.rows_v)
+        ``cols`` of the first kernels with their gradient ``grad``: the other
+        rows keep their weights and moments, as in TensorFlow Addons'
+        ``LazyAdam``; the bias correction counts every step. ``lr`` is the
+        step's rate, ``factor`` its schedule's (None: constant)."""
+        rows, m, v = (var.sparse_read(cols) for var in (self.rows, self.rows_m, self.rows_v))
         if self.rows_decay is not None:
             decay = self.rows_decay if factor is None else self.rows_decay * factor
             rows = rows - rows * decay[None, :]
-        lr = (np.float32(self.learning_rate) if factor is None
-              else np.float32(self.learning_rate) * factor)
         m = m + (grad - m) * np.float32(0.1)
         v = v + (tf.square(grad) - v) * np.float32(0.001)
         rows = rows - (lr * tf.sqrt(1.0 - b2p) / (1.0 - b1p)) * m / (
             tf.sqrt(v) + np.float32(1e-7))
         for var, values in ((self.rows, rows), (self.rows_m, m), (self.rows_v, v)):
-            if cols is None:
-                var.assign(values)
-            else:
-                var.scatter_update(tf.IndexedSlices(values, cols))
+            var.scatter_update(tf.IndexedSlices(values, cols))
 
     def weights(self):
         """Per net, its list of per-layer tuples of NumPy arrays."""
