@@ -8,9 +8,14 @@ Ten candidates of widths 16 to 512 (one or two hidden layers) train two
 epochs on batches of 32 in one population, on the tweets table of
 ``bench_sparse.py`` (TF-IDF of the tweets' text, 70/30 split with
 ``random_state=0``, the first tenth of the training rows for validation),
-with ``PopulationTrainer(lazy_adam=False)`` and ``lazy_adam=True``, twice
-each in this process on one thread. Prints the seconds of each training and
-the candidates' last validation accuracy (quoted in ``docs/sparse.rst``).
+twice each in this process on one thread, with each of ``--variants``:
+``adam``, Adam's full step (``PopulationTrainer(lazy_adam=False)``);
+``lazy``, lazy Adam (``lazy_adam=True``: rows move when their column is in
+the batch, catching up the steps they missed); ``plain``, lazy Adam without
+the catch-up (TensorFlow Addons' ``LazyAdam``, the default of 2026-12-07's
+first commits; the benchmark swaps the catch-up out). Prints the seconds of
+each training and the candidates' last validation accuracy (quoted in
+``docs/sparse.rst``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,12 @@ sys.path.insert(0, os.path.dirname(HERE))
 import numpy as np  # noqa: E402
 
 
-def main():
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", choices=["adam", "lazy", "plain"],
+                        default=["adam", "lazy", "plain"])
+    chosen = parser.parse_args(argv).variants
     import scipy.sparse as sp
     import tensorflow as tf
     from sklearn.model_selection import train_test_split
@@ -55,16 +65,24 @@ def main():
              for k, a in enumerate(archs)]
     print(f"tweets: {X_tr.shape[0] - n_val} x {X_tr.shape[1]} training rows, "
           f"{X_tr.nnz / np.prod(X_tr.shape):.2%} non-zero; {len(cands)} candidates")
+    from sknas import _population
+    catch_up = _population._Group._catch_up
+    variants = [("adam", False, catch_up), ("lazy", True, catch_up),
+                ("plain", True, lambda self, rows, m, v, *rest: (rows, m, v))]
     for repeat in range(2):
-        for lazy in (False, True):
+        for name, lazy, method in variants:
+            if name not in chosen:
+                continue
+            _population._Group._catch_up = method
+            _population._GRAPHS.clear()
             trainer = PopulationTrainer(epochs=2, batch_size=32, lazy_adam=lazy,
                                         max_population_bytes=2**34)
             start = time.perf_counter()
             results = trainer.train(cands, data, 0)
-            print(f"{'lazy Adam' if lazy else 'Adam     '} (repeat {repeat}): "
+            print(f"{name:<5} (repeat {repeat}): "
                   f"{time.perf_counter() - start:6.1f} s; last validation accuracy "
                   + " ".join(f"{r.val_scores[-1]:.3f}" for r in results), flush=True)
-
+        _population._Group._catch_up = catch_up
 
 if __name__ == "__main__":
     main()

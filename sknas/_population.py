@@ -24,6 +24,7 @@ import gc
 import threading
 import time
 from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -115,6 +116,25 @@ _GRAPHS = _GraphCache()
 
 
 _ALIGN = 64  # floats: 256 bytes, a multiple of every SIMD packet and unrolled block
+_CATCH_UP = 64  # skipped steps whose rates a lazy row's catch-up sums one by one
+
+
+def _bias(step):
+    """Adam's bias correction at step number ``step`` (a tensor, from 1):
+    ``sqrt(1 - b2^step) / (1 - b1^step)``."""
+    return tf.sqrt(1.0 - np.float32(0.999) ** step) / (1.0 - np.float32(0.9) ** step)
+
+
+class _Touched(NamedTuple):
+    """A lazy step's rows of the first kernels (:meth:`_Group.touch`): the
+    input columns ``cols`` its batch holds, the step's number ``step``, and
+    those columns' kernel rows with their Adam moments, caught up."""
+
+    cols: tf.Tensor
+    step: tf.Tensor
+    rows: tf.Tensor
+    m: tf.Tensor
+    v: tf.Tensor
 
 
 class _Group:
@@ -175,6 +195,8 @@ class _Group:
             self.rows = tf.Variable(rows)
             self.rows_m = tf.Variable(tf.zeros_like(rows))
             self.rows_v = tf.Variable(tf.zeros_like(rows))
+            # the step after which each row last moved (0: none yet); see _catch_up
+            self.rows_t = tf.Variable(tf.zeros([rows.shape[0]], tf.float32))
             if any(weight_decays):
                 self.rows_decay = tf.constant(np.repeat(rates, self.widths).astype(np.float32))
 
@@ -249,26 +271,40 @@ class _Group:
             at += n + 1  # skip the padding
         return out
 
-    def split(self, cols=None):
+    def split(self, touched=None):
         """Per net, its list of per-layer tensor tuples read from the vector;
-        with ``cols`` (a lazy step), the first kernel holds only the rows of
-        those input columns, ``(len(cols), width)``."""
+        with ``touched`` (a lazy step's rows, :meth:`touch`), the first kernel
+        holds only the rows of its input columns, ``(len(cols), width)``."""
         pieces = tf.split(self.params.read_value(), self.sizes)
         if not self.lazy:
             return self._unflatten(pieces)
-        rows = self.rows.read_value() if cols is None else self.rows.sparse_read(cols)
+        rows = self.rows.read_value() if touched is None else touched.rows
         return self._unflatten(pieces, kernels=tf.split(rows, self.widths, axis=1))
 
-    def apply(self, grads, b1p, b2p, progress=None, cols=None):
+    def touch(self, cols, step, total):
+        """The first kernels' rows of the input columns ``cols`` that lazy
+        step number ``step`` (from 1; ``total`` planned) reads, with their
+        moments, caught up to the step before it (:meth:`_catch_up`), as Adam
+        would have moved them: the step's forward pass uses them."""
+        rows, m, v = (var.sparse_read(cols) for var in (self.rows, self.rows_m, self.rows_v))
+        rows, m, v = self._catch_up(rows, m, v, self.rows_t.sparse_read(cols), step - 1.0,
+                                    total)
+        return _Touched(cols, step, rows, m, v)
+
+    def _factor(self, progress):
+        """The schedule's factor at ``progress`` (None: constant)."""
+        return (None if self.schedule == "constant" or progress is None
+                else schedule_factor(self.schedule, progress))
+
+    def apply(self, grads, b1p, b2p, progress=None, touched=None):
         """One step: decay, then Adam on the nets' gradient pieces; the rate
         (and so the decay) scaled by the group's schedule at ``progress``, the
-        fraction of the training's steps taken before this one. ``cols``
-        given (a lazy step): each net's first gradient piece holds only the
-        first kernel's rows of those input columns, and only they move."""
+        fraction of the training's steps taken before this one. ``touched``
+        given (a lazy step, :meth:`touch`): each net's first gradient piece
+        holds only the first kernel's rows of its columns, and only they move."""
         flat = tf.concat([g for pieces, pad in zip(grads, self.pads)
                           for g in pieces[self._skip:] + [tf.zeros([pad])]], axis=0)
-        factor = (None if self.schedule == "constant" or progress is None
-                  else schedule_factor(self.schedule, progress))
+        factor = self._factor(progress)
         if self.decay is not None:
             decay = self.decay if factor is None else self.decay * factor
             self.params.assign_sub(self.params.read_value() * decay)
@@ -280,15 +316,15 @@ class _Group:
         if self.lazy:
             grad = tf.concat([tf.reshape(pieces[0], (-1, width))
                               for pieces, width in zip(grads, self.widths)], axis=1)
-            self._apply_rows(grad, cols, b1p, b2p, lr, factor)
+            self._apply_rows(grad, touched, b1p, b2p, lr, factor)
 
-    def _apply_rows(self, grad, cols, b1p, b2p, lr, factor):
-        """Decay and Adam (as ``ResourceApplyAdam`` computes them) on the rows
-        ``cols`` of the first kernels with their gradient ``grad``: the other
-        rows keep their weights and moments, as in TensorFlow Addons'
-        ``LazyAdam``; the bias correction counts every step. ``lr`` is the
+    def _apply_rows(self, grad, touched, b1p, b2p, lr, factor):
+        """Decay and Adam (as ``ResourceApplyAdam`` computes them) on the
+        ``touched`` rows of the first kernels with their gradient ``grad``:
+        the other rows wait, to catch up when a batch next holds their
+        column (or at the epoch's end, :meth:`catch_up`). ``lr`` is the
         step's rate, ``factor`` its schedule's (None: constant)."""
-        rows, m, v = (var.sparse_read(cols) for var in (self.rows, self.rows_m, self.rows_v))
+        rows, m, v = touched.rows, touched.m, touched.v
         if self.rows_decay is not None:
             decay = self.rows_decay if factor is None else self.rows_decay * factor
             rows = rows - rows * decay[None, :]
@@ -296,8 +332,86 @@ class _Group:
         v = v + (tf.square(grad) - v) * np.float32(0.001)
         rows = rows - (lr * tf.sqrt(1.0 - b2p) / (1.0 - b1p)) * m / (
             tf.sqrt(v) + np.float32(1e-7))
+        cols = touched.cols
         for var, values in ((self.rows, rows), (self.rows_m, m), (self.rows_v, v)):
             var.scatter_update(tf.IndexedSlices(values, cols))
+        self.rows_t.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(cols), touched.step),
+                                                    cols))
+
+    def _catch_up(self, rows, m, v, last, done, total):
+        """``rows`` (with their moments ``m`` and ``v``, last moved after step
+        ``last``, one per row) as Adam would have left them after step
+        ``done`` of ``total``: a row whose column no batch since held had a
+        zero gradient in those steps, and Adam still moved it on its
+        momentum, by ``lr_j * m b1^j / (sqrt(v b2^j) + eps)`` at the j-th of
+        them, while its moments and (with weight decay) its weights decayed.
+        The skipped steps' rates and decays (bias correction and schedule
+        included) are summed one by one for the first ``_CATCH_UP`` of them,
+        and for the rest at their first or middle step (their momentum terms
+        shrink as ``(b1 / sqrt(b2))^j``); ``eps`` is taken as scaling with
+        the moments. So a lazy step gives what Adam's full step gives, up to
+        rounding (lazy Adam without catch-ups, TensorFlow Addons' ``LazyAdam``,
+        stops a rare column's row when its batches stop)."""
+        # the rates depend on the row through ``last`` alone: computed once a value
+        # (a whole table's rows share a few thousand), then spread to the rows
+        last, spread = tf.unique(last)
+        skipped = done - last  # (values,)
+        j = tf.range(1, _CATCH_UP + 1, dtype=tf.float32)
+        ratio = np.float32(0.9 / np.sqrt(0.999))
+        at = last[:, None] + j[None, :]
+        within = at <= done
+        factors = tf.where(within, self._factor_at(at, total), 0.0)
+        moves = tf.where(within, ratio ** j * factors * _bias(at), 0.0)  # (rows, _CATCH_UP)
+        beyond = tf.maximum(skipped - _CATCH_UP, 0.0)
+        first = tf.minimum(last + (_CATCH_UP + 1), tf.maximum(done, 1.0))
+        tail = (ratio ** (_CATCH_UP + 1) * (1.0 - ratio ** beyond) / (1.0 - ratio)
+                * self._factor_at(first, total) * _bias(first))
+        coef = tf.reduce_sum(moves, axis=1) + tail
+
+        def per_row(values):
+            return tf.gather(values, spread)[:, None]
+
+        step = per_row(np.float32(self.learning_rate) * coef) * m / (
+            tf.sqrt(v) + np.float32(1e-7))
+        if self.rows_decay is not None:
+            # step j decays the weights by rows_decay x its factor, the moves of the
+            # steps before it too: each move by the decays after it, taken here at
+            # the moves' centre (weighted by their size; exact to first order)
+            spent = tf.cumsum(factors, axis=1)  # the decays' factors up to step j
+            total_spent = spent[:, -1] + beyond * self._factor_at((first + done) / 2.0, total)
+            centre = (tf.reduce_sum(moves * spent, axis=1) + tail * spent[:, -1]) / tf.maximum(
+                coef, np.float32(1e-30))
+            keep = 1.0 - self.rows_decay[None, :]
+            rows = rows * tf.pow(keep, per_row(total_spent))
+            step = step * tf.pow(keep, per_row(total_spent - centre))
+        rows = rows - step
+        return (rows, m * per_row(tf.pow(np.float32(0.9), skipped)),
+                v * per_row(tf.pow(np.float32(0.999), skipped)))
+
+    def _factor_at(self, step, total):
+        """The schedule's factor at step number ``step`` (a tensor, from 1) of
+        ``total``: 1 for a constant rate."""
+        if self.schedule == "constant" or total is None:
+            return tf.ones_like(step)
+        return schedule_factor(self.schedule, (step - 1.0) / total)
+
+    def catch_up(self, done, total):
+        """Bring every row of the first kernels (``lazy``) up to step ``done``
+        (see :meth:`_catch_up`): before the nets are evaluated or kept."""
+        if not self.lazy:
+            return
+        rows, m, v = self._catch_up(self.rows.read_value(), self.rows_m.read_value(),
+                                    self.rows_v.read_value(), self.rows_t.read_value(), done,
+                                    total)
+        self.rows.assign(rows)
+        self.rows_m.assign(m)
+        self.rows_v.assign(v)
+        self.rows_t.assign(tf.fill(tf.shape(self.rows_t), done))
+
+    def start(self):
+        """Count the steps from 0 again (a new training, ``lazy``)."""
+        if self.lazy:
+            self.rows_t.assign(tf.zeros_like(self.rows_t))
 
     def weights(self):
         """Per net, its list of per-layer tuples of NumPy arrays."""
@@ -418,19 +532,39 @@ class _Population:
                 out[k] = value
         return out
 
-    def split(self, cols=None):
-        """Per net (in population order), its per-layer tensor tuples (``cols``:
-        see :meth:`_Group.split`)."""
-        return self._per_net([g.split(cols) for g in self.groups])
+    def split(self, touched=None):
+        """Per net (in population order), its per-layer tensor tuples
+        (``touched``: a lazy step's rows per group, :meth:`touch`)."""
+        if touched is None:
+            touched = [None] * len(self.groups)
+        return self._per_net([g.split(t) for g, t in zip(self.groups, touched)])
 
-    def apply(self, grads, rounds, b1p, b2p, progress=None, cols=None):
+    def touch(self, cols, step, total):
+        """Per group, the rows of ``cols`` that lazy step ``step`` of
+        ``total`` reads, caught up (see :meth:`_Group.touch`)."""
+        return [g.touch(cols, step, total) for g in self.groups]
+
+    def apply(self, grads, rounds, b1p, b2p, progress=None, touched=None):
         """One optimiser step of every net (``grads`` in population order) and
         of the moving statistics (the step's batch-normalisation ``rounds``);
         ``progress``: the fraction of the training's steps taken (schedules);
-        ``cols``: the input columns of a lazy step (see :meth:`_Group.apply`)."""
-        for g in self.groups:
-            g.apply([grads[k] for k in g.index], b1p, b2p, progress, cols)
+        ``touched``: a lazy step's rows per group (:meth:`touch`)."""
+        if touched is None:
+            touched = [None] * len(self.groups)
+        for g, t in zip(self.groups, touched):
+            g.apply([grads[k] for k in g.index], b1p, b2p, progress, t)
         self.update_moving(rounds)
+
+    def start(self):
+        """A new training begins: its lazy steps count from 0."""
+        for g in self.groups:
+            g.start()
+
+    def catch_up(self, done, total):
+        """Every lazy group's rows brought up to step ``done`` of ``total``
+        (see :meth:`_Group.catch_up`)."""
+        for g in self.groups:
+            g.catch_up(done, total)
 
     def keep_best(self, improved):
         """Copy the weights of the nets whose ``improved`` is True to their best copy."""
@@ -705,6 +839,9 @@ class PopulationTrainer:
                 step_fn = self._make_step(pop, rows, n, epoch * steps, target, epochs * steps)
                 _, b1p, b2p, bad = tf.while_loop(lambda s, *_: s < steps, step_fn,
                                                  (tf.constant(0), b1p, b2p, bad))
+                if pop.lazy:
+                    pop.catch_up(tf.cast((epoch + 1) * steps, tf.float32),
+                                 tf.cast(epochs * steps, tf.float32))
                 pop.store_moving()
                 epoch_scores, val_loss = self._val_metrics(pop, Xv, yv, wv, patience is not None,
                                                            ws, target)
@@ -726,6 +863,8 @@ class PopulationTrainer:
                 return (epoch < epochs) & tf.reduce_any(rest[-1] < patience)
 
             pop.load_moving()
+            if pop.lazy:
+                pop.start()
             epoch, _, _, bad, scores, _, best_epoch, stop_epoch, _ = tf.while_loop(
                 more, epoch_body, state)
             if patience is not None:
@@ -751,8 +890,13 @@ class PopulationTrainer:
             hi = tf.minimum(lo + bs, n)
             xb, yb, wb = rows[0](lo, hi), rows[1][lo:hi], rows[2][..., lo:hi]
             scale = wb / tf.cast(hi - lo, tf.float32)
-            cols = xb.cols if isinstance(xb, _TouchedRows) else None
-            params = pop.split(cols)
+            progress = (None if total_steps is None else
+                        tf.cast(first_step + s, tf.float32) / tf.cast(total_steps, tf.float32))
+            touched = None
+            if isinstance(xb, _TouchedRows):  # a lazy step: its rows catch up first
+                touched = pop.touch(xb.cols, tf.cast(first_step + s + 1, tf.float32),
+                                    tf.cast(total_steps, tf.float32))
+            params = pop.split(touched)
             rounds = []
             # each net its own rows (cross-validation folds): its batch statistics
             # leave out the rows it does not train on
@@ -763,9 +907,7 @@ class PopulationTrainer:
                                               target, [net.label_smoothing for net in nets])
             grads = backward_passes(nets, params, [tape for _, tape in passes], dlogits)
             b1p, b2p = b1p * 0.9, b2p * 0.999
-            progress = (None if total_steps is None else
-                        tf.cast(first_step + s, tf.float32) / tf.cast(total_steps, tf.float32))
-            pop.apply(grads, rounds, b1p, b2p, progress, cols)
+            pop.apply(grads, rounds, b1p, b2p, progress, touched)
             bad = tf.logical_or(bad, tf.logical_not(tf.math.is_finite(losses)))
             return s + 1, b1p, b2p, bad
 

@@ -5,8 +5,10 @@ gathers only its rows' stored values; the first layer is a sparse-dense
 product, or densifies the mini-batch with ``sparse_product=False``), so a
 search on sparse data trains as on the same data dense, up to float
 summation order, with Adam. The estimators train the first layer on sparse
-rows with lazy Adam instead (only the kernel rows of the columns a batch
-touches move): ``_DenseAdam`` turns that off to compare with dense rows.
+rows with lazy Adam instead (a step reads and moves only the kernel rows of
+the columns its batch touches, each catching up the steps it missed, so the
+result is Adam's up to rounding): ``_DenseAdam`` turns that off to compare
+with dense rows.
 """
 
 import os
@@ -104,11 +106,12 @@ LAZY_ARCHS = [
 ]
 
 
-def test_lazy_adam_is_adam_when_every_batch_touches_every_column():
-    # full batches: each step touches every column with a stored value, so lazy Adam
-    # moves exactly what Adam moves; a column without any value has no gradient and
-    # stays where it started (Adam decays it, where the net has weight decay)
-    X, y = _sparse_problem(d=60, density=0.1)
+def test_lazy_adam_is_adam_on_mini_batches():
+    # batches of 8 rows touch a few of the 60 columns each; a column's row catches up
+    # the steps it missed when a batch next holds it (and every row at the epoch's
+    # end), so lazy Adam ends where Adam's full step does, rounding aside; column 7
+    # is never touched: it stays, or decays as Adam decays it (the first net's decay)
+    X, y = _sparse_problem(d=60, density=0.05)
     X = X.astype(np.float32).tolil()
     X[:, 7] = 0.0
     X = X.tocsr()
@@ -116,45 +119,87 @@ def test_lazy_adam_is_adam_when_every_batch_touches_every_column():
     data = _data(X, y, 200)
     rng = np.random.default_rng(0)
     cands = [(a, initial_weights(a, 60, 1, rng), 20 + k) for k, a in enumerate(LAZY_ARCHS)]
-    adam = PopulationTrainer(epochs=3, batch_size=200).train(cands, data, 4, val_outputs=True)
-    lazy = PopulationTrainer(epochs=3, batch_size=200, lazy_adam=True).train(
+    adam = PopulationTrainer(epochs=3, batch_size=8).train(cands, data, 4, val_outputs=True)
+    lazy = PopulationTrainer(epochs=3, batch_size=8, lazy_adam=True).train(
         cands, data, 4, val_outputs=True)
     for a, b, (_, init, _) in zip(adam, lazy, cands):
         assert a.status == b.status == "ok"
-        np.testing.assert_allclose(b.val_scores, a.val_scores, atol=1e-6)
-        np.testing.assert_array_equal(b.weights[0][0][7], init[0][0][7])
-        a.weights[0][0][7] = init[0][0][7]
+        # a bias before batch normalisation has a gradient of 0 + rounding noise, so it
+        # and the moving mean that follows it drift apart, and with them the outputs
+        bn = len(a.weights[0]) == 6
+        np.testing.assert_allclose(b.val_outputs, a.val_outputs, atol=1e-3 if bn else 1e-4)
+        # a validation row whose output sits at the threshold may flip
+        np.testing.assert_allclose(b.val_scores, a.val_scores, atol=0.011)
         for la, lb in zip(a.weights, b.weights):
             for j, (wa, wb) in enumerate(zip(la, lb)):
-                if len(la) == 6 and j == 1:
-                    continue  # a bias before batch normalisation: its gradient is 0 + noise
+                if len(la) == 6 and j in (1, 4):
+                    continue
                 np.testing.assert_allclose(wb, wa, atol=1e-5)
-        assert not np.array_equal(b.weights[0][0][8], init[0][0][8])
+        decays = "weight_decay" in str(cands[0][0]) and b is lazy[0]
+        assert np.array_equal(b.weights[0][0][7], init[0][0][7]) != decays
 
 
-@pytest.mark.parametrize("lazy_adam", [True, False])
-def test_a_lazy_step_moves_only_the_rows_of_the_columns_it_touches(lazy_adam):
-    # two rows, one column each, one row a batch: the column of the first batch takes
-    # Adam's first step (bias-corrected, about lr whatever the gradient), the other
-    # column only the second step's (0.1 g / (1 - 0.9^2) over sqrt(0.001 g^2 / (1 -
-    # 0.999^2)): 0.7441 lr); the third column is never touched. Dense Adam moves the
-    # first column again in the second step, on its momentum.
-    X = sp.csr_matrix(np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]], np.float32))
-    y = np.array([0, 1])
-    layers = [{"type": "dense", "units": 3, "activation": "tanh"}]
-    init = initial_weights(layers, 3, 1, np.random.default_rng(0))
-    data = CandidateData(X, y, np.ones(2, np.float32), X, y, np.ones(2, np.float32), 2)
-    [result] = PopulationTrainer(epochs=1, batch_size=1, learning_rate=0.01,
-                                 lazy_adam=lazy_adam).train([(layers, init, 1)], data, 0)
-    moved = np.abs(result.weights[0][0] - init[0][0])
-    np.testing.assert_array_equal(moved[2], 0.0)
-    lr = 0.01
-    second = lr * (0.1 / (1 - 0.9**2)) / np.sqrt(0.001 / (1 - 0.999**2))
-    steps = np.sort(moved[:2].mean(axis=1))
-    if lazy_adam:
-        np.testing.assert_allclose(steps, [second, lr], rtol=1e-3)
-    else:  # the first batch's column moves twice
-        assert steps[1] > 1.5 * lr
+def _lazy_group(schedule):
+    """A real lazy population's one group: a net of 5 units on 4 columns with
+    weight decay and ``schedule``."""
+    from sknas._nets import _Net
+    from sknas._population import _Population
+    layers = [{"type": "optimizer", "learning_rate": 0.01, "weight_decay": 0.1,
+               "schedule": schedule}, {"type": "dense", "units": 5, "activation": "tanh"}]
+    init = initial_weights(layers, 4, 1, np.random.default_rng(0))
+    [group] = _Population([_Net(layers, 4, 2, 0)], [init], 0.01, lazy=True).groups
+    return group, init
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_a_lazy_rows_catch_up_is_adams_steps_without_a_gradient(schedule):
+    # rows last moved after steps 0 to 60 catch up to step 130: 0 to 130 skipped
+    # steps, past the 64 whose rates are summed one by one; Adam, step by step
+    # (NumPy, float64), with a zero gradient: decay, moments, bias correction, schedule
+    import tensorflow as tf
+    from sknas._nets import schedule_factor
+    group, _ = _lazy_group(schedule)
+    rng = np.random.default_rng(1)
+    last = np.array([130, 129, 127, 80, 60, 0], np.float32)
+    rows = rng.normal(size=(6, 5)).astype(np.float32)
+    m = (0.1 * rng.normal(size=(6, 5))).astype(np.float32)
+    v = ((0.1 * rng.normal(size=(6, 5))) ** 2).astype(np.float32)
+    done, total = 130.0, 400.0
+    got = [t.numpy() for t in group._catch_up(*map(tf.constant, (rows, m, v, last)),
+                                              tf.constant(done), tf.constant(total))]
+    want = [a.astype(np.float64) for a in (rows, m, v)]
+    for i, s in enumerate(last.astype(int)):
+        for t in range(s + 1, int(done) + 1):
+            factor = float(schedule_factor(schedule, tf.constant((t - 1) / total)))
+            want[0][i] -= want[0][i] * 0.1 * 0.01 * factor
+            want[1][i] *= 0.9
+            want[2][i] *= 0.999
+            want[0][i] -= (0.01 * factor * np.sqrt(1 - 0.999**t) / (1 - 0.9**t) * want[1][i]
+                           / (np.sqrt(want[2][i]) + 1e-7))
+    np.testing.assert_array_equal(got[0][0], rows[0])  # nothing skipped: as it was
+    assert np.abs(want[0] - rows).max(axis=1)[1:].min() > 1e-3  # every other row moved
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-5)
+
+
+def test_a_lazy_step_reads_and_writes_only_its_columns_rows():
+    import tensorflow as tf
+    group, init = _lazy_group("constant")
+    before = group.rows.numpy()
+    group.rows_m.assign(tf.fill(group.rows.shape, 0.05))  # moments from earlier steps
+    group.rows_v.assign(tf.fill(group.rows.shape, 0.01))
+    cols = tf.constant([1, 3])
+    touched = group.touch(cols, tf.constant(5.0), tf.constant(10.0))
+    # the touched rows caught up the four steps they missed before this one reads them
+    assert np.all(np.abs(touched.rows.numpy() - before[[1, 3]]) > 1e-3)
+    # the net's flat gradient pieces: the touched rows' kernel, then bias, kernel, bias
+    grads = [[tf.ones([2, 5])] + [tf.zeros([np.size(w)]) for w in init[0][1:] + init[1]]]
+    group.apply(grads, tf.constant(0.9**5), tf.constant(0.999**5), touched=touched)
+    after = group.rows.numpy()
+    np.testing.assert_array_equal(after[[0, 2]], before[[0, 2]])  # wait for their turn
+    assert np.all(after[[1, 3]] < touched.rows.numpy())  # a positive gradient: down
+    np.testing.assert_array_equal(group.rows_t.numpy(), [0, 5, 0, 5])
+    np.testing.assert_array_equal(group.rows_m.numpy()[[0, 2]], np.float32(0.05))
 
 
 #: Without dropout, so that ``model.fit`` on full batches trains the same net from
@@ -280,12 +325,13 @@ def test_sparse_rows_with_adam_give_the_search_of_the_dense_rows(dense_reference
                                atol=1e-6)
     np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X.toarray()), atol=1e-4)
     assert clf.score(X, y) == pytest.approx(ref.score(X.toarray(), y), abs=0.01)
-    # lazy Adam (the default) trains the same architectures to other weights, as well
+    # lazy Adam (the default) gives Adam's search too, up to rounding (a validation row
+    # whose output sits at the threshold may flip)
     lazy = csr_reference
     assert list(lazy.search_results_["architecture"]) == list(ref.search_results_["architecture"])
-    assert not np.allclose(lazy.search_results_["reward"], ref.search_results_["reward"],
-                           atol=1e-6)
-    assert lazy.score(X, y) == pytest.approx(ref.score(X.toarray(), y), abs=0.1)
+    np.testing.assert_allclose(lazy.search_results_["reward"], ref.search_results_["reward"],
+                               atol=0.011)
+    np.testing.assert_allclose(lazy.predict_proba(X), ref.predict_proba(X.toarray()), atol=1e-3)
     # a fit on sparse rows serves a model of sparse input, whose first layers multiply
     # them as they are (dense rows are converted); a fit on dense rows, of dense input
     assert lazy.model_.inputs[0].sparse and clf.model_.inputs[0].sparse
