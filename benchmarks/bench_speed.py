@@ -4,6 +4,7 @@ One command, from the repository root::
 
     python benchmarks/bench_speed.py            # the full run (about 10 minutes on 2 cores)
     python benchmarks/bench_speed.py --quick    # a smoke run (a minute or two)
+    python benchmarks/bench_speed.py --speed    # A, C, B and F only (about 6 minutes)
 
 It runs, on the reference protocol (bundled wine-quality data, stratified
 80/20 split with ``random_state=0``, ``StandardScaler``), in one process:
@@ -15,7 +16,11 @@ C. sknas's ``PopulationTrainer`` on the same architectures, without the controll
 Q. 10 fixed architectures x 3 seeds, ``model.fit`` against the population trainer;
 D. peers: ``MLPClassifier()`` and ``RandomizedSearchCV`` over ``MLPClassifier``;
 E. ``strategy='random'`` against ``'reinforce'`` over several seeds;
-M. (in a fresh subprocess) the resident memory of a 300-candidate search.
+M. (in a fresh subprocess) the resident memory of a 300-candidate search;
+F. (``--speed`` only) the share of the FP32 peak: A's and C's useful work
+   (``6 x params x rows x epochs``) per second against the GFLOP/s of a
+   1024 x 1024 matrix product measured in the same process, and against the
+   nominal peak (cores x clock x 32).
 
 The table goes into ``benchmarks/RESULTS.md`` between the ``bench_speed``
 markers (other sections of that file are kept) and the raw numbers into
@@ -308,6 +313,74 @@ def part_m(controller_epochs):
 
 
 # ---------------------------------------------------------------- report
+def gemm_gflops(seconds=3.0, n=1024):
+    """FP32 GFLOP/s of TensorFlow's matrix product (``n`` x ``n``) in this
+    process: the machine's attainable FP32 peak, measured under the same load."""
+    import tensorflow as tf
+    a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
+    product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    product().numpy()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        product().numpy()
+        count += 1
+    return 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9
+
+
+def part_f(layers_list, data, a, c, epochs=10):
+    """Share of the FP32 peak: the search's useful work, ``6 x params x rows x
+    epochs`` (forward and backward passes over the training rows; validation
+    left out), over A's search wall time and over C's training wall time,
+    against the matrix product's measured GFLOP/s and against the nominal peak
+    (cores x clock x 32 FP32 FLOPs a cycle: two 8-wide FMA units)."""
+    from sknas._data import n_params
+    work = sum(6.0 * n_params(layers, data.n_features, data.n_outputs) * len(data.y) * epochs
+               for layers in layers_list)
+    mhz = None
+    try:
+        with open("/proc/cpuinfo") as fh:
+            mhz = next(float(line.split(":")[1]) for line in fh if line.startswith("cpu MHz"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    nominal = None if mhz is None else os.cpu_count() * mhz * 1e6 * 32 / 1e9
+    gemm = gemm_gflops()
+    out = {"gflop": work / 1e9, "gemm_gflops": gemm, "nominal_gflops": nominal}
+    for name, wall in (("search", a["search_time"]), ("trainer", c["wall"])):
+        out[f"{name}_gflops"] = work / wall / 1e9
+        out[f"{name}_share_gemm"] = work / wall / 1e9 / gemm
+        out[f"{name}_share_nominal"] = None if nominal is None else work / wall / 1e9 / nominal
+    return out
+
+
+def speed_report(res):
+    """The speed tables alone (``--parts`` without the quality parts)."""
+    a, b, c, f = (res.get(k) for k in ("A", "B", "C", "F"))
+    lines = [f"commit {res['env'].get('commit')}; load average at start "
+             f"{res['env']['loadavg_start'][0]:.1f}, at end {os.getloadavg()[0]:.1f}"]
+    if a:
+        lines.append(f"A: default search of {a['n_candidates']} candidates (batches of 32) + refit: "
+                     f"{a['wall']:.1f} s wall, of which search {a['search_time']:.1f} s")
+    if c:
+        lines.append(f"C: PopulationTrainer, same architectures: {c['wall']:.1f} s "
+                     f"(trace {c['phases']['trace']:.1f}, run {c['phases']['run']:.1f})")
+    if b:
+        lines.append(f"B: model.fit, same architectures: {b['wall']:.1f} s "
+                     f"({b['per_model']:.2f} s a model)")
+    if a and b:
+        lines.append(f"B / A search: {b['wall'] / a['search_time']:.1f}x (target >= 10x); "
+                     f"B / A whole fit: {b['wall'] / a['wall']:.1f}x; B / C: "
+                     f"{b['wall'] / c['wall']:.1f}x")
+    if f:
+        nominal = ("" if f["nominal_gflops"] is None else
+                   f"; nominal peak {f['nominal_gflops']:.0f} GFLOP/s: search "
+                   f"{f['search_share_nominal']:.1%}, trainer {f['trainer_share_nominal']:.1%}")
+        lines.append(f"F: useful work {f['gflop']:.1f} GFLOP; search {f['search_gflops']:.1f} "
+                     f"GFLOP/s, trainer {f['trainer_gflops']:.1f} GFLOP/s; matrix product "
+                     f"{f['gemm_gflops']:.1f} GFLOP/s: search {f['search_share_gemm']:.1%}, "
+                     f"trainer {f['trainer_share_gemm']:.1%}{nominal} (target >= 20%)")
+    return "\n".join(lines)
+
+
 def _table(rows):
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows[1:]])
@@ -420,10 +493,16 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny smoke run; RESULTS.md is not written")
     parser.add_argument("--seeds", type=int, default=5, help="seeds of part E")
     parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--speed", action="store_true",
+                        help="parts A, C, B and F only (F: the share of the FP32 peak); "
+                             "prints them and writes results/results_speed_parts.json, "
+                             "not RESULTS.md")
     args = parser.parse_args(argv)
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe)))
         return
+    if args.speed:
+        return speed_only()
     t0 = time.perf_counter()
     ce = 2 if args.quick else 10
     res = {"env": environment(), "quick": args.quick}
@@ -457,6 +536,25 @@ def main(argv=None):
         with open(os.path.join(HERE, "results", "results_speed.json"), "w") as fh:
             json.dump(res, fh, indent=1, default=str)
         write_section(section, os.path.join(HERE, "RESULTS.md"))
+
+
+def speed_only():
+    """Parts A, C, B and F: the search against ``model.fit``, and the share of
+    the FP32 peak that the search and the trainer reach."""
+    res = {"env": environment()}
+    X_tr, X_te, y_tr, y_te = reference_data()
+    _, res["A"] = part_a(X_tr, y_tr, X_te, y_te, 10)
+    data = candidate_data(X_tr, y_tr)
+    layers, groups = res["A"].pop("layers"), res["A"]["controller_epoch"]
+    inits = initial(layers, data, 7)
+    res["C"] = part_c(layers, inits, data, groups)
+    res["B"] = part_b(layers, inits, data)
+    res["F"] = part_f(layers, data, res["A"], res["C"])
+    res["finished"] = time.strftime("%Y-%m-%d %H:%M")
+    print(speed_report(res))
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    with open(os.path.join(HERE, "results", "results_speed_parts.json"), "w") as fh:
+        json.dump(res, fh, indent=1, default=str)
 
 
 if __name__ == "__main__":

@@ -289,9 +289,11 @@ NOTES_DOC = """    Notes
     its fits differ, and its ``non_deterministic`` tag is True.
 
     On sparse ``X`` the first layer trains with lazy Adam: a step moves only
-    the kernel rows of the columns its mini-batch touches (see the sparse
-    input guide), so a fit on sparse rows differs from one on the same rows
-    dense; a subclass with ``_lazy_adam = False`` takes Adam's full step.
+    the kernel rows of the columns its mini-batch touches, each first
+    catching up the steps it missed (see the sparse input guide), so a fit
+    on sparse rows is the fit on the same rows dense up to rounding, at a
+    fraction of its cost; a subclass with ``_lazy_adam = False`` takes
+    Adam's full step.
 
     ``fit`` touches global state only where it must, and restores it: a
     SIGINT handler while the search runs (main thread only), Python's

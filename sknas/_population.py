@@ -624,8 +624,11 @@ class PopulationTrainer:
     lazy_adam : bool, default=False
         With sparse rows (and ``sparse_product``), update only the rows of
         the first layer's kernel whose input columns the mini-batch
-        touches, with their Adam moments (and weight decay): TensorFlow
-        Addons' ``LazyAdam``. A step then costs in proportion to the batch's
+        touches, with their Adam moments (and weight decay), as TensorFlow
+        Addons' ``LazyAdam`` does; but first each such row catches up the
+        steps it missed, which Adam would have taken on its momentum alone
+        (and every row does at each epoch's end), so the weights are Adam's
+        up to rounding. A step then costs in proportion to the batch's
         columns, not the table's. The other elements, and every element with
         dense rows, take Adam's usual step.
     max_population_bytes : int, default=2**28
