@@ -13,7 +13,11 @@ twice each in this process on one thread, with each of ``--variants``:
 ``lazy``, lazy Adam (``lazy_adam=True``: rows move when their column is in
 the batch, catching up the steps they missed); ``plain``, lazy Adam without
 the catch-up (TensorFlow Addons' ``LazyAdam``, the default of 2026-12-07's
-first commits; the benchmark swaps the catch-up out). Prints the seconds of
+first commits; the benchmark swaps the catch-up out); ``noflush``, lazy
+Adam with the catch-up when a row is next touched but not the catch-up of
+every row at each epoch's end (a measurement of that part's cost only: the
+nets are then scored on rows that have not caught up). ``--epochs`` and
+``--batch-size`` (default 2 and 32) set the training. Prints the seconds of
 each training and the candidates' last validation accuracy (quoted in
 ``docs/sparse.rst``).
 """
@@ -35,9 +39,12 @@ import numpy as np  # noqa: E402
 def main(argv=None):
     import argparse
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", choices=["adam", "lazy", "plain"],
+    parser.add_argument("--variants", nargs="+", choices=["adam", "lazy", "plain", "noflush"],
                         default=["adam", "lazy", "plain"])
-    chosen = parser.parse_args(argv).variants
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    chosen = args.variants
     import scipy.sparse as sp
     import tensorflow as tf
     from sklearn.model_selection import train_test_split
@@ -66,23 +73,26 @@ def main(argv=None):
     print(f"tweets: {X_tr.shape[0] - n_val} x {X_tr.shape[1]} training rows, "
           f"{X_tr.nnz / np.prod(X_tr.shape):.2%} non-zero; {len(cands)} candidates")
     from sknas import _population
-    catch_up = _population._Group._catch_up
-    variants = [("adam", False, catch_up), ("lazy", True, catch_up),
-                ("plain", True, lambda self, rows, m, v, *rest: (rows, m, v))]
+    catch_up, flush = _population._Group._catch_up, _population._Population.catch_up
+    variants = [("adam", False, catch_up, flush), ("lazy", True, catch_up, flush),
+                ("plain", True, lambda self, rows, m, v, *rest: (rows, m, v), flush),
+                ("noflush", True, catch_up, lambda self, done, total: None)]
     for repeat in range(2):
-        for name, lazy, method in variants:
+        for name, lazy, method, epoch_end in variants:
             if name not in chosen:
                 continue
             _population._Group._catch_up = method
+            _population._Population.catch_up = epoch_end
             _population._GRAPHS.clear()
-            trainer = PopulationTrainer(epochs=2, batch_size=32, lazy_adam=lazy,
-                                        max_population_bytes=2**34)
+            trainer = PopulationTrainer(epochs=args.epochs, batch_size=args.batch_size,
+                                        lazy_adam=lazy, max_population_bytes=2**34)
             start = time.perf_counter()
             results = trainer.train(cands, data, 0)
-            print(f"{name:<5} (repeat {repeat}): "
+            print(f"{name:<7} (repeat {repeat}): "
                   f"{time.perf_counter() - start:6.1f} s; last validation accuracy "
                   + " ".join(f"{r.val_scores[-1]:.3f}" for r in results), flush=True)
         _population._Group._catch_up = catch_up
+        _population._Population.catch_up = flush
 
 if __name__ == "__main__":
     main()
