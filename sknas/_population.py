@@ -391,15 +391,12 @@ class _Group:
     def _factor_at(self, step, total):
         """The schedule's factor at step number ``step`` (a tensor, from 1) of
         ``total``: 1 for a constant rate."""
-        if self.schedule == "constant" or total is None:
-            return tf.ones_like(step)
-        return schedule_factor(self.schedule, (step - 1.0) / total)
+        factor = self._factor(None if total is None else (step - 1.0) / total)
+        return tf.ones_like(step) if factor is None else factor
 
     def catch_up(self, done, total):
         """Bring every row of the first kernels (``lazy``) up to step ``done``
         (see :meth:`_catch_up`): before the nets are evaluated or kept."""
-        if not self.lazy:
-            return
         rows, m, v = self._catch_up(self.rows.read_value(), self.rows_m.read_value(),
                                     self.rows_v.read_value(), self.rows_t.read_value(), done,
                                     total)
@@ -410,8 +407,7 @@ class _Group:
 
     def start(self):
         """Count the steps from 0 again (a new training, ``lazy``)."""
-        if self.lazy:
-            self.rows_t.assign(tf.zeros_like(self.rows_t))
+        self.rows_t.assign(tf.zeros_like(self.rows_t))
 
     def weights(self):
         """Per net, its list of per-layer tuples of NumPy arrays."""
@@ -556,13 +552,13 @@ class _Population:
         self.update_moving(rounds)
 
     def start(self):
-        """A new training begins: its lazy steps count from 0."""
+        """A new training begins: its lazy steps count from 0 (``lazy``)."""
         for g in self.groups:
             g.start()
 
     def catch_up(self, done, total):
-        """Every lazy group's rows brought up to step ``done`` of ``total``
-        (see :meth:`_Group.catch_up`)."""
+        """Every group's rows brought up to step ``done`` of ``total``
+        (``lazy``; see :meth:`_Group.catch_up`)."""
         for g in self.groups:
             g.catch_up(done, total)
 

@@ -74,7 +74,12 @@ class ServingMixin:
             weights = self._train(best, search.data, store, seed)
         else:
             weights = own[1]
-        return build_keras_model(self.best_layers_, X.shape[1], search.data.head,
+        return self._served_net(search, self.best_layers_, X.shape[1], weights)
+
+    def _served_net(self, search, layers, n_features, weights):
+        """The Keras model of one served net: ``layers`` with trained
+        ``weights``, taking rows as the fit's were (sparse or dense)."""
+        return build_keras_model(layers, n_features, search.data.head,
                                  self._served_weights(weights),
                                  input_stats=search.data.input_stats, sparse=_sparse(search))
 
@@ -87,21 +92,15 @@ class ServingMixin:
         data = CandidateData(X, y, w, X[:0], y[:0], w[:0], **self._data_fields())
         trained = self._refit_together(
             [search.trials[i] for i in members if i != self.best_index_], data, seed)
-        head = search.data.head
-        nets = [(winner if index == self.best_index_ else build_keras_model(
-                     search.trials[index].layers, X.shape[1], head,
-                     self._served_weights(trained[index]),
-                     input_stats=search.data.input_stats, sparse=_sparse(search)), weight)
+        nets = [(winner if index == self.best_index_ else self._served_net(
+                     search, search.trials[index].layers, X.shape[1], trained[index]), weight)
                 for index, weight in members.items()]
         return _weighted_sum_model(X.shape[1], nets, _sparse(search))
 
     def _folds_model(self, search, members, folds, n_features):
         """One Keras model averaging ``members``' fold models: member weight
         divided by its number of folds for each (``refit='folds'``)."""
-        head = search.data.head
-        nets = [(build_keras_model(search.trials[index].layers, n_features, head,
-                                   self._served_weights(weights),
-                                   input_stats=search.data.input_stats, sparse=_sparse(search)),
+        nets = [(self._served_net(search, search.trials[index].layers, n_features, weights),
                  weight / len(folds[index]))
                 for index, weight in members.items() for weights in folds[index]]
         return _weighted_sum_model(n_features, nets, _sparse(search))
