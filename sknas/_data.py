@@ -6,7 +6,8 @@
 * what a trainer hands back: :class:`CandidateResult`, and the helpers that
   make a failed one;
 * a candidate's shapes and initial weights (:func:`dense_shapes`,
-  :func:`batch_norm_flags`, :func:`n_params`, :func:`initial_weights`) and
+  :func:`batch_norm_flags`, :func:`adapter_size`, :func:`n_params`,
+  :func:`initial_weights`) and
   Keras' batch-normalisation defaults, which both trainers follow;
 * the memory check a candidate passes before it trains
   (:data:`BYTES_PER_PARAM`, :func:`available_memory`), and
@@ -25,8 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from ._space import n_members
+
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "BYTES_PER_PARAM", "CandidateData", "CandidateResult",
-           "FoldRows", "Head", "available_memory", "batch_norm_flags", "dense_batches",
+           "FoldRows", "Head", "adapter_size", "available_memory", "batch_norm_flags",
+           "dense_batches",
            "dense_shapes", "initial_weights", "input_stats", "n_params", "ple_input_stats",
            "robust_input_stats", "transform_stats"]
 
@@ -277,7 +281,9 @@ def _message(exc):
 def dense_shapes(layers, n_features, n_outputs):
     """Kernel shapes of the dense layers of a candidate, output layer last
     (after the ``'ple'`` input transform the first layer sees ``PLE_BINS``
-    inputs per feature)."""
+    inputs per feature). A candidate of ``k > 1`` members (see
+    ``SearchSpace``'s ``members``) has its members' output layers side by
+    side, ``(width, k * n_outputs)``, member by member."""
     shapes, width = [], n_features
     for layer in layers:
         if layer["type"] == "optimizer" and layer.get("input") == "ple":
@@ -285,8 +291,17 @@ def dense_shapes(layers, n_features, n_outputs):
         elif layer["type"] == "dense":
             shapes.append((width, layer["units"]))
             width = layer["units"]
-    shapes.append((width, n_outputs))
+    shapes.append((width, n_outputs * n_members(layers)))
     return shapes
+
+
+def adapter_size(layers, n_features):
+    """Length of a candidate's members' input adapters (see
+    ``SearchSpace``'s ``members``): ``k`` vectors as long as the first
+    layer's input, member by member; 0 for a plain MLP. They are the third
+    array of the output layer's weights, ``(kernel, bias, adapters)``."""
+    k = n_members(layers)
+    return 0 if k == 1 else k * dense_shapes(layers, n_features, 1)[0][0]
 
 
 def batch_norm_flags(layers):
@@ -300,27 +315,37 @@ def n_params(layers, n_features, n_outputs):
     scale and offset included, its moving statistics not)."""
     shapes = dense_shapes(layers, n_features, n_outputs)
     return int(sum(i * o + o + (2 * o if bn else 0)
-                   for (i, o), bn in zip(shapes, batch_norm_flags(layers))))
+                   for (i, o), bn in zip(shapes, batch_norm_flags(layers)))
+               + adapter_size(layers, n_features))
 
 
 def initial_weights(layers, n_features, n_outputs, rng, store=None):
     """Initial weights per dense layer, output last: shared weights, or
     Glorot-uniform kernels and zero biases. A layer with batch normalisation
     has six arrays, ``(kernel, bias, gamma, beta, moving_mean,
-    moving_variance)``, fresh ones being ``(.., .., 1, 0, 0, 1)`` as in Keras."""
+    moving_variance)``, fresh ones being ``(.., .., 1, 0, 0, 1)`` as in Keras.
+    The output layer of ``k > 1`` members has three, ``(kernel, bias,
+    adapters)``: each member's kernel Glorot-uniform as its own layer's
+    would be, and its input adapter random signs (TabM-mini's start)."""
     from ._weights import layer_keys
     out = []
     shapes = dense_shapes(layers, n_features, n_outputs)
-    for key, shape, bn in zip(layer_keys(layers), shapes, batch_norm_flags(layers)):
+    adapters = adapter_size(layers, n_features)
+    counts = [6 if bn else 2 for bn in batch_norm_flags(layers)]
+    counts[-1] += 1 if adapters else 0
+    for j, (key, shape, count) in enumerate(zip(layer_keys(layers), shapes, counts)):
         entry = store.get(key, shape) if store is not None else None
-        if entry is None or len(entry) != (6 if bn else 2):
-            limit = math.sqrt(6.0 / (shape[0] + shape[1]))
+        if entry is None or len(entry) != count:
             units = shape[1]
+            fan_out = n_outputs if adapters and j == len(shapes) - 1 else units
+            limit = math.sqrt(6.0 / (shape[0] + fan_out))
             entry = (rng.uniform(-limit, limit, shape).astype(np.float32),
                      np.zeros(units, np.float32))
-            if bn:
+            if count == 6:
                 entry += (np.ones(units, np.float32), np.zeros(units, np.float32),
                           np.zeros(units, np.float32), np.ones(units, np.float32))
+            elif count == 3:
+                entry += (rng.choice(np.float32([-1, 1]), adapters),)
         out.append(tuple(a.copy() for a in entry))
     return out
 

@@ -261,10 +261,12 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
         return {"n_classes": 0, "task": "regression"}
 
     def _served_weights(self, weights):
-        """Fold the target's standardisation into the linear output layer."""
-        kernel, bias = weights[-1]
-        scale, mean = self.y_scale_.astype(np.float32), self.y_mean_.astype(np.float32)
-        return list(weights[:-1]) + [(kernel * scale, bias * scale + mean)]
+        """Fold the target's standardisation into the linear output layer (each
+        member's, for a net of members)."""
+        kernel, bias = weights[-1][:2]
+        k = kernel.shape[1] // self.n_outputs_
+        scale, mean = (np.tile(a.astype(np.float32), k) for a in (self.y_scale_, self.y_mean_))
+        return list(weights[:-1]) + [(kernel * scale, bias * scale + mean) + tuple(weights[-1][2:])]
 
     # ------------------------------------------------------------- inference
     def predict(self, X):

@@ -184,7 +184,10 @@ class FinalistsMixin:
             return result
         shift, scale = (np.asarray(a, np.float32) for a in target)
         kernel, bias = result.weights[-1][:2]
-        result.weights = list(result.weights[:-1]) + [(kernel * scale, bias * scale + shift)]
+        k = kernel.shape[1] // scale.size  # a net of members: each member's output layer
+        result.weights = list(result.weights[:-1]) + [
+            (kernel * np.tile(scale, k), bias * np.tile(scale, k) + np.tile(shift, k))
+            + tuple(result.weights[-1][2:])]
         if result.val_outputs is not None:
             result.val_outputs = result.val_outputs * scale + shift
         return result

@@ -16,14 +16,14 @@ import tensorflow as tf
 
 from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_EPSILON, BN_MOMENTUM,
                     PLE_BINS, CandidateResult, FoldRows, Head, _all_finite, _failed, _message,
-                    dense_batches, transform_stats)
-from ._space import candidate_settings, optimizer_settings
+                    dense_batches, dense_shapes, transform_stats)
+from ._space import candidate_settings, n_members, optimizer_settings
 
 __all__ = ["KerasTrainer", "build_keras_model", "keras_optimizer", "keras_weights"]
 
 
 def build_keras_model(layers, n_features, head, weights=None, seed=None, input_stats=None,
-                      sparse=False):
+                      sparse=False, each_member=False):
     """A ``keras.Sequential`` MLP for ``layers`` plus the output layer.
 
     A dense layer with batch normalisation is ``Dense(units)``,
@@ -36,6 +36,14 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
     ``Reshape`` (each feature ``PLE_BINS`` times in a row),
     ``Normalization`` (into its bins), ``Rescaling(6)``,
     ``Activation('relu6')``, ``Rescaling(1/6)`` (clipped to ``[0, 1]``).
+
+    ``k > 1`` members (``SearchSpace``'s ``members``, TabM-mini) are built
+    in built-in layers too: ``RepeatVector(k)`` after the input transform
+    (rows become ``(k, features)``), ``EinsumDense('bkd,kd->bkd')`` (each
+    member's input adapter), the hidden layers (on the last axis, shared by
+    the members), ``EinsumDense('bkh,khc->bkc')`` with the output
+    activation (each member's output layer), then
+    ``GlobalAveragePooling1D`` (the members' mean prediction).
 
     Parameters
     ----------
@@ -56,6 +64,10 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
     sparse : bool, default=False
         A sparse input (``keras.Input(sparse=True)``): the first ``Dense``
         layer multiplies sparse rows as they are (dense rows are converted).
+    each_member : bool, default=False
+        With ``k > 1`` members, leave out the mean: the model outputs each
+        member's prediction, ``(rows, k, outputs)``, which the members'
+        training loss takes.
     """
     import keras
     model = keras.Sequential([keras.Input((n_features,), sparse=sparse)])
@@ -75,6 +87,13 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
             model.add(keras.layers.Rescaling(1 / 3))
             model.add(keras.layers.Activation("tanh"))
             model.add(keras.layers.Rescaling(3.0))
+    k = n_members(layers)
+    adapter = None
+    if k > 1:
+        width = dense_shapes(layers, n_features, 1)[0][0]
+        model.add(keras.layers.RepeatVector(k))
+        adapter = keras.layers.EinsumDense("bkd,kd->bkd", output_shape=(k, width))
+        model.add(adapter)
     pairs = []  # (Dense, BatchNormalization or None) per dense layer
     for j, layer in enumerate(layers):
         if layer["type"] == "dense":
@@ -93,10 +112,22 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
             model.add(keras.layers.Dropout(layer["rate"], seed=None if seed is None else seed + j))
     head = Head.of(head)
     activation = {"binary": "sigmoid", "softmax": "softmax", "linear": None}[head.kind]
-    pairs.append((keras.layers.Dense(head.n_outputs, activation=activation), None))
+    if k > 1:
+        pairs.append((keras.layers.EinsumDense("bkh,khc->bkc", output_shape=(k, head.n_outputs),
+                                               bias_axes="kc", activation=activation), None))
+    else:
+        pairs.append((keras.layers.Dense(head.n_outputs, activation=activation), None))
     model.add(pairs[-1][0])
+    if k > 1 and not each_member:
+        model.add(keras.layers.GlobalAveragePooling1D())
     if weights is not None:
         for (dense, norm), arrays in zip(pairs, weights):
+            if dense is pairs[-1][0] and k > 1:  # (width, k * outputs) -> (k, width, outputs)
+                kernel, bias, adapters = arrays
+                dense.set_weights([kernel.reshape(kernel.shape[0], k, -1).transpose(1, 0, 2),
+                                   bias.reshape(k, -1)])
+                adapter.set_weights([adapters.reshape(k, -1)])
+                continue
             dense.set_weights(list(arrays[:2]))
             if norm is not None:
                 norm.set_weights(list(arrays[2:6]))
@@ -105,22 +136,30 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
 
 def keras_weights(model):
     """Per dense layer of a model made by :func:`build_keras_model`, its
-    weights as that function takes them."""
+    weights as that function takes them (members' output layers as one,
+    ``(kernel, bias, adapters)``)."""
     import keras
-    out = []
+    out, adapters = [], None
     for lyr in model.layers:
         if isinstance(lyr, keras.layers.Dense):
             out.append(tuple(lyr.get_weights()))
         elif isinstance(lyr, keras.layers.BatchNormalization):
             out[-1] = out[-1] + tuple(lyr.get_weights())
+        elif isinstance(lyr, keras.layers.EinsumDense) and adapters is None:
+            adapters = lyr.get_weights()[0].ravel()
+        elif isinstance(lyr, keras.layers.EinsumDense):
+            kernel, bias = lyr.get_weights()
+            out.append((kernel.transpose(1, 0, 2).reshape(kernel.shape[1], -1), bias.ravel(),
+                        adapters))
     return out
 
 
-def keras_optimizer(layers, learning_rate, total_steps=None):
+def keras_optimizer(layers, learning_rate, total_steps=None, model=None):
     """The Keras Adam a candidate trains with: its own learning rate and
-    weight decay (on the kernels only) if its ``'optimizer'`` entry has
-    them, else ``learning_rate`` and no decay; its own schedule over
-    ``total_steps`` steps, if it has one."""
+    weight decay (on the kernels only: not on the members' input adapters
+    of ``model``) if its ``'optimizer'`` entry has them, else
+    ``learning_rate`` and no decay; its own schedule over ``total_steps``
+    steps, if it has one."""
     import keras
     lr, wd = optimizer_settings(layers)
     lr = learning_rate if lr is None else lr
@@ -129,7 +168,11 @@ def keras_optimizer(layers, learning_rate, total_steps=None):
         lr = _Schedule(lr, schedule, total_steps)
     optimizer = keras.optimizers.Adam(lr, weight_decay=wd if wd else None)
     if wd:
-        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        adapters = [] if model is None else [
+            lyr.kernel for lyr in model.layers
+            if isinstance(lyr, keras.layers.EinsumDense) and lyr.equation == "bkd,kd->bkd"]
+        optimizer.exclude_from_weight_decay(var_list=adapters or None,
+                                            var_names=["bias", "gamma", "beta"])
     return optimizer
 
 
@@ -159,15 +202,20 @@ class KerasTrainer:
         start = time.perf_counter()
         try:
             head = data.head
+            k = n_members(layers)
+            # k > 1 members: trained on each member's loss (their mean), scored on
+            # their mean prediction (the served model)
             model = build_keras_model(layers, data.n_features, head, weights, seed,
-                                      data.input_stats)
+                                      data.input_stats, each_member=k > 1)
+            served = model if k == 1 else build_keras_model(
+                layers, data.n_features, head, None, seed, data.input_stats)
             loss = _keras_loss(head, candidate_settings(layers)["label_smoothing"])
             metric = (keras.metrics.R2Score(name="score") if head.is_regression
                       else keras.metrics.SparseCategoricalAccuracy(name="score")
                       if head.kind == "softmax" else keras.metrics.BinaryAccuracy(name="score"))
             steps = self.epochs * -(-data.X.shape[0] // self.batch_size)
-            model.compile(optimizer=keras_optimizer(layers, self.learning_rate, steps), loss=loss,
-                          weighted_metrics=[metric])
+            model.compile(optimizer=keras_optimizer(layers, self.learning_rate, steps, model),
+                          loss=loss, weighted_metrics=[metric])
             has_val = len(data.y_val) > 0
             rows = FoldRows.of(row_weights)
             w, w_val, w_stop = rows.w, rows.w_val, rows.w_stop
@@ -175,16 +223,24 @@ class KerasTrainer:
             if rows.target is not None:
                 y_fit = ((y_fit - rows.target[0]) / rows.target[1]).astype(np.float32)
                 y_val = ((y_val - rows.target[0]) / rows.target[1]).astype(np.float32)
+            y_score, w_score = y_val, w_val
+            if k > 1:  # every member's target and row weight
+                y_fit, y_val = (np.repeat(np.expand_dims(a, 1), k, axis=1) for a in (y_fit, y_val))
+                if head.kind == "binary":  # as the outputs, (rows, k, 1)
+                    y_fit, y_val = y_fit[..., None], y_val[..., None]
+                w, w_val = (np.repeat(a[:, None], k, axis=1) for a in (w, w_val))
+                w_stop = None if w_stop is None else np.repeat(w_stop[:, None], k, axis=1)
             callbacks = []
             if self.early_stopping and has_val:
                 callbacks.append(keras.callbacks.EarlyStopping(
                     monitor="val_loss", patience=self.n_iter_no_change, min_delta=1e-4,
                     restore_best_weights=True))
             scored = None
-            if w_stop is not None and has_val:  # watch w_stop's rows, score w_val's
-                scored = _epoch_scores(data.X_val, y_val, w_val, type(metric)(name="score"))
+            if (w_stop is not None or k > 1) and has_val:  # watch w_stop's rows, score w_val's
+                scored = _epoch_scores(data.X_val, y_score, w_score, type(metric)(name="score"),
+                                       None if k == 1 else served)
                 callbacks.insert(0, scored)
-                w_val = w_stop
+                w_val = w_val if w_stop is None else w_stop
             hist = model.fit(data.X, y_fit, sample_weight=w, epochs=self.epochs,
                              batch_size=self.batch_size, verbose=0, callbacks=callbacks or None,
                              validation_data=(data.X_val, y_val, w_val) if has_val else None)
@@ -206,9 +262,11 @@ class KerasTrainer:
         if stopper is not None and getattr(stopper, "best_epoch", None) is not None:
             best_epoch = int(stopper.best_epoch) + 1
         outputs = None
+        if k > 1:
+            served.set_weights(model.get_weights())
         if val_outputs:
             outputs = np.concatenate(
-                [np.asarray(model(b, training=False), np.float32)
+                [np.asarray(served(b, training=False), np.float32)
                  for b in dense_batches(data.X_val)] or [np.zeros((0, head.n_outputs), np.float32)])
         return CandidateResult(val_scores=val_scores, weights=weights, fit_time=fit_time,
                                best_epoch=best_epoch, val_outputs=outputs)
@@ -245,16 +303,18 @@ def _keras_loss(head, label_smoothing=None):
 
     def smoothed(y_true, y_pred):  # Keras' label smoothing needs one-hot targets
         onehot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), n)
+        onehot = keras.ops.reshape(onehot, keras.ops.shape(y_pred))  # members: (rows, k, n)
         return keras.losses.categorical_crossentropy(onehot, y_pred,
                                                      label_smoothing=label_smoothing)
 
     return smoothed
 
 
-def _epoch_scores(X, y, w, metric):
+def _epoch_scores(X, y, w, metric, served=None):
     """A Keras callback whose ``scores`` record the weighted ``metric`` of
     every epoch on rows other than ``validation_data``'s (see
-    :meth:`KerasTrainer.train`'s ``w_stop``)."""
+    :meth:`KerasTrainer.train`'s ``w_stop``), or of ``served``, a model of
+    the same weights as the trained one (the members' mean prediction)."""
     import keras
 
     class EpochScores(keras.callbacks.Callback):
@@ -263,11 +323,15 @@ def _epoch_scores(X, y, w, metric):
             self.scores = []
 
         def on_epoch_end(self, epoch, logs=None):
+            model = self.model
+            if served is not None:
+                served.set_weights(model.get_weights())
+                model = served
             metric.reset_state()
             lo = 0
             for block in dense_batches(X):
                 hi = lo + len(block)
-                metric.update_state(y[lo:hi], self.model(block, training=False),
+                metric.update_state(y[lo:hi], model(block, training=False),
                                     sample_weight=w[lo:hi])
                 lo = hi
             self.scores.append(float(metric.result()))

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from ._data import BN_EPSILON, PLE_BINS, Head, batch_norm_flags, dense_shapes, transform_stats
-from ._space import candidate_settings, optimizer_settings
+from ._space import candidate_settings, n_members, optimizer_settings
 
 
 def _graph_rows(X):
@@ -149,6 +149,14 @@ class _Net:
     :meth:`backward_steps`) that hand each batch normalisation to
     :func:`forward_passes` and :func:`backward_passes`, which normalise the
     layers of all the population's nets together (:class:`_BatchNormRound`).
+
+    A net of ``k > 1`` members (TabM-mini; ``SearchSpace``'s ``members``)
+    runs its hidden layers on ``k`` copies of the rows stacked member by
+    member, ``(k * rows, width)``, copy ``m`` multiplied by member ``m``'s
+    input adapter; its output layer is ``k`` layers side by side (a batched
+    product), and its logits are the members' logits stacked the same way.
+    :meth:`combine` turns them into the logits of the members' mean
+    prediction. The output layer's pieces are kernel, bias and adapters.
     """
 
     def __init__(self, layers, n_features, head, seed, input_stats=None):
@@ -157,6 +165,9 @@ class _Net:
         self.shapes = dense_shapes(layers, n_features, self.head.n_outputs)
         self.bn = batch_norm_flags(layers)
         self.counts = [6 if bn else 2 for bn in self.bn]  # flat pieces per dense layer
+        self.members = n_members(layers)
+        if self.members > 1:
+            self.counts[-1] += 1  # the members' input adapters
         self.settings = optimizer_settings(layers)
         own = candidate_settings(layers)
         self.label_smoothing = own["label_smoothing"] or 0.0
@@ -177,14 +188,18 @@ class _Net:
 
     @property
     def sizes(self):
-        """Lengths of the flat pieces: kernel, bias[, gamma, beta, mean, variance], ..."""
-        return [n for (i, o), bn in zip(self.shapes, self.bn)
-                for n in (i * o, o) + ((o,) * 4 if bn else ())]
+        """Lengths of the flat pieces: kernel, bias[, gamma, beta, mean, variance], ...
+        (and the members' adapters last)."""
+        sizes = [n for (i, o), bn in zip(self.shapes, self.bn)
+                 for n in (i * o, o) + ((o,) * 4 if bn else ())]
+        return sizes + ([self.members * self.shapes[0][0]] if self.members > 1 else [])
 
     def piece_kinds(self):
-        """Kind of each flat piece: 'kernel', 'bias', 'gamma', 'beta', 'mean', 'variance'."""
-        return [k for bn in self.bn
-                for k in ("kernel", "bias") + (("gamma", "beta", "mean", "variance") if bn else ())]
+        """Kind of each flat piece: 'kernel', 'bias', 'gamma', 'beta', 'mean',
+        'variance', 'adapters'."""
+        kinds = [k for bn in self.bn
+                 for k in ("kernel", "bias") + (("gamma", "beta", "mean", "variance") if bn else ())]
+        return kinds + (["adapters"] if self.members > 1 else [])
 
     def unflatten(self, pieces, reshape=tf.reshape):
         """Per dense layer a tuple of this net's flat pieces, the kernel
@@ -222,8 +237,17 @@ class _Net:
         """Generator of the forward pass on rows ``x`` already through
         :meth:`transform_input`: it yields ``(z, gamma, beta)`` for each
         batch normalisation in training mode and is sent back ``(output,
-        norm)``; it returns ``(logits, tape)``."""
+        norm)``; it returns ``(logits, tape)`` (``k > 1`` members: each
+        member's logits, stacked member by member; the tape then starts
+        with ``('members', x)``)."""
         tape = []
+        k = self.members
+        if k > 1:  # k copies of the rows, copy m scaled by member m's adapter
+            if isinstance(x, tf.SparseTensor):
+                x = tf.sparse.to_dense(x)
+            tape.append(("members", x))
+            adapters = tf.reshape(params[-1][2], [k, 1, -1])
+            x = tf.reshape(adapters * x[None], [-1, self.shapes[0][0]])
         for op in self.ops:
             if op[0] == "dense":
                 layer = params[op[1]]
@@ -242,7 +266,35 @@ class _Net:
                 tape.append((mask,))
                 x = x * mask
         tape.append((x, None, None, None))
+        if k > 1:  # member m's output layer on copy m of the rows
+            width, n_out = self.shapes[-1][0], self.head.n_outputs
+            z = tf.matmul(tf.reshape(x, [k, -1, width]), self._member_kernels(params[-1][0]))
+            z = z + tf.reshape(params[-1][1], [k, 1, n_out])
+            return tf.reshape(z, [-1, n_out]), tape
         return tf.nn.bias_add(tf.matmul(x, params[-1][0]), params[-1][1]), tape
+
+    def _member_kernels(self, kernel):
+        """The members' output kernels ``(k, width, n_outputs)`` from the
+        output layer's ``(width, k * n_outputs)``."""
+        width, n_out = self.shapes[-1][0], self.head.n_outputs
+        return tf.transpose(tf.reshape(kernel, [width, self.members, n_out]), [1, 0, 2])
+
+    def combine(self, logits):
+        """The logits of the members' mean prediction from their stacked
+        logits (see :meth:`forward_steps`): the log of the mean probability
+        (softmax), the log-odds of the mean probability (binary), the mean
+        value (linear); a plain net's logits as they are."""
+        k = self.members
+        if k == 1:
+            return logits
+        z = tf.reshape(logits, [k, -1, self.head.n_outputs])
+        if self.head.is_regression:
+            return tf.reduce_mean(z, axis=0)
+        log_k = np.float32(np.log(k))
+        if self.head.kind == "binary":
+            return (tf.reduce_logsumexp(tf.math.log_sigmoid(z), axis=0)
+                    - tf.reduce_logsumexp(tf.math.log_sigmoid(-z), axis=0))
+        return tf.reduce_logsumexp(tf.nn.log_softmax(z), axis=0) - log_k
 
     def _dropout_mask(self, shape, rate, salt, step):
         """Keep-mask scaled by ``1 / (1 - rate)``, fixed by the net's seed and the step.
@@ -265,8 +317,19 @@ class _Net:
         dgamma, dbeta)``; it returns the flat gradient pieces."""
         starts = np.cumsum([0] + self.counts)
         grads = [None] * int(starts[-1])
-        grads[-2:] = _dense_grads(tape[-1][0], dlogits)
-        dx = tf.matmul(dlogits, params[-1][0], transpose_b=True)
+        k = self.members
+        if k > 1:  # each member's output layer on its copy of the rows
+            width, n_out = self.shapes[-1][0], self.head.n_outputs
+            x = tf.reshape(tape[-1][0], [k, -1, width])
+            dz = tf.reshape(dlogits, [k, -1, n_out])
+            dkernel = tf.transpose(tf.matmul(x, dz, transpose_a=True), [1, 0, 2])
+            grads[starts[-2]:starts[-2] + 2] = [tf.reshape(dkernel, [-1]),
+                                                tf.reshape(tf.reduce_sum(dz, axis=1), [-1])]
+            dx = tf.reshape(tf.matmul(dz, self._member_kernels(params[-1][0]), transpose_b=True),
+                            [-1, width])
+        else:
+            grads[-2:] = _dense_grads(tape[-1][0], dlogits)
+            dx = tf.matmul(dlogits, params[-1][0], transpose_b=True)
         records = iter(reversed(tape[:-1]))
         for op in reversed(self.ops):
             rec = next(records)
@@ -274,23 +337,28 @@ class _Net:
                 dx = dx * rec[0]
                 continue
             x_in, z, a, norm = rec
-            k, at = op[1], starts[op[1]]
+            at = starts[op[1]]
             dz = _activation_grad(op[2], z, a, dx)
             if norm is not None:
                 dz, dgamma, dbeta = yield dz, norm
-                zeros = tf.zeros([self.shapes[k][1]])
+                zeros = tf.zeros([self.shapes[op[1]][1]])
                 grads[at + 2:at + 6] = [dgamma, dbeta, zeros, zeros]
             grads[at:at + 2] = _dense_grads(x_in, dz)
-            if k > 0:
-                dx = tf.matmul(dz, params[k][0], transpose_b=True)
+            if op[1] > 0 or k > 1:
+                dx = tf.matmul(dz, params[op[1]][0], transpose_b=True)
+        if k > 1:  # the adapters: d loss / d a_m = sum over rows of x * d loss / d (a_m x)
+            x = tape[0][1]
+            dx = tf.reshape(dx, [k, -1, self.shapes[0][0]])
+            grads[-1] = tf.reshape(tf.reduce_sum(dx * x[None], axis=1), [-1])
         return grads
 
     def score(self, params, x, y, w, total, z=None):
         """Validation score on ``x`` (inference mode): weighted accuracy, or
         for a linear head R^2 averaged over the outputs (``total`` holds each
         output's weighted sum of squares about its mean). ``z``: the logits
-        on ``x`` when already computed."""
-        z = self.forward(params, x)[0] if z is None else z
+        on ``x`` when already computed (a net of members: stacked, as
+        :meth:`forward` gives them)."""
+        z = self.combine(self.forward(params, x)[0] if z is None else z)
         if self.head.is_regression:
             sse = tf.reduce_sum(w[:, None] * tf.square(z - y), axis=0)
             return tf.reduce_mean(1.0 - sse / total)
@@ -463,10 +531,18 @@ def _drive(generators, serve):
     return results
 
 
+def bn_groups(nets, keys):
+    """The nets ``keys`` whose batch normalisations can join one round: those
+    of one number of members (their rows are that many copies), fewest first."""
+    sizes = sorted({nets[k].members for k in keys})
+    return [[k for k in keys if nets[k].members == m] for m in sizes]
+
+
 def forward_passes(nets, params, x, step=None, rounds=None, masks=None):
     """Each net's ``(logits, tape)`` on ``x``, batch normalisation shared:
     each round normalises the next batch-normalised layer of every net that
-    has one (see :class:`_BatchNormRound`; the rounds are appended to
+    has one and as many members (see :class:`_BatchNormRound` and
+    :func:`bn_groups`; the rounds are appended to
     ``rounds`` if given). ``step`` None: inference mode. ``masks``: per
     net, the rows of ``x`` its batch statistics take (see
     :class:`_BatchNormRound`), or None for all."""
@@ -475,13 +551,18 @@ def forward_passes(nets, params, x, step=None, rounds=None, masks=None):
     for net in nets:
         if net.input not in inputs:
             inputs[net.input] = net.transform_input(x)
+    if masks is not None:  # a net of members: its rows k times
+        masks = [m if net.members == 1 else tf.tile(m, [net.members])
+                 for net, m in zip(nets, masks)]
 
     def serve(pending):
-        keys = sorted(pending)
-        bn = _BatchNormRound([pending[k] for k in keys], len(rounds),
-                             None if masks is None else [masks[k] for k in keys])
-        rounds.append(bn)
-        return {k: (out, (bn, i)) for i, (k, out) in enumerate(zip(keys, bn.outputs))}
+        answers = {}
+        for keys in bn_groups(nets, sorted(pending)):
+            bn = _BatchNormRound([pending[k] for k in keys], len(rounds),
+                                 None if masks is None else [masks[k] for k in keys])
+            rounds.append(bn)
+            answers.update({k: (out, (bn, i)) for i, (k, out) in enumerate(zip(keys, bn.outputs))})
+        return answers
 
     return _drive([net.forward_steps(p, inputs[net.input], step)
                    for net, p in zip(nets, params)], serve)
@@ -548,7 +629,7 @@ def _output(head, logits):
     return logits
 
 
-def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None):
+def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None, members=None):
     """Per-net weighted losses and d loss / d logits for a list of nets' logits.
 
     One fused cross-entropy kernel per net, on that net's own ``(rows,
@@ -561,6 +642,9 @@ def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None):
     net ``k``'s target is ``(y - shift[k]) / scale[k]``. ``smoothing``: per
     net its label smoothing (Keras': a one-hot target ``(1 - e) * onehot + e
     / classes``, a binary one ``(1 - e) * y + e / 2``), or None for none.
+    ``members``: per net its number of members (None: 1 each); a net of
+    ``k > 1`` members has ``k`` stacked copies of the rows' logits (see
+    :meth:`_Net.forward_steps`), and its loss is the members' mean loss.
     """
     head = Head.of(head)
     losses, grads = [], []
@@ -568,25 +652,29 @@ def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None):
     for k, z in enumerate(logits):
         scale_k = scale[k] if per_net else scale
         e = 0.0 if smoothing is None else float(smoothing[k])
+        y_k, m = y, 1 if members is None else members[k]
+        if m > 1:  # each member's rows, each weighing 1 / m
+            y_k = tf.tile(y, [m, 1] if head.is_regression else [m])
+            scale_k = tf.tile(scale_k, [m]) * np.float32(1 / m)
         if head.is_regression:
-            diff = z - (y if target is None else (y - target[0][k]) / target[1][k])
+            diff = z - (y_k if target is None else (y_k - target[0][k]) / target[1][k])
             per_row = tf.reduce_mean(tf.square(diff), axis=1)
             dz = diff * (2.0 / head.n_outputs) * scale_k[:, None]
         elif head.kind == "binary":
-            t = tf.cast(y, tf.float32)[:, None]
+            t = tf.cast(y_k, tf.float32)[:, None]
             if e:
                 t = t * np.float32(1 - e) + np.float32(e / 2)
             per_row = tf.nn.sigmoid_cross_entropy_with_logits(t, z)[:, 0]
             dz = (tf.math.sigmoid(z) - t) * scale_k[:, None]
         else:
             per_row, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
-                features=z, labels=y)
+                features=z, labels=y_k)
             if e:  # (1 - e) * CE + e * mean over classes of -log p; gradient p - target
                 n = z.shape[-1]
                 per_row = (per_row * np.float32(1 - e)
                            + np.float32(e) * (tf.reduce_logsumexp(z, axis=1)
                                               - tf.reduce_mean(z, axis=1)))
-                backprop = (backprop + np.float32(e) * tf.one_hot(y, n)
+                backprop = (backprop + np.float32(e) * tf.one_hot(y_k, n)
                             - np.float32(e / n))
             dz = backprop * scale_k[:, None]
         losses.append(tf.reduce_sum(per_row * scale_k))

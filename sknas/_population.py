@@ -35,7 +35,7 @@ from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_MOMENTUM, BYTES
                     _quiet_retracing, _too_big, n_params)
 from ._nets import (_bn_padding, _graph_rows, _loss_and_grads, _Net, _output, _RowSource,
                     _TouchedRows,
-                    backward_passes, forward_passes, schedule_factor)
+                    backward_passes, bn_groups, forward_passes, schedule_factor)
 
 __all__ = ["PopulationTrainer"]
 
@@ -461,13 +461,15 @@ class _Population:
         bn_layers = [[i for i, bn in enumerate(net.bn) if bn] for net in self.nets]
         where, at = {}, 0  # (net, layer) -> (mean start, variance start) in moving
         for r in range(max(map(len, bn_layers), default=0)):
-            members = [(k, layers[r]) for k, layers in enumerate(bn_layers) if len(layers) > r]
-            widths = [self.nets[k].shapes[i][1] for k, i in members]
-            span = sum(w + _bn_padding(w) for w in widths)
-            for (k, i), w in zip(members, widths):
-                where[(k, i)] = (at, at + span)
-                at += w + _bn_padding(w)
-            at += span
+            having = [k for k, layers in enumerate(bn_layers) if len(layers) > r]
+            for group in bn_groups(self.nets, having):  # as forward_passes makes its rounds
+                members = [(k, bn_layers[k][r]) for k in group]
+                widths = [self.nets[k].shapes[i][1] for k, i in members]
+                span = sum(w + _bn_padding(w) for w in widths)
+                for (k, i), w in zip(members, widths):
+                    where[(k, i)] = (at, at + span)
+                    at += w + _bn_padding(w)
+                at += span
         self.moving = tf.Variable(tf.zeros([at])) if at else None
         self.moving_pairs = []
         for g in self.groups:
@@ -872,7 +874,8 @@ class PopulationTrainer:
             outputs = tf.zeros([0])
             if val_outputs:
                 passes = forward_passes(pop.nets, pop.split(), Xv)
-                outputs = tf.stack([_output(net.head, z) for net, (z, _) in zip(pop.nets, passes)])
+                outputs = tf.stack([_output(net.head, net.combine(z))
+                                    for net, (z, _) in zip(pop.nets, passes)])
             return scores.stack()[:epoch], bad, best_epoch, stop_epoch, outputs
 
         return loop
@@ -903,7 +906,8 @@ class PopulationTrainer:
                      else tf.unstack(tf.cast(wb > 0, tf.float32), num=len(nets)))
             passes = forward_passes(nets, params, xb, first_step + s, rounds, masks)
             losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].head,
-                                              target, [net.label_smoothing for net in nets])
+                                              target, [net.label_smoothing for net in nets],
+                                              [net.members for net in nets])
             grads = backward_passes(nets, params, [tape for _, tape in passes], dlogits)
             b1p, b2p = b1p * 0.9, b2p * 0.999
             pop.apply(grads, rounds, b1p, b2p, progress, touched)
@@ -938,6 +942,7 @@ class PopulationTrainer:
             scores.append(net.score(p, Xv, yv, w, total, z))
             if with_loss:
                 w_loss = w if ws is None else (ws if ws.shape.rank == 1 else ws[k])
-                loss = _loss_and_grads([z], yv, w_loss, head, smoothing=[net.label_smoothing])[0][0]
+                loss = _loss_and_grads([z], yv, w_loss, head, smoothing=[net.label_smoothing],
+                                       members=[net.members])[0][0]
                 losses.append(loss / tf.maximum(tf.reduce_sum(w_loss), 1e-12))
         return tf.stack(scores), (tf.stack(losses) if with_loss else None)

@@ -23,17 +23,19 @@ _DROPOUT_RE = re.compile(r"^dropout\(([0-9.eE+-]+)\)$")
 _OUTPUT_RE = re.compile(r"^(softmax|sigmoid|linear)\((\d+)\)$")
 _OPTIMIZER_RE = re.compile(r"^adam\((.*)\)$")
 _SHORT = {"input": "in", "learning_rate": "lr", "weight_decay": "wd", "schedule": "sched",
-          "label_smoothing": "ls"}
+          "label_smoothing": "ls", "members": "k"}
 #: the input transforms a candidate can take (see ``SearchSpace``'s ``input_transforms``)
 INPUT_TRANSFORMS = ("none", "robust", "ple")
 #: the learning-rate schedules a candidate can take (see ``SearchSpace``'s ``lr_schedules``)
 LR_SCHEDULES = ("constant", "cosine", "coslog4")
 #: settings whose values are names, not numbers
 _NAMED = {"input": INPUT_TRANSFORMS, "schedule": LR_SCHEDULES}
+#: settings whose values are whole numbers
+_INTEGER = {"members"}
 
 _PARAMS = ("units", "activations", "dropout_rates", "max_layers", "batch_norm",
            "learning_rates", "weight_decays", "label_smoothings", "input_transforms",
-           "lr_schedules")
+           "lr_schedules", "members")
 
 #: Named spaces (the estimators' ``space`` parameter): keyword arguments of
 #: :class:`SearchSpace`.
@@ -91,7 +93,8 @@ class SearchSpace:
     ``units`` x ``activations`` order, then one dropout token per rate, then
     the end token, then (when searched) the batch-normalisation tokens (off,
     on), the input-transform tokens, the learning-rate tokens, the
-    weight-decay tokens, the schedule tokens and the label-smoothing tokens.
+    weight-decay tokens, the schedule tokens, the label-smoothing tokens and
+    the members tokens.
 
     Parameters
     ----------
@@ -144,6 +147,14 @@ class SearchSpace:
         * log2(1 + 15 * t)))`` at the fraction ``t`` of the steps taken). The
         decoupled weight decay follows the rate. The finalists and the refit
         run their own schedule over their own epochs. None: ``'constant'``.
+    members : sequence of int or None, default=None
+        How many members a candidate's network holds, chosen per candidate
+        (after TabM-mini, Gorishniy et al., 2025): ``k > 1`` members share
+        every hidden layer, each multiplies the input features by its own
+        vector (its adapter, initialised to random signs) and has its own
+        output layer; they train together, each on its own loss (the loss
+        is their mean), and the candidate predicts their mean probability
+        (or mean value). ``1`` is a plain MLP. Dense ``X`` only. None: 1.
 
     Attributes
     ----------
@@ -158,7 +169,8 @@ class SearchSpace:
     def __init__(self, units=(8, 16, 32, 64, 128, 256, 512),
                  activations=("sigmoid", "tanh", "relu", "elu"), dropout_rates=0.2,
                  max_layers=2, batch_norm=False, learning_rates=None, weight_decays=None,
-                 label_smoothings=None, input_transforms=None, lr_schedules=None):
+                 label_smoothings=None, input_transforms=None, lr_schedules=None,
+                 members=None):
         self.units = units
         self.activations = activations
         self.dropout_rates = dropout_rates
@@ -169,6 +181,7 @@ class SearchSpace:
         self.label_smoothings = label_smoothings
         self.input_transforms = input_transforms
         self.lr_schedules = lr_schedules
+        self.members = members
 
     @classmethod
     def from_preset(cls, name):
@@ -214,7 +227,7 @@ class SearchSpace:
         g = self._grammar
         return (g.units, g.activations, g.dropout_rates, g.max_layers, g.batch_norm,
                 g.learning_rates, g.weight_decays, g.label_smoothings, g.input_transforms,
-                g.lr_schedules)
+                g.lr_schedules, g.members)
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in _PARAMS}
@@ -233,7 +246,8 @@ class SearchSpace:
             value, a width that is not a positive integer, a dropout rate
             outside ``[0, 1)``, a learning rate that is not positive, a
             negative weight decay, a label smoothing outside ``[0, 1)``, an
-            unknown input transform or schedule, ``max_layers`` below 1.
+            unknown input transform or schedule, a number of members that is
+            not a positive integer, ``max_layers`` below 1.
         """
         self._grammar  # noqa: B018 -- builds (and checks) the grammar
         return self
@@ -328,7 +342,7 @@ class SearchSpace:
         """Machine form: a list of dicts, the candidate's settings first.
 
         A ``{'type': 'optimizer', 'learning_rate': ..., 'weight_decay': ...}``
-        entry (also ``'input'``, ``'schedule'`` and ``'label_smoothing'``:
+        entry (also ``'input'``, ``'schedule'``, ``'label_smoothing'`` and ``'members'``:
         the candidate's own settings) leads when the space searches any of them (with the
         keys it searches); then ``{'type': 'dense', 'units', 'activation'}`` (plus
         ``'batch_norm': True`` when the layer has it) and
@@ -425,8 +439,8 @@ class SearchSpace:
         name (such as ``'linear(1)'`` for a regressor). A dense layer with
         batch normalisation reads ``'64-relu-bn'``; searched training
         settings lead, as ``'adam(lr=0.003, wd=0.01)'`` (with ``in=robust``,
-        ``sched=cosine`` and ``ls=0.1`` for an input transform, a schedule
-        and a label smoothing).
+        ``sched=cosine``, ``ls=0.1`` and ``k=8`` for an input transform, a
+        schedule, a label smoothing and a number of members).
         """
         return describe_layers(self.layers(arch), output)
 
@@ -449,6 +463,7 @@ class _Grammar:
         self.input_transforms = _names(space.input_transforms, "input_transforms",
                                        INPUT_TRANSFORMS)
         self.lr_schedules = _names(space.lr_schedules, "lr_schedules", LR_SCHEDULES)
+        self.members = None if space.members is None else _members(space.members)
         self.activations = _strs(space.activations)
         self.dropout_rates = _floats(space.dropout_rates, "dropout_rates", lo=0.0, hi=1.0)
         self.max_layers = _max_layers(space.max_layers)
@@ -477,7 +492,7 @@ class _Grammar:
         self.settings = {name: values for name, values in (
             ("input", self.input_transforms), ("learning_rate", self.learning_rates),
             ("weight_decay", self.weight_decays), ("schedule", self.lr_schedules),
-            ("label_smoothing", self.label_smoothings))
+            ("label_smoothing", self.label_smoothings), ("members", self.members))
             if values is not None}
         self.pre = []  # (name, tokens) of the candidate's own decisions, in order
         for name, values in self.settings.items():
@@ -570,6 +585,19 @@ def _names(values, name, allowed):
     return tuple(names)
 
 
+def _members(values):
+    """A non-empty tuple of distinct positive ints (numbers of members)."""
+    try:
+        arr = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        arr = np.zeros(0)
+    if (arr.size == 0 or not all(float(k).is_integer() and k >= 1 for k in arr)
+            or len(set(arr.tolist())) != arr.size):
+        raise ValueError("members must be None or a non-empty sequence of distinct positive "
+                         f"integers such as (1, 8); got {values!r}")
+    return tuple(int(k) for k in arr)
+
+
 def _max_layers(value):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"max_layers must be an int of at least 1; got {value!r}")
@@ -579,11 +607,18 @@ def _max_layers(value):
 def candidate_settings(layers):
     """The candidate's own settings from its ``'optimizer'`` entry (see
     :meth:`SearchSpace.layers`): a dict with ``input``, ``learning_rate``,
-    ``weight_decay``, ``schedule`` and ``label_smoothing``, each None where
-    the candidate has none."""
+    ``weight_decay``, ``schedule``, ``label_smoothing`` and ``members``, each
+    None where the candidate has none."""
     entry = next((layer for layer in layers if layer["type"] == "optimizer"), {})
     values = {name: entry.get(name) for name in _SHORT}
-    return {name: v if v is None or name in _NAMED else float(v) for name, v in values.items()}
+    return {name: v if v is None or name in _NAMED else int(v) if name in _INTEGER else float(v)
+            for name, v in values.items()}
+
+
+def n_members(layers):
+    """The candidate's number of members (see ``SearchSpace``'s ``members``): 1
+    for a plain MLP."""
+    return candidate_settings(layers)["members"] or 1
 
 
 def optimizer_settings(layers):
@@ -635,7 +670,8 @@ def parse_layers(text):
                 if key.strip() not in long:
                     raise ValueError(f"cannot read setting {item!r} in {text!r}")
                 name = long[key.strip()]
-                entry[name] = value.strip() if name in _NAMED else float(value)
+                entry[name] = (value.strip() if name in _NAMED else int(float(value))
+                               if name in _INTEGER else float(value))
             layers.append(entry)
         elif _OUTPUT_RE.match(part):
             continue

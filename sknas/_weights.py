@@ -8,7 +8,11 @@ layers and a candidate's own training settings (learning rate, weight
 decay, label smoothing) are transparent: nets that differ only in those
 share every layer. Its input transform is not: a first layer that sees the
 ``'robust'`` input keys on ``'input-robust'``, so it never starts from
-weights trained on the raw features, nor hands its own to them.
+weights trained on the raw features, nor hands its own to them. Nor are its
+members (``SearchSpace``'s ``members``): the first layer of ``k > 1``
+members sees inputs scaled by their adapters and keys on ``'input-k8'``
+(``'input-robust-k8'``...), and their output layers, with the adapters, on
+``'output-k8'``; the hidden layers between are shared with plain nets.
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ __all__ = ["SharedWeights", "layer_keys"]
 
 
 _PARTS = ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance")
+#: the arrays of the output layer of k > 1 members
+_MEMBER_PARTS = ("kernel", "bias", "adapters")
+
+
+def _parts(key):
+    """Names of the arrays stored under ``key``."""
+    return _MEMBER_PARTS if key[1].startswith("output-k") else _PARTS
 
 
 def _name(layer):
@@ -30,17 +41,22 @@ def layer_keys(layers):
 
     A key is ``(previous, this)``: the previous dense layer's
     ``'units-activation'`` (or ``'input'``, ``'input-robust'`` after the
-    robust input transform) and this layer's (or ``'output'``). Dropout
-    layers and the rest of the ``'optimizer'`` entry are transparent.
+    robust input transform, ``'input-k8'`` for 8 members) and this layer's
+    (or ``'output'``, ``'output-k8'``). Dropout layers and the rest of the
+    ``'optimizer'`` entry are transparent.
     """
-    keys, prev = [], "input"
+    keys, prev, output = [], "input", "output"
     for layer in layers:
-        if layer["type"] == "optimizer" and layer.get("input", "none") != "none":
-            prev = f"input-{layer['input']}"
+        if layer["type"] == "optimizer":
+            if layer.get("input", "none") != "none":
+                prev = f"input-{layer['input']}"
+            k = int(layer.get("members") or 1)
+            if k > 1:
+                prev, output = f"{prev}-k{k}", f"output-k{k}"
         if layer["type"] == "dense":
             keys.append((prev, _name(layer)))
             prev = _name(layer)
-    keys.append((prev, "output"))
+    keys.append((prev, output))
     return keys
 
 
@@ -75,7 +91,8 @@ class SharedWeights:
 
     def put(self, key, *arrays):
         """Store copies of a layer's trained weights (``kernel, bias`` and,
-        with batch normalisation, its four arrays).
+        with batch normalisation, its four arrays; members' adapters after
+        their output layer's).
 
         Raises
         ------
@@ -111,7 +128,7 @@ class SharedWeights:
         """Flat dict of arrays for ``np.savez`` (keys ``'prev|this|kernel'``)."""
         out = {}
         for (prev, this), arrays in self.table.items():
-            for part, a in zip(_PARTS, arrays):
+            for part, a in zip(_parts((prev, this)), arrays):
                 out[f"{prev}|{this}|{part}"] = a
         return out
 
@@ -128,7 +145,7 @@ class SharedWeights:
             prev, this, part = name.split("|")
             if part != "kernel":
                 continue
-            parts = [arrays[f"{prev}|{this}|{p}"] for p in _PARTS
+            parts = [arrays[f"{prev}|{this}|{p}"] for p in _parts((prev, this))
                      if f"{prev}|{this}|{p}" in arrays]
             if _finite(*parts):
                 store.put((prev, this), *parts)

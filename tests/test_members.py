@@ -1,0 +1,257 @@
+"""Members (TabM-mini) as a search decision: ``SearchSpace(members=(1, 8))``.
+
+A candidate of ``k > 1`` members shares its hidden layers among them; each
+member scales the input by its own adapter and has its own output layer.
+The population trainer's hand-written passes are checked against
+``tf.GradientTape`` on the Keras model of each member's output (the loss is
+the members' mean loss), the combined logits against the served model (the
+members' mean prediction), and both trainers against each other.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import tensorflow as tf
+
+from sknas import MLPNASClassifier, MLPNASRegressor, SearchSpace
+from sknas._data import input_stats, n_params
+from sknas._keras import _keras_loss
+from sknas._trainer import (Head, KerasTrainer, PopulationTrainer, _loss_and_grads, _Net,
+                            build_keras_model, initial_weights, keras_weights)
+from sknas._weights import SharedWeights, layer_keys
+
+TINY = dict(controller_epochs=1, samples_per_epoch=4, epochs=2, n_finalists=2, cv=2,
+            random_state=0)
+
+
+def dense(units, act, bn=False):
+    layer = {"type": "dense", "units": units, "activation": act}
+    return {**layer, "batch_norm": True} if bn else layer
+
+
+def test_members_are_a_decision_of_the_space():
+    space = SearchSpace(members=(1, 4, 8), max_layers=1)
+    assert space.size == 3 * SearchSpace(max_layers=1).size
+    seen = set()
+    for arch in [(space.pre[0][1][i], 0) for i in range(3)]:
+        layers = space.layers(arch)
+        seen.add(layers[0]["members"])
+        text = space.describe(arch, 3)
+        assert text.startswith(f"adam(k={layers[0]['members']}) > ")
+        assert space.parse(text) == arch == space.encode(layers)
+    assert seen == {1, 4, 8}
+    for bad in [(0, 8), (1.5,), (), (8, 8), "eight"]:
+        with pytest.raises(ValueError, match="members"):
+            SearchSpace(members=bad).check()
+
+
+def test_members_have_layers_of_their_own_in_the_shared_weights():
+    plain = [dense(8, "relu"), dense(4, "tanh")]
+    eight = [{"type": "optimizer", "members": 8}] + plain
+    robust = [{"type": "optimizer", "input": "robust", "members": 8}] + plain
+    assert layer_keys(eight) == [("input-k8", "8-relu"), ("8-relu", "4-tanh"),
+                                 ("4-tanh", "output-k8")]
+    assert layer_keys(robust)[0] == ("input-robust-k8", "8-relu")
+    assert layer_keys([{"type": "optimizer", "members": 1}] + plain) == layer_keys(plain)
+    # the output layer's three arrays survive the table's files
+    rng = np.random.default_rng(0)
+    weights = initial_weights(eight, 5, 3, rng)
+    assert [len(w) for w in weights] == [2, 2, 3]
+    kernel, bias, adapters = weights[-1]
+    assert kernel.shape == (4, 24) and bias.shape == (24,) and adapters.shape == (40,)
+    assert set(np.unique(adapters)) == {-1.0, 1.0}  # random signs, TabM-mini's start
+    assert n_params(eight, 5, 3) == n_params(plain, 5, 3) + 7 * (4 * 3 + 3) + 40
+    store = SharedWeights()
+    store.merge([eight], [weights])
+    again = SharedWeights.from_arrays(store.to_arrays())
+    assert "adapters" in "".join(store.to_arrays())
+    for a, b in zip(again.table[("4-tanh", "output-k8")], weights[-1]):
+        np.testing.assert_array_equal(a, b)
+    # a candidate of 4 members does not take the output layer of 8
+    four = [{"type": "optimizer", "members": 4}] + plain
+    fresh = initial_weights(four, 5, 3, rng, store)
+    assert fresh[-1][0].shape == (4, 12) and fresh[1][0] is not weights[1][0]
+    np.testing.assert_array_equal(fresh[1][0], weights[1][0])  # the hidden layer is shared
+
+
+ARCHS = [
+    [{"type": "optimizer", "members": 4, "label_smoothing": 0.1, "input": "robust"},
+     dense(7, "relu", bn=True), {"type": "dropout", "rate": 0.3}, dense(5, "silu")],
+    [{"type": "optimizer", "members": 3, "label_smoothing": 0.0, "input": "none"},
+     dense(6, "tanh")],
+    [{"type": "optimizer", "members": 1, "label_smoothing": 0.0, "input": "none"},
+     dense(6, "elu", bn=True)],
+]
+
+
+def _member_loss_and_grads(model, masks, X, y, w, head, smoothing, k):
+    """Keras' loss of each member's output (the model built with
+    ``each_member=True``) averaged as ``model.fit`` averages it, and its
+    gradients by ``GradientTape``; each ``Dropout`` uses the population
+    trainer's mask (its ``(k * rows, width)`` laid out as ``(rows, k, width)``)."""
+    import keras
+    loss_fn = _keras_loss(head, smoothing)
+    if isinstance(loss_fn, str):
+        loss_fn = keras.losses.get(loss_fn)
+    masks = iter(masks)
+    target = np.repeat(y[:, None], k, axis=1) if k > 1 else y
+    if head.kind == "binary":
+        target = target[..., None].astype(np.float32)
+    with tf.GradientTape() as tape:
+        h = tf.constant(X)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.Dropout):
+                mask = next(masks)
+                if k > 1:
+                    mask = mask.reshape(k, len(X), -1).transpose(1, 0, 2)
+                h = h * mask
+            else:
+                h = layer(h, training=True) if isinstance(
+                    layer, keras.layers.BatchNormalization) else layer(h)
+        if isinstance(loss_fn, keras.losses.Loss):  # a weight per member's loss
+            loss = loss_fn(target, h, sample_weight=np.repeat(w[:, None], k, 1) if k > 1 else w)
+        else:
+            per_row = tf.reshape(loss_fn(target, h), [len(X), -1])
+            loss = tf.reduce_sum(per_row * w[:, None]) / tf.cast(tf.size(per_row), tf.float32)
+    grads = tape.gradient(loss, model.trainable_weights)
+    return float(loss), [g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_hand_written_passes_of_members_match_gradient_tape(n_classes):
+    rng = np.random.default_rng(n_classes)
+    n_rows, n_features = 37, 5
+    X = (rng.standard_t(3, size=(n_rows, n_features)) * 2 + 1).astype(np.float32)
+    y = rng.integers(0, n_classes, n_rows).astype(np.int32)
+    w = rng.uniform(0.1, 3.0, n_rows).astype(np.float32)
+    stats = input_stats(X, ("robust",))
+    head = Head.of(n_classes)
+    nets, params, weights = [], [], []
+    for j, layers in enumerate(ARCHS):
+        init = initial_weights(layers, n_features, head.n_outputs, rng)
+        # biases, batch-normalisation offsets and adapters away from their starts
+        init = [tuple(a if i == 0 or i >= 4 and len(t) == 6 else
+                      (a + rng.normal(scale=0.3, size=a.shape)).astype(np.float32)
+                      for i, a in enumerate(t)) for t in init]
+        nets.append(_Net(layers, n_features, n_classes, seed=10 + j, input_stats=stats))
+        params.append([tuple(tf.constant(a) for a in t) for t in init])
+        weights.append(init)
+    step = tf.constant(3)
+    from sknas._nets import forward_passes
+    passes = forward_passes(nets, params, tf.constant(X), step)  # batch norms of both sizes
+    losses, dlogits = _loss_and_grads([f[0] for f in passes], tf.constant(y),
+                                      tf.constant(w / n_rows), n_classes,
+                                      smoothing=[net.label_smoothing for net in nets],
+                                      members=[net.members for net in nets])
+    assert passes[0][0].shape == (4 * n_rows, head.n_outputs)
+    for j, layers in enumerate(ARCHS):
+        k = nets[j].members
+        tape = passes[j][1]
+        flat = [g.numpy() for g in nets[j].backward(params[j], tape, dlogits[j])]
+        masks = [record[0].numpy() for record in tape if len(record) == 1]
+        model = build_keras_model(layers, n_features, n_classes, weights[j], input_stats=stats,
+                                  each_member=True)
+        loss, want = _member_loss_and_grads(model, masks, X, y, w, head,
+                                            layers[0]["label_smoothing"], k)
+        np.testing.assert_allclose(losses[j].numpy(), loss, rtol=2e-6)
+        # the flat gradient pieces laid out as the Keras model's weights
+        as_keras = build_keras_model(layers, n_features, n_classes,
+                                     [tuple(p) for p in nets[j].unflatten(flat, np.reshape)],
+                                     input_stats=stats, each_member=True)
+        got = [v.numpy() for v in as_keras.trainable_weights]
+        assert [g.shape for g in got] == [g.shape for g in want]
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=3e-6)
+        # inference: the members' combined logits give the served model's probabilities
+        served = build_keras_model(layers, n_features, n_classes, weights[j], input_stats=stats)
+        z = nets[j].combine(nets[j].forward(params[j], tf.constant(X))[0]).numpy()
+        proba = served(X, training=False).numpy()
+        mine = (1 / (1 + np.exp(-z)) if n_classes == 2
+                else np.exp(z) / np.exp(z).sum(1, keepdims=True))
+        np.testing.assert_allclose(mine, proba, rtol=1e-5, atol=1e-6)
+        if k > 1:  # the mean of the members' own predictions
+            each = build_keras_model(layers, n_features, n_classes, weights[j], input_stats=stats,
+                                     each_member=True)(X, training=False).numpy()
+            np.testing.assert_allclose(each.mean(axis=1), proba, rtol=1e-5, atol=1e-6)
+            assert np.ptp(each, axis=1).max() > 1e-3  # the members differ
+        assert [len(t) for t in keras_weights(served)] == [len(t) for t in weights[j]]
+        for a, b in zip(keras_weights(served), weights[j]):
+            for u, v in zip(a, b):
+                np.testing.assert_array_equal(u, v)
+
+
+def test_both_trainers_train_members_alike(cancer):
+    data = cancer
+    archs = [[{"type": "optimizer", "members": 4, "learning_rate": 0.003, "weight_decay": 0.01},
+              dense(16, "relu"), dense(8, "tanh")],
+             [{"type": "optimizer", "members": 1, "learning_rate": 0.003, "weight_decay": 0.01},
+              dense(16, "relu"), dense(8, "tanh")]]
+    rng = np.random.default_rng(0)
+    cands = [(layers, initial_weights(layers, data.n_features, 1, rng), 10 + j)
+             for j, layers in enumerate(archs)]
+    n = len(data.y)
+    # full batches: both trainers take the same steps
+    pop = PopulationTrainer(epochs=4, batch_size=n).train(cands, data, seed=0)
+    ref = KerasTrainer(epochs=4, batch_size=n).train(cands, data, seed=0)
+    for p, r in zip(pop, ref):
+        assert p.status == r.status == "ok"
+        np.testing.assert_allclose(p.val_scores, r.val_scores, atol=0.006)
+        for a, b in zip(p.weights, r.weights):
+            for u, v in zip(a, b):
+                np.testing.assert_allclose(u, v, rtol=1e-3, atol=2e-5)
+    # the adapters moved, and took no decay: with a zero gradient they would stay
+    start = cands[0][1][-1][2]
+    assert not np.allclose(pop[0].weights[-1][2], start)
+    # scored on their mean prediction: the out-of-fold outputs are probabilities
+    out = PopulationTrainer(epochs=2).train(cands[:1], data, seed=0, val_outputs=True)[0]
+    assert out.val_outputs.shape == (len(data.y_val), 1)
+    assert 0 <= out.val_outputs.min() and out.val_outputs.max() <= 1
+    acc = np.mean((out.val_outputs[:, 0] > 0.5) == data.y_val)
+    assert acc == pytest.approx(out.val_scores[-1], abs=1e-6)
+
+
+def _check_export(est, X, path, column):
+    import keras
+    est.export_model(path)
+    model = keras.saving.load_model(path, safe_mode=True)
+    want = est.predict_proba(X)[:, 1] if column else est.predict(X)
+    np.testing.assert_allclose(model.predict(X, verbose=0)[:, 0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_search_over_members_serves_a_safe_keras_model(blobs, tmp_path):
+    import joblib
+    X, y = blobs
+    y = (y == 0).astype(int)
+    space = SearchSpace(members=(1, 4), units=(8, 16), max_layers=1)
+    clf = MLPNASClassifier(space=space, **{**TINY, "samples_per_epoch": 6}).fit(X, y)
+    texts = clf.search_results_["architecture"]
+    assert {t.split(")")[0] for t in texts} <= {"adam(k=1", "adam(k=4"}
+    assert clf.score(X, y) > 0.8
+    _check_export(clf, X, tmp_path / "members.keras", column=True)
+    again = joblib.load(joblib.dump(clf, tmp_path / "clf.joblib")[0])
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), rtol=1e-6)
+    # only members: every served net holds the mean of 4
+    only = MLPNASClassifier(space=SearchSpace(members=(4,), units=(8,), max_layers=1),
+                            **TINY).fit(X, y)
+    kinds = {type(lyr).__name__ for sub in only.model_.layers
+             for lyr in getattr(sub, "layers", [sub])}
+    assert {"RepeatVector", "EinsumDense", "GlobalAveragePooling1D"} <= kinds
+
+
+def test_a_regressor_of_members_predicts_in_its_targets_units(blobs, tmp_path):
+    X, _ = blobs
+    y = 50.0 + 10.0 * X[:, 0] - 5.0 * X[:, 1] ** 2
+    space = SearchSpace(members=(4,), units=(16,), max_layers=1)
+    reg = MLPNASRegressor(space=space, **{**TINY, "epochs": 8}).fit(X, y)
+    assert reg.score(X, y) > 0.5
+    _check_export(reg, X, tmp_path / "members.keras", column=False)
+
+
+def test_sparse_x_is_refused_with_members(blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match="members"):
+        MLPNASClassifier(space=SearchSpace(members=(1, 4)), **TINY).fit(
+            sp.csr_matrix(np.abs(X)), y)
+    # one member is a plain MLP: sparse X is fine
+    MLPNASClassifier(space=SearchSpace(members=(1,), units=(8,), max_layers=1),
+                     **TINY).fit(sp.csr_matrix(np.abs(X)), y)
