@@ -12,14 +12,15 @@ For each table (``--tables``, classification tables of ``benchmarks/suite.py``)
 and seed (``--seeds``, ``--purpose``: the suite's protocol, version 2) the
 training part of the seed's split is fitted, in a ``Pipeline`` after the
 suite's preprocessor as in ``bench_quality.py``, by two searches of the
-space ``--space`` (default 'modern') with ``random_state`` = the seed:
+space ``--space`` (default 'modern'; ``--members 1 8`` adds the number of
+members to its decisions) with ``random_state`` = the seed:
 REINFORCE (``MLPNASClassifier``'s default strategy and budget, 10 controller
 epochs of 10 candidates) and ``strategy='random'``. ``BENCH_THREADS`` sets
 TensorFlow's threads (default 1), as in ``bench_quality.py``.
 
 The Markdown report (printed; ``--out`` writes it too) has, for each decision
 kind (input transform, schedule, label smoothing, learning rate, weight decay,
-activation, depth, batch norm, dropout) and each of its values:
+members, activation, depth, batch norm, dropout) and each of its values:
 
 - the share of REINFORCE's candidates with that value in its first two and
   its last two controller epochs, pooled over the fits, and random search's
@@ -63,7 +64,8 @@ from bench_speed import _table  # noqa: E402
 
 #: Settings decisions: report name -> key of the candidate's 'optimizer' entry.
 SETTINGS = {"input": "input", "schedule": "schedule", "label smoothing": "label_smoothing",
-            "learning rate": "learning_rate", "weight decay": "weight_decay"}
+            "learning rate": "learning_rate", "weight decay": "weight_decay",
+            "members": "members"}
 DECISIONS = (*SETTINGS, "activation", "depth", "batch norm", "dropout")
 STRATEGIES = ("reinforce", "random")
 QUICK = {"controller_epochs": 4, "samples_per_epoch": 3, "epochs": 2, "cv": None}
@@ -88,7 +90,11 @@ def fit_one(table, seed, strategy, data, args):
 
     from sknas import MLPNASClassifier
     X_tr, X_te, y_tr, y_te = data
-    params = {"space": args.space, "random_state": seed, **(QUICK if args.quick else {})}
+    space = args.space
+    if args.members:  # the preset with members decided too
+        from sknas import SearchSpace
+        space = SearchSpace.from_preset(args.space).set_params(members=tuple(args.members))
+    params = {"space": space, "random_state": seed, **(QUICK if args.quick else {})}
     if strategy == "random":
         params["strategy"] = "random"
     elif args.baseline is not None:
@@ -278,6 +284,9 @@ def main(argv=None):
     parser.add_argument("--tables", nargs="+", default=list(DEFAULT_TABLES),
                         choices=suite.tables("classification"))
     parser.add_argument("--space", default="modern", help="a preset's name (default: modern)")
+    parser.add_argument("--members", nargs="+", type=int, metavar="K",
+                        help="add the number of members to the space's decisions, among "
+                             "these values (e.g. 1 8)")
     parser.add_argument("--quick", action="store_true", help="a smoke run's tiny budget")
     parser.add_argument("--baseline", help="REINFORCE's baseline ('ema', 'batch' or a number; "
                                            "default: Reinforce()'s)")
@@ -294,6 +303,7 @@ def main(argv=None):
             record = json.load(fh)
     else:
         meta = {"command": " ".join(["python", *sys.argv]), "space": args.space,
+                "members": args.members,
                 "baseline": args.baseline,
                 "quick": args.quick, "threads": bench_quality.THREADS,
                 "protocol": suite.protocol_from_args(parser, args),
