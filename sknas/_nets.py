@@ -290,11 +290,10 @@ class _Net:
         z = tf.reshape(logits, [k, -1, self.head.n_outputs])
         if self.head.is_regression:
             return tf.reduce_mean(z, axis=0)
-        log_k = np.float32(np.log(k))
-        if self.head.kind == "binary":
+        if self.head.kind == "binary":  # log(mean p) - log(mean (1 - p)): the 1/k cancels
             return (tf.reduce_logsumexp(tf.math.log_sigmoid(z), axis=0)
                     - tf.reduce_logsumexp(tf.math.log_sigmoid(-z), axis=0))
-        return tf.reduce_logsumexp(tf.nn.log_softmax(z), axis=0) - log_k
+        return tf.reduce_logsumexp(tf.nn.log_softmax(z), axis=0) - np.float32(np.log(k))
 
     def _dropout_mask(self, shape, rate, salt, step):
         """Keep-mask scaled by ``1 / (1 - rate)``, fixed by the net's seed and the step.

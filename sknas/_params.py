@@ -22,7 +22,7 @@ PARAMETERS_DOC = """    space : {'tutorial', 'extended', 'modern'} or SearchSpac
         robust, smoothly clipped input), label smoothing and the SELU and
         SiLU activations (dense ``X``; see the :doc:`modern guide
         </modern>`); a :class:`SearchSpace` sets every choice (widths,
-        activations, dropout rates, depth...). See the
+        activations, dropout rates, depth, TabM-style members...). See the
         :doc:`search-space guide </space>`. ``GridSearchCV`` reaches the
         space's parameters as ``space__max_layers`` and the like (a preset's
         name is then turned into its :class:`SearchSpace`).
