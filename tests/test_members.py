@@ -255,3 +255,28 @@ def test_sparse_x_is_refused_with_members(blobs):
     # one member is a plain MLP: sparse X is fine
     MLPNASClassifier(space=SearchSpace(members=(1,), units=(8,), max_layers=1),
                      **TINY).fit(sp.csr_matrix(np.abs(X)), y)
+
+
+def test_a_net_of_members_trains_bit_identically_in_any_population(cancer):
+    # batch normalisations are joined per number of members, and each group's
+    # moving statistics sit in their own place: a net's numbers must not depend on
+    # what trains beside it, members or plain nets
+    def adam(k, lr=0.003):
+        return {"type": "optimizer", "members": k, "learning_rate": lr, "weight_decay": 0.01}
+    archs = [[adam(4), dense(16, "relu", bn=True), dense(8, "tanh")],
+             [adam(1), dense(8, "elu", bn=True), dense(8, "sigmoid", bn=True)],
+             [adam(3, 0.01), dense(12, "sigmoid", bn=True), {"type": "dropout", "rate": 0.3}],
+             [adam(4), dense(10, "tanh"), dense(6, "relu", bn=True)]]
+    rng = np.random.default_rng(0)
+    cands = [(layers, initial_weights(layers, cancer.n_features, 1, rng), 10 + j)
+             for j, layers in enumerate(archs)]
+    trainer = PopulationTrainer(epochs=2, early_stopping=True, n_iter_no_change=1)
+    together = trainer.train(cands, cancer, seed=3)
+    assert all(r.status == "ok" for r in together)
+    for sub in ([0], [2], [3, 1], [3, 0, 2], [1, 0]):
+        part = trainer.train([cands[j] for j in sub], cancer, seed=3)
+        for j, alone in zip(sub, part):
+            assert alone.val_scores == together[j].val_scores
+            for a, b in zip(alone.weights, together[j].weights):
+                for x, z in zip(a, b):
+                    np.testing.assert_array_equal(x, z)
