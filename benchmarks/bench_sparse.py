@@ -16,7 +16,9 @@ the default estimator with ``controller_epochs`` (default 2, so 20
 candidates; ``--controller-epochs 10`` is the full default search), and on
 the sparse table the two ways the population trainer can feed a sparse
 mini-batch to the first layer (TensorFlow's sparse-dense product, the
-default, or ``sparse_product=False``: densify each mini-batch). Reported:
+default, methods ``product``, or ``sparse_product=False``: densify each
+mini-batch, ``densify``), and the product with Adam's full step instead of
+lazy Adam (``adam``). Reported:
 peak memory, search time per trained candidate, and the ratio to the dense
 table's.
 
@@ -139,6 +141,8 @@ def run_job(job):
             X = np.asarray(X[:, :100].todense(), np.float32)
         params = dict(controller_epochs=job["controller_epochs"], random_state=job["seed"])
         clf = make(MLPNASClassifier, **params)
+        if job["method"] == "adam":  # Adam's full step on the sparse first layer
+            clf._lazy_adam = False
         if job["method"] == "densify":  # the trainer's option, not an estimator parameter
             make = clf._make_trainer
 
@@ -288,7 +292,7 @@ def main(argv=None):
     for seed in args.seeds:
         if args.part == "wide":
             for table, method in [("dense100", "product"), ("sparse20k", "product"),
-                                  ("sparse20k", "densify")]:
+                                  ("sparse20k", "adam"), ("sparse20k", "densify")]:
                 if args.methods and method not in args.methods:
                     continue
                 jobs.append(dict(kind="wide", table=table, method=method, seed=seed,
