@@ -90,3 +90,18 @@ def assert_probabilities_match(logits, model, X, n_classes):
     mine = (1 / (1 + np.exp(-logits)) if n_classes == 2
             else np.exp(logits) / np.exp(logits).sum(1, keepdims=True))
     np.testing.assert_allclose(mine, proba, rtol=1e-5, atol=1e-6)
+
+
+def assert_trains_alike_in_any_population(trainer, cands, data, subsets, seed=3):
+    """Each of ``cands`` trains bit-identically in the whole population and in
+    each population of ``subsets`` (lists of indices); returns the whole
+    population's results."""
+    together = trainer.train(cands, data, seed=seed)
+    for sub in subsets:
+        part = trainer.train([cands[k] for k in sub], data, seed=seed)
+        for k, alone in zip(sub, part):
+            assert alone.val_scores == together[k].val_scores
+            for a, b in zip(alone.weights, together[k].weights):
+                for x, z in zip(a, b):
+                    np.testing.assert_array_equal(x, z)
+    return together

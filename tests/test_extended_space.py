@@ -20,7 +20,7 @@ from sknas._trainer import (KerasTrainer, PopulationTrainer, _loss_and_grads, _N
                             build_keras_model, initial_weights)
 from sknas._weights import SharedWeights, layer_keys
 
-from conftest import TINY, fresh
+from conftest import TINY, assert_trains_alike_in_any_population, fresh
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,14 +105,8 @@ def test_candidate_trains_bit_identically_in_any_population(cancer):
     # packet): each net's numbers must not depend on what sits beside it
     cands = candidates(ARCHS, cancer)
     trainer = PopulationTrainer(epochs=2, early_stopping=True, n_iter_no_change=1)
-    together = trainer.train(cands, cancer, seed=3)
-    for sub in ([0], [1], [3], [2, 0], [3, 1, 0], [1, 3]):
-        part = trainer.train([cands[k] for k in sub], cancer, seed=3)
-        for k, alone in zip(sub, part):
-            assert alone.val_scores == together[k].val_scores
-            for a, b in zip(alone.weights, together[k].weights):
-                for x, z in zip(a, b):
-                    np.testing.assert_array_equal(x, z)
+    assert_trains_alike_in_any_population(trainer, cands, cancer,
+                                          ([0], [1], [3], [2, 0], [3, 1, 0], [1, 3]))
 
 
 def test_batch_norm_gradients_match_gradient_tape():

@@ -20,6 +20,8 @@ from sknas._trainer import (Head, KerasTrainer, PopulationTrainer, _loss_and_gra
                             build_keras_model, initial_weights, keras_weights)
 from sknas._weights import SharedWeights, layer_keys
 
+from conftest import assert_trains_alike_in_any_population
+
 TINY = dict(controller_epochs=1, samples_per_epoch=4, epochs=2, n_finalists=2, cv=2,
             random_state=0)
 
@@ -271,12 +273,6 @@ def test_a_net_of_members_trains_bit_identically_in_any_population(cancer):
     cands = [(layers, initial_weights(layers, cancer.n_features, 1, rng), 10 + j)
              for j, layers in enumerate(archs)]
     trainer = PopulationTrainer(epochs=2, early_stopping=True, n_iter_no_change=1)
-    together = trainer.train(cands, cancer, seed=3)
+    together = assert_trains_alike_in_any_population(
+        trainer, cands, cancer, ([0], [2], [3, 1], [3, 0, 2], [1, 0]))
     assert all(r.status == "ok" for r in together)
-    for sub in ([0], [2], [3, 1], [3, 0, 2], [1, 0]):
-        part = trainer.train([cands[j] for j in sub], cancer, seed=3)
-        for j, alone in zip(sub, part):
-            assert alone.val_scores == together[j].val_scores
-            for a, b in zip(alone.weights, together[j].weights):
-                for x, z in zip(a, b):
-                    np.testing.assert_array_equal(x, z)
