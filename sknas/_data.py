@@ -6,8 +6,8 @@
 * what a trainer hands back: :class:`CandidateResult`, and the helpers that
   make a failed one;
 * a candidate's shapes and initial weights (:func:`dense_shapes`,
-  :func:`batch_norm_flags`, :func:`adapter_size`, :func:`n_params`,
-  :func:`initial_weights`) and
+  :func:`batch_norm_flags`, :func:`piece_counts`, :func:`adapter_size`,
+  :func:`n_params`, :func:`initial_weights`, :func:`scale_outputs`) and
   Keras' batch-normalisation defaults, which both trainers follow;
 * the memory check a candidate passes before it trains
   (:data:`BYTES_PER_PARAM`, :func:`available_memory`), and
@@ -31,8 +31,8 @@ from ._space import n_members
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "BYTES_PER_PARAM", "CandidateData", "CandidateResult",
            "FoldRows", "Head", "adapter_size", "available_memory", "batch_norm_flags",
            "dense_batches",
-           "dense_shapes", "initial_weights", "input_stats", "n_params", "ple_input_stats",
-           "robust_input_stats", "transform_stats"]
+           "dense_shapes", "initial_weights", "input_stats", "n_params", "piece_counts",
+           "ple_input_stats", "robust_input_stats", "scale_outputs", "transform_stats"]
 
 #: bins of the ``'ple'`` input transform: each feature becomes this many
 PLE_BINS = 16
@@ -310,6 +310,25 @@ def batch_norm_flags(layers):
             if layer["type"] == "dense"] + [False]
 
 
+def piece_counts(layers):
+    """Arrays per dense layer, output layer last: 2 (kernel, bias), 6 with
+    batch normalisation, and the output layer of ``k > 1`` members 3 (its
+    adapters after its kernel and bias)."""
+    counts = [6 if bn else 2 for bn in batch_norm_flags(layers)]
+    counts[-1] += 1 if n_members(layers) > 1 else 0
+    return counts
+
+
+def scale_outputs(weights, scale, shift):
+    """``weights`` with the output layer giving ``z * scale + shift`` instead
+    of ``z`` (per output; each member's output layer for a net of members):
+    a target's standardisation folded into the net."""
+    kernel, bias = weights[-1][:2]
+    k = kernel.shape[1] // np.size(scale)
+    scale, shift = (np.tile(np.asarray(a, np.float32), k) for a in (scale, shift))
+    return list(weights[:-1]) + [(kernel * scale, bias * scale + shift) + tuple(weights[-1][2:])]
+
+
 def n_params(layers, n_features, n_outputs):
     """Number of trainable parameters of a candidate (batch normalisation's
     scale and offset included, its moving statistics not)."""
@@ -331,9 +350,8 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
     out = []
     shapes = dense_shapes(layers, n_features, n_outputs)
     adapters = adapter_size(layers, n_features)
-    counts = [6 if bn else 2 for bn in batch_norm_flags(layers)]
-    counts[-1] += 1 if adapters else 0
-    for j, (key, shape, count) in enumerate(zip(layer_keys(layers), shapes, counts)):
+    for j, (key, shape, count) in enumerate(zip(layer_keys(layers), shapes,
+                                                piece_counts(layers))):
         entry = store.get(key, shape) if store is not None else None
         if entry is None or len(entry) != count:
             units = shape[1]

@@ -17,6 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseMLPNAS
+from ._data import scale_outputs
 from ._params import (ATTRIBUTES_DOC, ESTIMATOR_PARAMETERS, NOTES_DOC, PARAMETERS_DOC,
                       _estimator_init)
 from ._io import keras_predict, keras_proba
@@ -263,10 +264,7 @@ class MLPNASRegressor(RegressorMixin, BaseMLPNAS):
     def _served_weights(self, weights):
         """Fold the target's standardisation into the linear output layer (each
         member's, for a net of members)."""
-        kernel, bias = weights[-1][:2]
-        k = kernel.shape[1] // self.n_outputs_
-        scale, mean = (np.tile(a.astype(np.float32), k) for a in (self.y_scale_, self.y_mean_))
-        return list(weights[:-1]) + [(kernel * scale, bias * scale + mean) + tuple(weights[-1][2:])]
+        return scale_outputs(weights, self.y_scale_, self.y_mean_)
 
     # ------------------------------------------------------------- inference
     def predict(self, X):

@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.base import is_classifier
 from sklearn.model_selection import KFold, check_cv
 
+from ._data import scale_outputs
 from ._trainer import CandidateData, FoldRows
 
 __all__ = ["FinalistsMixin"]
@@ -183,11 +184,7 @@ class FinalistsMixin:
         if target is None or result.status != "ok":
             return result
         shift, scale = (np.asarray(a, np.float32) for a in target)
-        kernel, bias = result.weights[-1][:2]
-        k = kernel.shape[1] // scale.size  # a net of members: each member's output layer
-        result.weights = list(result.weights[:-1]) + [
-            (kernel * np.tile(scale, k), bias * np.tile(scale, k) + np.tile(shift, k))
-            + tuple(result.weights[-1][2:])]
+        result.weights = scale_outputs(result.weights, scale, shift)
         if result.val_outputs is not None:
             result.val_outputs = result.val_outputs * scale + shift
         return result

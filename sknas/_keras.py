@@ -21,6 +21,10 @@ from ._space import candidate_settings, n_members, optimizer_settings
 
 __all__ = ["KerasTrainer", "build_keras_model", "keras_optimizer", "keras_weights"]
 
+#: the ``EinsumDense`` equation of the members' input adapters (their output
+#: layers are the other ``EinsumDense`` of a model)
+_ADAPTERS = "bkd,kd->bkd"
+
 
 def build_keras_model(layers, n_features, head, weights=None, seed=None, input_stats=None,
                       sparse=False, each_member=False):
@@ -92,7 +96,7 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
     if k > 1:
         width = dense_shapes(layers, n_features, 1)[0][0]
         model.add(keras.layers.RepeatVector(k))
-        adapter = keras.layers.EinsumDense("bkd,kd->bkd", output_shape=(k, width))
+        adapter = keras.layers.EinsumDense(_ADAPTERS, output_shape=(k, width))
         model.add(adapter)
     pairs = []  # (Dense, BatchNormalization or None) per dense layer
     for j, layer in enumerate(layers):
@@ -145,7 +149,7 @@ def keras_weights(model):
             out.append(tuple(lyr.get_weights()))
         elif isinstance(lyr, keras.layers.BatchNormalization):
             out[-1] = out[-1] + tuple(lyr.get_weights())
-        elif isinstance(lyr, keras.layers.EinsumDense) and adapters is None:
+        elif isinstance(lyr, keras.layers.EinsumDense) and lyr.equation == _ADAPTERS:
             adapters = lyr.get_weights()[0].ravel()
         elif isinstance(lyr, keras.layers.EinsumDense):
             kernel, bias = lyr.get_weights()
@@ -170,7 +174,7 @@ def keras_optimizer(layers, learning_rate, total_steps=None, model=None):
     if wd:
         adapters = [] if model is None else [
             lyr.kernel for lyr in model.layers
-            if isinstance(lyr, keras.layers.EinsumDense) and lyr.equation == "bkd,kd->bkd"]
+            if isinstance(lyr, keras.layers.EinsumDense) and lyr.equation == _ADAPTERS]
         optimizer.exclude_from_weight_decay(var_list=adapters or None,
                                             var_names=["bias", "gamma", "beta"])
     return optimizer

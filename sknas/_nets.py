@@ -16,7 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from ._data import BN_EPSILON, PLE_BINS, Head, batch_norm_flags, dense_shapes, transform_stats
+from ._data import (BN_EPSILON, PLE_BINS, Head, adapter_size, batch_norm_flags, dense_shapes,
+                    piece_counts, transform_stats)
 from ._space import candidate_settings, n_members, optimizer_settings
 
 
@@ -164,10 +165,9 @@ class _Net:
         self.seed = int(seed) % (2**31 - 1)
         self.shapes = dense_shapes(layers, n_features, self.head.n_outputs)
         self.bn = batch_norm_flags(layers)
-        self.counts = [6 if bn else 2 for bn in self.bn]  # flat pieces per dense layer
+        self.counts = piece_counts(layers)  # flat pieces per dense layer
         self.members = n_members(layers)
-        if self.members > 1:
-            self.counts[-1] += 1  # the members' input adapters
+        self.adapters = adapter_size(layers, n_features)
         self.settings = optimizer_settings(layers)
         own = candidate_settings(layers)
         self.label_smoothing = own["label_smoothing"] or 0.0
@@ -192,14 +192,14 @@ class _Net:
         (and the members' adapters last)."""
         sizes = [n for (i, o), bn in zip(self.shapes, self.bn)
                  for n in (i * o, o) + ((o,) * 4 if bn else ())]
-        return sizes + ([self.members * self.shapes[0][0]] if self.members > 1 else [])
+        return sizes + ([self.adapters] if self.adapters else [])
 
     def piece_kinds(self):
         """Kind of each flat piece: 'kernel', 'bias', 'gamma', 'beta', 'mean',
         'variance', 'adapters'."""
         kinds = [k for bn in self.bn
                  for k in ("kernel", "bias") + (("gamma", "beta", "mean", "variance") if bn else ())]
-        return kinds + (["adapters"] if self.members > 1 else [])
+        return kinds + (["adapters"] if self.adapters else [])
 
     def unflatten(self, pieces, reshape=tf.reshape):
         """Per dense layer a tuple of this net's flat pieces, the kernel

@@ -463,7 +463,8 @@ class _Grammar:
         self.input_transforms = _names(space.input_transforms, "input_transforms",
                                        INPUT_TRANSFORMS)
         self.lr_schedules = _names(space.lr_schedules, "lr_schedules", LR_SCHEDULES)
-        self.members = None if space.members is None else _members(space.members)
+        self.members = (None if space.members is None else
+                        _ints(space.members, "members", "a number of members"))
         self.activations = _strs(space.activations)
         self.dropout_rates = _floats(space.dropout_rates, "dropout_rates", lo=0.0, hi=1.0)
         self.max_layers = _max_layers(space.max_layers)
@@ -533,15 +534,17 @@ def _index_close(values, x):
     return None
 
 
-def _ints(units):
+def _ints(values, name="units", item="a width"):
+    """A non-empty tuple of distinct positive ints (``name``'s values, each ``item``)."""
     try:
-        arr = np.asarray(units, dtype=np.float64).ravel()
+        arr = np.asarray(values, dtype=np.float64).ravel()
     except (TypeError, ValueError):
         arr = np.zeros(0)
     if arr.size == 0 or not all(float(u).is_integer() and u >= 1 for u in arr):
-        raise ValueError(f"units must be a non-empty sequence of positive integers; got {units!r}")
+        raise ValueError(f"{name} must be a non-empty sequence of positive integers; "
+                         f"got {values!r}")
     if len(set(arr.tolist())) != arr.size:
-        raise ValueError(f"units must not repeat a width; got {units!r}")
+        raise ValueError(f"{name} must not repeat {item}; got {values!r}")
     return tuple(int(u) for u in arr)
 
 
@@ -583,19 +586,6 @@ def _names(values, name, allowed):
         raise ValueError(f"{name} must be None or a non-empty sequence of distinct names "
                          f"among {allowed}; got {values!r}")
     return tuple(names)
-
-
-def _members(values):
-    """A non-empty tuple of distinct positive ints (numbers of members)."""
-    try:
-        arr = np.asarray(values, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        arr = np.zeros(0)
-    if (arr.size == 0 or not all(float(k).is_integer() and k >= 1 for k in arr)
-            or len(set(arr.tolist())) != arr.size):
-        raise ValueError("members must be None or a non-empty sequence of distinct positive "
-                         f"integers such as (1, 8); got {values!r}")
-    return tuple(int(k) for k in arr)
 
 
 def _max_layers(value):

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._space import n_members
+
 __all__ = ["SharedWeights", "layer_keys"]
 
 
@@ -45,14 +47,14 @@ def layer_keys(layers):
     (or ``'output'``, ``'output-k8'``). Dropout layers and the rest of the
     ``'optimizer'`` entry are transparent.
     """
-    keys, prev, output = [], "input", "output"
+    k = n_members(layers)
+    keys, prev, output = [], "input", "output" if k == 1 else f"output-k{k}"
     for layer in layers:
         if layer["type"] == "optimizer":
             if layer.get("input", "none") != "none":
                 prev = f"input-{layer['input']}"
-            k = int(layer.get("members") or 1)
             if k > 1:
-                prev, output = f"{prev}-k{k}", f"output-k{k}"
+                prev = f"{prev}-k{k}"
         if layer["type"] == "dense":
             keys.append((prev, _name(layer)))
             prev = _name(layer)
