@@ -239,9 +239,11 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
         return None
 
     # -------------------------------------------------------------- the fit
-    #: sparse rows: the population trainer's first layer takes lazy Adam steps (see
-    #: ``PopulationTrainer(lazy_adam=True)`` and the sparse input guide)
-    _lazy_adam = True
+    #: sparse rows: the population trainer's first layer takes lazy Adam steps where a
+    #: mini-batch touches a small share of the columns (see
+    #: ``PopulationTrainer(lazy_adam='auto')`` and the sparse input guide); True until
+    #: 2026-12-07
+    _lazy_adam = "auto"
 
     def _make_trainer(self, epochs=None, early_stopping=None, batch_size=None):
         own = {} if self._trainer_kind == "keras" else {"lazy_adam": self._lazy_adam}

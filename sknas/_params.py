@@ -288,12 +288,14 @@ NOTES_DOC = """    Notes
     shuffles and drops out with TensorFlow's global seed instead, so two of
     its fits differ, and its ``non_deterministic`` tag is True.
 
-    On sparse ``X`` the first layer trains with lazy Adam: a step moves only
-    the kernel rows of the columns its mini-batch touches, each first
-    catching up the steps it missed (see the sparse input guide), so a fit
-    on sparse rows is the fit on the same rows dense up to rounding, at a
-    fraction of its cost; a subclass with ``_lazy_adam = False`` takes
-    Adam's full step.
+    On sparse ``X`` the first layer trains with lazy Adam where a mini-batch
+    touches at most a fifth of the columns on average (text, one-hot codes):
+    a step moves only the kernel rows of the columns its mini-batch touches,
+    each first catching up the steps it missed (see the sparse input guide),
+    so a fit on sparse rows is the fit on the same rows dense up to
+    rounding, at a fraction of its cost. Denser sparse rows take Adam's full
+    step, which is cheaper there; a subclass with ``_lazy_adam = False``
+    (or ``True``) takes one or the other always.
 
     ``fit`` touches global state only where it must, and restores it: a
     SIGINT handler while the search runs (main thread only), Python's

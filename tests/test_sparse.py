@@ -37,6 +37,14 @@ class _DenseAdam(MLPNASClassifier):
     _lazy_adam = False
 
 
+class _LazyAdam(MLPNASClassifier):
+    """The classifier with lazy Adam on sparse rows whatever share of the columns a
+    batch touches (the tiny problems' batches touch most of theirs, where the
+    estimators' ``'auto'`` takes Adam's full step)."""
+
+    _lazy_adam = True
+
+
 def _sparse_problem(n=300, d=200, density=0.05, seed=0):
     """Sparse rows whose label depends on which half of the columns holds more mass."""
     X = sp.random(n, d, density=density, format="csr", dtype=np.float64, random_state=seed)
@@ -104,6 +112,47 @@ LAZY_ARCHS = [
      {"type": "dense", "units": 5, "activation": "sigmoid"}],
     LAYERS,
 ]
+
+
+def _touching(share_rows, n=400, d=500, seed=0):
+    """CSR rows of which each holds ``share_rows`` random columns."""
+    rng = np.random.default_rng(seed)
+    cols = np.concatenate([rng.choice(d, share_rows, replace=False) for _ in range(n)])
+    rows = np.repeat(np.arange(n), share_rows)
+    return sp.csr_matrix((np.ones(n * share_rows, np.float32), (rows, cols)), shape=(n, d))
+
+
+def test_batch_column_share_is_what_batches_touch():
+    # the closed form against batches drawn as the trainer draws them
+    from sknas._population import batch_column_share
+    rng = np.random.default_rng(1)
+    for per_row, batch in [(2, 32), (10, 32), (25, 64)]:
+        X = _touching(per_row)
+        drawn = np.mean([np.unique(X[rng.choice(400, batch, replace=False)].indices).size
+                         for _ in range(200)]) / 500
+        assert batch_column_share(X, batch) == pytest.approx(drawn, abs=0.01)
+    assert batch_column_share(_touching(2)[:0], 32) == 0.0
+
+
+def test_auto_takes_lazy_steps_only_where_batches_touch_few_columns():
+    # a batch of 32 rows of 2 columns each touches about 12% of 500 columns: lazy
+    # steps; of 10 columns each, about 47%: Adam's full step; dense rows: never lazy
+    from sknas._population import LAZY_MAX_SHARE
+    y = np.arange(400) % 2
+    auto = PopulationTrainer(batch_size=32, lazy_adam="auto")
+    few, many = _data(_touching(2), y, 300), _data(_touching(10), y, 300)
+    assert auto._lazy(few) and not auto._lazy(many)
+    assert not auto._lazy(_data(_touching(2).toarray(), y, 300))
+    assert PopulationTrainer(batch_size=32, lazy_adam=True)._lazy(many)
+    assert not PopulationTrainer(batch_size=32, lazy_adam=False)._lazy(few)
+    # the batch size counts: batches of 4 rows touch few of the 10-column rows' columns
+    assert PopulationTrainer(batch_size=4, lazy_adam="auto")._lazy(many)
+    assert 0.1 <= LAZY_MAX_SHARE <= 0.3  # the measured crossing is at about 0.28
+    # the estimators use the rule
+    X = _touching(2)
+    clf = MLPNASClassifier(**dict(TINY, batch_size=32)).fit(X, y)
+    assert clf._make_trainer()._lazy(_data(X, y, 300))
+    assert not clf._make_trainer()._lazy(_data(_touching(10), y, 300))
 
 
 def test_lazy_adam_is_adam_on_mini_batches():
@@ -298,7 +347,7 @@ def dense_reference():
 def csr_reference():
     """The tiny search on the sparse problem's CSR rows (lazy Adam)."""
     X, y = _sparse_problem()
-    return MLPNASClassifier(**TINY).fit(X, y)
+    return _LazyAdam(**TINY).fit(X, y)
 
 
 @pytest.mark.parametrize("fmt", ["csc", "coo", "csr_array"])
@@ -306,7 +355,7 @@ def test_every_sparse_format_gives_the_search_of_the_csr_rows(fmt, csr_reference
     X, y = _sparse_problem()
     ref = csr_reference
     Xs = sp.csr_array(X) if fmt == "csr_array" else X.asformat(fmt)
-    clf = MLPNASClassifier(**TINY).fit(Xs, y)
+    clf = _LazyAdam(**TINY).fit(Xs, y)
     assert list(clf.search_results_["architecture"]) == list(ref.search_results_["architecture"])
     np.testing.assert_allclose(clf.search_results_["reward"], ref.search_results_["reward"],
                                atol=1e-6)
