@@ -29,7 +29,7 @@ STRATEGY = {"controller_units": "lstm_units", "controller_train_steps": "train_s
 SPACE = {"units": "units", "activations": "activations", "max_layers": "max_layers",
          "dropout_rate": "dropout_rates", "input_transforms": "input_transforms",
          "lr_schedules": "lr_schedules", "label_smoothings": "label_smoothings",
-         "members": "members"}
+         "members": "members", "input_scaling": "input_scaling"}
 #: flat name -> the private class attribute a subclass sets
 HOOKS = {"reward": "_reward", "trainer": "_trainer_kind",
          "finalist_batch_size": "_finalist_batch_size",

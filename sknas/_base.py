@@ -180,12 +180,16 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
     def _input_stats(self, space, X):
         """``input_stats_``: the statistics of the input transforms the space
         can choose, on all the training rows, or None (checked: dense ``X``,
-        as members need too)."""
+        as members and input scaling need too)."""
         members = [k for k in (space._grammar.members or ()) if k > 1]
         if members and sp.issparse(X):
             raise ValueError(f"space: members {tuple(members)} scale every feature per member, "
                              "which this sparse X cannot take; use members=None (or (1,)) with "
                              "sparse X, or pass X dense.")
+        if max(space._grammar.scalings or (0,)) and sp.issparse(X):
+            raise ValueError("space: input_scaling scales every feature, which this sparse X "
+                             "cannot take; use input_scaling=False with sparse X, or pass X "
+                             "dense.")
         transforms = [t for t in (space._grammar.input_transforms or ()) if t != "none"]
         if not transforms:
             return None

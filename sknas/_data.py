@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ._space import n_members
+from ._space import has_adapters, n_members
 
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "BYTES_PER_PARAM", "CandidateData", "CandidateResult",
            "FoldRows", "Head", "adapter_size", "available_memory", "batch_norm_flags",
@@ -296,12 +296,14 @@ def dense_shapes(layers, n_features, n_outputs):
 
 
 def adapter_size(layers, n_features):
-    """Length of a candidate's members' input adapters (see
-    ``SearchSpace``'s ``members``): ``k`` vectors as long as the first
-    layer's input, member by member; 0 for a plain MLP. They are the third
-    array of the output layer's weights, ``(kernel, bias, adapters)``."""
-    k = n_members(layers)
-    return 0 if k == 1 else k * dense_shapes(layers, n_features, 1)[0][0]
+    """Length of a candidate's input adapters (see ``SearchSpace``'s
+    ``members`` and ``input_scaling``): ``k`` vectors as long as the first
+    layer's input, member by member (one for a net of learned input
+    scaling); 0 for a plain MLP. They are the third array of the output
+    layer's weights, ``(kernel, bias, adapters)``."""
+    if not has_adapters(layers):
+        return 0
+    return n_members(layers) * dense_shapes(layers, n_features, 1)[0][0]
 
 
 def batch_norm_flags(layers):
@@ -312,10 +314,11 @@ def batch_norm_flags(layers):
 
 def piece_counts(layers):
     """Arrays per dense layer, output layer last: 2 (kernel, bias), 6 with
-    batch normalisation, and the output layer of ``k > 1`` members 3 (its
-    adapters after its kernel and bias)."""
+    batch normalisation, and the output layer of a net with input adapters
+    (``k > 1`` members, or learned input scaling) 3 (its adapters after its
+    kernel and bias)."""
     counts = [6 if bn else 2 for bn in batch_norm_flags(layers)]
-    counts[-1] += 1 if n_members(layers) > 1 else 0
+    counts[-1] += 1 if has_adapters(layers) else 0
     return counts
 
 
@@ -345,7 +348,8 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
     moving_variance)``, fresh ones being ``(.., .., 1, 0, 0, 1)`` as in Keras.
     The output layer of ``k > 1`` members has three, ``(kernel, bias,
     adapters)``: each member's kernel Glorot-uniform as its own layer's
-    would be, and its input adapter random signs (TabM-mini's start)."""
+    would be, and its input adapter random signs (TabM-mini's start); with
+    learned input scaling the adapter (the scale) starts at ones."""
     from ._weights import layer_keys
     out = []
     shapes = dense_shapes(layers, n_features, n_outputs)
@@ -362,8 +366,10 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
             if count == 6:
                 entry += (np.ones(units, np.float32), np.zeros(units, np.float32),
                           np.zeros(units, np.float32), np.ones(units, np.float32))
-            elif count == 3:
+            elif count == 3 and n_members(layers) > 1:
                 entry += (rng.choice(np.float32([-1, 1]), adapters),)
+            elif count == 3:
+                entry += (np.ones(adapters, np.float32),)
         out.append(tuple(a.copy() for a in entry))
     return out
 

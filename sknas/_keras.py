@@ -17,13 +17,15 @@ import tensorflow as tf
 from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_EPSILON, BN_MOMENTUM,
                     PLE_BINS, CandidateResult, FoldRows, Head, _all_finite, _failed, _message,
                     dense_batches, dense_shapes, transform_stats)
-from ._space import candidate_settings, n_members, optimizer_settings
+from ._space import candidate_settings, has_adapters, n_members, optimizer_settings
 
 __all__ = ["KerasTrainer", "build_keras_model", "keras_optimizer", "keras_weights"]
 
 #: the ``EinsumDense`` equation of the members' input adapters (their output
 #: layers are the other ``EinsumDense`` of a model)
 _ADAPTERS = "bkd,kd->bkd"
+#: the ``EinsumDense`` equation of learned input scaling (one vector, a net of one member)
+_SCALE = "bd,d->bd"
 
 
 def build_keras_model(layers, n_features, head, weights=None, seed=None, input_stats=None,
@@ -47,7 +49,9 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
     member's input adapter), the hidden layers (on the last axis, shared by
     the members), ``EinsumDense('bkh,khc->bkc')`` with the output
     activation (each member's output layer), then
-    ``GlobalAveragePooling1D`` (the members' mean prediction).
+    ``GlobalAveragePooling1D`` (the members' mean prediction). Learned input
+    scaling (``input_scaling``) is ``EinsumDense('bd,d->bd')`` after the
+    input transform, its kernel the scale of each feature.
 
     Parameters
     ----------
@@ -93,10 +97,13 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
             model.add(keras.layers.Rescaling(3.0))
     k = n_members(layers)
     adapter = None
-    if k > 1:
+    if has_adapters(layers):
         width = dense_shapes(layers, n_features, 1)[0][0]
-        model.add(keras.layers.RepeatVector(k))
-        adapter = keras.layers.EinsumDense(_ADAPTERS, output_shape=(k, width))
+        if k > 1:
+            model.add(keras.layers.RepeatVector(k))
+            adapter = keras.layers.EinsumDense(_ADAPTERS, output_shape=(k, width))
+        else:
+            adapter = keras.layers.EinsumDense(_SCALE, output_shape=(width,))
         model.add(adapter)
     pairs = []  # (Dense, BatchNormalization or None) per dense layer
     for j, layer in enumerate(layers):
@@ -132,6 +139,8 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
                                    bias.reshape(k, -1)])
                 adapter.set_weights([adapters.reshape(k, -1)])
                 continue
+            if dense is pairs[-1][0] and adapter is not None:  # the input scale
+                adapter.set_weights([arrays[2]])
             dense.set_weights(list(arrays[:2]))
             if norm is not None:
                 norm.set_weights(list(arrays[2:6]))
@@ -141,11 +150,14 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
 def keras_weights(model):
     """Per dense layer of a model made by :func:`build_keras_model`, its
     weights as that function takes them (members' output layers as one,
-    ``(kernel, bias, adapters)``)."""
+    ``(kernel, bias, adapters)``; the input scale after the output layer's
+    kernel and bias)."""
     import keras
-    out, adapters = [], None
+    out, adapters, scale = [], None, ()
     for lyr in model.layers:
-        if isinstance(lyr, keras.layers.Dense):
+        if isinstance(lyr, keras.layers.EinsumDense) and lyr.equation == _SCALE:
+            scale = (lyr.get_weights()[0],)
+        elif isinstance(lyr, keras.layers.Dense):
             out.append(tuple(lyr.get_weights()))
         elif isinstance(lyr, keras.layers.BatchNormalization):
             out[-1] = out[-1] + tuple(lyr.get_weights())
@@ -155,13 +167,14 @@ def keras_weights(model):
             kernel, bias = lyr.get_weights()
             out.append((kernel.transpose(1, 0, 2).reshape(kernel.shape[1], -1), bias.ravel(),
                         adapters))
+    out[-1] = out[-1] + scale
     return out
 
 
 def keras_optimizer(layers, learning_rate, total_steps=None, model=None):
     """The Keras Adam a candidate trains with: its own learning rate and
     weight decay (on the kernels only: not on the members' input adapters
-    of ``model``) if its ``'optimizer'`` entry has them, else
+    nor the input scale of ``model``) if its ``'optimizer'`` entry has them, else
     ``learning_rate`` and no decay; its own schedule over ``total_steps``
     steps, if it has one."""
     import keras
@@ -174,7 +187,7 @@ def keras_optimizer(layers, learning_rate, total_steps=None, model=None):
     if wd:
         adapters = [] if model is None else [
             lyr.kernel for lyr in model.layers
-            if isinstance(lyr, keras.layers.EinsumDense) and lyr.equation == _ADAPTERS]
+            if isinstance(lyr, keras.layers.EinsumDense) and lyr.equation in (_ADAPTERS, _SCALE)]
         optimizer.exclude_from_weight_decay(var_list=adapters or None,
                                             var_names=["bias", "gamma", "beta"])
     return optimizer

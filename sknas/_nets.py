@@ -157,7 +157,9 @@ class _Net:
     input adapter; its output layer is ``k`` layers side by side (a batched
     product), and its logits are the members' logits stacked the same way.
     :meth:`combine` turns them into the logits of the members' mean
-    prediction. The output layer's pieces are kernel, bias and adapters.
+    prediction. The output layer's pieces are kernel, bias and adapters. A
+    net of learned input scaling (``SearchSpace``'s ``input_scaling``) is a
+    net of one member with an adapter: its rows are scaled by it, once.
     """
 
     def __init__(self, layers, n_features, head, seed, input_stats=None):
@@ -242,7 +244,7 @@ class _Net:
         with ``('members', x)``)."""
         tape = []
         k = self.members
-        if k > 1:  # k copies of the rows, copy m scaled by member m's adapter
+        if self.adapters:  # k copies of the rows, copy m scaled by member m's adapter
             if isinstance(x, tf.SparseTensor):
                 x = tf.sparse.to_dense(x)
             tape.append(("members", x))
@@ -327,7 +329,7 @@ class _Net:
             dx = tf.reshape(tf.matmul(dz, self._member_kernels(params[-1][0]), transpose_b=True),
                             [-1, width])
         else:
-            grads[-2:] = _dense_grads(tape[-1][0], dlogits)
+            grads[starts[-2]:starts[-2] + 2] = _dense_grads(tape[-1][0], dlogits)
             dx = tf.matmul(dlogits, params[-1][0], transpose_b=True)
         records = iter(reversed(tape[:-1]))
         for op in reversed(self.ops):
@@ -343,9 +345,9 @@ class _Net:
                 zeros = tf.zeros([self.shapes[op[1]][1]])
                 grads[at + 2:at + 6] = [dgamma, dbeta, zeros, zeros]
             grads[at:at + 2] = _dense_grads(x_in, dz)
-            if op[1] > 0 or k > 1:
+            if op[1] > 0 or self.adapters:
                 dx = tf.matmul(dz, params[op[1]][0], transpose_b=True)
-        if k > 1:  # the adapters: d loss / d a_m = sum over rows of x * d loss / d (a_m x)
+        if self.adapters:  # d loss / d a_m = sum over rows of x * d loss / d (a_m x)
             x = tape[0][1]
             dx = tf.reshape(dx, [k, -1, self.shapes[0][0]])
             grads[-1] = tf.reshape(tf.reduce_sum(dx * x[None], axis=1), [-1])

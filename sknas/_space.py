@@ -23,7 +23,7 @@ _DROPOUT_RE = re.compile(r"^dropout\(([0-9.eE+-]+)\)$")
 _OUTPUT_RE = re.compile(r"^(softmax|sigmoid|linear)\((\d+)\)$")
 _OPTIMIZER_RE = re.compile(r"^adam\((.*)\)$")
 _SHORT = {"input": "in", "learning_rate": "lr", "weight_decay": "wd", "schedule": "sched",
-          "label_smoothing": "ls", "members": "k"}
+          "label_smoothing": "ls", "members": "k", "scaling": "scale"}
 #: the input transforms a candidate can take (see ``SearchSpace``'s ``input_transforms``)
 INPUT_TRANSFORMS = ("none", "robust", "ple")
 #: the learning-rate schedules a candidate can take (see ``SearchSpace``'s ``lr_schedules``)
@@ -31,11 +31,11 @@ LR_SCHEDULES = ("constant", "cosine", "coslog4")
 #: settings whose values are names, not numbers
 _NAMED = {"input": INPUT_TRANSFORMS, "schedule": LR_SCHEDULES}
 #: settings whose values are whole numbers
-_INTEGER = {"members"}
+_INTEGER = {"members", "scaling"}
 
 _PARAMS = ("units", "activations", "dropout_rates", "max_layers", "batch_norm",
            "learning_rates", "weight_decays", "label_smoothings", "input_transforms",
-           "lr_schedules", "members")
+           "lr_schedules", "members", "input_scaling")
 
 #: Named spaces (the estimators' ``space`` parameter): keyword arguments of
 #: :class:`SearchSpace`.
@@ -93,8 +93,8 @@ class SearchSpace:
     ``units`` x ``activations`` order, then one dropout token per rate, then
     the end token, then (when searched) the batch-normalisation tokens (off,
     on), the input-transform tokens, the learning-rate tokens, the
-    weight-decay tokens, the schedule tokens, the label-smoothing tokens and
-    the members tokens.
+    weight-decay tokens, the schedule tokens, the label-smoothing tokens,
+    the members tokens and the input-scaling tokens.
 
     Parameters
     ----------
@@ -155,6 +155,16 @@ class SearchSpace:
         output layer; they train together, each on its own loss (the loss
         is their mean), and the candidate predicts their mean probability
         (or mean value). ``1`` is a plain MLP. Dense ``X`` only. None: 1.
+    input_scaling : bool or sequence of bool, default=False
+        Whether a candidate multiplies its input features (after its input
+        transform) by a learned vector, one scale per feature, initialised
+        to ones and trained with the net, without weight decay (RealMLP's
+        parametric scaling layer, Holzmüller et al., 2024): it lets the net
+        weigh each feature before the first layer mixes them. ``(False,
+        True)``: the controller decides per candidate. It is the input
+        adapter of a net of one member, so a space does not search it with
+        ``members`` above 1 (whose adapters scale each feature per member
+        already). Dense ``X`` only.
 
     Attributes
     ----------
@@ -170,7 +180,7 @@ class SearchSpace:
                  activations=("sigmoid", "tanh", "relu", "elu"), dropout_rates=0.2,
                  max_layers=2, batch_norm=False, learning_rates=None, weight_decays=None,
                  label_smoothings=None, input_transforms=None, lr_schedules=None,
-                 members=None):
+                 members=None, input_scaling=False):
         self.units = units
         self.activations = activations
         self.dropout_rates = dropout_rates
@@ -182,6 +192,7 @@ class SearchSpace:
         self.input_transforms = input_transforms
         self.lr_schedules = lr_schedules
         self.members = members
+        self.input_scaling = input_scaling
 
     @classmethod
     def from_preset(cls, name):
@@ -227,7 +238,7 @@ class SearchSpace:
         g = self._grammar
         return (g.units, g.activations, g.dropout_rates, g.max_layers, g.batch_norm,
                 g.learning_rates, g.weight_decays, g.label_smoothings, g.input_transforms,
-                g.lr_schedules, g.members)
+                g.lr_schedules, g.members, g.scalings)
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in _PARAMS}
@@ -247,7 +258,8 @@ class SearchSpace:
             outside ``[0, 1)``, a learning rate that is not positive, a
             negative weight decay, a label smoothing outside ``[0, 1)``, an
             unknown input transform or schedule, a number of members that is
-            not a positive integer, ``max_layers`` below 1.
+            not a positive integer, ``input_scaling`` with members above 1,
+            ``max_layers`` below 1.
         """
         self._grammar  # noqa: B018 -- builds (and checks) the grammar
         return self
@@ -342,8 +354,8 @@ class SearchSpace:
         """Machine form: a list of dicts, the candidate's settings first.
 
         A ``{'type': 'optimizer', 'learning_rate': ..., 'weight_decay': ...}``
-        entry (also ``'input'``, ``'schedule'``, ``'label_smoothing'`` and ``'members'``:
-        the candidate's own settings) leads when the space searches any of them (with the
+        entry (also ``'input'``, ``'schedule'``, ``'label_smoothing'``, ``'members'`` and
+        ``'scaling'`` (0 or 1): the candidate's own settings) leads when the space searches any of them (with the
         keys it searches); then ``{'type': 'dense', 'units', 'activation'}`` (plus
         ``'batch_norm': True`` when the layer has it) and
         ``{'type': 'dropout', 'rate'}`` entries.
@@ -439,8 +451,9 @@ class SearchSpace:
         name (such as ``'linear(1)'`` for a regressor). A dense layer with
         batch normalisation reads ``'64-relu-bn'``; searched training
         settings lead, as ``'adam(lr=0.003, wd=0.01)'`` (with ``in=robust``,
-        ``sched=cosine``, ``ls=0.1`` and ``k=8`` for an input transform, a
-        schedule, a label smoothing and a number of members).
+        ``sched=cosine``, ``ls=0.1``, ``k=8`` and ``scale=1`` for an input
+        transform, a schedule, a label smoothing, a number of members and the
+        input scaling).
         """
         return describe_layers(self.layers(arch), output)
 
@@ -465,15 +478,17 @@ class _Grammar:
         self.lr_schedules = _names(space.lr_schedules, "lr_schedules", LR_SCHEDULES)
         self.members = (None if space.members is None else
                         _ints(space.members, "members", "a number of members"))
+        scaling = _bools(space.input_scaling, "input_scaling")
+        self.scalings = None if scaling == (False,) else tuple(int(b) for b in scaling)
+        if self.scalings and max(self.scalings) and max(self.members or (1,)) > 1:
+            raise ValueError(
+                f"input_scaling={space.input_scaling!r} with members={space.members!r}: a net of "
+                "members scales each feature per member already (its adapters), so a space "
+                "searches one or the other; use input_scaling=False, or members=None")
         self.activations = _strs(space.activations)
         self.dropout_rates = _floats(space.dropout_rates, "dropout_rates", lo=0.0, hi=1.0)
         self.max_layers = _max_layers(space.max_layers)
-        bn = space.batch_norm
-        bn = (bool(bn),) if isinstance(bn, (bool, np.bool_)) else tuple(bool(b) for b in bn)
-        if not bn or len(set(bn)) != len(bn):
-            raise ValueError("batch_norm must be True, False or a sequence of distinct bools "
-                             f"such as (False, True); got {space.batch_norm!r}")
-        self.batch_norm = bn
+        self.batch_norm = _bools(space.batch_norm, "batch_norm")
         self.learning_rates = (None if space.learning_rates is None else
                                _floats(space.learning_rates, "learning_rates", lo=0.0,
                                        lo_open=True))
@@ -487,13 +502,15 @@ class _Grammar:
         self.end_token = self.n_dense + len(self.dropout_rates)
         nxt = self.end_token + 1
         self.bn_tokens = []
-        if len(bn) > 1:
-            self.bn_tokens, nxt = list(range(nxt, nxt + len(bn))), nxt + len(bn)
+        if len(self.batch_norm) > 1:
+            n_bn = len(self.batch_norm)
+            self.bn_tokens, nxt = list(range(nxt, nxt + n_bn)), nxt + n_bn
         # the candidate's own training settings the space searches: name -> values
         self.settings = {name: values for name, values in (
             ("input", self.input_transforms), ("learning_rate", self.learning_rates),
             ("weight_decay", self.weight_decays), ("schedule", self.lr_schedules),
-            ("label_smoothing", self.label_smoothings), ("members", self.members))
+            ("label_smoothing", self.label_smoothings), ("members", self.members),
+            ("scaling", self.scalings))
             if values is not None}
         self.pre = []  # (name, tokens) of the candidate's own decisions, in order
         for name, values in self.settings.items():
@@ -548,6 +565,19 @@ def _ints(values, name="units", item="a width"):
     return tuple(int(u) for u in arr)
 
 
+def _bools(value, name):
+    """``(value,)`` for a bool, else a non-empty tuple of distinct bools."""
+    try:
+        out = ((bool(value),) if isinstance(value, (bool, np.bool_)) else
+               tuple(bool(b) for b in value))
+    except TypeError:
+        out = ()
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"{name} must be True, False or a sequence of distinct bools "
+                         f"such as (False, True); got {value!r}")
+    return out
+
+
 def _strs(activations):
     names = [str(a) for a in np.asarray(activations, dtype=object).ravel()]
     if not names or len(set(names)) != len(names):
@@ -597,8 +627,8 @@ def _max_layers(value):
 def candidate_settings(layers):
     """The candidate's own settings from its ``'optimizer'`` entry (see
     :meth:`SearchSpace.layers`): a dict with ``input``, ``learning_rate``,
-    ``weight_decay``, ``schedule``, ``label_smoothing`` and ``members``, each
-    None where the candidate has none."""
+    ``weight_decay``, ``schedule``, ``label_smoothing``, ``members`` and
+    ``scaling``, each None where the candidate has none."""
     entry = next((layer for layer in layers if layer["type"] == "optimizer"), {})
     values = {name: entry.get(name) for name in _SHORT}
     return {name: v if v is None or name in _NAMED else int(v) if name in _INTEGER else float(v)
@@ -609,6 +639,14 @@ def n_members(layers):
     """The candidate's number of members (see ``SearchSpace``'s ``members``): 1
     for a plain MLP."""
     return candidate_settings(layers)["members"] or 1
+
+
+def has_adapters(layers):
+    """Whether the candidate multiplies its input features by learned vectors
+    before its first layer: a net of ``k > 1`` members (one adapter per
+    member) or of learned input scaling (one; see ``SearchSpace``'s
+    ``input_scaling``)."""
+    return n_members(layers) > 1 or bool(candidate_settings(layers)["scaling"])
 
 
 def optimizer_settings(layers):

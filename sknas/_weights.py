@@ -13,13 +13,16 @@ members (``SearchSpace``'s ``members``): the first layer of ``k > 1``
 members sees inputs scaled by their adapters and keys on ``'input-k8'``
 (``'input-robust-k8'``...), and their output layers, with the adapters, on
 ``'output-k8'``; the hidden layers between are shared with plain nets.
+Learned input scaling (``input_scaling``) keys the same way, on
+``'input-scale'`` and ``'output-scale'`` (its scale lives with the output
+layer, as a member's adapter does).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._space import n_members
+from ._space import has_adapters, n_members
 
 __all__ = ["SharedWeights", "layer_keys"]
 
@@ -43,18 +46,19 @@ def layer_keys(layers):
 
     A key is ``(previous, this)``: the previous dense layer's
     ``'units-activation'`` (or ``'input'``, ``'input-robust'`` after the
-    robust input transform, ``'input-k8'`` for 8 members) and this layer's
-    (or ``'output'``, ``'output-k8'``). Dropout layers and the rest of the
+    robust input transform, ``'input-k8'`` for 8 members, ``'input-scale'``
+    with learned input scaling) and this layer's (or ``'output'``,
+    ``'output-k8'``, ``'output-scale'``). Dropout layers and the rest of the
     ``'optimizer'`` entry are transparent.
     """
     k = n_members(layers)
-    keys, prev, output = [], "input", "output" if k == 1 else f"output-k{k}"
+    tag = f"-k{k}" if k > 1 else "-scale" if has_adapters(layers) else ""
+    keys, prev, output = [], "input", f"output{tag}"
     for layer in layers:
         if layer["type"] == "optimizer":
             if layer.get("input", "none") != "none":
                 prev = f"input-{layer['input']}"
-            if k > 1:
-                prev = f"{prev}-k{k}"
+            prev += tag
         if layer["type"] == "dense":
             keys.append((prev, _name(layer)))
             prev = _name(layer)
