@@ -349,7 +349,8 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
     The output layer of ``k > 1`` members has three, ``(kernel, bias,
     adapters)``: each member's kernel Glorot-uniform as its own layer's
     would be, and its input adapter random signs (TabM-mini's start); with
-    learned input scaling the adapter (the scale) starts at ones."""
+    learned input scaling the adapter (the scale) starts at ones, stored
+    divided by :data:`SCALE_LR_FACTOR`."""
     from ._weights import layer_keys
     out = []
     shapes = dense_shapes(layers, n_features, n_outputs)
@@ -368,11 +369,17 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
                           np.zeros(units, np.float32), np.ones(units, np.float32))
             elif count == 3 and n_members(layers) > 1:
                 entry += (rng.choice(np.float32([-1, 1]), adapters),)
-            elif count == 3:
-                entry += (np.ones(adapters, np.float32),)
+            elif count == 3:  # the scale, 1, stored as 1 / SCALE_LR_FACTOR
+                entry += (np.full(adapters, 1 / SCALE_LR_FACTOR, np.float32),)
         out.append(tuple(a.copy() for a in entry))
     return out
 
+
+#: Learned input scaling trains its scale this many times faster than the net (RealMLP-TD's
+#: ``scale_lr_factor``): the stored vector is the scale / SCALE_LR_FACTOR and the net
+#: multiplies it back, so Adam's steps (of a size set by the learning rate, whatever the
+#: gradient's scale) move the scale SCALE_LR_FACTOR times as far.
+SCALE_LR_FACTOR = 6.0
 
 #: Keras' BatchNormalization defaults, which the population graph follows.
 BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3

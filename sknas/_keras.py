@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_EPSILON, BN_MOMENTUM,
-                    PLE_BINS, CandidateResult, FoldRows, Head, _all_finite, _failed, _message,
-                    dense_batches, dense_shapes, transform_stats)
+                    PLE_BINS, SCALE_LR_FACTOR, CandidateResult, FoldRows, Head, _all_finite,
+                    _failed, _message, dense_batches, dense_shapes, transform_stats)
 from ._space import candidate_settings, has_adapters, n_members, optimizer_settings
 
 __all__ = ["KerasTrainer", "build_keras_model", "keras_optimizer", "keras_weights"]
@@ -51,7 +51,9 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
     activation (each member's output layer), then
     ``GlobalAveragePooling1D`` (the members' mean prediction). Learned input
     scaling (``input_scaling``) is ``EinsumDense('bd,d->bd')`` after the
-    input transform, its kernel the scale of each feature.
+    input transform, then ``Rescaling(SCALE_LR_FACTOR)``: the scale of each
+    feature is the kernel times that factor (so Adam moves it that many
+    times faster).
 
     Parameters
     ----------
@@ -102,9 +104,11 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
         if k > 1:
             model.add(keras.layers.RepeatVector(k))
             adapter = keras.layers.EinsumDense(_ADAPTERS, output_shape=(k, width))
-        else:
+        else:  # the scale, stored divided by SCALE_LR_FACTOR (see there)
             adapter = keras.layers.EinsumDense(_SCALE, output_shape=(width,))
         model.add(adapter)
+        if k == 1:
+            model.add(keras.layers.Rescaling(SCALE_LR_FACTOR))
     pairs = []  # (Dense, BatchNormalization or None) per dense layer
     for j, layer in enumerate(layers):
         if layer["type"] == "dense":

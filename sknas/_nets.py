@@ -16,8 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from ._data import (BN_EPSILON, PLE_BINS, Head, adapter_size, batch_norm_flags, dense_shapes,
-                    piece_counts, transform_stats)
+from ._data import (BN_EPSILON, PLE_BINS, SCALE_LR_FACTOR, Head, adapter_size,
+                    batch_norm_flags, dense_shapes, piece_counts, transform_stats)
 from ._space import candidate_settings, n_members, optimizer_settings
 
 
@@ -170,6 +170,8 @@ class _Net:
         self.counts = piece_counts(layers)  # flat pieces per dense layer
         self.members = n_members(layers)
         self.adapters = adapter_size(layers, n_features)
+        # a learned input scale is stored divided by SCALE_LR_FACTOR (see there)
+        self.adapter_factor = np.float32(SCALE_LR_FACTOR if self.members == 1 else 1.0)
         self.settings = optimizer_settings(layers)
         own = candidate_settings(layers)
         self.label_smoothing = own["label_smoothing"] or 0.0
@@ -248,7 +250,7 @@ class _Net:
             if isinstance(x, tf.SparseTensor):
                 x = tf.sparse.to_dense(x)
             tape.append(("members", x))
-            adapters = tf.reshape(params[-1][2], [k, 1, -1])
+            adapters = tf.reshape(params[-1][2] * self.adapter_factor, [k, 1, -1])
             x = tf.reshape(adapters * x[None], [-1, self.shapes[0][0]])
         for op in self.ops:
             if op[0] == "dense":
@@ -350,7 +352,8 @@ class _Net:
         if self.adapters:  # d loss / d a_m = sum over rows of x * d loss / d (a_m x)
             x = tape[0][1]
             dx = tf.reshape(dx, [k, -1, self.shapes[0][0]])
-            grads[-1] = tf.reshape(tf.reduce_sum(dx * x[None], axis=1), [-1])
+            grads[-1] = (tf.reshape(tf.reduce_sum(dx * x[None], axis=1), [-1])
+                         * self.adapter_factor)
         return grads
 
     def score(self, params, x, y, w, total, z=None):
