@@ -13,14 +13,15 @@ and seed (``--seeds``, ``--purpose``: the suite's protocol, version 2) the
 training part of the seed's split is fitted, in a ``Pipeline`` after the
 suite's preprocessor as in ``bench_quality.py``, by two searches of the
 space ``--space`` (default 'modern'; ``--members 1 8`` adds the number of
-members to its decisions) with ``random_state`` = the seed:
+members to its decisions, ``--input-scaling`` the learned input scaling)
+with ``random_state`` = the seed:
 REINFORCE (``MLPNASClassifier``'s default strategy and budget, 10 controller
 epochs of 10 candidates) and ``strategy='random'``. ``BENCH_THREADS`` sets
 TensorFlow's threads (default 1), as in ``bench_quality.py``.
 
 The Markdown report (printed; ``--out`` writes it too) has, for each decision
 kind (input transform, schedule, label smoothing, learning rate, weight decay,
-members, activation, depth, batch norm, dropout) and each of its values:
+members, input scaling, activation, depth, batch norm, dropout) and each of its values:
 
 - the share of REINFORCE's candidates with that value in its first two and
   its last two controller epochs, pooled over the fits, and random search's
@@ -65,7 +66,7 @@ from bench_speed import _table  # noqa: E402
 #: Settings decisions: report name -> key of the candidate's 'optimizer' entry.
 SETTINGS = {"input": "input", "schedule": "schedule", "label smoothing": "label_smoothing",
             "learning rate": "learning_rate", "weight decay": "weight_decay",
-            "members": "members"}
+            "members": "members", "input scaling": "scaling"}
 DECISIONS = (*SETTINGS, "activation", "depth", "batch norm", "dropout")
 STRATEGIES = ("reinforce", "random")
 QUICK = {"controller_epochs": 4, "samples_per_epoch": 3, "epochs": 2, "cv": None}
@@ -91,9 +92,13 @@ def fit_one(table, seed, strategy, data, args):
     from sknas import MLPNASClassifier
     X_tr, X_te, y_tr, y_te = data
     space = args.space
-    if args.members:  # the preset with members decided too
+    if args.members or args.input_scaling:  # the preset with members or scaling decided too
         from sknas import SearchSpace
-        space = SearchSpace.from_preset(args.space).set_params(members=tuple(args.members))
+        space = SearchSpace.from_preset(args.space)
+        if args.members:
+            space.set_params(members=tuple(args.members))
+        if args.input_scaling:
+            space.set_params(input_scaling=(False, True))
     params = {"space": space, "random_state": seed, **(QUICK if args.quick else {})}
     if strategy == "random":
         params["strategy"] = "random"
@@ -287,6 +292,8 @@ def main(argv=None):
     parser.add_argument("--members", nargs="+", type=int, metavar="K",
                         help="add the number of members to the space's decisions, among "
                              "these values (e.g. 1 8)")
+    parser.add_argument("--input-scaling", action="store_true",
+                        help="add learned input scaling (on or off) to the space's decisions")
     parser.add_argument("--quick", action="store_true", help="a smoke run's tiny budget")
     parser.add_argument("--baseline", help="REINFORCE's baseline ('ema', 'batch' or a number; "
                                            "default: Reinforce()'s)")
@@ -303,7 +310,7 @@ def main(argv=None):
             record = json.load(fh)
     else:
         meta = {"command": " ".join(["python", *sys.argv]), "space": args.space,
-                "members": args.members,
+                "members": args.members, "input_scaling": args.input_scaling,
                 "baseline": args.baseline,
                 "quick": args.quick, "threads": bench_quality.THREADS,
                 "protocol": suite.protocol_from_args(parser, args),
