@@ -11,16 +11,14 @@ members' mean prediction), and both trainers against each other.
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import tensorflow as tf
 
 from sknas import MLPNASClassifier, MLPNASRegressor, SearchSpace
-from sknas._data import input_stats, n_params
-from sknas._keras import _keras_loss
-from sknas._trainer import (Head, KerasTrainer, PopulationTrainer, _loss_and_grads, _Net,
-                            build_keras_model, initial_weights, keras_weights)
+from sknas._data import n_params
+from sknas._trainer import Head, PopulationTrainer, build_keras_model, initial_weights
 from sknas._weights import SharedWeights, layer_keys
 
-from conftest import assert_trains_alike_in_any_population
+from conftest import (assert_both_trainers_alike, assert_trains_alike_in_any_population,
+                      check_passes_against_gradient_tape)
 
 TINY = dict(controller_epochs=1, samples_per_epoch=4, epochs=2, n_finalists=2, cv=2,
             random_state=0)
@@ -86,100 +84,18 @@ ARCHS = [
 ]
 
 
-def _member_loss_and_grads(model, masks, X, y, w, head, smoothing, k):
-    """Keras' loss of each member's output (the model built with
-    ``each_member=True``) averaged as ``model.fit`` averages it, and its
-    gradients by ``GradientTape``; each ``Dropout`` uses the population
-    trainer's mask (its ``(k * rows, width)`` laid out as ``(rows, k, width)``)."""
-    import keras
-    loss_fn = _keras_loss(head, smoothing)
-    if isinstance(loss_fn, str):
-        loss_fn = keras.losses.get(loss_fn)
-    masks = iter(masks)
-    target = np.repeat(y[:, None], k, axis=1) if k > 1 else y
-    if head.kind == "binary":
-        target = target[..., None].astype(np.float32)
-    with tf.GradientTape() as tape:
-        h = tf.constant(X)
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.Dropout):
-                mask = next(masks)
-                if k > 1:
-                    mask = mask.reshape(k, len(X), -1).transpose(1, 0, 2)
-                h = h * mask
-            else:
-                h = layer(h, training=True) if isinstance(
-                    layer, keras.layers.BatchNormalization) else layer(h)
-        if isinstance(loss_fn, keras.losses.Loss):  # a weight per member's loss
-            loss = loss_fn(target, h, sample_weight=np.repeat(w[:, None], k, 1) if k > 1 else w)
-        else:
-            per_row = tf.reshape(loss_fn(target, h), [len(X), -1])
-            loss = tf.reduce_sum(per_row * w[:, None]) / tf.cast(tf.size(per_row), tf.float32)
-    grads = tape.gradient(loss, model.trainable_weights)
-    return float(loss), [g.numpy() for g in grads]
-
-
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_hand_written_passes_of_members_match_gradient_tape(n_classes):
-    rng = np.random.default_rng(n_classes)
-    n_rows, n_features = 37, 5
-    X = (rng.standard_t(3, size=(n_rows, n_features)) * 2 + 1).astype(np.float32)
-    y = rng.integers(0, n_classes, n_rows).astype(np.int32)
-    w = rng.uniform(0.1, 3.0, n_rows).astype(np.float32)
-    stats = input_stats(X, ("robust",))
-    head = Head.of(n_classes)
-    nets, params, weights = [], [], []
+    nets, weights, passes, _, X, stats = check_passes_against_gradient_tape(ARCHS, n_classes)
+    assert passes[0][0].shape == (4 * len(X), Head.of(n_classes).n_outputs)
     for j, layers in enumerate(ARCHS):
-        init = initial_weights(layers, n_features, head.n_outputs, rng)
-        # biases, batch-normalisation offsets and adapters away from their starts
-        init = [tuple(a if i == 0 or i >= 4 and len(t) == 6 else
-                      (a + rng.normal(scale=0.3, size=a.shape)).astype(np.float32)
-                      for i, a in enumerate(t)) for t in init]
-        nets.append(_Net(layers, n_features, n_classes, seed=10 + j, input_stats=stats))
-        params.append([tuple(tf.constant(a) for a in t) for t in init])
-        weights.append(init)
-    step = tf.constant(3)
-    from sknas._nets import forward_passes
-    passes = forward_passes(nets, params, tf.constant(X), step)  # batch norms of both sizes
-    losses, dlogits = _loss_and_grads([f[0] for f in passes], tf.constant(y),
-                                      tf.constant(w / n_rows), n_classes,
-                                      smoothing=[net.label_smoothing for net in nets],
-                                      members=[net.members for net in nets])
-    assert passes[0][0].shape == (4 * n_rows, head.n_outputs)
-    for j, layers in enumerate(ARCHS):
-        k = nets[j].members
-        tape = passes[j][1]
-        flat = [g.numpy() for g in nets[j].backward(params[j], tape, dlogits[j])]
-        masks = [record[0].numpy() for record in tape if len(record) == 1]
-        model = build_keras_model(layers, n_features, n_classes, weights[j], input_stats=stats,
-                                  each_member=True)
-        loss, want = _member_loss_and_grads(model, masks, X, y, w, head,
-                                            layers[0]["label_smoothing"], k)
-        np.testing.assert_allclose(losses[j].numpy(), loss, rtol=2e-6)
-        # the flat gradient pieces laid out as the Keras model's weights
-        as_keras = build_keras_model(layers, n_features, n_classes,
-                                     [tuple(p) for p in nets[j].unflatten(flat, np.reshape)],
-                                     input_stats=stats, each_member=True)
-        got = [v.numpy() for v in as_keras.trainable_weights]
-        assert [g.shape for g in got] == [g.shape for g in want]
-        for a, b in zip(got, want):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=3e-6)
-        # inference: the members' combined logits give the served model's probabilities
-        served = build_keras_model(layers, n_features, n_classes, weights[j], input_stats=stats)
-        z = nets[j].combine(nets[j].forward(params[j], tf.constant(X))[0]).numpy()
-        proba = served(X, training=False).numpy()
-        mine = (1 / (1 + np.exp(-z)) if n_classes == 2
-                else np.exp(z) / np.exp(z).sum(1, keepdims=True))
-        np.testing.assert_allclose(mine, proba, rtol=1e-5, atol=1e-6)
-        if k > 1:  # the mean of the members' own predictions
-            each = build_keras_model(layers, n_features, n_classes, weights[j], input_stats=stats,
+        if nets[j].members > 1:  # the served model is the mean of the members' predictions
+            served = build_keras_model(layers, X.shape[1], n_classes, weights[j],
+                                       input_stats=stats)(X, training=False).numpy()
+            each = build_keras_model(layers, X.shape[1], n_classes, weights[j], input_stats=stats,
                                      each_member=True)(X, training=False).numpy()
-            np.testing.assert_allclose(each.mean(axis=1), proba, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(each.mean(axis=1), served, rtol=1e-5, atol=1e-6)
             assert np.ptp(each, axis=1).max() > 1e-3  # the members differ
-        assert [len(t) for t in keras_weights(served)] == [len(t) for t in weights[j]]
-        for a, b in zip(keras_weights(served), weights[j]):
-            for u, v in zip(a, b):
-                np.testing.assert_array_equal(u, v)
 
 
 def test_both_trainers_train_members_alike(cancer):
@@ -188,19 +104,7 @@ def test_both_trainers_train_members_alike(cancer):
               dense(16, "relu"), dense(8, "tanh")],
              [{"type": "optimizer", "members": 1, "learning_rate": 0.003, "weight_decay": 0.01},
               dense(16, "relu"), dense(8, "tanh")]]
-    rng = np.random.default_rng(0)
-    cands = [(layers, initial_weights(layers, data.n_features, 1, rng), 10 + j)
-             for j, layers in enumerate(archs)]
-    n = len(data.y)
-    # full batches: both trainers take the same steps
-    pop = PopulationTrainer(epochs=4, batch_size=n).train(cands, data, seed=0)
-    ref = KerasTrainer(epochs=4, batch_size=n).train(cands, data, seed=0)
-    for p, r in zip(pop, ref):
-        assert p.status == r.status == "ok"
-        np.testing.assert_allclose(p.val_scores, r.val_scores, atol=0.006)
-        for a, b in zip(p.weights, r.weights):
-            for u, v in zip(a, b):
-                np.testing.assert_allclose(u, v, rtol=1e-3, atol=2e-5)
+    pop, cands = assert_both_trainers_alike(archs, data)
     # the adapters moved, and took no decay: with a zero gradient they would stay
     start = cands[0][1][-1][2]
     assert not np.allclose(pop[0].weights[-1][2], start)
@@ -240,13 +144,18 @@ def test_a_search_over_members_serves_a_safe_keras_model(blobs, tmp_path):
     assert {"RepeatVector", "EinsumDense", "GlobalAveragePooling1D"} <= kinds
 
 
-def test_a_regressor_of_members_predicts_in_its_targets_units(blobs, tmp_path):
-    X, _ = blobs
+def check_regressor_units(space, X, path):
+    """A regressor searching ``space`` fits a target far from 0 and 1 and
+    exports a model that predicts in its units."""
     y = 50.0 + 10.0 * X[:, 0] - 5.0 * X[:, 1] ** 2
-    space = SearchSpace(members=(4,), units=(16,), max_layers=1)
     reg = MLPNASRegressor(space=space, **{**TINY, "epochs": 8}).fit(X, y)
     assert reg.score(X, y) > 0.5
-    _check_export(reg, X, tmp_path / "members.keras", column=False)
+    _check_export(reg, X, path, column=False)
+
+
+def test_a_regressor_of_members_predicts_in_its_targets_units(blobs, tmp_path):
+    check_regressor_units(SearchSpace(members=(4,), units=(16,), max_layers=1), blobs[0],
+                          tmp_path / "members.keras")
 
 
 def test_sparse_x_is_refused_with_members(blobs):

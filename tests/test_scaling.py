@@ -12,17 +12,15 @@ against each other.
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import tensorflow as tf
 
-from sknas import MLPNASClassifier, MLPNASRegressor, SearchSpace
-from sknas._data import SCALE_LR_FACTOR, input_stats, n_params
-from sknas._nets import backward_passes, forward_passes
-from sknas._trainer import (Head, KerasTrainer, PopulationTrainer, _loss_and_grads, _Net,
-                            build_keras_model, initial_weights, keras_weights)
+from sknas import MLPNASClassifier, SearchSpace
+from sknas._data import SCALE_LR_FACTOR, n_params
+from sknas._trainer import PopulationTrainer, initial_weights
 from sknas._weights import SharedWeights, layer_keys
 
-from conftest import assert_trains_alike_in_any_population
-from test_members import TINY, _check_export, _member_loss_and_grads, dense
+from conftest import (assert_both_trainers_alike, assert_trains_alike_in_any_population,
+                      check_passes_against_gradient_tape)
+from test_members import TINY, _check_export, check_regressor_units, dense
 
 
 def scaled(**settings):
@@ -85,57 +83,7 @@ ARCHS = [  # scaled nets beside a plain net and a net of members, in one populat
 
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_hand_written_passes_of_scaled_nets_match_gradient_tape(n_classes):
-    rng = np.random.default_rng(n_classes)
-    n_rows, n_features = 37, 5
-    X = (rng.standard_t(3, size=(n_rows, n_features)) * 2 + 1).astype(np.float32)
-    y = rng.integers(0, n_classes, n_rows).astype(np.int32)
-    w = rng.uniform(0.1, 3.0, n_rows).astype(np.float32)
-    stats = input_stats(X, ("robust",))
-    head = Head.of(n_classes)
-    nets, params, weights = [], [], []
-    for j, layers in enumerate(ARCHS):
-        init = initial_weights(layers, n_features, head.n_outputs, rng)
-        # biases, batch-normalisation offsets and scales away from their starts
-        init = [tuple(a if i == 0 or i >= 4 and len(t) == 6 else
-                      (a + rng.normal(scale=0.3, size=a.shape)).astype(np.float32)
-                      for i, a in enumerate(t)) for t in init]
-        nets.append(_Net(layers, n_features, n_classes, seed=10 + j, input_stats=stats))
-        params.append([tuple(tf.constant(a) for a in t) for t in init])
-        weights.append(init)
-    passes = forward_passes(nets, params, tf.constant(X), tf.constant(3))
-    losses, dlogits = _loss_and_grads([f[0] for f in passes], tf.constant(y),
-                                      tf.constant(w / n_rows), n_classes,
-                                      smoothing=[net.label_smoothing for net in nets],
-                                      members=[net.members for net in nets])
-    # backward together: nets 0 and 3 share a batch-normalisation round
-    grads = backward_passes(nets, params, [f[1] for f in passes], dlogits)
-    for j, layers in enumerate(ARCHS):
-        k = nets[j].members
-        tape = passes[j][1]
-        flat = [g.numpy() for g in grads[j]]
-        masks = [record[0].numpy() for record in tape if len(record) == 1]
-        model = build_keras_model(layers, n_features, n_classes, weights[j], input_stats=stats,
-                                  each_member=True)
-        loss, want = _member_loss_and_grads(model, masks, X, y, w, head,
-                                            layers[0]["label_smoothing"], k)
-        np.testing.assert_allclose(losses[j].numpy(), loss, rtol=2e-6)
-        as_keras = build_keras_model(layers, n_features, n_classes,
-                                     [tuple(p) for p in nets[j].unflatten(flat, np.reshape)],
-                                     input_stats=stats, each_member=True)
-        got = [v.numpy() for v in as_keras.trainable_weights]
-        assert [g.shape for g in got] == [g.shape for g in want]
-        for a, b in zip(got, want):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=3e-6)
-        served = build_keras_model(layers, n_features, n_classes, weights[j], input_stats=stats)
-        z = nets[j].combine(nets[j].forward(params[j], tf.constant(X))[0]).numpy()
-        proba = served(X, training=False).numpy()
-        mine = (1 / (1 + np.exp(-z)) if n_classes == 2
-                else np.exp(z) / np.exp(z).sum(1, keepdims=True))
-        np.testing.assert_allclose(mine, proba, rtol=1e-5, atol=1e-6)
-        assert [len(t) for t in keras_weights(served)] == [len(t) for t in weights[j]]
-        for a, b in zip(keras_weights(served), weights[j]):
-            for u, v in zip(a, b):
-                np.testing.assert_array_equal(u, v)
+    grads = check_passes_against_gradient_tape(ARCHS, n_classes)[3]
     # the scale's gradient is not zero: it learns
     assert np.abs(grads[1][-1].numpy()).max() > 1e-4
 
@@ -145,18 +93,7 @@ def test_both_trainers_train_scaled_nets_alike(cancer):
     opt = {"learning_rate": 0.003, "weight_decay": 0.01}
     archs = [[scaled(**opt), dense(16, "relu"), dense(8, "tanh")],
              [scaled(**opt), dense(12, "elu")]]
-    rng = np.random.default_rng(0)
-    cands = [(layers, initial_weights(layers, data.n_features, 1, rng), 10 + j)
-             for j, layers in enumerate(archs)]
-    n = len(data.y)
-    pop = PopulationTrainer(epochs=4, batch_size=n).train(cands, data, seed=0)
-    ref = KerasTrainer(epochs=4, batch_size=n).train(cands, data, seed=0)
-    for p, r in zip(pop, ref):
-        assert p.status == r.status == "ok"
-        np.testing.assert_allclose(p.val_scores, r.val_scores, atol=0.006)
-        for a, b in zip(p.weights, r.weights):
-            for u, v in zip(a, b):
-                np.testing.assert_allclose(u, v, rtol=1e-3, atol=2e-5)
+    pop, _ = assert_both_trainers_alike(archs, data)
     # the scale moved, SCALE_LR_FACTOR times as far as Adam's steps move a weight
     # (at most about the learning rate a step); without a gradient it would stay at 1
     scale = pop[0].weights[-1][2] * SCALE_LR_FACTOR
@@ -185,12 +122,8 @@ def test_a_search_over_scaling_serves_a_safe_keras_model(blobs, tmp_path):
 
 
 def test_a_scaled_regressor_predicts_in_its_targets_units(blobs, tmp_path):
-    X, _ = blobs
-    y = 50.0 + 10.0 * X[:, 0] - 5.0 * X[:, 1] ** 2
-    space = SearchSpace(input_scaling=True, units=(16,), max_layers=1)
-    reg = MLPNASRegressor(space=space, **{**TINY, "epochs": 8}).fit(X, y)
-    assert reg.score(X, y) > 0.5
-    _check_export(reg, X, tmp_path / "scaled.keras", column=False)
+    check_regressor_units(SearchSpace(input_scaling=True, units=(16,), max_layers=1), blobs[0],
+                          tmp_path / "scaled.keras")
 
 
 def test_sparse_x_is_refused_with_input_scaling(blobs):
