@@ -104,10 +104,10 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
         if k > 1:
             model.add(keras.layers.RepeatVector(k))
             adapter = keras.layers.EinsumDense(_ADAPTERS, output_shape=(k, width))
+            model.add(adapter)
         else:  # the scale, stored divided by SCALE_LR_FACTOR (see there)
             adapter = keras.layers.EinsumDense(_SCALE, output_shape=(width,))
-        model.add(adapter)
-        if k == 1:
+            model.add(adapter)
             model.add(keras.layers.Rescaling(SCALE_LR_FACTOR))
     pairs = []  # (Dense, BatchNormalization or None) per dense layer
     for j, layer in enumerate(layers):

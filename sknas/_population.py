@@ -744,14 +744,15 @@ class PopulationTrainer:
         """Train ``candidates`` in one graph (see :meth:`train`)."""
         start = time.perf_counter()
         try:
-            key = self._graph_key(candidates, data, seed, val_outputs) + (
+            lazy = self._lazy(data)  # (a pass over the stored values with 'auto')
+            key = self._graph_key(candidates, data, seed, val_outputs, lazy) + (
                 _fold_inputs(row_weights),)
             pop, fn = _GRAPHS.take(key)
             if pop is None:
                 nets = [_Net(layers, data.n_features, data.head, s, data.input_stats)
                         for layers, _, s in candidates]
                 pop = _Population(nets, [w for _, w, _ in candidates], self.learning_rate,
-                                  lazy=self._lazy(data))
+                                  lazy=lazy)
             else:
                 pop.reset([w for _, w, _ in candidates])
             scores, bad, best_epoch, stop_epoch, outputs, fn = self._run(
@@ -790,11 +791,11 @@ class PopulationTrainer:
             return batch_column_share(data.X, self.batch_size) <= LAZY_MAX_SHARE
         return True
 
-    def _graph_key(self, candidates, data, seed, val_outputs):
+    def _graph_key(self, candidates, data, seed, val_outputs, lazy):
         """What a population's traced graph depends on besides its inputs'
         shapes: the nets (layers, seeds, input width, head), the population
-        seed and the trainer's settings. The initial weights are not in it: a
-        cached population is reset to them."""
+        seed, the trainer's settings and whether it takes lazy steps. The
+        initial weights are not in it: a cached population is reset to them."""
         nets = tuple((repr(layers), int(s) % (2**31 - 1)) for layers, _, s in candidates)
         stats = (None if not data.input_stats else
                  hash(b"".join(name.encode() + np.asarray(a, np.float32).tobytes()
@@ -802,7 +803,7 @@ class PopulationTrainer:
         return (nets, data.n_features, repr(data.head), stats, int(seed) % (2**31 - 1),
                 bool(val_outputs), self.epochs, self.batch_size, float(self.learning_rate),
                 bool(self.early_stopping), self.n_iter_no_change, bool(self.sparse_product),
-                self._lazy(data))
+                lazy)
 
     def _run(self, pop, data, seed, row_weights=None, val_outputs=False, fn=None):
         t0 = time.perf_counter()
