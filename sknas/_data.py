@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import socket
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -440,6 +441,42 @@ def dense_batches(X, rows=8192):
     else:
         for i in range(0, n, rows):
             yield X[i:i + rows]
+
+
+_PLAIN_LOCK = threading.Lock()
+_PLAIN_STATE = {"users": 0, "saved": False}
+
+
+@contextmanager
+def plain_graphs():
+    """Run the graphs called inside without Grappler's optimisation passes.
+
+    A population graph is a loop of many tiny ops, run once after it is
+    traced. Grappler's passes (above all the remapper, which fuses each
+    ``MatMul``, ``BiasAdd`` and activation into one oneDNN kernel) take a
+    second or more on such a graph's first call, and the fused kernels run
+    no faster on batches of 32 rows: without them a small table's fit takes
+    about three quarters of the time (see the performance guide). The option
+    is TensorFlow's process-wide ``disable_meta_optimizer``; it is set while
+    at least one ``plain_graphs`` block runs and then put back as it was, so
+    a user's own graphs outside a fit are optimised as before.
+    """
+    import tensorflow as tf  # this module imports no TensorFlow of its own
+    options = tf.config.optimizer
+    with _PLAIN_LOCK:
+        if _PLAIN_STATE["users"] == 0:
+            _PLAIN_STATE["saved"] = bool(options.get_experimental_options().get(
+                "disable_meta_optimizer", False))
+            options.set_experimental_options({"disable_meta_optimizer": True})
+        _PLAIN_STATE["users"] += 1
+    try:
+        yield
+    finally:
+        with _PLAIN_LOCK:
+            _PLAIN_STATE["users"] -= 1
+            if _PLAIN_STATE["users"] == 0:
+                options.set_experimental_options(
+                    {"disable_meta_optimizer": _PLAIN_STATE["saved"]})
 
 
 @contextmanager

@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_MOMENTUM, BYTES_PER_PARAM,
                     CandidateResult, FoldRows, _all_finite, _failed, _fold_inputs, _message,
-                    _quiet_retracing, _too_big, n_params)
+                    _quiet_retracing, _too_big, n_params, plain_graphs)
 from ._nets import (_bn_padding, _graph_rows, _loss_and_grads, _Net, _output, _RowSource,
                     _TouchedRows,
                     backward_passes, bn_groups, forward_passes, schedule_factor)
@@ -834,7 +834,8 @@ class PopulationTrainer:
         with _quiet_retracing():
             graph_fn = fn.get_concrete_function(*args)  # traced once per input signature
         t2 = time.perf_counter()
-        scores, bad, best_epoch, stop_epoch, outputs = (t.numpy() for t in graph_fn(*args))
+        with plain_graphs():
+            scores, bad, best_epoch, stop_epoch, outputs = (t.numpy() for t in graph_fn(*args))
         self.last_timings_ = {"setup": t1 - t0, "trace": t2 - t1, "run": time.perf_counter() - t2}
         return scores, bad, best_epoch, stop_epoch, outputs, fn
 
