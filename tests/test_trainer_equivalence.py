@@ -7,12 +7,15 @@ No timings here: the speed is measured by ``benchmarks/bench_speed.py``.
 """
 
 import gc
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sknas import MLPNASClassifier
+from sknas import MLPNASClassifier, _population
+from sknas._data import plain_graphs
 from sknas._trainer import (_GRAPHS, CandidateData, KerasTrainer, PopulationTrainer,
                             _loss_and_grads, _Net, build_keras_model, initial_weights)
 
@@ -164,6 +167,60 @@ def test_population_trainer_is_the_default_speed_path():
     # model.fit, the reference, is a subclass's choice (no parameter)
     reference = type("KerasNAS", (MLPNASClassifier,), {"_trainer_kind": "keras"})()
     assert isinstance(reference._make_trainer(early_stopping=False, batch_size=32), KerasTrainer)
+
+
+def _meta_optimizer_off():
+    return tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+
+
+@pytest.mark.parametrize("users_value", [False, True])
+def test_population_graphs_run_without_grappler_and_restore_the_option(cancer, monkeypatch,
+                                                                      users_value):
+    # Grappler's passes cost more than they save on a population graph's one
+    # call: the graph runs with them off, and the user's setting comes back
+    seen = []
+
+    @contextmanager
+    def watched():
+        with plain_graphs():
+            seen.append(_meta_optimizer_off())
+            yield
+
+    monkeypatch.setattr(_population, "plain_graphs", watched)
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": users_value})
+    try:
+        cands = candidates([[dense(8, "relu")], [dense(4, "tanh")]], cancer)
+        results = PopulationTrainer(epochs=1).train(cands, cancer, seed=0)
+        assert [r.status for r in results] == ["ok", "ok"]
+        assert seen == [True]
+        assert _meta_optimizer_off() is users_value
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
+
+
+def test_plain_graphs_keeps_the_option_off_until_its_last_user_leaves():
+    assert not _meta_optimizer_off()
+    inside, leave = threading.Event(), threading.Event()
+
+    def other_fit():
+        with plain_graphs():
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other_fit)
+    with plain_graphs():
+        thread.start()
+        assert inside.wait(10)
+        with plain_graphs():  # nested in one thread
+            assert _meta_optimizer_off()
+        assert _meta_optimizer_off()
+    assert _meta_optimizer_off()  # the other thread's graphs still run
+    leave.set()
+    thread.join(10)
+    assert not _meta_optimizer_off()
+    with pytest.raises(RuntimeError), plain_graphs():
+        raise RuntimeError("a failed population")
+    assert not _meta_optimizer_off()
 
 
 def _live_variables():
