@@ -610,7 +610,7 @@ def _update_fn(names, t_max, use_predictor, variables, args):
             adam_update(var, m, v, g, lr, step)
         return loss, entropy, pred_loss
 
-    fn = tf.function(update)
+    fn = tf.function(update, autograph=False)  # plain Python: autograph would double the trace
     # one trace with every argument dimension open (the variables by their shapes)
     def like():
         return [tf.Variable(tf.zeros(x.shape, x.dtype)) for x in variables]
