@@ -134,8 +134,8 @@ def check_passes_against_gradient_tape(archs, n_classes):
     given), trained side by side in one population on random rows: the loss
     and every gradient against ``tf.GradientTape`` on the Keras model of each
     member's output, the inference logits against the served model, and the
-    weights' layout against :func:`keras_weights`. Returns ``(nets, params,
-    weights, passes, X, stats)`` for a test's own checks."""
+    weights' layout against :func:`keras_weights`. Returns ``(nets, weights,
+    passes, grads, X, stats)`` for a test's own checks."""
     import tensorflow as tf
 
     from sknas._data import input_stats
