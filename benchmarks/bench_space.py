@@ -207,8 +207,10 @@ def candidate_data(data, shuffle=False, trainer=None, holdout=0.1):
     if holdout == 0.1:
         n_val = max(1, len(y) // 10)  # as the recorded rows
     else:
+        from flat import auto_validation_rows
         from sknas import MLPNASClassifier
-        n_val = MLPNASClassifier(validation_fraction=holdout)._validation_rows(len(y))
+        n_val = (auto_validation_rows(len(y)) if holdout == "auto" else
+                 MLPNASClassifier(validation_fraction=holdout)._validation_rows(len(y)))
     ones = np.ones(len(y), np.float32)
     return trainer.CandidateData(Xt[n_val:], y[n_val:], ones[n_val:], Xt[:n_val], y[:n_val],
                                  ones[:n_val], len(classes))

@@ -11,12 +11,31 @@ estimator from the flat spelling, so every recorded command still runs::
     make(MLPNASClassifier, baseline=0.5, units=(8, 16), trainer="keras")
     # == a subclass with _trainer_kind = 'keras', built with
     #    space=SearchSpace(units=(8, 16)), strategy=Reinforce(baseline=0.5)
+
+``validation_fraction='auto'``, the estimators' default from 2026-11-30 to
+2026-12-06, becomes a subclass that holds out what it held out
+(:func:`auto_validation_rows`).
 """
 
 from __future__ import annotations
 
+from sklearn.base import RegressorMixin
+
 from sknas import RandomSearch, Reinforce, SearchSpace
 from sknas._space import PRESETS
+
+#: what ``validation_fraction='auto'`` held out until 2026-12-06 (commit fd61cce),
+#: the classifier's rule: this share of the rows, at most this many, never less
+#: than this share (the regressor's 'auto' was a tenth)
+AUTO_VALIDATION = (0.25, 250, 0.1)
+
+
+def auto_validation_rows(n_rows, regression=False):
+    """Rows the former ``validation_fraction='auto'`` held out of ``n_rows``."""
+    share, most, least = AUTO_VALIDATION
+    if regression:
+        return max(2, int(round(least * n_rows)))
+    return max(1, int(round(least * n_rows)), min(int(round(share * n_rows)), most))
 
 #: flat name -> Reinforce's
 STRATEGY = {"controller_units": "lstm_units", "controller_train_steps": "train_steps",
@@ -44,6 +63,10 @@ def make(cls, **params):
     strategy = {STRATEGY[k]: params.pop(k) for k in list(params) if k in STRATEGY}
     space = {SPACE[k]: params.pop(k) for k in list(params) if k in SPACE}
     hooks = {HOOKS[k]: params.pop(k) for k in list(params) if k in HOOKS}
+    if params.get("validation_fraction") == "auto":  # gone from the estimators: its old rule
+        del params["validation_fraction"]
+        regression = issubclass(cls, RegressorMixin)
+        hooks["_validation_rows"] = lambda self, n: auto_validation_rows(n, regression)
     if space:
         preset = params.get("space", "tutorial")
         spec = dict(PRESETS[preset]) if isinstance(preset, str) else preset.get_params()
