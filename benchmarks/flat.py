@@ -50,7 +50,7 @@ SPACE = {"units": "units", "activations": "activations", "max_layers": "max_laye
          "lr_schedules": "lr_schedules", "label_smoothings": "label_smoothings",
          "members": "members", "input_scaling": "input_scaling"}
 #: flat name -> the private class attribute a subclass sets
-HOOKS = {"reward": "_reward", "trainer": "_trainer_kind",
+HOOKS = {"reward": "_reward", "reward_score": "_reward_score", "trainer": "_trainer_kind",
          "finalist_batch_size": "_finalist_batch_size",
          # the size-keyed rules of the 'auto' values, for the studies that re-examine them
          "large_data_rows": "_large_data_rows",

@@ -87,6 +87,10 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
     #: tutorial's ``model.fit`` per candidate, the reference the population trainer is
     #: tested against); and the finalists' batch size (None: the search's).
     _reward = "weighted"
+    #: the per-epoch score the reward weighs: 'accuracy' (the validation score: the
+    #: tutorial's accuracy, a regressor's R^2) or 'likelihood' (exp(-validation log
+    #: loss), see ``Search``'s ``reward_score`` and the search space guide)
+    _reward_score = "accuracy"
     _trainer_kind = "population"
     _finalist_batch_size = None
 
@@ -249,8 +253,15 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
     #: 2026-12-07
     _lazy_adam = "auto"
 
-    def _make_trainer(self, epochs=None, early_stopping=None, batch_size=None):
-        own = {} if self._trainer_kind == "keras" else {"lazy_adam": self._lazy_adam}
+    def _make_trainer(self, epochs=None, early_stopping=None, batch_size=None, losses=False):
+        """The candidates' trainer; ``losses``: it records the validation losses
+        that a reward of ``_reward_score='likelihood'`` needs (the search's)."""
+        losses = losses and self._reward_score == "likelihood"
+        if losses and self._trainer_kind == "keras":
+            raise ValueError("_reward_score='likelihood' needs the population trainer's "
+                             "validation losses; the Keras trainer records none")
+        own = ({} if self._trainer_kind == "keras" else
+               {"lazy_adam": self._lazy_adam, "val_losses": losses})
         cls = KerasTrainer if self._trainer_kind == "keras" else PopulationTrainer
         return cls(epochs=self.epochs if epochs is None else epochs,
                    batch_size=self.batch_size_ if batch_size is None else batch_size,
@@ -346,11 +357,12 @@ class BaseMLPNAS(FinalistsMixin, ServingMixin, BaseEstimator):
         strategy = plan.build(space, seed)  # the stateful strategy: a new one each fit
         store = SharedWeights() if self.weight_sharing else None
         budget = SearchBudget(max_time=self.max_time, max_candidates=self.max_candidates)
-        search = Search(space, strategy, CandidateExecutor(self._make_trainer(), self.n_jobs),
+        search = Search(space, strategy,
+                        CandidateExecutor(self._make_trainer(losses=True), self.n_jobs),
                         store, data, controller_epochs=self.controller_epochs,
                         samples_per_epoch=self.samples_per_epoch,
                         screen_factor=plan.screen_factor,
-                        reward=self._reward,
+                        reward=self._reward, reward_score=self._reward_score,
                         error_score=self.error_score, seed=seed, budget=budget,
                         reporter=Reporter(self.verbose), callbacks=self._callbacks())
         start_epoch = self._restore(search)

@@ -169,6 +169,11 @@ class CandidateResult:
     val_scores : list of float
         Weighted validation accuracy after each epoch (empty without
         validation rows, as in the refit).
+    val_losses : list of float
+        Weighted mean validation loss after each epoch (cross-entropy
+        without label smoothing, or a regressor's mean squared error on the
+        standardised targets), when the trainer was asked to record it
+        (``PopulationTrainer(val_losses=True)``); else empty.
     weights : list of (ndarray, ndarray) or None
         Trained ``(kernel, bias)`` of each dense layer, output layer last;
         every value is finite. ``None`` when the candidate failed.
@@ -207,6 +212,7 @@ class CandidateResult:
     """
 
     val_scores: list = field(default_factory=list)
+    val_losses: list = field(default_factory=list)
     weights: list | None = None
     status: str = "ok"
     message: str = ""

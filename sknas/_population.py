@@ -658,6 +658,13 @@ class PopulationTrainer:
         :data:`LAZY_MAX_SHARE` of the columns on average
         (:func:`batch_column_share`); above it, catching up each touched row
         costs more than Adam's step on every row.
+    val_losses : bool, default=False
+        Also record each candidate's validation log loss after every epoch
+        (:class:`CandidateResult`'s ``val_losses``: the weighted mean over
+        the validation rows of the cross-entropy of its predictions, without
+        label smoothing; a regressor's: its mean squared error on the
+        standardised targets), which a search may reward instead of the
+        accuracy (see ``BaseMLPNAS._reward_score``).
     max_population_bytes : int, default=2**28
         Graph memory one population may take (about :data:`BYTES_PER_PARAM`
         bytes per trainable parameter). Candidates that would exceed it
@@ -675,7 +682,7 @@ class PopulationTrainer:
 
     def __init__(self, epochs=10, batch_size=32, learning_rate=0.01, early_stopping=False,
                  n_iter_no_change=3, sparse_product=True, lazy_adam=False,
-                 max_population_bytes=2**28):
+                 val_losses=False, max_population_bytes=2**28):
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -683,6 +690,7 @@ class PopulationTrainer:
         self.n_iter_no_change = n_iter_no_change
         self.sparse_product = sparse_product
         self.lazy_adam = lazy_adam
+        self.val_losses = val_losses
         self.max_population_bytes = max_population_bytes
 
     def populations(self, candidates, data):
@@ -755,7 +763,7 @@ class PopulationTrainer:
                                   lazy=lazy)
             else:
                 pop.reset([w for _, w, _ in candidates])
-            scores, bad, best_epoch, stop_epoch, outputs, fn = self._run(
+            scores, losses, bad, best_epoch, stop_epoch, outputs, fn = self._run(
                 pop, data, seed, row_weights, val_outputs, fn)
             weights = pop.weights()
             size = sum(sum(net.sizes) for net in pop.nets)
@@ -772,6 +780,7 @@ class PopulationTrainer:
         results = []
         for k in range(len(candidates)):
             val_scores = scores[:int(stop_epoch[k]), k].tolist()
+            val_losses = losses[:int(stop_epoch[k]), k].tolist() if self.val_losses else []
             if bad[k]:
                 results.append(_failed(_NAN_MESSAGE, val_scores=val_scores, fit_time=elapsed))
             elif not _all_finite(weights[k]):  # e.g. the last Adam step overflowed
@@ -779,7 +788,8 @@ class PopulationTrainer:
                                        fit_time=elapsed))
             else:
                 results.append(CandidateResult(
-                    val_scores=val_scores, weights=weights[k], fit_time=elapsed,
+                    val_scores=val_scores, val_losses=val_losses, weights=weights[k],
+                    fit_time=elapsed,
                     best_epoch=int(best_epoch[k]), val_outputs=outputs[k] if val_outputs else None))
         return results
 
@@ -803,7 +813,7 @@ class PopulationTrainer:
         return (nets, data.n_features, repr(data.head), stats, int(seed) % (2**31 - 1),
                 bool(val_outputs), self.epochs, self.batch_size, float(self.learning_rate),
                 bool(self.early_stopping), self.n_iter_no_change, bool(self.sparse_product),
-                lazy)
+                lazy, bool(self.val_losses))
 
     def _run(self, pop, data, seed, row_weights=None, val_outputs=False, fn=None):
         t0 = time.perf_counter()
@@ -835,9 +845,10 @@ class PopulationTrainer:
             graph_fn = fn.get_concrete_function(*args)  # traced once per input signature
         t2 = time.perf_counter()
         with plain_graphs():
-            scores, bad, best_epoch, stop_epoch, outputs = (t.numpy() for t in graph_fn(*args))
+            scores, losses, bad, best_epoch, stop_epoch, outputs = (t.numpy()
+                                                                    for t in graph_fn(*args))
         self.last_timings_ = {"setup": t1 - t0, "trace": t2 - t1, "run": time.perf_counter() - t2}
-        return scores, bad, best_epoch, stop_epoch, outputs, fn
+        return scores, losses, bad, best_epoch, stop_epoch, outputs, fn
 
     def _make_loop(self, pop, seed, val_outputs=False, n_extra=0):
         """The population's training loop as a function of its inputs: ``(X,
@@ -854,6 +865,7 @@ class PopulationTrainer:
     def _make_loop_body(self, pop, seed, val_outputs=False):
         epochs, bs, n_nets = self.epochs, self.batch_size, len(pop.nets)
         patience = self.n_iter_no_change if self.early_stopping else None
+        record_losses = bool(self.val_losses)
         if patience is not None:
             pop.make_best()  # the best-weights copies are made outside the graph
 
@@ -865,11 +877,12 @@ class PopulationTrainer:
             inf = tf.fill([n_nets], np.float32(np.inf))
             state = (tf.constant(0), tf.constant(1.0), tf.constant(1.0),
                      tf.zeros([n_nets], tf.bool), tf.TensorArray(tf.float32, size=epochs),
-                     inf, tf.fill([n_nets], epochs if patience is None else 0),
+                     tf.TensorArray(tf.float32, size=epochs if record_losses else 0), inf, tf.fill([n_nets], epochs if patience is None else 0),
                      tf.fill([n_nets], epochs),
                      tf.zeros([n_nets], tf.int32))
 
-            def epoch_body(epoch, b1p, b2p, bad, scores, best_loss, best_epoch, stop_epoch, wait):
+            def epoch_body(epoch, b1p, b2p, bad, scores, losses, best_loss, best_epoch, stop_epoch,
+                           wait):
                 perm = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([seed, epoch])))
                 rows = (source.permuted(perm), tf.gather(y, perm), tf.gather(w, perm, axis=-1))
                 step_fn = self._make_step(pop, rows, n, epoch * steps, target, epochs * steps)
@@ -879,9 +892,11 @@ class PopulationTrainer:
                     pop.catch_up(tf.cast((epoch + 1) * steps, tf.float32),
                                  tf.cast(epochs * steps, tf.float32))
                 pop.store_moving()
-                epoch_scores, val_loss = self._val_metrics(pop, Xv, yv, wv, patience is not None,
-                                                           ws, target)
+                epoch_scores, val_loss, plain_loss = self._val_metrics(
+                    pop, Xv, yv, wv, patience is not None, ws, target, record_losses)
                 scores = scores.write(epoch, epoch_scores)
+                if record_losses:
+                    losses = losses.write(epoch, plain_loss)
                 if patience is not None:
                     running = wait < patience
                     improved = running & (val_loss < best_loss - 1e-4)
@@ -890,8 +905,8 @@ class PopulationTrainer:
                     best_epoch = tf.where(improved, epoch + 1, best_epoch)
                     wait = tf.where(improved, 0, tf.where(running, wait + 1, wait))
                     stop_epoch = tf.where(running & (wait >= patience), epoch + 1, stop_epoch)
-                return (epoch + 1, b1p, b2p, bad, scores, best_loss, best_epoch, stop_epoch,
-                        wait)
+                return (epoch + 1, b1p, b2p, bad, scores, losses, best_loss, best_epoch,
+                        stop_epoch, wait)
 
             def more(epoch, *rest):
                 if patience is None:
@@ -901,7 +916,7 @@ class PopulationTrainer:
             pop.load_moving()
             if pop.lazy:
                 pop.start()
-            epoch, _, _, bad, scores, _, best_epoch, stop_epoch, _ = tf.while_loop(
+            epoch, _, _, bad, scores, losses, _, best_epoch, stop_epoch, _ = tf.while_loop(
                 more, epoch_body, state)
             if patience is not None:
                 pop.restore_best()
@@ -911,7 +926,8 @@ class PopulationTrainer:
                 passes = forward_passes(pop.nets, pop.split(), Xv)
                 outputs = tf.stack([_output(net.head, net.combine(z))
                                     for net, (z, _) in zip(pop.nets, passes)])
-            return scores.stack()[:epoch], bad, best_epoch, stop_epoch, outputs
+            losses = losses.stack()[:epoch] if record_losses else tf.zeros([0, n_nets])
+            return scores.stack()[:epoch], losses, bad, best_epoch, stop_epoch, outputs
 
         return loop
 
@@ -952,14 +968,17 @@ class PopulationTrainer:
         return step
 
     @staticmethod
-    def _val_metrics(pop, Xv, yv, wv, with_loss, ws=None, target=None):
-        """Each net's validation score (weighted accuracy or mean R^2) and, if
+    def _val_metrics(pop, Xv, yv, wv, with_loss, ws=None, target=None, plain=False):
+        """Each net's validation score (weighted accuracy or mean R^2); if
         ``with_loss``, its weighted mean validation loss (with the weights
         ``ws`` instead of ``wv`` when given: the rows early stopping
-        watches). ``wv`` and ``ws`` are shared ``(n_val,)`` or per net
-        ``(n_nets, n_val)``. An R^2 whose rows' target does not vary is NaN."""
+        watches); if ``plain``, its weighted mean validation loss on ``wv``
+        without label smoothing (what ``val_losses`` records). ``wv`` and
+        ``ws`` are shared ``(n_val,)`` or per net ``(n_nets, n_val)``. An
+        R^2 whose rows' target does not vary is NaN. Returns ``(scores,
+        losses or None, plain losses or None)``."""
         head = pop.nets[0].head
-        scores, losses = [], []
+        scores, losses, plains = [], [], []
         y_all = yv
         params = pop.split()
         # inference-mode logits of every net, each input transform of Xv computed once
@@ -980,4 +999,11 @@ class PopulationTrainer:
                 loss = _loss_and_grads([z], yv, w_loss, head, smoothing=[net.label_smoothing],
                                        members=[net.members])[0][0]
                 losses.append(loss / tf.maximum(tf.reduce_sum(w_loss), 1e-12))
-        return tf.stack(scores), (tf.stack(losses) if with_loss else None)
+            if plain:  # the loss of the net's prediction (a net of members: their mean's)
+                if with_loss and ws is None and not net.label_smoothing and net.members == 1:
+                    plains.append(losses[-1])  # the same number
+                else:
+                    loss = _loss_and_grads([net.combine(z)], yv, w, head)[0][0]
+                    plains.append(loss / tf.maximum(tf.reduce_sum(w), 1e-12))
+        return (tf.stack(scores), tf.stack(losses) if with_loss else None,
+                tf.stack(plains) if plain else None)

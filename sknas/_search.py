@@ -121,6 +121,12 @@ class Search:
         controller epoch and train ``samples_per_epoch`` of them, chosen by
         :func:`screen`; 1 trains all it samples.
     reward : {'weighted', 'last', 'max'}
+    reward_score : {'accuracy', 'likelihood'}, default='accuracy'
+        The per-epoch score that ``reward`` weighs: the validation score
+        (accuracy, or a regressor's R^2), or ``exp(-validation loss)`` from
+        the results' ``val_losses`` (the geometric mean of the probability
+        given to the true class; a regressor's ``exp(-MSE)`` on its
+        standardised targets).
     error_score : float or 'raise'
     seed : int
     budget : SearchBudget
@@ -132,7 +138,7 @@ class Search:
 
     def __init__(self, space, strategy, executor, store, data, *, controller_epochs,
                  samples_per_epoch, reward, error_score, seed, budget, reporter, callbacks=(),
-                 screen_factor=1):
+                 screen_factor=1, reward_score="accuracy"):
         self.space = space
         self.strategy = strategy
         self.executor = executor
@@ -142,6 +148,7 @@ class Search:
         self.samples_per_epoch = samples_per_epoch
         self.screen_factor = screen_factor
         self.reward = reward
+        self.reward_score = reward_score
         self.error_score = error_score
         self.seed = seed
         self.budget = budget
@@ -253,7 +260,9 @@ class Search:
                       fit_time=result.fit_time, status=result.status, message=result.message,
                       host=result.host, pid=result.pid, best_epoch=result.best_epoch)
         if result.status == "ok":
-            trial.reward = reward_from_scores(result.val_scores, self.reward)
+            scores = (np.exp(-np.asarray(result.val_losses, dtype=float))
+                      if self.reward_score == "likelihood" else result.val_scores)
+            trial.reward = reward_from_scores(scores, self.reward)
         elif self.error_score == "raise":
             raise result.error if result.error is not None else RuntimeError(result.message)
         else:
