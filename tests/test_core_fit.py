@@ -102,6 +102,60 @@ def test_reward_options(blobs, tiny, reward):
     np.testing.assert_allclose(clf.search_results_["reward"], clf.search_results_[col])
 
 
+def _watch_the_search(cls):
+    """``cls`` whose search trainer keeps every result it returns (real training,
+    observed): ``(subclass, list of results)``."""
+    seen = []
+
+    def make_trainer(self, *args, losses=False, **kwargs):
+        trainer = cls._make_trainer(self, *args, losses=losses, **kwargs)
+        if losses:  # the search's trainer, not the finalists'
+            train = trainer.train
+
+            def watched(*a, **k):
+                out = train(*a, **k)
+                seen.extend(out)
+                return out
+            trainer.train = watched
+        return trainer
+
+    return type(cls.__name__, (cls,), {"_make_trainer": make_trainer}), seen
+
+
+@pytest.mark.parametrize("reward", ["weighted", "last"])
+def test_likelihood_reward_weighs_exp_of_the_validation_losses(blobs, tiny, reward):
+    # a hook for the benchmarks (#34): the reward from exp(-validation log loss) of
+    # each epoch, weighed as the accuracies are, not from the accuracies
+    from sknas._trial import reward_from_scores
+    X, y = blobs
+    cls, seen = _watch_the_search(type("LikelihoodNAS", (MLPNASClassifier,),
+                                       {"_reward_score": "likelihood", "_reward": reward}))
+    clf = cls(**{**tiny, "epochs": 3, "cv": None}).fit(X, y)
+    rewards = clf.search_results_["reward"]
+    assert len(seen) == len(rewards)
+    for result, got in zip(seen, rewards):
+        assert len(result.val_losses) == len(result.val_scores) == 3
+        assert np.all(np.asarray(result.val_losses) > 0)
+        want = reward_from_scores(np.exp(-np.asarray(result.val_losses)), reward)
+        assert got == pytest.approx(want, rel=1e-12)
+        # not the accuracy's reward: the two scores differ
+        assert got != pytest.approx(reward_from_scores(result.val_scores, reward), abs=1e-3)
+    # the default search records no losses and rewards the accuracy
+    cls, seen = _watch_the_search(MLPNASClassifier)
+    clf = cls(**{**tiny, "epochs": 3, "cv": None}).fit(X, y)
+    assert all(r.val_losses == [] for r in seen)
+    np.testing.assert_allclose(clf.search_results_["reward"],
+                               [reward_from_scores(r.val_scores, "weighted") for r in seen])
+
+
+def test_likelihood_reward_needs_the_population_trainer(blobs, tiny):
+    X, y = blobs
+    cls = type("KerasLikelihoodNAS", (MLPNASClassifier,),
+               {"_reward_score": "likelihood", "_trainer_kind": "keras"})
+    with pytest.raises(ValueError, match="Keras trainer records none"):
+        cls(**tiny).fit(X, y)
+
+
 class KerasNAS(MLPNASClassifier):
     """The tutorial's ``model.fit`` per candidate (the reference trainer)."""
 

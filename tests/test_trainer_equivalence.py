@@ -146,6 +146,44 @@ def test_a_cached_population_trains_as_a_new_one(cancer, early_stopping):
         assert not np.array_equal(a.weights[0][0], c.weights[0][0])  # the new start counted
 
 
+def _log_loss(outputs, y, w):
+    """Weighted mean cross-entropy of probabilities ``outputs`` (a binary head:
+    the positive class's, one column)."""
+    p = np.clip(outputs.astype(np.float64), 1e-12, 1.0)
+    if p.shape[1] == 1:
+        true = np.where(y == 1, p[:, 0], 1.0 - p[:, 0])
+    else:
+        true = p[np.arange(len(y)), y]
+    return float(np.sum(-w * np.log(true)) / np.sum(w))
+
+
+@pytest.mark.parametrize("name", ["three_classes", "cancer"])
+def test_val_losses_are_each_epochs_validation_log_loss(name, request):
+    # PopulationTrainer(val_losses=True): the weighted validation cross-entropy after
+    # each epoch, without label smoothing; the last one is that of the final weights'
+    # outputs; the scores and weights are those of a trainer that records none
+    import dataclasses
+    data = request.getfixturevalue(name)
+    w_val = np.random.default_rng(3).uniform(0.5, 2.0, len(data.y_val)).astype(np.float32)
+    data = dataclasses.replace(data, w_val=w_val)
+    smooth = [{"type": "optimizer", "learning_rate": 0.01, "weight_decay": 0.0,
+               "label_smoothing": 0.1}, dense(8, "relu")]
+    cands = candidates([[dense(16, "relu"), DROP, dense(8, "tanh")], smooth,
+                        [dense(4, "sigmoid")]], data)
+    plain = PopulationTrainer(epochs=3).train(cands, data, 5, val_outputs=True)
+    with_losses = PopulationTrainer(epochs=3, val_losses=True).train(cands, data, 5,
+                                                                      val_outputs=True)
+    for a, b in zip(plain, with_losses):
+        assert a.val_losses == []
+        assert len(b.val_losses) == 3 and b.val_scores == a.val_scores
+        for wa, wb in zip(a.weights, b.weights):
+            for x, z in zip(wa, wb):
+                np.testing.assert_array_equal(x, z)
+        assert b.val_losses[-1] == pytest.approx(_log_loss(b.val_outputs, data.y_val, w_val),
+                                                 rel=1e-4)
+        assert b.val_losses[0] != pytest.approx(b.val_losses[-1], rel=1e-4)  # per epoch
+
+
 def test_nan_loss_fails_only_that_candidate(cancer):
     archs = [[dense(8, "relu")], [dense(8, "relu")], [dense(4, "tanh")]]
     cands = candidates(archs, cancer)
