@@ -367,7 +367,7 @@ class _Net:
             sse = tf.reduce_sum(w[:, None] * tf.square(z - y), axis=0)
             return tf.reduce_mean(1.0 - sse / total)
         if self.head.kind == "binary":
-            pred = tf.cast(z[:, 0] > 0, tf.int32)
+            pred = tf.cast(tf.squeeze(z, axis=1) > 0, tf.int32)
         else:
             pred = tf.argmax(z, axis=1, output_type=tf.int32)
         return tf.reduce_sum(w * tf.cast(tf.equal(pred, y), tf.float32)) / total
@@ -633,7 +633,8 @@ def _output(head, logits):
     return logits
 
 
-def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None, members=None):
+def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None, members=None,
+                    need_losses=True):
     """Per-net weighted losses and d loss / d logits for a list of nets' logits.
 
     One fused cross-entropy kernel per net, on that net's own ``(rows,
@@ -649,27 +650,54 @@ def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None, members
     ``members``: per net its number of members (None: 1 each); a net of
     ``k > 1`` members has ``k`` stacked copies of the rows' logits (see
     :meth:`_Net.forward_steps`), and its loss is the members' mean loss.
+
+    ``need_losses=False`` (a training step, which needs the gradients and
+    only whether each loss is finite): a binary head's loss is not
+    computed, and its flag is whether the logits are all finite (the
+    sigmoid cross-entropy of finite logits is finite, of any other not).
+    The first value returned is then per net whether its loss is *not*
+    finite, for every head. What the nets share (the targets as a
+    column, the row weights as a column) is made once, so a population's
+    graph holds fewer operations per net (tracing costs about the same per
+    operation, whatever it computes).
     """
     head = Head.of(head)
     losses, grads = [], []
     per_net = scale.shape.rank == 2  # each net its own row weights: (n_nets, rows)
+    shared = {}  # what the nets of one member and no own row weights share
+
+    def once(name, make):
+        if name not in shared:
+            shared[name] = make()
+        return shared[name]
+
     for k, z in enumerate(logits):
         scale_k = scale[k] if per_net else scale
         e = 0.0 if smoothing is None else float(smoothing[k])
         y_k, m = y, 1 if members is None else members[k]
+        plain = m == 1 and not per_net
         if m > 1:  # each member's rows, each weighing 1 / m
             y_k = tf.tile(y, [m, 1] if head.is_regression else [m])
             scale_k = tf.tile(scale_k, [m]) * np.float32(1 / m)
+        column = (once("scale", lambda: tf.expand_dims(scale, 1)) if plain
+                  else tf.expand_dims(scale_k, 1))
         if head.is_regression:
             diff = z - (y_k if target is None else (y_k - target[0][k]) / target[1][k])
             per_row = tf.reduce_mean(tf.square(diff), axis=1)
-            dz = diff * (2.0 / head.n_outputs) * scale_k[:, None]
+            dz = diff * (2.0 / head.n_outputs) * column
         elif head.kind == "binary":
-            t = tf.cast(y_k, tf.float32)[:, None]
+            t = (once("t", lambda: tf.expand_dims(tf.cast(y, tf.float32), 1)) if m == 1
+                 else tf.expand_dims(tf.cast(y_k, tf.float32), 1))
             if e:
                 t = t * np.float32(1 - e) + np.float32(e / 2)
-            per_row = tf.nn.sigmoid_cross_entropy_with_logits(t, z)[:, 0]
-            dz = (tf.math.sigmoid(z) - t) * scale_k[:, None]
+            dz = (tf.math.sigmoid(z) - t) * column
+            grads.append(dz)
+            if not need_losses:
+                losses.append(tf.logical_not(tf.reduce_all(tf.math.is_finite(z))))
+                continue
+            per_row = tf.squeeze(tf.nn.sigmoid_cross_entropy_with_logits(t, z), axis=1)
+            losses.append(tf.reduce_sum(per_row * scale_k))
+            continue
         else:
             per_row, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
                 features=z, labels=y_k)
@@ -680,7 +708,8 @@ def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None, members
                                               - tf.reduce_mean(z, axis=1)))
                 backprop = (backprop + np.float32(e) * tf.one_hot(y_k, n)
                             - np.float32(e / n))
-            dz = backprop * scale_k[:, None]
-        losses.append(tf.reduce_sum(per_row * scale_k))
+            dz = backprop * column
+        loss = tf.reduce_sum(per_row * scale_k)
+        losses.append(loss if need_losses else tf.logical_not(tf.math.is_finite(loss)))
         grads.append(dz)
     return tf.stack(losses), grads

@@ -956,13 +956,14 @@ class PopulationTrainer:
             masks = (None if wb.shape.rank == 1 or not any(any(net.bn) for net in nets)
                      else tf.unstack(tf.cast(wb > 0, tf.float32), num=len(nets)))
             passes = forward_passes(nets, params, xb, first_step + s, rounds, masks)
-            losses, dlogits = _loss_and_grads([f[0] for f in passes], yb, scale, nets[0].head,
-                                              target, [net.label_smoothing for net in nets],
-                                              [net.members for net in nets])
+            not_finite, dlogits = _loss_and_grads(
+                [f[0] for f in passes], yb, scale, nets[0].head, target,
+                [net.label_smoothing for net in nets], [net.members for net in nets],
+                need_losses=False)
             grads = backward_passes(nets, params, [tape for _, tape in passes], dlogits)
             b1p, b2p = b1p * 0.9, b2p * 0.999
             pop.apply(grads, rounds, b1p, b2p, progress, touched)
-            bad = tf.logical_or(bad, tf.logical_not(tf.math.is_finite(losses)))
+            bad = tf.logical_or(bad, not_finite)
             return s + 1, b1p, b2p, bad
 
         return step

@@ -184,17 +184,22 @@ def test_val_losses_are_each_epochs_validation_log_loss(name, request):
         assert b.val_losses[0] != pytest.approx(b.val_losses[-1], rel=1e-4)  # per epoch
 
 
-def test_nan_loss_fails_only_that_candidate(cancer):
+@pytest.mark.parametrize("name", ["cancer", "three_classes"])
+def test_nan_loss_fails_only_that_candidate(name, request):
+    # the loss's own check, not the trained weights' (a binary head's step checks its
+    # logits, whose cross-entropy it does not compute)
+    from sknas._data import _NAN_MESSAGE
+    data = request.getfixturevalue(name)
     archs = [[dense(8, "relu")], [dense(8, "relu")], [dense(4, "tanh")]]
-    cands = candidates(archs, cancer)
+    cands = candidates(archs, data)
     layers, weights, seed = cands[1]
     cands[1] = (layers, [(np.full_like(k, np.inf), b) for k, b in weights], seed)
     trainer = PopulationTrainer(epochs=2)
-    results = trainer.train(cands, cancer, seed=0)
+    results = trainer.train(cands, data, seed=0)
     assert [r.status for r in results] == ["ok", "failed", "ok"]
-    assert "NaN" in results[1].message and results[1].weights is None
+    assert results[1].message == _NAN_MESSAGE and results[1].weights is None
     # the healthy candidates trained exactly as they would have without it
-    clean = trainer.train([cands[0], cands[2]], cancer, seed=0)
+    clean = trainer.train([cands[0], cands[2]], data, seed=0)
     assert [r.val_scores for r in clean] == [results[0].val_scores, results[2].val_scores]
 
 
