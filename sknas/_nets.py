@@ -12,6 +12,8 @@ The trainable state and the training loop are in :mod:`sknas._population`.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
@@ -587,6 +589,24 @@ def backward_passes(nets, params, tapes, dlogits):
                    for net, p, tape, d in zip(nets, params, tapes, dlogits)], serve)
 
 
+#: per graph being traced, its int32 shape constants by value (see :func:`graph_reshape`)
+_SHAPES = weakref.WeakKeyDictionary()
+
+
+def graph_reshape(x, shape):
+    """``tf.reshape(x, shape)``, the constant ``shape`` made once per graph being
+    traced (a population's nets reshape their kernels to a few shapes, and
+    every flat gradient to ``[-1]``: one constant each instead of one per
+    reshape; a traced operation costs about the same whatever it computes)."""
+    if not tf.inside_function():
+        return tf.reshape(x, shape)
+    consts = _SHAPES.setdefault(tf.compat.v1.get_default_graph(), {})
+    key = tuple(int(d) for d in shape)
+    if key not in consts:
+        consts[key] = tf.constant(key, tf.int32)
+    return tf.reshape(x, consts[key])
+
+
 def _dense_grads(x, dz):
     """Flat kernel and bias gradients of a dense layer (``x`` dense or sparse;
     for :class:`_TouchedRows`, the kernel's rows of the touched columns only)."""
@@ -596,7 +616,7 @@ def _dense_grads(x, dz):
         kernel_grad = tf.sparse.sparse_dense_matmul(x, dz, adjoint_a=True)
     else:
         kernel_grad = tf.matmul(x, dz, transpose_a=True)
-    return [tf.reshape(kernel_grad, [-1]),
+    return [graph_reshape(kernel_grad, [-1]),
             tf.raw_ops.BiasAddGrad(out_backprop=dz)]
 
 

@@ -36,8 +36,8 @@ from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_MOMENTUM, BYTES
                     CandidateResult, FoldRows, _all_finite, _failed, _fold_inputs, _message,
                     _quiet_retracing, _too_big, n_params, plain_graphs)
 from ._nets import (_bn_padding, _graph_rows, _loss_and_grads, _Net, _output, _RowSource,
-                    _TouchedRows,
-                    backward_passes, bn_groups, forward_passes, schedule_factor)
+                    _TouchedRows, backward_passes, bn_groups, forward_passes, graph_reshape,
+                    schedule_factor)
 
 __all__ = ["PopulationTrainer"]
 
@@ -281,7 +281,7 @@ class _Group:
         if self.lazy:
             self.rows.assign(self.best_rows.read_value())
 
-    def _unflatten(self, pieces, reshape=tf.reshape, kernels=None):
+    def _unflatten(self, pieces, reshape=graph_reshape, kernels=None):
         """Per net, its per-layer tuples from the vector's pieces (``sizes``
         order) and, when ``lazy``, its first kernel from ``kernels``."""
         out, at = [], 0
@@ -979,7 +979,7 @@ class PopulationTrainer:
         R^2 whose rows' target does not vary is NaN. Returns ``(scores,
         losses or None, plain losses or None)``."""
         head = pop.nets[0].head
-        scores, losses, plains = [], [], []
+        scores, losses, plains, totals = [], [], [], []
         y_all = yv
         params = pop.split()
         # inference-mode logits of every net, each input transform of Xv computed once
@@ -992,6 +992,10 @@ class PopulationTrainer:
                 total = tf.reduce_sum(w[:, None] * tf.square(yv - mean), axis=0)
                 # no R^2 from a target that does not vary (one row, or equal values)
                 total = tf.where(total > 1e-12, total, np.float32(np.nan))
+            elif wv.shape.rank == 1:  # the nets' shared total weight, summed once
+                if not totals:
+                    totals.append(tf.maximum(tf.reduce_sum(w), 1e-12))
+                total = totals[0]
             else:
                 total = tf.maximum(tf.reduce_sum(w), 1e-12)
             scores.append(net.score(p, Xv, yv, w, total, z))
