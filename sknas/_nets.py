@@ -22,6 +22,10 @@ from ._data import (BN_EPSILON, PLE_BINS, SCALE_LR_FACTOR, Head, adapter_size,
                     batch_norm_flags, dense_shapes, piece_counts, transform_stats)
 from ._space import candidate_settings, n_members, optimizer_settings
 
+#: TensorFlow's RNG_ALG_AUTO_SELECT: the algorithm ``tf.random.stateless_uniform``
+#: draws with by default (its ``alg='auto_select'``)
+_RNG_AUTO_SELECT = 3
+
 
 def _graph_rows(X):
     """``X`` as a graph input: a float32 tensor, or a ``tf.SparseTensor`` of a
@@ -307,9 +311,14 @@ class _Net:
         The same draw as ``tf.nn.experimental.stateless_dropout`` with seed
         ``(net seed, step + salt)``.
         """
-        seed = tf.stack([tf.constant(self.seed), step + salt])
-        keep = tf.random.stateless_uniform(shape, seed=seed) >= rate
-        return tf.cast(keep, tf.float32) * (1.0 / (1.0 - rate))
+        # tf.random.stateless_uniform's kernels, less its scaling to [0, 1) (exact)
+        seed = tf.stack([tf.constant(self.seed), step + graph_constant(salt, tf.int32)])
+        key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=seed)
+        uniform = tf.raw_ops.StatelessRandomUniformV2(
+            shape=shape, key=key, counter=counter, alg=graph_constant(_RNG_AUTO_SELECT, tf.int32),
+            dtype=tf.float32)
+        keep = uniform >= graph_constant(rate, tf.float32)
+        return tf.cast(keep, tf.float32) * graph_constant(1.0 / (1.0 - rate), tf.float32)
 
     def backward(self, params, tape, dlogits):
         """Flat gradient pieces (``sizes`` order) given d loss / d logits of
@@ -369,10 +378,11 @@ class _Net:
             sse = tf.reduce_sum(w[:, None] * tf.square(z - y), axis=0)
             return tf.reduce_mean(1.0 - sse / total)
         if self.head.kind == "binary":
-            pred = tf.cast(tf.squeeze(z, axis=1) > 0, tf.int32)
+            pred = tf.cast(tf.squeeze(z, axis=1) > graph_constant(0.0, tf.float32), tf.int32)
         else:
             pred = tf.argmax(z, axis=1, output_type=tf.int32)
-        return tf.reduce_sum(w * tf.cast(tf.equal(pred, y), tf.float32)) / total
+        right = w * tf.cast(tf.equal(pred, y), tf.float32)
+        return tf.reduce_sum(right, axis=graph_constant([0], tf.int32)) / total
 
 
 def _batch_norm_inference(z, layer):
@@ -589,22 +599,32 @@ def backward_passes(nets, params, tapes, dlogits):
                    for net, p, tape, d in zip(nets, params, tapes, dlogits)], serve)
 
 
-#: per graph being traced, its int32 shape constants by value (see :func:`graph_reshape`)
-_SHAPES = weakref.WeakKeyDictionary()
+#: per graph being traced, its constants by dtype, shape and value (see :func:`graph_constant`)
+_CONSTANTS = weakref.WeakKeyDictionary()
+
+
+def graph_constant(value, dtype):
+    """``tf.constant(value, dtype)``, made once per graph being traced.
+
+    A population's nets use the same few constants (shapes, axes, dropout
+    rates, zero paddings): one constant each, not one per use. Tracing
+    costs about the same per operation whatever it computes, and it is the
+    largest cost of a small table's fit (see the performance guide). Outside
+    a traced function, a new constant."""
+    value = np.asarray(value, dtype.as_numpy_dtype)
+    if not tf.inside_function():
+        return tf.constant(value, dtype)
+    consts = _CONSTANTS.setdefault(tf.compat.v1.get_default_graph(), {})
+    key = (dtype, value.shape, value.tobytes())
+    if key not in consts:
+        consts[key] = tf.constant(value, dtype)
+    return consts[key]
 
 
 def graph_reshape(x, shape):
-    """``tf.reshape(x, shape)``, the constant ``shape`` made once per graph being
-    traced (a population's nets reshape their kernels to a few shapes, and
-    every flat gradient to ``[-1]``: one constant each instead of one per
-    reshape; a traced operation costs about the same whatever it computes)."""
-    if not tf.inside_function():
-        return tf.reshape(x, shape)
-    consts = _SHAPES.setdefault(tf.compat.v1.get_default_graph(), {})
-    key = tuple(int(d) for d in shape)
-    if key not in consts:
-        consts[key] = tf.constant(key, tf.int32)
-    return tf.reshape(x, consts[key])
+    """``tf.reshape(x, shape)`` with the constant ``shape`` of :func:`graph_constant`
+    (a population's kernels take a few shapes, its flat gradients ``[-1]``)."""
+    return tf.reshape(x, graph_constant(shape, tf.int32))
 
 
 def _dense_grads(x, dz):
@@ -713,7 +733,8 @@ def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None, members
             dz = (tf.math.sigmoid(z) - t) * column
             grads.append(dz)
             if not need_losses:
-                losses.append(tf.logical_not(tf.reduce_all(tf.math.is_finite(z))))
+                losses.append(tf.logical_not(tf.reduce_all(
+                    tf.math.is_finite(z), axis=graph_constant([0, 1], tf.int32))))
                 continue
             per_row = tf.squeeze(tf.nn.sigmoid_cross_entropy_with_logits(t, z), axis=1)
             losses.append(tf.reduce_sum(per_row * scale_k))

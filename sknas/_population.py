@@ -36,8 +36,8 @@ from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_MOMENTUM, BYTES
                     CandidateResult, FoldRows, _all_finite, _failed, _fold_inputs, _message,
                     _quiet_retracing, _too_big, n_params, plain_graphs)
 from ._nets import (_bn_padding, _graph_rows, _loss_and_grads, _Net, _output, _RowSource,
-                    _TouchedRows, backward_passes, bn_groups, forward_passes, graph_reshape,
-                    schedule_factor)
+                    _TouchedRows, backward_passes, bn_groups, forward_passes, graph_constant,
+                    graph_reshape, schedule_factor)
 
 __all__ = ["PopulationTrainer"]
 
@@ -328,7 +328,9 @@ class _Group:
         given (a lazy step, :meth:`touch`): each net's first gradient piece
         holds only the first kernel's rows of its columns, and only they move."""
         flat = tf.concat([g for pieces, pad in zip(grads, self.pads)
-                          for g in pieces[self._skip:] + [tf.zeros([pad])]], axis=0)
+                          for g in pieces[self._skip:] + [graph_constant(np.zeros(pad),
+                                                                          tf.float32)]],
+                         axis=0)
         factor = self._factor(progress)
         if self.decay is not None:
             decay = self.decay if factor is None else self.decay * factor
