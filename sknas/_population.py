@@ -613,8 +613,8 @@ class PopulationTrainer:
     last one partial, as in ``model.fit``) and one step per batch updates all
     of them, with the loop over epochs and batches compiled into the graph.
     Forward and backward passes are written out by hand with fused kernels
-    (``MatMul``, ``BiasAdd``, ``ReluGrad``..., one cross-entropy kernel per
-    net, on that net's own logits, batch normalisation of all nets' layers
+    (``MatMul``, ``BiasAdd``, ``ReluGrad``..., each net's loss gradient
+    from its own logits alone, batch normalisation of all nets' layers
     in a few joined kernels, and one ``ApplyAdam`` per learning rate on a
     flat parameter vector), so a step costs few kernel launches and the
     graph traces quickly. A candidate whose loss becomes NaN or infinite during
