@@ -660,13 +660,6 @@ class PopulationTrainer:
         :data:`LAZY_MAX_SHARE` of the columns on average
         (:func:`batch_column_share`); above it, catching up each touched row
         costs more than Adam's step on every row.
-    val_losses : bool, default=False
-        Also record each candidate's validation log loss after every epoch
-        (:class:`CandidateResult`'s ``val_losses``: the weighted mean over
-        the validation rows of the cross-entropy of its predictions, without
-        label smoothing; a regressor's: its mean squared error on the
-        standardised targets), which a search may reward instead of the
-        accuracy (see ``BaseMLPNAS._reward_score``).
     max_population_bytes : int, default=2**28
         Graph memory one population may take (about :data:`BYTES_PER_PARAM`
         bytes per trainable parameter). Candidates that would exceed it
@@ -674,6 +667,13 @@ class PopulationTrainer:
         candidate trains identically in any population. Only wide inputs
         reach it (a 512-unit first layer on 20,000 columns holds 10 million
         parameters).
+    val_losses : bool, default=False
+        Also record each candidate's validation log loss after every epoch
+        (:class:`CandidateResult`'s ``val_losses``: the weighted mean over
+        the validation rows of the cross-entropy of its predictions, without
+        label smoothing; a regressor's: its mean squared error on the
+        standardised targets), which a search may reward instead of the
+        accuracy (see ``BaseMLPNAS._reward_score``).
 
     Attributes
     ----------
@@ -684,7 +684,7 @@ class PopulationTrainer:
 
     def __init__(self, epochs=10, batch_size=32, learning_rate=0.01, early_stopping=False,
                  n_iter_no_change=3, sparse_product=True, lazy_adam=False,
-                 val_losses=False, max_population_bytes=2**28):
+                 max_population_bytes=2**28, val_losses=False):
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -692,8 +692,8 @@ class PopulationTrainer:
         self.n_iter_no_change = n_iter_no_change
         self.sparse_product = sparse_product
         self.lazy_adam = lazy_adam
-        self.val_losses = val_losses
         self.max_population_bytes = max_population_bytes
+        self.val_losses = val_losses
 
     def populations(self, candidates, data):
         """Indices of ``candidates`` grouped into populations that each fit in
@@ -879,7 +879,8 @@ class PopulationTrainer:
             inf = tf.fill([n_nets], np.float32(np.inf))
             state = (tf.constant(0), tf.constant(1.0), tf.constant(1.0),
                      tf.zeros([n_nets], tf.bool), tf.TensorArray(tf.float32, size=epochs),
-                     tf.TensorArray(tf.float32, size=epochs if record_losses else 0), inf, tf.fill([n_nets], epochs if patience is None else 0),
+                     tf.TensorArray(tf.float32, size=epochs if record_losses else 0), inf,
+                     tf.fill([n_nets], epochs if patience is None else 0),
                      tf.fill([n_nets], epochs),
                      tf.zeros([n_nets], tf.int32))
 
@@ -981,36 +982,46 @@ class PopulationTrainer:
         R^2 whose rows' target does not vary is NaN. Returns ``(scores,
         losses or None, plain losses or None)``."""
         head = pop.nets[0].head
-        scores, losses, plains, totals = [], [], [], []
+        scores, losses, plains, sums = [], [], [], {}
+
+        def weight_sum(weights, shared):
+            """``max(sum(weights), 1e-12)``, made once for weights the nets share."""
+            if not shared:
+                return tf.maximum(tf.reduce_sum(weights), 1e-12)
+            if shared not in sums:
+                sums[shared] = tf.maximum(tf.reduce_sum(weights), 1e-12)
+            return sums[shared]
+
         y_all = yv
         params = pop.split()
         # inference-mode logits of every net, each input transform of Xv computed once
         logits = [z for z, _ in forward_passes(pop.nets, params, Xv)]
         for k, (net, p, z) in enumerate(zip(pop.nets, params, logits)):
             w = wv if wv.shape.rank == 1 else wv[k]
+            w_sum = weight_sum(w, "wv" if wv.shape.rank == 1 else None)
             yv = y_all if target is None else (y_all - target[0][k]) / target[1][k]
             if head.is_regression:
-                mean = tf.reduce_sum(w[:, None] * yv, axis=0) / tf.maximum(tf.reduce_sum(w), 1e-12)
+                mean = tf.reduce_sum(w[:, None] * yv, axis=0) / w_sum
                 total = tf.reduce_sum(w[:, None] * tf.square(yv - mean), axis=0)
                 # no R^2 from a target that does not vary (one row, or equal values)
                 total = tf.where(total > 1e-12, total, np.float32(np.nan))
-            elif wv.shape.rank == 1:  # the nets' shared total weight, summed once
-                if not totals:
-                    totals.append(tf.maximum(tf.reduce_sum(w), 1e-12))
-                total = totals[0]
             else:
-                total = tf.maximum(tf.reduce_sum(w), 1e-12)
+                total = w_sum
             scores.append(net.score(p, Xv, yv, w, total, z))
             if with_loss:
-                w_loss = w if ws is None else (ws if ws.shape.rank == 1 else ws[k])
+                if ws is None:
+                    w_loss, w_loss_sum = w, w_sum
+                else:
+                    w_loss = ws if ws.shape.rank == 1 else ws[k]
+                    w_loss_sum = weight_sum(w_loss, "ws" if ws.shape.rank == 1 else None)
                 loss = _loss_and_grads([z], yv, w_loss, head, smoothing=[net.label_smoothing],
                                        members=[net.members])[0][0]
-                losses.append(loss / tf.maximum(tf.reduce_sum(w_loss), 1e-12))
+                losses.append(loss / w_loss_sum)
             if plain:  # the loss of the net's prediction (a net of members: their mean's)
                 if with_loss and ws is None and not net.label_smoothing and net.members == 1:
                     plains.append(losses[-1])  # the same number
                 else:
                     loss = _loss_and_grads([net.combine(z)], yv, w, head)[0][0]
-                    plains.append(loss / tf.maximum(tf.reduce_sum(w), 1e-12))
+                    plains.append(loss / w_sum)
         return (tf.stack(scores), tf.stack(losses) if with_loss else None,
                 tf.stack(plains) if plain else None)
