@@ -39,7 +39,8 @@ with ``--protocol 2``, ``random_state`` = the seed, as the suite's protocol v2):
 
 Methods: ``sknas`` (``MLPNASClassifier(random_state=seed)``, the default
 search), ``sknas_es`` and ``sknas_no_es`` (the same with
-``early_stopping=True`` or ``False``; run them with ``--methods``), ``sknas_adam`` (the
+``early_stopping=True`` or ``False``; run them with ``--methods``), ``sknas_p1``,
+``sknas_p2`` and ``sknas_p3`` (``n_iter_no_change`` 1, 2 or 3), ``sknas_adam`` (the
 default with Adam's full step on the sparse first layer instead of lazy Adam, as before
 2026-12-07), ``mlp`` (``MLPClassifier(max_iter=500, random_state=seed)``) and
 ``logreg`` (``LogisticRegression(max_iter=1000)``), each behind the same
@@ -115,10 +116,12 @@ def text_table(name, movies_rows=10_000):
     return pd.DataFrame(X), y, pre
 
 
-#: sknas configurations of the ``quality`` part: the default search, and with
-#: early stopping
+#: sknas configurations of the ``quality`` part: the default search, with
+#: early stopping on or off, and with early stopping's patience of 1 or 2 epochs
 SKNAS_METHODS = {"sknas": {}, "sknas_es": {"early_stopping": True},
-                 "sknas_no_es": {"early_stopping": False}, "sknas_adam": {}}
+                 "sknas_no_es": {"early_stopping": False}, "sknas_adam": {},
+                 "sknas_p1": {"n_iter_no_change": 1}, "sknas_p2": {"n_iter_no_change": 2},
+                 "sknas_p3": {"n_iter_no_change": 3}}
 
 # ------------------------------------------------------------------- jobs
 def _peak_mb():
