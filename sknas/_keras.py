@@ -204,7 +204,7 @@ class KerasTrainer:
     """
 
     def __init__(self, epochs=10, batch_size=32, learning_rate=0.01, early_stopping=False,
-                 n_iter_no_change=3):
+                 n_iter_no_change=1):
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate

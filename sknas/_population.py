@@ -640,7 +640,7 @@ class PopulationTrainer:
         not improved (by more than ``1e-4``) for ``n_iter_no_change``
         epochs; the candidate ends with its best epoch's weights. The
         population stops when all its candidates have.
-    n_iter_no_change : int, default=3
+    n_iter_no_change : int, default=1
         Patience of ``early_stopping``, in epochs.
     sparse_product : bool, default=True
         With sparse rows, multiply each mini-batch in the first layer with
@@ -683,7 +683,7 @@ class PopulationTrainer:
     """
 
     def __init__(self, epochs=10, batch_size=32, learning_rate=0.01, early_stopping=False,
-                 n_iter_no_change=3, sparse_product=True, lazy_adam=False,
+                 n_iter_no_change=1, sparse_product=True, lazy_adam=False,
                  max_population_bytes=2**28, val_losses=False):
         self.epochs = epochs
         self.batch_size = batch_size

@@ -24,7 +24,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import make_pipeline
 
 from conftest import TINY
-from sknas import MLPNASClassifier, MLPNASRegressor, load_model
+from sknas import MLPNASClassifier, MLPNASRegressor, load_model, load_run
 from sknas._trainer import CandidateData, KerasTrainer, PopulationTrainer, initial_weights
 
 LAYERS = [{"type": "dense", "units": 16, "activation": "relu"}, {"type": "dropout", "rate": 0.2},
@@ -400,6 +400,18 @@ def test_auto_early_stopping_is_on_for_sparse_rows_only(dense_reference):
     assert dense_reference.early_stopping_ is False  # dense rows: off
     off = MLPNASClassifier(**budget, early_stopping=False).fit(X, y)
     assert off.early_stopping_ is False and (off.search_results_["best_epoch"] == 12).all()
+
+
+def test_by_default_a_candidate_stops_one_epoch_after_its_best(tmp_path):
+    # n_iter_no_change=1: a candidate trains its best epoch and one more that does not
+    # improve on it, or to the last epoch (the run log keeps each epoch's score)
+    X, y = _sparse_problem()
+    clf = MLPNASClassifier(**dict(TINY, epochs=12, learning_rate=0.05),
+                           log_dir=tmp_path).fit(X, y)
+    trials = [t for t in load_run(clf.run_dir_).trials if t.status == "ok"]
+    assert trials and (clf.search_results_["best_epoch"] < 11).any()
+    for t in trials:
+        assert len(t.val_scores) == min(t.best_epoch + 1, 12)
 
 
 def test_regressor_and_finalists_cross_validation_take_sparse_rows():
