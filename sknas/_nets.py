@@ -380,7 +380,7 @@ class _Net:
         if self.head.kind == "binary":
             pred = tf.cast(tf.squeeze(z, axis=1) > graph_constant(0.0, tf.float32), tf.int32)
         else:
-            pred = tf.argmax(z, axis=1, output_type=tf.int32)
+            pred = tf.argmax(z, axis=graph_constant(1, tf.int32), output_type=tf.int32)
         right = w * tf.cast(tf.equal(pred, y), tf.float32)
         return tf.reduce_sum(right, axis=graph_constant([0], tf.int32)) / total
 
@@ -723,7 +723,7 @@ def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None, members
                   else tf.expand_dims(scale_k, 1))
         if head.is_regression:
             diff = z - (y_k if target is None else (y_k - target[0][k]) / target[1][k])
-            per_row = tf.reduce_mean(tf.square(diff), axis=1)
+            per_row = tf.reduce_mean(tf.square(diff), axis=graph_constant([1], tf.int32))
             dz = diff * (2.0 / head.n_outputs) * column
         elif head.kind == "binary":
             t = (once("t", lambda: tf.expand_dims(tf.cast(y, tf.float32), 1)) if m == 1
@@ -737,7 +737,7 @@ def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None, members
                     tf.math.is_finite(z), axis=graph_constant([0, 1], tf.int32))))
                 continue
             per_row = tf.squeeze(tf.nn.sigmoid_cross_entropy_with_logits(t, z), axis=1)
-            losses.append(tf.reduce_sum(per_row * scale_k))
+            losses.append(tf.reduce_sum(per_row * scale_k, axis=graph_constant([0], tf.int32)))
             continue
         else:
             per_row, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
@@ -750,7 +750,7 @@ def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None, members
                 backprop = (backprop + np.float32(e) * tf.one_hot(y_k, n)
                             - np.float32(e / n))
             dz = backprop * column
-        loss = tf.reduce_sum(per_row * scale_k)
+        loss = tf.reduce_sum(per_row * scale_k, axis=graph_constant([0], tf.int32))
         losses.append(loss if need_losses else tf.logical_not(tf.math.is_finite(loss)))
         grads.append(dz)
     return tf.stack(losses), grads

@@ -206,7 +206,7 @@ def _graph_ops(trainer, cands, data):
 def test_a_net_adds_few_operations_to_its_population_graph(name, request):
     # tracing costs about the same per operation whatever it computes, and tracing is
     # the largest cost of a small table's fit: a 2-hidden-layer net with dropout adds
-    # 60 operations to its population's graph, with a binary head or three classes
+    # 60 operations to its population's graph with a binary head, 58 with three classes
     # (111 and 86 before 2026-12-07: constants made once per graph, the columns the
     # nets share made once, the dropout draw's kernels alone, the binary logits'
     # finiteness checked in place of their loss); a bound, not a timing, so that the
