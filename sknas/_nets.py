@@ -692,9 +692,10 @@ def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None, members
     :meth:`_Net.forward_steps`), and its loss is the members' mean loss.
 
     ``need_losses=False`` (a training step, which needs the gradients and
-    only whether each loss is finite): a binary head's loss is not
+    only whether each loss is finite): a classifier's loss is not
     computed, and its flag is whether the logits are all finite (the
-    sigmoid cross-entropy of finite logits is finite, of any other not).
+    cross-entropy of finite logits is finite, of any other not), checked
+    for all the nets at once (:func:`_not_finite`).
     The first value returned is then per net whether its loss is *not*
     finite, for every head. What the nets share (the targets as a
     column, the row weights as a column) is made once, so a population's
@@ -732,9 +733,8 @@ def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None, members
                 t = t * np.float32(1 - e) + np.float32(e / 2)
             dz = (tf.math.sigmoid(z) - t) * column
             grads.append(dz)
-            if not need_losses:
-                losses.append(tf.logical_not(tf.reduce_all(
-                    tf.math.is_finite(z), axis=graph_constant([0, 1], tf.int32))))
+            if not need_losses:  # the logits tell (see the docstring)
+                losses.append(None)
                 continue
             per_row = tf.squeeze(tf.nn.sigmoid_cross_entropy_with_logits(t, z), axis=1)
             losses.append(tf.reduce_sum(per_row * scale_k, axis=graph_constant([0], tf.int32)))
@@ -750,7 +750,33 @@ def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None, members
                 backprop = (backprop + np.float32(e) * tf.one_hot(y_k, n)
                             - np.float32(e / n))
             dz = backprop * column
+            if not need_losses:  # the logits tell (see the docstring)
+                losses.append(None)
+                grads.append(dz)
+                continue
         loss = tf.reduce_sum(per_row * scale_k, axis=graph_constant([0], tf.int32))
         losses.append(loss if need_losses else tf.logical_not(tf.math.is_finite(loss)))
         grads.append(dz)
-    return tf.stack(losses), grads
+    if need_losses:
+        return tf.stack(losses), grads
+    return _not_finite(losses, logits, members), grads
+
+
+def _not_finite(flags, logits, members):
+    """Per net whether its loss is not finite: ``flags[k]``, or where that is
+    None, whether net ``k``'s logits hold a value that is not finite, checked
+    for all such nets of one member count at once (one set of operations,
+    not one per net)."""
+    groups = {}
+    for k, flag in enumerate(flags):
+        if flag is None:
+            groups.setdefault(1 if members is None else members[k], []).append(k)
+    flags = list(flags)
+    for ks in groups.values():
+        bad = tf.logical_not(tf.reduce_all(tf.math.is_finite(tf.stack([logits[k] for k in ks])),
+                                           axis=graph_constant([1, 2], tf.int32)))
+        if len(ks) == len(flags):
+            return bad
+        for k, flag in zip(ks, tf.unstack(bad, num=len(ks))):
+            flags[k] = flag
+    return tf.stack(flags)

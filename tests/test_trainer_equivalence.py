@@ -206,10 +206,10 @@ def _graph_ops(trainer, cands, data):
 def test_a_net_adds_few_operations_to_its_population_graph(name, request):
     # tracing costs about the same per operation whatever it computes, and tracing is
     # the largest cost of a small table's fit: a 2-hidden-layer net with dropout adds
-    # 60 operations to its population's graph with a binary head, 58 with three classes
+    # 57 operations to its population's graph with a binary head, 54 with three classes
     # (111 and 86 before 2026-12-07: constants made once per graph, the columns the
-    # nets share made once, the dropout draw's kernels alone, the binary logits'
-    # finiteness checked in place of their loss); a bound, not a timing, so that the
+    # nets share made once, the dropout draw's kernels alone, the logits' finiteness
+    # checked for all nets at once in place of each loss); a bound, not a timing, so that the
     # count does not creep back
     data = request.getfixturevalue(name)
     net = [dense(32, "relu"), DROP, dense(16, "tanh")]
@@ -220,15 +220,19 @@ def test_a_net_adds_few_operations_to_its_population_graph(name, request):
 
 
 @pytest.mark.parametrize("name", ["cancer", "three_classes"])
-def test_nan_loss_fails_only_that_candidate(name, request):
-    # the loss's own check, not the trained weights' (a binary head's step checks its
-    # logits, whose cross-entropy it does not compute)
+@pytest.mark.parametrize("members", [1, 3])
+def test_nan_loss_fails_only_that_candidate(name, members, request):
+    # the loss's own check, not the trained weights' (a classifier's step checks its
+    # logits, whose cross-entropy it does not compute, for all its nets at once: with
+    # members=3 the poisoned net has 3 members and the others 1, two checks)
     from sknas._data import _NAN_MESSAGE
     data = request.getfixturevalue(name)
-    archs = [[dense(8, "relu")], [dense(8, "relu")], [dense(4, "tanh")]]
+    own = [{"type": "optimizer", "members": members}] if members > 1 else []
+    archs = [[dense(8, "relu")], own + [dense(8, "relu")], [dense(4, "tanh")]]
     cands = candidates(archs, data)
     layers, weights, seed = cands[1]
-    cands[1] = (layers, [(np.full_like(k, np.inf), b) for k, b in weights], seed)
+    cands[1] = (layers, [tuple(np.full_like(a, np.inf) for a in layer) for layer in weights],
+                seed)
     trainer = PopulationTrainer(epochs=2)
     results = trainer.train(cands, data, seed=0)
     assert [r.status for r in results] == ["ok", "failed", "ok"]
