@@ -732,31 +732,26 @@ def _loss_and_grads(logits, y, scale, head, target=None, smoothing=None, members
             if e:
                 t = t * np.float32(1 - e) + np.float32(e / 2)
             dz = (tf.math.sigmoid(z) - t) * column
-            grads.append(dz)
-            if not need_losses:  # the logits tell (see the docstring)
-                losses.append(None)
-                continue
-            per_row = tf.squeeze(tf.nn.sigmoid_cross_entropy_with_logits(t, z), axis=1)
-            losses.append(tf.reduce_sum(per_row * scale_k, axis=graph_constant([0], tf.int32)))
-            continue
+            per_row = (tf.squeeze(tf.nn.sigmoid_cross_entropy_with_logits(t, z), axis=1)
+                       if need_losses else None)
         else:
             per_row, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
                 features=z, labels=y_k)
             if e:  # (1 - e) * CE + e * mean over classes of -log p; gradient p - target
                 n = z.shape[-1]
-                per_row = (per_row * np.float32(1 - e)
-                           + np.float32(e) * (tf.reduce_logsumexp(z, axis=1)
-                                              - tf.reduce_mean(z, axis=1)))
+                if need_losses:
+                    per_row = (per_row * np.float32(1 - e)
+                               + np.float32(e) * (tf.reduce_logsumexp(z, axis=1)
+                                                  - tf.reduce_mean(z, axis=1)))
                 backprop = (backprop + np.float32(e) * tf.one_hot(y_k, n)
                             - np.float32(e / n))
             dz = backprop * column
-            if not need_losses:  # the logits tell (see the docstring)
-                losses.append(None)
-                grads.append(dz)
-                continue
+        grads.append(dz)
+        if not need_losses and not head.is_regression:  # the logits tell (see the docstring)
+            losses.append(None)
+            continue
         loss = tf.reduce_sum(per_row * scale_k, axis=graph_constant([0], tf.int32))
         losses.append(loss if need_losses else tf.logical_not(tf.math.is_finite(loss)))
-        grads.append(dz)
     if need_losses:
         return tf.stack(losses), grads
     return _not_finite(losses, logits, members), grads
