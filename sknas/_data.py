@@ -7,7 +7,7 @@
   make a failed one;
 * a candidate's shapes and initial weights (:func:`dense_shapes`,
   :func:`batch_norm_flags`, :func:`piece_counts`, :func:`adapter_size`,
-  :func:`n_params`, :func:`initial_weights`, :func:`scale_outputs`) and
+  :func:`embedding_sizes`, :func:`n_params`, :func:`initial_weights`, :func:`scale_outputs`) and
   Keras' batch-normalisation defaults, which both trainers follow;
 * the memory check a candidate passes before it trains
   (:data:`BYTES_PER_PARAM`, :func:`available_memory`), and
@@ -27,16 +27,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ._space import has_adapters, n_members
+from ._space import has_adapters, has_embedding, n_members
 
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "BYTES_PER_PARAM", "CandidateData", "CandidateResult",
-           "FoldRows", "Head", "adapter_size", "available_memory", "batch_norm_flags",
-           "dense_batches",
+           "FoldRows", "Head", "PLR_FREQUENCIES", "PLR_SIGMA", "PLR_WIDTH", "adapter_size",
+           "available_memory", "batch_norm_flags", "dense_batches", "embedding_sizes",
            "dense_shapes", "initial_weights", "input_stats", "n_params", "piece_counts",
            "ple_input_stats", "robust_input_stats", "scale_outputs", "transform_stats"]
 
 #: bins of the ``'ple'`` input transform: each feature becomes this many
 PLE_BINS = 16
+
+#: The ``'plr'`` input transform (periodic embeddings, "lite"): each feature's
+#: PLR_FREQUENCIES learned frequencies, the width PLR_WIDTH of its embedding,
+#: and the standard deviation of the frequencies at the start (RealMLP-TD's
+#: 0.1; the features are robust-scaled and clipped to (-3, 3) first).
+PLR_FREQUENCIES, PLR_WIDTH, PLR_SIGMA = 16, 8, 0.1
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,8 @@ def input_stats(X, transforms):
     """The statistics of each input transform in ``transforms`` but
     ``'none'`` on dense rows ``X``: ``{name: (shift, variance)}``, or None
     when there is none."""
-    stats = {"robust": robust_input_stats, "ple": ple_input_stats}
+    # 'plr' embeds the robust, smoothly clipped features: the robust statistics
+    stats = {"robust": robust_input_stats, "ple": ple_input_stats, "plr": robust_input_stats}
     out = {name: stats[name](X) for name in transforms if name != "none"}
     return out or None
 
@@ -288,13 +295,15 @@ def _message(exc):
 def dense_shapes(layers, n_features, n_outputs):
     """Kernel shapes of the dense layers of a candidate, output layer last
     (after the ``'ple'`` input transform the first layer sees ``PLE_BINS``
-    inputs per feature). A candidate of ``k > 1`` members (see
+    inputs per feature, after ``'plr'`` ``PLR_WIDTH``). A candidate of ``k > 1`` members (see
     ``SearchSpace``'s ``members``) has its members' output layers side by
     side, ``(width, k * n_outputs)``, member by member."""
     shapes, width = [], n_features
     for layer in layers:
         if layer["type"] == "optimizer" and layer.get("input") == "ple":
             width = n_features * PLE_BINS
+        elif layer["type"] == "optimizer" and layer.get("input") == "plr":
+            width = n_features * PLR_WIDTH
         elif layer["type"] == "dense":
             shapes.append((width, layer["units"]))
             width = layer["units"]
@@ -313,6 +322,18 @@ def adapter_size(layers, n_features):
     return n_members(layers) * dense_shapes(layers, n_features, 1)[0][0]
 
 
+def embedding_sizes(layers, n_features):
+    """Lengths of a candidate's embedding arrays (see ``'plr'`` in
+    ``SearchSpace``'s ``input_transforms``): the frequencies ``(n_features,
+    PLR_FREQUENCIES)`` (2 pi included), the kernel ``(2 * PLR_FREQUENCIES,
+    PLR_WIDTH)`` shared by the features (cosines first, then sines) and
+    its bias; ``[]`` without an embedding. They are the last three arrays of
+    the output layer's weights."""
+    if not has_embedding(layers):
+        return []
+    return [n_features * PLR_FREQUENCIES, 2 * PLR_FREQUENCIES * PLR_WIDTH, PLR_WIDTH]
+
+
 def batch_norm_flags(layers):
     """Whether each dense layer (output layer last: never) has batch normalisation."""
     return [bool(layer.get("batch_norm")) for layer in layers
@@ -323,9 +344,9 @@ def piece_counts(layers):
     """Arrays per dense layer, output layer last: 2 (kernel, bias), 6 with
     batch normalisation, and the output layer of a net with input adapters
     (``k > 1`` members, or learned input scaling) 3 (its adapters after its
-    kernel and bias)."""
+    kernel and bias); an embedding (``'plr'``) adds its 3 arrays last."""
     counts = [6 if bn else 2 for bn in batch_norm_flags(layers)]
-    counts[-1] += 1 if has_adapters(layers) else 0
+    counts[-1] += (1 if has_adapters(layers) else 0) + (3 if has_embedding(layers) else 0)
     return counts
 
 
@@ -345,7 +366,7 @@ def n_params(layers, n_features, n_outputs):
     shapes = dense_shapes(layers, n_features, n_outputs)
     return int(sum(i * o + o + (2 * o if bn else 0)
                    for (i, o), bn in zip(shapes, batch_norm_flags(layers)))
-               + adapter_size(layers, n_features))
+               + adapter_size(layers, n_features) + sum(embedding_sizes(layers, n_features)))
 
 
 def initial_weights(layers, n_features, n_outputs, rng, store=None):
@@ -357,13 +378,18 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
     adapters)``: each member's kernel Glorot-uniform as its own layer's
     would be, and its input adapter random signs (TabM-mini's start); with
     learned input scaling the adapter (the scale) starts at ones, stored
-    divided by :data:`SCALE_LR_FACTOR`."""
-    from ._weights import layer_keys
+    divided by :data:`SCALE_LR_FACTOR`. An embedding (``'plr'``) adds its
+    frequencies ``(n_features, PLR_FREQUENCIES)``, kernel and bias to the
+    output layer's arrays, last: shared ones, or frequencies ``2 pi N(0,
+    PLR_SIGMA)``, a Glorot-uniform kernel and a zero bias."""
+    from ._weights import EMBEDDING_KEY, layer_keys
     out = []
     shapes = dense_shapes(layers, n_features, n_outputs)
     adapters = adapter_size(layers, n_features)
-    for j, (key, shape, count) in enumerate(zip(layer_keys(layers), shapes,
-                                                piece_counts(layers))):
+    embedding = embedding_sizes(layers, n_features)
+    counts = piece_counts(layers)
+    counts[-1] -= len(embedding)  # the embedding's arrays are kept under a key of their own
+    for j, (key, shape, count) in enumerate(zip(layer_keys(layers), shapes, counts)):
         entry = store.get(key, shape) if store is not None else None
         if entry is None or len(entry) != count:
             units = shape[1]
@@ -379,6 +405,16 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
             elif count == 3:  # the scale, 1, stored as 1 / SCALE_LR_FACTOR
                 entry += (np.full(adapters, 1 / SCALE_LR_FACTOR, np.float32),)
         out.append(tuple(a.copy() for a in entry))
+    if embedding:
+        shape = (n_features, PLR_FREQUENCIES)
+        entry = store.get(EMBEDDING_KEY, shape) if store is not None else None
+        if entry is None:
+            limit = math.sqrt(6.0 / (2 * PLR_FREQUENCIES + PLR_WIDTH))
+            entry = ((2 * np.pi * rng.normal(0.0, PLR_SIGMA, shape)).astype(np.float32),
+                     rng.uniform(-limit, limit, (2 * PLR_FREQUENCIES, PLR_WIDTH)).astype(
+                         np.float32),
+                     np.zeros(PLR_WIDTH, np.float32))
+        out[-1] = out[-1] + tuple(a.copy() for a in entry)
     return out
 
 

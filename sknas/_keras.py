@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_EPSILON, BN_MOMENTUM,
-                    PLE_BINS, SCALE_LR_FACTOR, CandidateResult, FoldRows, Head, _all_finite,
+                    PLE_BINS, PLR_FREQUENCIES, PLR_WIDTH, SCALE_LR_FACTOR, CandidateResult, FoldRows, Head, _all_finite,
                     _failed, _message, dense_batches, dense_shapes, transform_stats)
 from ._space import candidate_settings, has_adapters, n_members, optimizer_settings
 
@@ -26,6 +26,10 @@ __all__ = ["KerasTrainer", "build_keras_model", "keras_optimizer", "keras_weight
 _ADAPTERS = "bkd,kd->bkd"
 #: the ``EinsumDense`` equation of learned input scaling (one vector, a net of one member)
 _SCALE = "bd,d->bd"
+#: the ``EinsumDense`` equations of the ``'plr'`` embedding: each feature times its
+#: frequencies, then the linear layer that the features share
+_FREQUENCIES = "bn,nf->bnf"
+_EMBED = "bnc,cd->bnd"
 
 
 def build_keras_model(layers, n_features, head, weights=None, seed=None, input_stats=None,
@@ -41,7 +45,13 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
     ``Rescaling(3)``; ``'ple'`` as ``RepeatVector``, ``Permute`` and
     ``Reshape`` (each feature ``PLE_BINS`` times in a row),
     ``Normalization`` (into its bins), ``Rescaling(6)``,
-    ``Activation('relu6')``, ``Rescaling(1/6)`` (clipped to ``[0, 1]``).
+    ``Activation('relu6')``, ``Rescaling(1/6)`` (clipped to ``[0, 1]``);
+    ``'plr'`` as ``'robust'``, then ``EinsumDense('bn,nf->bnf')`` (each
+    feature times its frequencies), ``keras.ops.cos`` and ``keras.ops.sin``
+    joined by ``Concatenate``, ``EinsumDense('bnc,cd->bnd')`` with a ReLU
+    (the linear layer the features share) and ``Reshape``: Keras operations
+    in a functional model, which ``safe_mode=True`` loads as it loads
+    layers (the model is then a ``keras.Model``, not a ``Sequential``).
 
     ``k > 1`` members (``SearchSpace``'s ``members``, TabM-mini) are built
     in built-in layers too: ``RepeatVector(k)`` after the input transform
@@ -80,51 +90,60 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
         training loss takes.
     """
     import keras
-    model = keras.Sequential([keras.Input((n_features,), sparse=sparse)])
+    stack = []  # the layers in order (_PERIODIC: the cosines and sines of the embedding)
     transform = candidate_settings(layers)["input"] or "none"
     if transform != "none":
         shift, variance = transform_stats(input_stats, transform)
         if transform == "ple":
-            model.add(keras.layers.RepeatVector(PLE_BINS))
-            model.add(keras.layers.Permute((2, 1)))
-            model.add(keras.layers.Reshape((n_features * PLE_BINS,)))
-        model.add(keras.layers.Normalization(mean=shift, variance=variance))
+            stack.append(keras.layers.RepeatVector(PLE_BINS))
+            stack.append(keras.layers.Permute((2, 1)))
+            stack.append(keras.layers.Reshape((n_features * PLE_BINS,)))
+        stack.append(keras.layers.Normalization(mean=shift, variance=variance))
         if transform == "ple":
-            model.add(keras.layers.Rescaling(6.0))
-            model.add(keras.layers.Activation("relu6"))
-            model.add(keras.layers.Rescaling(1 / 6))
+            stack.append(keras.layers.Rescaling(6.0))
+            stack.append(keras.layers.Activation("relu6"))
+            stack.append(keras.layers.Rescaling(1 / 6))
         else:
-            model.add(keras.layers.Rescaling(1 / 3))
-            model.add(keras.layers.Activation("tanh"))
-            model.add(keras.layers.Rescaling(3.0))
+            stack.append(keras.layers.Rescaling(1 / 3))
+            stack.append(keras.layers.Activation("tanh"))
+            stack.append(keras.layers.Rescaling(3.0))
+    embedding = []
+    if transform == "plr":
+        embedding = [keras.layers.EinsumDense(_FREQUENCIES, output_shape=(n_features,
+                                                                           PLR_FREQUENCIES)),
+                     keras.layers.EinsumDense(_EMBED, output_shape=(n_features, PLR_WIDTH),
+                                              bias_axes="d", activation="relu")]
+        for item in (embedding[0], _PERIODIC, embedding[1],
+                     keras.layers.Reshape((n_features * PLR_WIDTH,))):
+            stack.append(item)
     k = n_members(layers)
     adapter = None
     if has_adapters(layers):
         width = dense_shapes(layers, n_features, 1)[0][0]
         if k > 1:
-            model.add(keras.layers.RepeatVector(k))
+            stack.append(keras.layers.RepeatVector(k))
             adapter = keras.layers.EinsumDense(_ADAPTERS, output_shape=(k, width))
-            model.add(adapter)
+            stack.append(adapter)
         else:  # the scale, stored divided by SCALE_LR_FACTOR (see there)
             adapter = keras.layers.EinsumDense(_SCALE, output_shape=(width,))
-            model.add(adapter)
-            model.add(keras.layers.Rescaling(SCALE_LR_FACTOR))
+            stack.append(adapter)
+            stack.append(keras.layers.Rescaling(SCALE_LR_FACTOR))
     pairs = []  # (Dense, BatchNormalization or None) per dense layer
     for j, layer in enumerate(layers):
         if layer["type"] == "dense":
             if layer.get("batch_norm"):
                 dense = keras.layers.Dense(layer["units"])
                 norm = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
-                model.add(dense)
-                model.add(norm)
-                model.add(keras.layers.Activation(layer["activation"]))
+                stack.append(dense)
+                stack.append(norm)
+                stack.append(keras.layers.Activation(layer["activation"]))
                 pairs.append((dense, norm))
             else:
                 pairs.append((keras.layers.Dense(layer["units"], activation=layer["activation"]),
                                None))
-                model.add(pairs[-1][0])
+                stack.append(pairs[-1][0])
         elif layer["type"] == "dropout":
-            model.add(keras.layers.Dropout(layer["rate"], seed=None if seed is None else seed + j))
+            stack.append(keras.layers.Dropout(layer["rate"], seed=None if seed is None else seed + j))
     head = Head.of(head)
     activation = {"binary": "sigmoid", "softmax": "softmax", "linear": None}[head.kind]
     if k > 1:
@@ -132,9 +151,23 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
                                                bias_axes="kc", activation=activation), None))
     else:
         pairs.append((keras.layers.Dense(head.n_outputs, activation=activation), None))
-    model.add(pairs[-1][0])
+    stack.append(pairs[-1][0])
     if k > 1 and not each_member:
-        model.add(keras.layers.GlobalAveragePooling1D())
+        stack.append(keras.layers.GlobalAveragePooling1D())
+    inputs = keras.Input((n_features,), sparse=sparse)
+    if embedding:  # a functional model: the sines and cosines are Keras operations
+        x = inputs
+        for item in stack:
+            x = (keras.layers.Concatenate()([keras.ops.cos(x), keras.ops.sin(x)])
+                 if item is _PERIODIC else item(x))
+        model = keras.Model(inputs, x)
+    else:
+        model = keras.Sequential([inputs] + stack)
+    if weights is not None and embedding:  # the embedding's arrays end the output layer's
+        frequencies, kernel, bias = weights[-1][-3:]
+        embedding[0].set_weights([np.reshape(frequencies, (n_features, PLR_FREQUENCIES))])
+        embedding[1].set_weights([np.reshape(kernel, (2 * PLR_FREQUENCIES, PLR_WIDTH)), bias])
+        weights = list(weights[:-1]) + [weights[-1][:-3]]
     if weights is not None:
         for (dense, norm), arrays in zip(pairs, weights):
             if dense is pairs[-1][0] and k > 1:  # (width, k * outputs) -> (k, width, outputs)
@@ -151,16 +184,22 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
     return model
 
 
+#: where :func:`build_keras_model`'s embedding takes the cosines and sines of its input
+_PERIODIC = object()
+
+
 def keras_weights(model):
     """Per dense layer of a model made by :func:`build_keras_model`, its
     weights as that function takes them (members' output layers as one,
     ``(kernel, bias, adapters)``; the input scale after the output layer's
-    kernel and bias)."""
+    kernel and bias, and the embedding's arrays last)."""
     import keras
-    out, adapters, scale = [], None, ()
+    out, adapters, scale, embedding = [], None, (), ()
     for lyr in model.layers:
         if isinstance(lyr, keras.layers.EinsumDense) and lyr.equation == _SCALE:
             scale = (lyr.get_weights()[0],)
+        elif isinstance(lyr, keras.layers.EinsumDense) and lyr.equation in (_FREQUENCIES, _EMBED):
+            embedding += tuple(lyr.get_weights())
         elif isinstance(lyr, keras.layers.Dense):
             out.append(tuple(lyr.get_weights()))
         elif isinstance(lyr, keras.layers.BatchNormalization):
@@ -171,14 +210,14 @@ def keras_weights(model):
             kernel, bias = lyr.get_weights()
             out.append((kernel.transpose(1, 0, 2).reshape(kernel.shape[1], -1), bias.ravel(),
                         adapters))
-    out[-1] = out[-1] + scale
+    out[-1] = out[-1] + scale + embedding
     return out
 
 
 def keras_optimizer(layers, learning_rate, total_steps=None, model=None):
     """The Keras Adam a candidate trains with: its own learning rate and
-    weight decay (on the kernels only: not on the members' input adapters
-    nor the input scale of ``model``) if its ``'optimizer'`` entry has them, else
+    weight decay (on the kernels only: not on the members' input adapters,
+    the input scale nor the embedding of ``model``) if its ``'optimizer'`` entry has them, else
     ``learning_rate`` and no decay; its own schedule over ``total_steps``
     steps, if it has one."""
     import keras
@@ -191,7 +230,8 @@ def keras_optimizer(layers, learning_rate, total_steps=None, model=None):
     if wd:
         adapters = [] if model is None else [
             lyr.kernel for lyr in model.layers
-            if isinstance(lyr, keras.layers.EinsumDense) and lyr.equation in (_ADAPTERS, _SCALE)]
+            if isinstance(lyr, keras.layers.EinsumDense)
+            and lyr.equation in (_ADAPTERS, _SCALE, _FREQUENCIES, _EMBED)]
         optimizer.exclude_from_weight_decay(var_list=adapters or None,
                                             var_names=["bias", "gamma", "beta"])
     return optimizer

@@ -18,8 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from ._data import (BN_EPSILON, PLE_BINS, SCALE_LR_FACTOR, Head, adapter_size,
-                    batch_norm_flags, dense_shapes, piece_counts, transform_stats)
+from ._data import (BN_EPSILON, PLE_BINS, PLR_FREQUENCIES, PLR_WIDTH, SCALE_LR_FACTOR, Head,
+                    adapter_size, batch_norm_flags, dense_shapes, embedding_sizes, piece_counts,
+                    transform_stats)
 from ._space import candidate_settings, n_members, optimizer_settings
 
 #: TensorFlow's RNG_ALG_AUTO_SELECT: the algorithm ``tf.random.stateless_uniform``
@@ -166,6 +167,10 @@ class _Net:
     prediction. The output layer's pieces are kernel, bias and adapters. A
     net of learned input scaling (``SearchSpace``'s ``input_scaling``) is a
     net of one member with an adapter: its rows are scaled by it, once.
+
+    A net with the ``'plr'`` input transform embeds its robust, clipped rows
+    first (:meth:`_embed`): its frequencies, the embedding's kernel and bias
+    are the last three pieces of its output layer.
     """
 
     def __init__(self, layers, n_features, head, seed, input_stats=None):
@@ -176,6 +181,8 @@ class _Net:
         self.counts = piece_counts(layers)  # flat pieces per dense layer
         self.members = n_members(layers)
         self.adapters = adapter_size(layers, n_features)
+        self.n_features = int(n_features)
+        self.embedding = embedding_sizes(layers, n_features)
         # a learned input scale is stored divided by SCALE_LR_FACTOR (see there)
         self.adapter_factor = np.float32(SCALE_LR_FACTOR if self.members == 1 else 1.0)
         self.settings = optimizer_settings(layers)
@@ -183,6 +190,8 @@ class _Net:
         self.label_smoothing = own["label_smoothing"] or 0.0
         self.schedule = own["schedule"] or "constant"
         self.input = own["input"] or "none"
+        # the rows a net takes: 'plr' embeds the robust transform's (see _embed)
+        self.input_key = "robust" if self.input == "plr" else self.input
         if self.input != "none":
             shift, variance = transform_stats(input_stats, self.input)
             # as keras.layers.Normalization computes it
@@ -199,25 +208,32 @@ class _Net:
     @property
     def sizes(self):
         """Lengths of the flat pieces: kernel, bias[, gamma, beta, mean, variance], ...
-        (and the members' adapters last)."""
+        (and the members' adapters, then the embedding's pieces, last)."""
         sizes = [n for (i, o), bn in zip(self.shapes, self.bn)
                  for n in (i * o, o) + ((o,) * 4 if bn else ())]
-        return sizes + ([self.adapters] if self.adapters else [])
+        return sizes + ([self.adapters] if self.adapters else []) + self.embedding
 
     def piece_kinds(self):
         """Kind of each flat piece: 'kernel', 'bias', 'gamma', 'beta', 'mean',
-        'variance', 'adapters'."""
+        'variance', 'adapters', 'frequencies', 'embedding', 'embedding_bias'
+        (weight decay takes the kernels only)."""
         kinds = [k for bn in self.bn
                  for k in ("kernel", "bias") + (("gamma", "beta", "mean", "variance") if bn else ())]
-        return kinds + (["adapters"] if self.adapters else [])
+        return (kinds + (["adapters"] if self.adapters else [])
+                + (["frequencies", "embedding", "embedding_bias"] if self.embedding else []))
 
     def unflatten(self, pieces, reshape=tf.reshape):
         """Per dense layer a tuple of this net's flat pieces, the kernel
-        reshaped (tensors; ``reshape=np.reshape`` for NumPy pieces)."""
+        reshaped, and so the embedding's frequencies and kernel (tensors;
+        ``reshape=np.reshape`` for NumPy pieces)."""
         out, at = [], 0
         for shape, n in zip(self.shapes, self.counts):
             out.append((reshape(pieces[at], shape),) + tuple(pieces[at + 1:at + n]))
             at += n
+        if self.embedding:  # the frequencies and the embedding's kernel as matrices
+            frequencies, kernel, bias = out[-1][-3:]
+            out[-1] = out[-1][:-3] + (reshape(frequencies, (self.n_features, PLR_FREQUENCIES)),
+                                      reshape(kernel, (2 * PLR_FREQUENCIES, PLR_WIDTH)), bias)
         return out
 
     def forward(self, params, x, step=None):
@@ -228,7 +244,8 @@ class _Net:
     def transform_input(self, x):
         """The net's input transform of the rows ``x`` (see
         ``SearchSpace.input_transforms``), as the served model's built-in
-        layers compute it: ``'robust'`` standardises by the data's
+        layers compute it: ``'robust'`` (and ``'plr'``, whose embedding
+        :meth:`forward_steps` adds) standardises by the data's
         ``input_stats`` and clips smoothly, ``3 * tanh(x / 3)``; ``'ple'``
         repeats each feature ``PLE_BINS`` times, places each copy in its bin
         (``(x - lower) / width``) and clips it to ``[0, 1]`` (as ``relu6(6
@@ -252,6 +269,9 @@ class _Net:
         with ``('members', x)``)."""
         tape = []
         k = self.members
+        if self.embedding:
+            x, record = self._embed(params[-1][-3:], x)
+            tape.append(record)
         if self.adapters:  # k copies of the rows, copy m scaled by member m's adapter
             if isinstance(x, tf.SparseTensor):
                 x = tf.sparse.to_dense(x)
@@ -282,6 +302,34 @@ class _Net:
             z = z + tf.reshape(params[-1][1], [k, 1, n_out])
             return tf.reshape(z, [-1, n_out]), tape
         return tf.nn.bias_add(tf.matmul(x, params[-1][0]), params[-1][1]), tape
+
+    def _embed(self, pieces, x):
+        """The ``'plr'`` embedding of the rows ``x`` (robust and clipped):
+        per feature ``relu([cos(f x), sin(f x)] @ kernel + bias)`` with its
+        own frequencies ``f`` (2 pi included) and the kernel the features
+        share, features side by side, ``(rows, n_features * PLR_WIDTH)``;
+        and its tape record."""
+        frequencies, kernel, bias = pieces
+        n, f = self.n_features, PLR_FREQUENCIES
+        u = x[:, :, None] * tf.reshape(frequencies, [1, n, f])
+        cos, sin = tf.math.cos(u), tf.math.sin(u)
+        periodic = tf.reshape(tf.concat([cos, sin], axis=2), [-1, 2 * f])
+        e = tf.nn.relu(tf.nn.bias_add(
+            tf.matmul(periodic, tf.reshape(kernel, [2 * f, PLR_WIDTH])), bias))
+        return tf.reshape(e, [-1, n * PLR_WIDTH]), ("embedding", x, cos, sin, periodic, e)
+
+    def _embed_grads(self, pieces, record, dx):
+        """Gradients of the embedding's frequencies, kernel and bias (flat)
+        given d loss / d its output ``dx``."""
+        _, x, cos, sin, periodic, e = record
+        n, f = self.n_features, PLR_FREQUENCIES
+        dh = tf.raw_ops.ReluGrad(gradients=tf.reshape(dx, [-1, PLR_WIDTH]), features=e)
+        dkernel, dbias = _dense_grads(periodic, dh)
+        dp = tf.reshape(tf.matmul(dh, tf.reshape(pieces[1], [2 * f, PLR_WIDTH]),
+                                  transpose_b=True), [-1, n, 2 * f])
+        du = dp[:, :, f:] * cos - dp[:, :, :f] * sin
+        dfreq = tf.reduce_sum(du * x[:, :, None], axis=0)
+        return [tf.reshape(dfreq, [-1]), dkernel, dbias]
 
     def _member_kernels(self, kernel):
         """The members' output kernels ``(k, width, n_outputs)`` from the
@@ -358,13 +406,19 @@ class _Net:
                 zeros = tf.zeros([self.shapes[op[1]][1]])
                 grads[at + 2:at + 6] = [dgamma, dbeta, zeros, zeros]
             grads[at:at + 2] = _dense_grads(x_in, dz)
-            if op[1] > 0 or self.adapters:
+            if op[1] > 0 or self.adapters or self.embedding:
                 dx = tf.matmul(dz, params[op[1]][0], transpose_b=True)
+        n_emb = len(self.embedding)
         if self.adapters:  # d loss / d a_m = sum over rows of x * d loss / d (a_m x)
-            x = tape[0][1]
+            x = tape[1 if n_emb else 0][1]
             dx = tf.reshape(dx, [k, -1, self.shapes[0][0]])
-            grads[-1] = (tf.reshape(tf.reduce_sum(dx * x[None], axis=1), [-1])
-                         * self.adapter_factor)
+            adapters = tf.reshape(params[-1][2] * self.adapter_factor, [k, 1, -1])
+            grads[len(grads) - 1 - n_emb] = (
+                tf.reshape(tf.reduce_sum(dx * x[None], axis=1), [-1]) * self.adapter_factor)
+            if n_emb:  # d loss / d x = sum over members of a_m * d loss / d (a_m x)
+                dx = tf.reduce_sum(dx * adapters, axis=0)
+        if n_emb:
+            grads[-n_emb:] = self._embed_grads(params[-1][-n_emb:], tape[0], dx)
         return grads
 
     def score(self, params, x, y, w, total, z=None):
@@ -565,8 +619,8 @@ def forward_passes(nets, params, x, step=None, rounds=None, masks=None):
     rounds = [] if rounds is None else rounds
     inputs = {}  # the rows through each input transform, computed once for the population
     for net in nets:
-        if net.input not in inputs:
-            inputs[net.input] = net.transform_input(x)
+        if net.input_key not in inputs:
+            inputs[net.input_key] = net.transform_input(x)
     if masks is not None:  # a net of members: its rows k times
         masks = [m if net.members == 1 else tf.tile(m, [net.members])
                  for net, m in zip(nets, masks)]
@@ -580,7 +634,7 @@ def forward_passes(nets, params, x, step=None, rounds=None, masks=None):
             answers.update({k: (out, (bn, i)) for i, (k, out) in enumerate(zip(keys, bn.outputs))})
         return answers
 
-    return _drive([net.forward_steps(p, inputs[net.input], step)
+    return _drive([net.forward_steps(p, inputs[net.input_key], step)
                    for net, p in zip(nets, params)], serve)
 
 

@@ -210,7 +210,7 @@ class _Group:
         for k, net in zip(index, nets):
             for i, count in enumerate(net.counts):
                 at = [None if lazy and i == j == 0 else next(starts) for j in range(count)]
-                if count == 6:
+                if net.bn[i]:
                     self.stats_at[(k, i)] = (int(at[4]), int(at[5]))
             next(starts)  # the padding
         self.best = None

@@ -25,7 +25,7 @@ _OPTIMIZER_RE = re.compile(r"^adam\((.*)\)$")
 _SHORT = {"input": "in", "learning_rate": "lr", "weight_decay": "wd", "schedule": "sched",
           "label_smoothing": "ls", "members": "k", "scaling": "scale"}
 #: the input transforms a candidate can take (see ``SearchSpace``'s ``input_transforms``)
-INPUT_TRANSFORMS = ("none", "robust", "ple")
+INPUT_TRANSFORMS = ("none", "robust", "ple", "plr")
 #: the learning-rate schedules a candidate can take (see ``SearchSpace``'s ``lr_schedules``)
 LR_SCHEDULES = ("constant", "cosine", "coslog4")
 #: settings whose values are names, not numbers
@@ -123,7 +123,7 @@ class SearchSpace:
         chooses from per candidate; None: none. Only the training loss
         changes: the reward is still the validation accuracy. A regressor
         needs None or ``(0.0,)``.
-    input_transforms : sequence of {'none', 'robust', 'ple'} or None, default=None
+    input_transforms : sequence of {'none', 'robust', 'ple', 'plr'} or None, default=None
         What a candidate does to its input features before its first layer,
         chosen per candidate: ``'none'`` takes them as given; ``'robust'``
         centres each feature on its median, divides it by its robust scale
@@ -134,10 +134,14 @@ class SearchSpace:
         ``'ple'``: each feature becomes 16 features, its piecewise-linear
         encoding on 16 bins between its quantiles (bin ``t`` of a value is
         0 below the bin, 1 above it and linear inside; Gorishniy et al.,
-        2022), so the first layer can bend each feature's effect. The
-        statistics are the fit's training rows'; the served Keras model
-        holds the transform as built-in layers. Dense ``X`` only. None:
-        ``'none'``.
+        2022), so the first layer can bend each feature's effect.
+        ``'plr'``: the robust, smoothly clipped features, each then embedded
+        in 8 learned numbers: the cosines and sines of 16 learned
+        frequencies of the feature, a linear layer shared by the features,
+        and a ReLU (the periodic embeddings of Gorishniy et al., 2022, in
+        their "lite" form). The statistics are the fit's training rows';
+        the served Keras model holds the transform as built-in layers and
+        Keras operations. Dense ``X`` only. None: ``'none'``.
     lr_schedules : sequence of {'constant', 'cosine', 'coslog4'} or None, default=None
         How a candidate's learning rate moves over its training, chosen per
         candidate: ``'constant'``; ``'cosine'`` decays it to 0 along a half
@@ -647,6 +651,12 @@ def has_adapters(layers):
     member) or of learned input scaling (one; see ``SearchSpace``'s
     ``input_scaling``)."""
     return n_members(layers) > 1 or bool(candidate_settings(layers)["scaling"])
+
+
+def has_embedding(layers):
+    """Whether the candidate embeds its features with learned parameters before
+    its first layer (the ``'plr'`` input transform)."""
+    return candidate_settings(layers)["input"] == "plr"
 
 
 def optimizer_settings(layers):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._space import has_adapters, n_members
+from ._space import has_adapters, has_embedding, n_members
 
 __all__ = ["SharedWeights", "layer_keys"]
 
@@ -30,10 +30,16 @@ __all__ = ["SharedWeights", "layer_keys"]
 _PARTS = ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance")
 #: the arrays of the output layer of k > 1 members
 _MEMBER_PARTS = ("kernel", "bias", "adapters")
+#: the key of the ``'plr'`` embedding's arrays (the last three of a candidate's
+#: output layer), shared by every candidate that embeds its features
+EMBEDDING_KEY = ("input-plr", "embedding")
+_EMBEDDING_PARTS = ("frequencies", "kernel", "bias")
 
 
 def _parts(key):
     """Names of the arrays stored under ``key``."""
+    if tuple(key) == EMBEDDING_KEY:
+        return _EMBEDDING_PARTS
     return _MEMBER_PARTS if key[1].startswith("output-k") else _PARTS
 
 
@@ -127,6 +133,10 @@ class SharedWeights:
         for layers, weights in zip(layers_list, weights_list):
             if weights is None or not _finite(*(a for pair in weights for a in pair)):
                 continue
+            weights = list(weights)
+            if has_embedding(layers):  # its arrays, last in the output layer's, have their key
+                self.put(EMBEDDING_KEY, *weights[-1][-3:])
+                weights[-1] = weights[-1][:-3]
             for key, arrays in zip(layer_keys(layers), weights):
                 self.put(key, *arrays)
 

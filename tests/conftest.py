@@ -111,7 +111,11 @@ def member_loss_and_grads(model, masks, X, y, w, head, smoothing, k):
     with tf.GradientTape() as tape:
         h = tf.constant(X)
         for layer in model.layers:
-            if isinstance(layer, keras.layers.Dropout):
+            if isinstance(layer, keras.layers.InputLayer):  # a functional model's
+                continue
+            if isinstance(layer, keras.layers.Concatenate):  # the 'plr' embedding's
+                h = layer([tf.math.cos(h), tf.math.sin(h)])
+            elif isinstance(layer, keras.layers.Dropout):
                 mask = next(masks)
                 if k > 1:
                     mask = mask.reshape(k, len(X), -1).transpose(1, 0, 2)
@@ -147,7 +151,7 @@ def check_passes_against_gradient_tape(archs, n_classes):
     X = (rng.standard_t(3, size=(n_rows, n_features)) * 2 + 1).astype(np.float32)
     y = rng.integers(0, n_classes, n_rows).astype(np.int32)
     w = rng.uniform(0.1, 3.0, n_rows).astype(np.float32)
-    stats = input_stats(X, ("robust",))
+    stats = input_stats(X, ("robust", "plr"))
     head = Head.of(n_classes)
     nets, params, weights = [], [], []
     for j, layers in enumerate(archs):
