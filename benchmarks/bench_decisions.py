@@ -13,7 +13,8 @@ and seed (``--seeds``, ``--purpose``: the suite's protocol, version 2) the
 training part of the seed's split is fitted, in a ``Pipeline`` after the
 suite's preprocessor as in ``bench_quality.py``, by two searches of the
 space ``--space`` (default 'modern'; ``--members 1 8`` adds the number of
-members to its decisions, ``--input-scaling`` the learned input scaling)
+members to its decisions, ``--input-scaling`` the learned input scaling,
+``--input-transforms none robust plr`` sets the input transforms)
 with ``random_state`` = the seed:
 REINFORCE (``MLPNASClassifier``'s default strategy and budget, 10 controller
 epochs of 10 candidates) and ``strategy='random'``. ``BENCH_THREADS`` sets
@@ -92,9 +93,11 @@ def fit_one(table, seed, strategy, data, args):
     from sknas import MLPNASClassifier
     X_tr, X_te, y_tr, y_te = data
     space = args.space
-    if args.members or args.input_scaling:  # the preset with members or scaling decided too
+    if args.members or args.input_scaling or args.input_transforms:  # the preset, changed
         from sknas import SearchSpace
         space = SearchSpace.from_preset(args.space)
+        if args.input_transforms:
+            space.set_params(input_transforms=tuple(args.input_transforms))
         if args.members:
             space.set_params(members=tuple(args.members))
         if args.input_scaling:
@@ -292,6 +295,9 @@ def main(argv=None):
     parser.add_argument("--members", nargs="+", type=int, metavar="K",
                         help="add the number of members to the space's decisions, among "
                              "these values (e.g. 1 8)")
+    parser.add_argument("--input-transforms", nargs="+", metavar="NAME",
+                        help="the space's input transforms instead of the preset's, e.g. "
+                        "none robust plr")
     parser.add_argument("--input-scaling", action="store_true",
                         help="add learned input scaling (on or off) to the space's decisions")
     parser.add_argument("--quick", action="store_true", help="a smoke run's tiny budget")
@@ -311,6 +317,7 @@ def main(argv=None):
     else:
         meta = {"command": " ".join(["python", *sys.argv]), "space": args.space,
                 "members": args.members, "input_scaling": args.input_scaling,
+                "input_transforms": args.input_transforms,
                 "baseline": args.baseline,
                 "quick": args.quick, "threads": bench_quality.THREADS,
                 "protocol": suite.protocol_from_args(parser, args),

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from ._space import has_adapters, has_embedding, n_members
 
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "BYTES_PER_PARAM", "CandidateData", "CandidateResult",
-           "FoldRows", "Head", "PLR_FREQUENCIES", "PLR_SIGMA", "PLR_WIDTH", "adapter_size",
+           "FoldRows", "Head", "PLR_FREQUENCIES", "PLR_LR_FACTOR", "PLR_SIGMA", "PLR_WIDTH", "adapter_size",
            "available_memory", "batch_norm_flags", "dense_batches", "embedding_sizes",
            "dense_shapes", "initial_weights", "input_stats", "n_params", "piece_counts",
            "ple_input_stats", "robust_input_stats", "scale_outputs", "transform_stats"]
@@ -43,6 +43,10 @@ PLE_BINS = 16
 #: and the standard deviation of the frequencies at the start (RealMLP-TD's
 #: 0.1; the features are robust-scaled and clipped to (-3, 3) first).
 PLR_FREQUENCIES, PLR_WIDTH, PLR_SIGMA = 16, 8, 0.1
+#: The embedding trains at this fraction of its net's learning rate (RealMLP-TD's
+#: ``plr_lr_factor``): its arrays are stored divided by it and the net multiplies
+#: them back, as for SCALE_LR_FACTOR.
+PLR_LR_FACTOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -381,7 +385,8 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
     divided by :data:`SCALE_LR_FACTOR`. An embedding (``'plr'``) adds its
     frequencies ``(n_features, PLR_FREQUENCIES)``, kernel and bias to the
     output layer's arrays, last: shared ones, or frequencies ``2 pi N(0,
-    PLR_SIGMA)``, a Glorot-uniform kernel and a zero bias."""
+    PLR_SIGMA)``, a Glorot-uniform kernel and a zero bias, all three stored
+    divided by :data:`PLR_LR_FACTOR`."""
     from ._weights import EMBEDDING_KEY, layer_keys
     out = []
     shapes = dense_shapes(layers, n_features, n_outputs)
@@ -410,9 +415,10 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
         entry = store.get(EMBEDDING_KEY, shape) if store is not None else None
         if entry is None:
             limit = math.sqrt(6.0 / (2 * PLR_FREQUENCIES + PLR_WIDTH))
-            entry = ((2 * np.pi * rng.normal(0.0, PLR_SIGMA, shape)).astype(np.float32),
-                     rng.uniform(-limit, limit, (2 * PLR_FREQUENCIES, PLR_WIDTH)).astype(
+            entry = ((2 * np.pi / PLR_LR_FACTOR * rng.normal(0.0, PLR_SIGMA, shape)).astype(
                          np.float32),
+                     (rng.uniform(-limit, limit, (2 * PLR_FREQUENCIES, PLR_WIDTH))
+                      / PLR_LR_FACTOR).astype(np.float32),
                      np.zeros(PLR_WIDTH, np.float32))
         out[-1] = out[-1] + tuple(a.copy() for a in entry)
     return out

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_EPSILON, BN_MOMENTUM,
-                    PLE_BINS, PLR_FREQUENCIES, PLR_WIDTH, SCALE_LR_FACTOR, CandidateResult, FoldRows, Head, _all_finite,
+                    PLE_BINS, PLR_FREQUENCIES, PLR_LR_FACTOR, PLR_WIDTH, SCALE_LR_FACTOR, CandidateResult, FoldRows, Head, _all_finite,
                     _failed, _message, dense_batches, dense_shapes, transform_stats)
 from ._space import candidate_settings, has_adapters, n_members, optimizer_settings
 
@@ -48,8 +48,9 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
     ``Activation('relu6')``, ``Rescaling(1/6)`` (clipped to ``[0, 1]``);
     ``'plr'`` as ``'robust'``, then ``EinsumDense('bn,nf->bnf')`` (each
     feature times its frequencies), ``keras.ops.cos`` and ``keras.ops.sin``
-    joined by ``Concatenate``, ``EinsumDense('bnc,cd->bnd')`` with a ReLU
-    (the linear layer the features share) and ``Reshape``: Keras operations
+    joined by ``Concatenate``, ``EinsumDense('bnc,cd->bnd')`` (the linear
+    layer the features share), ``Activation('relu')`` and ``Reshape``, each
+    ``EinsumDense`` followed by ``Rescaling(PLR_LR_FACTOR)``: Keras operations
     in a functional model, which ``safe_mode=True`` loads as it loads
     layers (the model is then a ``keras.Model``, not a ``Sequential``).
 
@@ -112,8 +113,11 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
         embedding = [keras.layers.EinsumDense(_FREQUENCIES, output_shape=(n_features,
                                                                            PLR_FREQUENCIES)),
                      keras.layers.EinsumDense(_EMBED, output_shape=(n_features, PLR_WIDTH),
-                                              bias_axes="d", activation="relu")]
-        for item in (embedding[0], _PERIODIC, embedding[1],
+                                              bias_axes="d")]
+        # each EinsumDense holds its arrays divided by PLR_LR_FACTOR (see there)
+        for item in (embedding[0], keras.layers.Rescaling(PLR_LR_FACTOR), _PERIODIC,
+                     embedding[1], keras.layers.Rescaling(PLR_LR_FACTOR),
+                     keras.layers.Activation("relu"),
                      keras.layers.Reshape((n_features * PLR_WIDTH,))):
             stack.append(item)
     k = n_members(layers)

@@ -18,7 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from ._data import (BN_EPSILON, PLE_BINS, PLR_FREQUENCIES, PLR_WIDTH, SCALE_LR_FACTOR, Head,
+from ._data import (BN_EPSILON, PLE_BINS, PLR_FREQUENCIES, PLR_LR_FACTOR, PLR_WIDTH,
+                    SCALE_LR_FACTOR, Head,
                     adapter_size, batch_norm_flags, dense_shapes, embedding_sizes, piece_counts,
                     transform_stats)
 from ._space import candidate_settings, n_members, optimizer_settings
@@ -308,28 +309,32 @@ class _Net:
         per feature ``relu([cos(f x), sin(f x)] @ kernel + bias)`` with its
         own frequencies ``f`` (2 pi included) and the kernel the features
         share, features side by side, ``(rows, n_features * PLR_WIDTH)``;
-        and its tape record."""
-        frequencies, kernel, bias = pieces
+        and its tape record. The pieces are stored divided by
+        ``PLR_LR_FACTOR``, and multiplied back here."""
+        c = graph_constant(PLR_LR_FACTOR, tf.float32)
+        frequencies, kernel, bias = (piece * c for piece in pieces)
         n, f = self.n_features, PLR_FREQUENCIES
         u = x[:, :, None] * tf.reshape(frequencies, [1, n, f])
         cos, sin = tf.math.cos(u), tf.math.sin(u)
         periodic = tf.reshape(tf.concat([cos, sin], axis=2), [-1, 2 * f])
         e = tf.nn.relu(tf.nn.bias_add(
             tf.matmul(periodic, tf.reshape(kernel, [2 * f, PLR_WIDTH])), bias))
-        return tf.reshape(e, [-1, n * PLR_WIDTH]), ("embedding", x, cos, sin, periodic, e)
+        return tf.reshape(e, [-1, n * PLR_WIDTH]), ("embedding", x, cos, sin, periodic, e,
+                                                    kernel)
 
-    def _embed_grads(self, pieces, record, dx):
-        """Gradients of the embedding's frequencies, kernel and bias (flat)
-        given d loss / d its output ``dx``."""
-        _, x, cos, sin, periodic, e = record
+    def _embed_grads(self, record, dx):
+        """Gradients of the embedding's stored frequencies, kernel and bias
+        (flat) given d loss / d its output ``dx``."""
+        _, x, cos, sin, periodic, e, kernel = record
         n, f = self.n_features, PLR_FREQUENCIES
         dh = tf.raw_ops.ReluGrad(gradients=tf.reshape(dx, [-1, PLR_WIDTH]), features=e)
         dkernel, dbias = _dense_grads(periodic, dh)
-        dp = tf.reshape(tf.matmul(dh, tf.reshape(pieces[1], [2 * f, PLR_WIDTH]),
-                                  transpose_b=True), [-1, n, 2 * f])
+        dp = tf.reshape(tf.matmul(dh, tf.reshape(kernel, [2 * f, PLR_WIDTH]), transpose_b=True),
+                        [-1, n, 2 * f])
         du = dp[:, :, f:] * cos - dp[:, :, :f] * sin
         dfreq = tf.reduce_sum(du * x[:, :, None], axis=0)
-        return [tf.reshape(dfreq, [-1]), dkernel, dbias]
+        c = graph_constant(PLR_LR_FACTOR, tf.float32)
+        return [tf.reshape(dfreq, [-1]) * c, dkernel * c, dbias * c]
 
     def _member_kernels(self, kernel):
         """The members' output kernels ``(k, width, n_outputs)`` from the
@@ -418,7 +423,7 @@ class _Net:
             if n_emb:  # d loss / d x = sum over members of a_m * d loss / d (a_m x)
                 dx = tf.reduce_sum(dx * adapters, axis=0)
         if n_emb:
-            grads[-n_emb:] = self._embed_grads(params[-1][-n_emb:], tape[0], dx)
+            grads[-n_emb:] = self._embed_grads(tape[0], dx)
         return grads
 
     def score(self, params, x, y, w, total, z=None):

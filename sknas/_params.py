@@ -257,11 +257,13 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
     n_validation_ : int
         Rows of the validation split that scored every candidate
         (``validation_fraction`` resolved for the training rows given).
-    input_stats_ : tuple of ndarray or None
-        ``(median, robust scale ** 2)`` of every feature over the training
-        rows, which a candidate with the ``'robust'`` input transform
-        standardises with (see :class:`SearchSpace`'s ``input_transforms``);
-        None when the space cannot choose it.
+    input_stats_ : dict or None
+        Per input transform the space can choose (``'none'`` aside), the
+        ``(shift, variance)`` arrays it standardises with, over the training
+        rows: for ``'robust'`` and ``'plr'`` each feature's median and robust
+        scale squared, for ``'ple'`` each bin's lower edge and squared width
+        (see :class:`SearchSpace`'s ``input_transforms``); None when the
+        space can choose none.
     batch_size_ : int
         Mini-batch size of the search's candidates (``batch_size`` with
         ``'auto'`` resolved for the training rows given).

@@ -14,7 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 from sknas import MLPNASClassifier, MLPNASRegressor, SearchSpace
-from sknas._data import PLR_FREQUENCIES, PLR_WIDTH, n_params
+from sknas._data import PLR_FREQUENCIES, PLR_LR_FACTOR, PLR_WIDTH, n_params
 from sknas._trainer import PopulationTrainer, initial_weights
 from sknas._weights import EMBEDDING_KEY, SharedWeights, layer_keys
 
@@ -66,8 +66,8 @@ def test_the_embedding_has_a_key_of_its_own_in_the_shared_weights():
     frequencies, kernel, bias = weights[-1][2:]
     assert frequencies.shape == (5, PLR_FREQUENCIES)
     assert kernel.shape == (2 * PLR_FREQUENCIES, PLR_WIDTH) and not bias.any()
-    # 2 pi N(0, 0.1): the frequencies' spread, not ones or zeros
-    assert 0.3 < frequencies.std() < 1.0
+    # 2 pi N(0, 0.1), stored divided by PLR_LR_FACTOR: the frequencies' spread
+    assert 0.3 < frequencies.std() * PLR_LR_FACTOR < 1.0
     assert n_params(layers, 5, 3) == (n_params(plain, 5, 3) + 8 * (5 * PLR_WIDTH - 5)
                                       + frequencies.size + kernel.size + bias.size)
     store = SharedWeights()
