@@ -70,6 +70,8 @@ def make(cls, **params):
     if space:
         preset = params.get("space", "tutorial")
         spec = dict(PRESETS[preset]) if isinstance(preset, str) else preset.get_params()
+        if isinstance(preset, str) and issubclass(cls, RegressorMixin):
+            spec.pop("label_smoothings", None)  # as the regressor takes a named preset
         params["space"] = SearchSpace(**{**spec, **space})
     if strategy:
         named = params.get("strategy", "reinforce")
