@@ -30,8 +30,9 @@ import scipy.sparse as sp
 from ._space import has_adapters, has_embedding, n_members
 
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "BYTES_PER_PARAM", "CandidateData", "CandidateResult",
-           "FoldRows", "Head", "PLR_FREQUENCIES", "PLR_LR_FACTOR", "PLR_SIGMA", "PLR_WIDTH", "adapter_size",
-           "available_memory", "batch_norm_flags", "dense_batches", "embedding_sizes",
+           "FoldRows", "Head", "PLR_FREQUENCIES", "PLR_LR_FACTOR", "PLR_SIGMA", "PLR_WIDTH",
+           "adapter_size", "available_memory", "batch_norm_flags", "dense_batches",
+           "embedding_sizes",
            "dense_shapes", "initial_weights", "input_stats", "n_params", "piece_counts",
            "ple_input_stats", "robust_input_stats", "scale_outputs", "transform_stats"]
 

@@ -15,8 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_EPSILON, BN_MOMENTUM,
-                    PLE_BINS, PLR_FREQUENCIES, PLR_LR_FACTOR, PLR_WIDTH, SCALE_LR_FACTOR, CandidateResult, FoldRows, Head, _all_finite,
-                    _failed, _message, dense_batches, dense_shapes, transform_stats)
+                    PLE_BINS, PLR_FREQUENCIES, PLR_LR_FACTOR, PLR_WIDTH, SCALE_LR_FACTOR,
+                    CandidateResult, FoldRows, Head, _all_finite, _failed, _message,
+                    dense_batches, dense_shapes, transform_stats)
 from ._space import candidate_settings, has_adapters, n_members, optimizer_settings
 
 __all__ = ["KerasTrainer", "build_keras_model", "keras_optimizer", "keras_weights"]
@@ -147,7 +148,8 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
                                None))
                 stack.append(pairs[-1][0])
         elif layer["type"] == "dropout":
-            stack.append(keras.layers.Dropout(layer["rate"], seed=None if seed is None else seed + j))
+            stack.append(keras.layers.Dropout(layer["rate"],
+                                              seed=None if seed is None else seed + j))
     head = Head.of(head)
     activation = {"binary": "sigmoid", "softmax": "softmax", "linear": None}[head.kind]
     if k > 1:

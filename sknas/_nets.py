@@ -19,9 +19,8 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from ._data import (BN_EPSILON, PLE_BINS, PLR_FREQUENCIES, PLR_LR_FACTOR, PLR_WIDTH,
-                    SCALE_LR_FACTOR, Head,
-                    adapter_size, batch_norm_flags, dense_shapes, embedding_sizes, piece_counts,
-                    transform_stats)
+                    SCALE_LR_FACTOR, Head, adapter_size, batch_norm_flags, dense_shapes,
+                    embedding_sizes, piece_counts, transform_stats)
 from ._space import candidate_settings, n_members, optimizer_settings
 
 #: TensorFlow's RNG_ALG_AUTO_SELECT: the algorithm ``tf.random.stateless_uniform``
