@@ -139,7 +139,8 @@ class SearchSpace:
         in 8 learned numbers: the cosines and sines of 16 learned
         frequencies of the feature, a linear layer shared by the features,
         and a ReLU (the periodic embeddings of Gorishniy et al., 2022, in
-        their "lite" form). The statistics are the fit's training rows';
+        their "lite" form), trained at a tenth of the net's learning rate.
+        The statistics are the fit's training rows';
         the served Keras model holds the transform as built-in layers and
         Keras operations. Dense ``X`` only. None: ``'none'``.
     lr_schedules : sequence of {'constant', 'cosine', 'coslog4'} or None, default=None
