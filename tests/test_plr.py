@@ -20,14 +20,7 @@ from sknas._weights import EMBEDDING_KEY, SharedWeights, layer_keys
 
 from conftest import (assert_both_trainers_alike, assert_trains_alike_in_any_population,
                       check_passes_against_gradient_tape)
-
-TINY = dict(controller_epochs=1, samples_per_epoch=4, epochs=2, n_finalists=2, cv=2,
-            random_state=0)
-
-
-def dense(units, act, bn=False):
-    layer = {"type": "dense", "units": units, "activation": act}
-    return {**layer, "batch_norm": True} if bn else layer
+from test_members import TINY, _check_export, dense
 
 
 @pytest.fixture(scope="module")
@@ -136,14 +129,6 @@ def periodic():
     return X, y
 
 
-def _check_export(est, X, path, proba):
-    import keras
-    est.export_model(path)
-    model = keras.saving.load_model(path, safe_mode=True)
-    want = est.predict_proba(X)[:, 1] if proba else est.predict(X)
-    np.testing.assert_allclose(model.predict(X, verbose=0)[:, 0], want, rtol=1e-5, atol=1e-5)
-
-
 def test_a_search_that_embeds_serves_a_safe_keras_model(periodic, tmp_path):
     import joblib
     X, y = periodic
@@ -152,12 +137,12 @@ def test_a_search_that_embeds_serves_a_safe_keras_model(periodic, tmp_path):
     assert set(clf.input_stats_) == {"plr"}
     assert all(text.startswith("adam(in=plr)") for text in clf.search_results_["architecture"])
     assert clf.score(X, y) > 0.6
-    _check_export(clf, X, tmp_path / "plr.keras", proba=True)
+    _check_export(clf, X, tmp_path / "plr.keras", column=True)
     again = joblib.load(joblib.dump(clf, tmp_path / "clf.joblib")[0])
     np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), rtol=1e-6)
     reg = MLPNASRegressor(space=SearchSpace(input_transforms=("none", "plr")), **TINY)
     reg.fit(X, np.sin(3 * X[:, 0]))
-    _check_export(reg, X, tmp_path / "plr_reg.keras", proba=False)
+    _check_export(reg, X, tmp_path / "plr_reg.keras", column=False)
 
 
 def test_sparse_x_is_refused_with_the_embedding(periodic):
