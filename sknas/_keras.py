@@ -116,11 +116,10 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
                      keras.layers.EinsumDense(_EMBED, output_shape=(n_features, PLR_WIDTH),
                                               bias_axes="d")]
         # each EinsumDense holds its arrays divided by PLR_LR_FACTOR (see there)
-        for item in (embedding[0], keras.layers.Rescaling(PLR_LR_FACTOR), _PERIODIC,
-                     embedding[1], keras.layers.Rescaling(PLR_LR_FACTOR),
-                     keras.layers.Activation("relu"),
-                     keras.layers.Reshape((n_features * PLR_WIDTH,))):
-            stack.append(item)
+        stack.extend([embedding[0], keras.layers.Rescaling(PLR_LR_FACTOR), _PERIODIC,
+                      embedding[1], keras.layers.Rescaling(PLR_LR_FACTOR),
+                      keras.layers.Activation("relu"),
+                      keras.layers.Reshape((n_features * PLR_WIDTH,))])
     k = n_members(layers)
     adapter = None
     if has_adapters(layers):

@@ -307,17 +307,16 @@ class _Net:
         """The ``'plr'`` embedding of the rows ``x`` (robust and clipped):
         per feature ``relu([cos(f x), sin(f x)] @ kernel + bias)`` with its
         own frequencies ``f`` (2 pi included) and the kernel the features
-        share, features side by side, ``(rows, n_features * PLR_WIDTH)``;
-        and its tape record. The pieces are stored divided by
+        share (both matrices, as :meth:`unflatten` shapes them), features
+        side by side, ``(rows, n_features * PLR_WIDTH)``; and its tape record. The pieces are stored divided by
         ``PLR_LR_FACTOR``, and multiplied back here."""
         c = graph_constant(PLR_LR_FACTOR, tf.float32)
         frequencies, kernel, bias = (piece * c for piece in pieces)
         n, f = self.n_features, PLR_FREQUENCIES
-        u = x[:, :, None] * tf.reshape(frequencies, [1, n, f])
+        u = x[:, :, None] * frequencies  # (rows, n, 1) by (n, f)
         cos, sin = tf.math.cos(u), tf.math.sin(u)
         periodic = tf.reshape(tf.concat([cos, sin], axis=2), [-1, 2 * f])
-        e = tf.nn.relu(tf.nn.bias_add(
-            tf.matmul(periodic, tf.reshape(kernel, [2 * f, PLR_WIDTH])), bias))
+        e = tf.nn.relu(tf.nn.bias_add(tf.matmul(periodic, kernel), bias))
         return tf.reshape(e, [-1, n * PLR_WIDTH]), ("embedding", x, cos, sin, periodic, e,
                                                     kernel)
 
@@ -328,8 +327,7 @@ class _Net:
         n, f = self.n_features, PLR_FREQUENCIES
         dh = tf.raw_ops.ReluGrad(gradients=tf.reshape(dx, [-1, PLR_WIDTH]), features=e)
         dkernel, dbias = _dense_grads(periodic, dh)
-        dp = tf.reshape(tf.matmul(dh, tf.reshape(kernel, [2 * f, PLR_WIDTH]), transpose_b=True),
-                        [-1, n, 2 * f])
+        dp = tf.reshape(tf.matmul(dh, kernel, transpose_b=True), [-1, n, 2 * f])
         du = dp[:, :, f:] * cos - dp[:, :, :f] * sin
         dfreq = tf.reduce_sum(du * x[:, :, None], axis=0)
         c = graph_constant(PLR_LR_FACTOR, tf.float32)
@@ -416,10 +414,10 @@ class _Net:
         if self.adapters:  # d loss / d a_m = sum over rows of x * d loss / d (a_m x)
             x = tape[1 if n_emb else 0][1]
             dx = tf.reshape(dx, [k, -1, self.shapes[0][0]])
-            adapters = tf.reshape(params[-1][2] * self.adapter_factor, [k, 1, -1])
             grads[len(grads) - 1 - n_emb] = (
                 tf.reshape(tf.reduce_sum(dx * x[None], axis=1), [-1]) * self.adapter_factor)
             if n_emb:  # d loss / d x = sum over members of a_m * d loss / d (a_m x)
+                adapters = tf.reshape(params[-1][2] * self.adapter_factor, [k, 1, -1])
                 dx = tf.reduce_sum(dx * adapters, axis=0)
         if n_emb:
             grads[-n_emb:] = self._embed_grads(tape[0], dx)
