@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ._space import has_adapters, has_embedding, n_members
+from ._space import embedding_kind, has_adapters, n_members
 
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "BYTES_PER_PARAM", "CandidateData", "CandidateResult",
-           "FoldRows", "Head", "PLR_FREQUENCIES", "PLR_LR_FACTOR", "PLR_SIGMA", "PLR_WIDTH",
+           "FoldRows", "Head", "PBLD_FREQUENCIES", "PBLD_WIDTH", "PLR_FREQUENCIES",
+           "PLR_LR_FACTOR", "PLR_SIGMA", "PLR_WIDTH",
            "adapter_size", "available_memory", "batch_norm_flags", "dense_batches",
-           "embedding_sizes",
+           "embedding_shapes", "embedding_sizes",
            "dense_shapes", "initial_weights", "input_stats", "n_params", "piece_counts",
            "ple_input_stats", "robust_input_stats", "scale_outputs", "transform_stats"]
 
@@ -48,6 +49,11 @@ PLR_FREQUENCIES, PLR_WIDTH, PLR_SIGMA = 16, 8, 0.1
 #: ``plr_lr_factor``): its arrays are stored divided by it and the net multiplies
 #: them back, as for SCALE_LR_FACTOR.
 PLR_LR_FACTOR = 0.1
+#: The ``'pbld'`` input transform (RealMLP's periodic embedding): each feature's
+#: PBLD_FREQUENCIES learned frequencies and phases, and the PBLD_WIDTH learned
+#: numbers of its own linear layer, which the feature itself joins (RealMLP-TD's
+#: 16 and 4 - 1); its frequencies start as PLR's, and it trains at PLR_LR_FACTOR.
+PBLD_FREQUENCIES, PBLD_WIDTH = 16, 3
 
 
 @dataclass(frozen=True)
@@ -126,8 +132,9 @@ def input_stats(X, transforms):
     """The statistics of each input transform in ``transforms`` but
     ``'none'`` on dense rows ``X``: ``{name: (shift, variance)}``, or None
     when there is none."""
-    # 'plr' embeds the robust, smoothly clipped features: the robust statistics
-    stats = {"robust": robust_input_stats, "ple": ple_input_stats, "plr": robust_input_stats}
+    # 'plr' and 'pbld' embed the robust, smoothly clipped features: the robust statistics
+    stats = {"robust": robust_input_stats, "ple": ple_input_stats, "plr": robust_input_stats,
+             "pbld": robust_input_stats}
     out = {name: stats[name](X) for name in transforms if name != "none"}
     return out or None
 
@@ -300,7 +307,7 @@ def _message(exc):
 def dense_shapes(layers, n_features, n_outputs):
     """Kernel shapes of the dense layers of a candidate, output layer last
     (after the ``'ple'`` input transform the first layer sees ``PLE_BINS``
-    inputs per feature, after ``'plr'`` ``PLR_WIDTH``). A candidate of ``k > 1`` members (see
+    inputs per feature, after ``'plr'`` ``PLR_WIDTH``, after ``'pbld'`` ``PBLD_WIDTH + 1``). A candidate of ``k > 1`` members (see
     ``SearchSpace``'s ``members``) has its members' output layers side by
     side, ``(width, k * n_outputs)``, member by member."""
     shapes, width = [], n_features
@@ -309,6 +316,8 @@ def dense_shapes(layers, n_features, n_outputs):
             width = n_features * PLE_BINS
         elif layer["type"] == "optimizer" and layer.get("input") == "plr":
             width = n_features * PLR_WIDTH
+        elif layer["type"] == "optimizer" and layer.get("input") == "pbld":
+            width = n_features * (PBLD_WIDTH + 1)
         elif layer["type"] == "dense":
             shapes.append((width, layer["units"]))
             width = layer["units"]
@@ -327,16 +336,27 @@ def adapter_size(layers, n_features):
     return n_members(layers) * dense_shapes(layers, n_features, 1)[0][0]
 
 
+def embedding_shapes(layers, n_features):
+    """Shapes of a candidate's embedding arrays (see ``'plr'`` and ``'pbld'``
+    in ``SearchSpace``'s ``input_transforms``); ``[]`` without an embedding.
+    They are the last arrays of the output layer's weights. ``'plr'``: the
+    frequencies ``(n_features, PLR_FREQUENCIES)`` (2 pi included), the kernel
+    ``(2 * PLR_FREQUENCIES, PLR_WIDTH)`` shared by the features (cosines
+    first, then sines) and its bias. ``'pbld'``: the frequencies and the
+    phases ``(n_features, PBLD_FREQUENCIES)``, each feature's kernel
+    ``(n_features, PBLD_FREQUENCIES, PBLD_WIDTH)`` and its bias."""
+    kind, n = embedding_kind(layers), n_features
+    if kind == "plr":
+        return [(n, PLR_FREQUENCIES), (2 * PLR_FREQUENCIES, PLR_WIDTH), (PLR_WIDTH,)]
+    if kind == "pbld":
+        return [(n, PBLD_FREQUENCIES), (n, PBLD_FREQUENCIES),
+                (n, PBLD_FREQUENCIES, PBLD_WIDTH), (n, PBLD_WIDTH)]
+    return []
+
+
 def embedding_sizes(layers, n_features):
-    """Lengths of a candidate's embedding arrays (see ``'plr'`` in
-    ``SearchSpace``'s ``input_transforms``): the frequencies ``(n_features,
-    PLR_FREQUENCIES)`` (2 pi included), the kernel ``(2 * PLR_FREQUENCIES,
-    PLR_WIDTH)`` shared by the features (cosines first, then sines) and
-    its bias; ``[]`` without an embedding. They are the last three arrays of
-    the output layer's weights."""
-    if not has_embedding(layers):
-        return []
-    return [n_features * PLR_FREQUENCIES, 2 * PLR_FREQUENCIES * PLR_WIDTH, PLR_WIDTH]
+    """Lengths of a candidate's embedding arrays (see :func:`embedding_shapes`)."""
+    return [math.prod(shape) for shape in embedding_shapes(layers, n_features)]
 
 
 def batch_norm_flags(layers):
@@ -349,9 +369,9 @@ def piece_counts(layers):
     """Arrays per dense layer, output layer last: 2 (kernel, bias), 6 with
     batch normalisation, and the output layer of a net with input adapters
     (``k > 1`` members, or learned input scaling) 3 (its adapters after its
-    kernel and bias); an embedding (``'plr'``) adds its 3 arrays last."""
+    kernel and bias); an embedding (``'plr'``, ``'pbld'``) adds its arrays last."""
     counts = [6 if bn else 2 for bn in batch_norm_flags(layers)]
-    counts[-1] += (1 if has_adapters(layers) else 0) + (3 if has_embedding(layers) else 0)
+    counts[-1] += (1 if has_adapters(layers) else 0) + len(embedding_shapes(layers, 1))
     return counts
 
 
@@ -383,12 +403,14 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
     adapters)``: each member's kernel Glorot-uniform as its own layer's
     would be, and its input adapter random signs (TabM-mini's start); with
     learned input scaling the adapter (the scale) starts at ones, stored
-    divided by :data:`SCALE_LR_FACTOR`. An embedding (``'plr'``) adds its
-    frequencies ``(n_features, PLR_FREQUENCIES)``, kernel and bias to the
-    output layer's arrays, last: shared ones, or frequencies ``2 pi N(0,
-    PLR_SIGMA)``, a Glorot-uniform kernel and a zero bias, all three stored
-    divided by :data:`PLR_LR_FACTOR`."""
-    from ._weights import EMBEDDING_KEY, layer_keys
+    divided by :data:`SCALE_LR_FACTOR`. An embedding adds its arrays (see
+    :func:`embedding_shapes`) to the output layer's, last: shared ones, or
+    fresh ones stored divided by :data:`PLR_LR_FACTOR`: ``'plr'`` frequencies
+    ``2 pi N(0, PLR_SIGMA)``, a Glorot-uniform kernel and a zero bias;
+    ``'pbld'`` (RealMLP's start) the same frequencies, phases uniform in
+    ``(-pi, pi)``, and each feature's kernel and bias uniform in ``(-1, 1) /
+    sqrt(PBLD_FREQUENCIES)``."""
+    from ._weights import embedding_key, layer_keys
     out = []
     shapes = dense_shapes(layers, n_features, n_outputs)
     adapters = adapter_size(layers, n_features)
@@ -412,17 +434,27 @@ def initial_weights(layers, n_features, n_outputs, rng, store=None):
                 entry += (np.full(adapters, 1 / SCALE_LR_FACTOR, np.float32),)
         out.append(tuple(a.copy() for a in entry))
     if embedding:
-        shape = (n_features, PLR_FREQUENCIES)
-        entry = store.get(EMBEDDING_KEY, shape) if store is not None else None
+        shapes = embedding_shapes(layers, n_features)
+        key = embedding_key(layers)
+        entry = store.get(key, shapes[0]) if store is not None else None
         if entry is None:
-            limit = math.sqrt(6.0 / (2 * PLR_FREQUENCIES + PLR_WIDTH))
-            entry = ((2 * np.pi / PLR_LR_FACTOR * rng.normal(0.0, PLR_SIGMA, shape)).astype(
-                         np.float32),
-                     (rng.uniform(-limit, limit, (2 * PLR_FREQUENCIES, PLR_WIDTH))
-                      / PLR_LR_FACTOR).astype(np.float32),
-                     np.zeros(PLR_WIDTH, np.float32))
+            entry = _fresh_embedding(embedding_kind(layers), shapes, rng)
         out[-1] = out[-1] + tuple(a.copy() for a in entry)
     return out
+
+
+def _fresh_embedding(kind, shapes, rng):
+    """A fresh embedding's arrays of ``shapes``, stored divided by PLR_LR_FACTOR
+    (see :func:`initial_weights`)."""
+    frequencies = 2 * np.pi * rng.normal(0.0, PLR_SIGMA, shapes[0])
+    if kind == "plr":
+        limit = math.sqrt(6.0 / (2 * PLR_FREQUENCIES + PLR_WIDTH))
+        arrays = (frequencies, rng.uniform(-limit, limit, shapes[1]), np.zeros(shapes[2]))
+    else:
+        limit = 1 / math.sqrt(PBLD_FREQUENCIES)
+        arrays = (frequencies, rng.uniform(-np.pi, np.pi, shapes[1]),
+                  rng.uniform(-limit, limit, shapes[2]), rng.uniform(-limit, limit, shapes[3]))
+    return tuple((a / PLR_LR_FACTOR).astype(np.float32) for a in arrays)
 
 
 #: Learned input scaling trains its scale this many times faster than the net (RealMLP-TD's

@@ -15,9 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_EPSILON, BN_MOMENTUM,
-                    PLE_BINS, PLR_FREQUENCIES, PLR_LR_FACTOR, PLR_WIDTH, SCALE_LR_FACTOR,
-                    CandidateResult, FoldRows, Head, _all_finite, _failed, _message,
-                    dense_batches, dense_shapes, transform_stats)
+                    PBLD_FREQUENCIES, PBLD_WIDTH, PLE_BINS, PLR_FREQUENCIES, PLR_LR_FACTOR,
+                    PLR_WIDTH, SCALE_LR_FACTOR, CandidateResult, FoldRows, Head, _all_finite,
+                    _failed, _message, dense_batches, dense_shapes, embedding_shapes,
+                    transform_stats)
 from ._space import candidate_settings, has_adapters, n_members, optimizer_settings
 
 __all__ = ["KerasTrainer", "build_keras_model", "keras_optimizer", "keras_weights"]
@@ -27,10 +28,13 @@ __all__ = ["KerasTrainer", "build_keras_model", "keras_optimizer", "keras_weight
 _ADAPTERS = "bkd,kd->bkd"
 #: the ``EinsumDense`` equation of learned input scaling (one vector, a net of one member)
 _SCALE = "bd,d->bd"
-#: the ``EinsumDense`` equations of the ``'plr'`` embedding: each feature times its
-#: frequencies, then the linear layer that the features share
+#: the ``EinsumDense`` equations of the embeddings: each feature times its
+#: frequencies (``'pbld'``: plus its phases, the layer's bias), then the linear
+#: layer that the features share (``'plr'``) or each feature's own (``'pbld'``)
 _FREQUENCIES = "bn,nf->bnf"
 _EMBED = "bnc,cd->bnd"
+_EMBED_EACH = "bnf,nfd->bnd"
+_EMBEDDINGS = (_FREQUENCIES, _EMBED, _EMBED_EACH)
 
 
 def build_keras_model(layers, n_features, head, weights=None, seed=None, input_stats=None,
@@ -54,6 +58,12 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
     ``EinsumDense`` followed by ``Rescaling(PLR_LR_FACTOR)``: Keras operations
     in a functional model, which ``safe_mode=True`` loads as it loads
     layers (the model is then a ``keras.Model``, not a ``Sequential``).
+    ``'pbld'`` likewise: ``'robust'``, then ``EinsumDense('bn,nf->bnf')``
+    with a bias (the phases), ``keras.ops.cos``,
+    ``EinsumDense('bnf,nfd->bnd')`` (each feature's own linear layer) and
+    ``Reshape``, the two ``EinsumDense`` followed by
+    ``Rescaling(PLR_LR_FACTOR)``, and a ``Concatenate`` that sets the
+    robust, clipped features beside their embedding.
 
     ``k > 1`` members (``SearchSpace``'s ``members``, TabM-mini) are built
     in built-in layers too: ``RepeatVector(k)`` after the input transform
@@ -92,7 +102,7 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
         training loss takes.
     """
     import keras
-    stack = []  # the layers in order (_PERIODIC: the cosines and sines of the embedding)
+    stack = []  # the layers in order, and the embedding's operations (see _PERIODIC)
     transform = candidate_settings(layers)["input"] or "none"
     if transform != "none":
         shift, variance = transform_stats(input_stats, transform)
@@ -120,6 +130,14 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
                       embedding[1], keras.layers.Rescaling(PLR_LR_FACTOR),
                       keras.layers.Activation("relu"),
                       keras.layers.Reshape((n_features * PLR_WIDTH,))])
+    elif transform == "pbld":
+        embedding = [keras.layers.EinsumDense(_FREQUENCIES, bias_axes="nf",
+                                              output_shape=(n_features, PBLD_FREQUENCIES)),
+                     keras.layers.EinsumDense(_EMBED_EACH, output_shape=(n_features, PBLD_WIDTH),
+                                              bias_axes="nd")]
+        stack.extend([_KEEP, embedding[0], keras.layers.Rescaling(PLR_LR_FACTOR), _COSINE,
+                      embedding[1], keras.layers.Rescaling(PLR_LR_FACTOR),
+                      keras.layers.Reshape((n_features * PBLD_WIDTH,)), _JOIN])
     k = n_members(layers)
     adapter = None
     if has_adapters(layers):
@@ -161,18 +179,16 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
         stack.append(keras.layers.GlobalAveragePooling1D())
     inputs = keras.Input((n_features,), sparse=sparse)
     if embedding:  # a functional model: the sines and cosines are Keras operations
-        x = inputs
-        for item in stack:
-            x = (keras.layers.Concatenate()([keras.ops.cos(x), keras.ops.sin(x)])
-                 if item is _PERIODIC else item(x))
-        model = keras.Model(inputs, x)
+        model = keras.Model(inputs, _functional(stack, inputs))
     else:
         model = keras.Sequential([inputs] + stack)
     if weights is not None and embedding:  # the embedding's arrays end the output layer's
-        frequencies, kernel, bias = weights[-1][-3:]
-        embedding[0].set_weights([np.reshape(frequencies, (n_features, PLR_FREQUENCIES))])
-        embedding[1].set_weights([np.reshape(kernel, (2 * PLR_FREQUENCIES, PLR_WIDTH)), bias])
-        weights = list(weights[:-1]) + [weights[-1][:-3]]
+        shapes = embedding_shapes(layers, n_features)
+        arrays = [np.reshape(a, shape) for a, shape in zip(weights[-1][-len(shapes):], shapes)]
+        first = len(embedding[0].weights)
+        embedding[0].set_weights(arrays[:first])
+        embedding[1].set_weights(arrays[first:])
+        weights = list(weights[:-1]) + [weights[-1][:-len(shapes)]]
     if weights is not None:
         for (dense, norm), arrays in zip(pairs, weights):
             if dense is pairs[-1][0] and k > 1:  # (width, k * outputs) -> (k, width, outputs)
@@ -189,8 +205,28 @@ def build_keras_model(layers, n_features, head, weights=None, seed=None, input_s
     return model
 
 
-#: where :func:`build_keras_model`'s embedding takes the cosines and sines of its input
-_PERIODIC = object()
+#: the embeddings' steps in :func:`build_keras_model`'s stack that are not layers:
+#: the cosines and sines of the input, joined (``'plr'``); its cosines (``'pbld'``);
+#: keep the input, and join it after the output (``'pbld'``)
+_PERIODIC, _COSINE, _KEEP, _JOIN = object(), object(), object(), object()
+
+
+def _functional(stack, inputs):
+    """The output of a functional model of the layers and steps of ``stack``."""
+    import keras
+    x, kept = inputs, None
+    for item in stack:
+        if item is _PERIODIC:
+            x = keras.layers.Concatenate()([keras.ops.cos(x), keras.ops.sin(x)])
+        elif item is _COSINE:
+            x = keras.ops.cos(x)
+        elif item is _KEEP:
+            kept = x
+        elif item is _JOIN:
+            x = keras.layers.Concatenate()([x, kept])
+        else:
+            x = item(x)
+    return x
 
 
 def keras_weights(model):
@@ -203,7 +239,7 @@ def keras_weights(model):
     for lyr in model.layers:
         if isinstance(lyr, keras.layers.EinsumDense) and lyr.equation == _SCALE:
             scale = (lyr.get_weights()[0],)
-        elif isinstance(lyr, keras.layers.EinsumDense) and lyr.equation in (_FREQUENCIES, _EMBED):
+        elif isinstance(lyr, keras.layers.EinsumDense) and lyr.equation in _EMBEDDINGS:
             embedding += tuple(lyr.get_weights())
         elif isinstance(lyr, keras.layers.Dense):
             out.append(tuple(lyr.get_weights()))
@@ -236,7 +272,7 @@ def keras_optimizer(layers, learning_rate, total_steps=None, model=None):
         adapters = [] if model is None else [
             lyr.kernel for lyr in model.layers
             if isinstance(lyr, keras.layers.EinsumDense)
-            and lyr.equation in (_ADAPTERS, _SCALE, _FREQUENCIES, _EMBED)]
+            and lyr.equation in (_ADAPTERS, _SCALE) + _EMBEDDINGS]
         optimizer.exclude_from_weight_decay(var_list=adapters or None,
                                             var_names=["bias", "gamma", "beta"])
     return optimizer

@@ -18,9 +18,10 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from ._data import (BN_EPSILON, PLE_BINS, PLR_FREQUENCIES, PLR_LR_FACTOR, PLR_WIDTH,
-                    SCALE_LR_FACTOR, Head, adapter_size, batch_norm_flags, dense_shapes,
-                    embedding_sizes, piece_counts, transform_stats)
+from ._data import (BN_EPSILON, PBLD_WIDTH, PLE_BINS, PLR_FREQUENCIES, PLR_LR_FACTOR,
+                    PLR_WIDTH, SCALE_LR_FACTOR, Head, adapter_size, batch_norm_flags,
+                    dense_shapes, embedding_shapes, embedding_sizes, piece_counts,
+                    transform_stats)
 from ._space import candidate_settings, n_members, optimizer_settings
 
 #: TensorFlow's RNG_ALG_AUTO_SELECT: the algorithm ``tf.random.stateless_uniform``
@@ -168,9 +169,10 @@ class _Net:
     net of learned input scaling (``SearchSpace``'s ``input_scaling``) is a
     net of one member with an adapter: its rows are scaled by it, once.
 
-    A net with the ``'plr'`` input transform embeds its robust, clipped rows
-    first (:meth:`_embed`): its frequencies, the embedding's kernel and bias
-    are the last three pieces of its output layer.
+    A net with the ``'plr'`` or ``'pbld'`` input transform embeds its robust,
+    clipped rows first (:meth:`_embed`): the embedding's arrays (see
+    :func:`~sknas._data.embedding_shapes`) are the last pieces of its output
+    layer.
     """
 
     def __init__(self, layers, n_features, head, seed, input_stats=None):
@@ -183,6 +185,7 @@ class _Net:
         self.adapters = adapter_size(layers, n_features)
         self.n_features = int(n_features)
         self.embedding = embedding_sizes(layers, n_features)
+        self.embedding_shapes = embedding_shapes(layers, n_features)
         # a learned input scale is stored divided by SCALE_LR_FACTOR (see there)
         self.adapter_factor = np.float32(SCALE_LR_FACTOR if self.members == 1 else 1.0)
         self.settings = optimizer_settings(layers)
@@ -190,8 +193,8 @@ class _Net:
         self.label_smoothing = own["label_smoothing"] or 0.0
         self.schedule = own["schedule"] or "constant"
         self.input = own["input"] or "none"
-        # the rows a net takes: 'plr' embeds the robust transform's (see _embed)
-        self.input_key = "robust" if self.input == "plr" else self.input
+        # the rows a net takes: an embedding embeds the robust transform's (see _embed)
+        self.input_key = "robust" if self.embedding else self.input
         if self.input != "none":
             shift, variance = transform_stats(input_stats, self.input)
             # as keras.layers.Normalization computes it
@@ -215,25 +218,26 @@ class _Net:
 
     def piece_kinds(self):
         """Kind of each flat piece: 'kernel', 'bias', 'gamma', 'beta', 'mean',
-        'variance', 'adapters', 'frequencies', 'embedding', 'embedding_bias'
-        (weight decay takes the kernels only)."""
+        'variance', 'adapters', and 'embedding' for each of the embedding's
+        arrays (weight decay takes the kernels only)."""
         kinds = [k for bn in self.bn
                  for k in ("kernel", "bias") + (("gamma", "beta", "mean", "variance") if bn else ())]
         return (kinds + (["adapters"] if self.adapters else [])
-                + (["frequencies", "embedding", "embedding_bias"] if self.embedding else []))
+                + ["embedding"] * len(self.embedding))
 
     def unflatten(self, pieces, reshape=tf.reshape):
         """Per dense layer a tuple of this net's flat pieces, the kernel
-        reshaped, and so the embedding's frequencies and kernel (tensors;
-        ``reshape=np.reshape`` for NumPy pieces)."""
+        reshaped, and so the embedding's arrays (tensors; ``reshape=np.reshape``
+        for NumPy pieces)."""
         out, at = [], 0
         for shape, n in zip(self.shapes, self.counts):
             out.append((reshape(pieces[at], shape),) + tuple(pieces[at + 1:at + n]))
             at += n
-        if self.embedding:  # the frequencies and the embedding's kernel as matrices
-            frequencies, kernel, bias = out[-1][-3:]
-            out[-1] = out[-1][:-3] + (reshape(frequencies, (self.n_features, PLR_FREQUENCIES)),
-                                      reshape(kernel, (2 * PLR_FREQUENCIES, PLR_WIDTH)), bias)
+        n = len(self.embedding)
+        if n:  # the embedding's arrays in their shapes (a vector stays as it is)
+            out[-1] = out[-1][:-n] + tuple(
+                a if len(shape) == 1 else reshape(a, shape)
+                for a, shape in zip(out[-1][-n:], self.embedding_shapes))
         return out
 
     def forward(self, params, x, step=None):
@@ -244,7 +248,7 @@ class _Net:
     def transform_input(self, x):
         """The net's input transform of the rows ``x`` (see
         ``SearchSpace.input_transforms``), as the served model's built-in
-        layers compute it: ``'robust'`` (and ``'plr'``, whose embedding
+        layers compute it: ``'robust'`` (and ``'plr'`` and ``'pbld'``, whose embedding
         :meth:`forward_steps` adds) standardises by the data's
         ``input_stats`` and clips smoothly, ``3 * tanh(x / 3)``; ``'ple'``
         repeats each feature ``PLE_BINS`` times, places each copy in its bin
@@ -270,7 +274,7 @@ class _Net:
         tape = []
         k = self.members
         if self.embedding:
-            x, record = self._embed(params[-1][-3:], x)
+            x, record = self._embed(params[-1][-len(self.embedding):], x)
             tape.append(record)
         if self.adapters:  # k copies of the rows, copy m scaled by member m's adapter
             if isinstance(x, tf.SparseTensor):
@@ -304,14 +308,31 @@ class _Net:
         return tf.nn.bias_add(tf.matmul(x, params[-1][0]), params[-1][1]), tape
 
     def _embed(self, pieces, x):
-        """The ``'plr'`` embedding of the rows ``x`` (robust and clipped):
-        per feature ``relu([cos(f x), sin(f x)] @ kernel + bias)`` with its
-        own frequencies ``f`` (2 pi included) and the kernel the features
-        share (both matrices, as :meth:`unflatten` shapes them), features
-        side by side, ``(rows, n_features * PLR_WIDTH)``; and its tape record. The pieces are stored divided by
+        """The embedding of the rows ``x`` (robust and clipped) and its tape
+        record: ``'plr'`` (:meth:`_embed_plr`) or ``'pbld'``
+        (:meth:`_embed_pbld`). The pieces (in their shapes, as
+        :meth:`unflatten` gives them) are stored divided by
         ``PLR_LR_FACTOR``, and multiplied back here."""
         c = graph_constant(PLR_LR_FACTOR, tf.float32)
-        frequencies, kernel, bias = (piece * c for piece in pieces)
+        pieces = [piece * c for piece in pieces]
+        if self.input == "pbld":
+            return self._embed_pbld(pieces, x)
+        return self._embed_plr(pieces, x)
+
+    def _embed_grads(self, record, dx):
+        """Gradients of the embedding's stored pieces (flat) given d loss /
+        d its output ``dx``."""
+        grads = (self._embed_pbld_grads if self.input == "pbld" else self._embed_plr_grads)(
+            record, dx)
+        c = graph_constant(PLR_LR_FACTOR, tf.float32)
+        return [(g if g.shape.rank == 1 else tf.reshape(g, [-1])) * c for g in grads]
+
+    def _embed_plr(self, pieces, x):
+        """``'plr'``: per feature ``relu([cos(f x), sin(f x)] @ kernel +
+        bias)`` with its own frequencies ``f`` (2 pi included) and the kernel
+        the features share, features side by side, ``(rows, n_features *
+        PLR_WIDTH)``."""
+        frequencies, kernel, bias = pieces
         n, f = self.n_features, PLR_FREQUENCIES
         u = x[:, :, None] * frequencies  # (rows, n, 1) by (n, f)
         cos, sin = tf.math.cos(u), tf.math.sin(u)
@@ -320,18 +341,39 @@ class _Net:
         return tf.reshape(e, [-1, n * PLR_WIDTH]), ("embedding", x, cos, sin, periodic, e,
                                                     kernel)
 
-    def _embed_grads(self, record, dx):
-        """Gradients of the embedding's stored frequencies, kernel and bias
-        (flat) given d loss / d its output ``dx``."""
+    def _embed_plr_grads(self, record, dx):
+        """Gradients of the ``'plr'`` frequencies, kernel and bias."""
         _, x, cos, sin, periodic, e, kernel = record
         n, f = self.n_features, PLR_FREQUENCIES
         dh = tf.raw_ops.ReluGrad(gradients=tf.reshape(dx, [-1, PLR_WIDTH]), features=e)
         dkernel, dbias = _dense_grads(periodic, dh)
         dp = tf.reshape(tf.matmul(dh, kernel, transpose_b=True), [-1, n, 2 * f])
         du = dp[:, :, f:] * cos - dp[:, :, :f] * sin
-        dfreq = tf.reduce_sum(du * x[:, :, None], axis=0)
-        c = graph_constant(PLR_LR_FACTOR, tf.float32)
-        return [tf.reshape(dfreq, [-1]) * c, dkernel * c, dbias * c]
+        return [tf.reduce_sum(du * x[:, :, None], axis=0), dkernel, dbias]
+
+    def _embed_pbld(self, pieces, x):
+        """``'pbld'`` (RealMLP's): per feature ``cos(f x + p) @ kernel +
+        bias`` with its own frequencies ``f`` (2 pi included), phases ``p``,
+        kernel and bias, features side by side, then the features themselves,
+        ``(rows, n_features * (PBLD_WIDTH + 1))``. Computed feature by
+        feature: ``(n_features, rows, ...)``."""
+        frequencies, phases, kernel, bias = pieces
+        xt = tf.transpose(x)  # (n, rows)
+        u = xt[:, :, None] * frequencies[:, None] + phases[:, None]  # (n, rows, f)
+        cos = tf.math.cos(u)
+        e = tf.matmul(cos, kernel) + bias[:, None]  # (n, rows, d)
+        e = tf.reshape(tf.transpose(e, [1, 0, 2]), [-1, self.n_features * PBLD_WIDTH])
+        return tf.concat([e, x], axis=1), ("embedding", xt, u, cos, kernel)
+
+    def _embed_pbld_grads(self, record, dx):
+        """Gradients of the ``'pbld'`` frequencies, phases, kernel and bias
+        (the features' own part of ``dx`` reaches no parameter)."""
+        _, xt, u, cos, kernel = record
+        n = self.n_features
+        de = tf.transpose(tf.reshape(dx[:, :n * PBLD_WIDTH], [-1, n, PBLD_WIDTH]), [1, 0, 2])
+        du = tf.matmul(de, kernel, transpose_b=True) * -tf.math.sin(u)  # (n, rows, f)
+        return [tf.reduce_sum(du * xt[:, :, None], axis=1), tf.reduce_sum(du, axis=1),
+                tf.matmul(cos, de, transpose_a=True), tf.reduce_sum(de, axis=1)]
 
     def _member_kernels(self, kernel):
         """The members' output kernels ``(k, width, n_outputs)`` from the

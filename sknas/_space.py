@@ -25,7 +25,7 @@ _OPTIMIZER_RE = re.compile(r"^adam\((.*)\)$")
 _SHORT = {"input": "in", "learning_rate": "lr", "weight_decay": "wd", "schedule": "sched",
           "label_smoothing": "ls", "members": "k", "scaling": "scale"}
 #: the input transforms a candidate can take (see ``SearchSpace``'s ``input_transforms``)
-INPUT_TRANSFORMS = ("none", "robust", "ple", "plr")
+INPUT_TRANSFORMS = ("none", "robust", "ple", "plr", "pbld")
 #: the learning-rate schedules a candidate can take (see ``SearchSpace``'s ``lr_schedules``)
 LR_SCHEDULES = ("constant", "cosine", "coslog4")
 #: settings whose values are names, not numbers
@@ -123,7 +123,7 @@ class SearchSpace:
         chooses from per candidate; None: none. Only the training loss
         changes: the reward is still the validation accuracy. A regressor
         needs None or ``(0.0,)``.
-    input_transforms : sequence of {'none', 'robust', 'ple', 'plr'} or None, default=None
+    input_transforms : sequence of {'none', 'robust', 'ple', 'plr', 'pbld'} or None, default=None
         What a candidate does to its input features before its first layer,
         chosen per candidate: ``'none'`` takes them as given; ``'robust'``
         centres each feature on its median, divides it by its robust scale
@@ -140,6 +140,10 @@ class SearchSpace:
         frequencies of the feature, a linear layer shared by the features,
         and a ReLU (the periodic embeddings of Gorishniy et al., 2022, in
         their "lite" form), trained at a tenth of the net's learning rate.
+        ``'pbld'``: RealMLP's variant of it, each robust, clipped feature
+        kept beside 3 learned numbers: the cosines of 16 learned
+        frequencies and phases of the feature, then a linear layer of its
+        own (no activation), also at a tenth of the learning rate.
         The statistics are the fit's training rows';
         the served Keras model holds the transform as built-in layers and
         Keras operations. Dense ``X`` only. None: ``'none'``.
@@ -654,10 +658,22 @@ def has_adapters(layers):
     return n_members(layers) > 1 or bool(candidate_settings(layers)["scaling"])
 
 
+#: the input transforms that embed each feature with learned parameters
+EMBEDDINGS = ("plr", "pbld")
+
+
+def embedding_kind(layers):
+    """The candidate's embedding of its features before its first layer, with
+    learned parameters (the ``'plr'`` or ``'pbld'`` input transform); None
+    without one."""
+    transform = candidate_settings(layers)["input"]
+    return transform if transform in EMBEDDINGS else None
+
+
 def has_embedding(layers):
     """Whether the candidate embeds its features with learned parameters before
-    its first layer (the ``'plr'`` input transform)."""
-    return candidate_settings(layers)["input"] == "plr"
+    its first layer (see :func:`embedding_kind`)."""
+    return embedding_kind(layers) is not None
 
 
 def optimizer_settings(layers):

@@ -22,24 +22,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._space import has_adapters, has_embedding, n_members
+from ._space import embedding_kind, has_adapters, n_members
 
-__all__ = ["SharedWeights", "layer_keys"]
+__all__ = ["SharedWeights", "embedding_key", "layer_keys"]
 
 
 _PARTS = ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance")
 #: the arrays of the output layer of k > 1 members
 _MEMBER_PARTS = ("kernel", "bias", "adapters")
-#: the key of the ``'plr'`` embedding's arrays (the last three of a candidate's
-#: output layer), shared by every candidate that embeds its features
-EMBEDDING_KEY = ("input-plr", "embedding")
-_EMBEDDING_PARTS = ("frequencies", "kernel", "bias")
+#: the arrays of an embedding (the last of a candidate's output layer), stored
+#: under ``('input-plr', 'embedding')`` (``'input-pbld'``...): shared by every
+#: candidate that embeds its features so
+_EMBEDDING_PARTS = {"input-plr": ("frequencies", "kernel", "bias"),
+                    "input-pbld": ("frequencies", "phases", "kernel", "bias")}
+
+
+def embedding_key(layers):
+    """The key of the candidate's embedding arrays in the table."""
+    return (f"input-{embedding_kind(layers)}", "embedding")
 
 
 def _parts(key):
     """Names of the arrays stored under ``key``."""
-    if tuple(key) == EMBEDDING_KEY:
-        return _EMBEDDING_PARTS
+    if key[1] == "embedding":
+        return _EMBEDDING_PARTS[key[0]]
     return _MEMBER_PARTS if key[1].startswith("output-k") else _PARTS
 
 
@@ -134,9 +140,10 @@ class SharedWeights:
             if weights is None or not _finite(*(a for pair in weights for a in pair)):
                 continue
             weights = list(weights)
-            if has_embedding(layers):  # its arrays, last in the output layer's, have their key
-                self.put(EMBEDDING_KEY, *weights[-1][-3:])
-                weights[-1] = weights[-1][:-3]
+            if embedding_kind(layers):  # its arrays, last in the output layer's, have their key
+                n = len(_parts(embedding_key(layers)))
+                self.put(embedding_key(layers), *weights[-1][-n:])
+                weights[-1] = weights[-1][:-n]
             for key, arrays in zip(layer_keys(layers), weights):
                 self.put(key, *arrays)
 

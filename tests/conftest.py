@@ -108,21 +108,29 @@ def member_loss_and_grads(model, masks, X, y, w, head, smoothing, k):
     target = np.repeat(y[:, None], k, axis=1) if k > 1 else y
     if head.kind == "binary":
         target = target[..., None].astype(np.float32)
+
+    def dropout():  # a Dropout's call with the population trainer's next mask
+        mask = next(masks)
+        if k > 1:
+            mask = mask.reshape(k, len(X), -1).transpose(1, 0, 2)
+        return lambda inputs, training=None: inputs * mask
+
     with tf.GradientTape() as tape:
         h = tf.constant(X)
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.InputLayer):  # a functional model's
-                continue
-            if isinstance(layer, keras.layers.Concatenate):  # the 'plr' embedding's
-                h = layer([tf.math.cos(h), tf.math.sin(h)])
-            elif isinstance(layer, keras.layers.Dropout):
-                mask = next(masks)
-                if k > 1:
-                    mask = mask.reshape(k, len(X), -1).transpose(1, 0, 2)
-                h = h * mask
-            else:
-                h = layer(h, training=True) if isinstance(
-                    layer, keras.layers.BatchNormalization) else layer(h)
+        if isinstance(model, keras.Sequential):
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.Dropout):
+                    h = dropout()(h)
+                else:
+                    h = layer(h, training=True) if isinstance(
+                        layer, keras.layers.BatchNormalization) else layer(h)
+        else:  # an embedding's functional model: its Dropouts' calls take the masks
+            dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+            for layer in dropouts:  # in the order they are called: the model is a chain
+                layer.call = dropout()
+            h = model(h, training=True)
+            for layer in dropouts:
+                del layer.call
         if isinstance(loss_fn, keras.losses.Loss):  # a weight per member's loss
             loss = loss_fn(target, h, sample_weight=np.repeat(w[:, None], k, 1) if k > 1 else w)
         else:
@@ -151,7 +159,7 @@ def check_passes_against_gradient_tape(archs, n_classes):
     X = (rng.standard_t(3, size=(n_rows, n_features)) * 2 + 1).astype(np.float32)
     y = rng.integers(0, n_classes, n_rows).astype(np.int32)
     w = rng.uniform(0.1, 3.0, n_rows).astype(np.float32)
-    stats = input_stats(X, ("robust", "plr"))
+    stats = input_stats(X, ("robust", "plr", "pbld"))
     head = Head.of(n_classes)
     nets, params, weights = [], [], []
     for j, layers in enumerate(archs):
