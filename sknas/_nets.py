@@ -12,7 +12,7 @@ The trainable state and the training loop are in :mod:`sknas._population`.
 
 from __future__ import annotations
 
-import weakref
+import contextlib
 
 import numpy as np
 import scipy.sparse as sp
@@ -697,8 +697,22 @@ def backward_passes(nets, params, tapes, dlogits):
                    for net, p, tape, d in zip(nets, params, tapes, dlogits)], serve)
 
 
-#: per graph being traced, its constants by dtype, shape and value (see :func:`graph_constant`)
-_CONSTANTS = weakref.WeakKeyDictionary()
+#: per graph being traced, its constants by dtype, shape and value (see :func:`graph_constant`);
+#: emptied when a trace ends (:func:`one_trace`): a constant holds its graph
+_CONSTANTS = {}
+
+
+@contextlib.contextmanager
+def one_trace():
+    """The scope of a trace that uses :func:`graph_constant`: when it ends,
+    the constants are forgotten. Each holds its graph, so a cache that kept
+    them would keep every traced graph of the process alive: a process that
+    fits again and again (a benchmark, a grid search) grew until it ran out
+    of memory."""
+    try:
+        yield
+    finally:
+        _CONSTANTS.clear()
 
 
 def graph_constant(value, dtype):

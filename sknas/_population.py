@@ -37,7 +37,7 @@ from ._data import (_NAN_MESSAGE, _NONFINITE_WEIGHTS_MESSAGE, BN_MOMENTUM, BYTES
                     _quiet_retracing, _too_big, n_params, plain_graphs)
 from ._nets import (_bn_padding, _graph_rows, _loss_and_grads, _Net, _output, _RowSource,
                     _TouchedRows, backward_passes, bn_groups, forward_passes, graph_constant,
-                    graph_reshape, schedule_factor)
+                    graph_reshape, one_trace, schedule_factor)
 
 __all__ = ["PopulationTrainer"]
 
@@ -843,7 +843,7 @@ class PopulationTrainer:
             fn = tf.function(self._make_loop(pop, int(seed) % (2**31 - 1), val_outputs,
                                              len(extra)), autograph=False)
         t1 = time.perf_counter()
-        with _quiet_retracing():
+        with _quiet_retracing(), one_trace():
             graph_fn = fn.get_concrete_function(*args)  # traced once per input signature
         t2 = time.perf_counter()
         with plain_graphs():
