@@ -708,7 +708,8 @@ def one_trace():
     the constants are forgotten. Each holds its graph, so a cache that kept
     them would keep every traced graph of the process alive: a process that
     fits again and again (a benchmark, a grid search) grew until it ran out
-    of memory."""
+    of memory. A trace running meanwhile in another thread only makes its
+    constants again: the cache saves operations, it does not change values."""
     try:
         yield
     finally:
