@@ -260,8 +260,8 @@ ATTRIBUTES_DOC = """    search_results_ : dict of ndarray
     input_stats_ : dict or None
         Per input transform the space can choose (``'none'`` aside), the
         ``(shift, variance)`` arrays it standardises with, over the training
-        rows: for ``'robust'`` and ``'plr'`` each feature's median and robust
-        scale squared, for ``'ple'`` each bin's lower edge and squared width
+        rows: for ``'robust'``, ``'plr'`` and ``'pbld'`` each feature's median
+        and robust scale squared, for ``'ple'`` each bin's lower edge and squared width
         (see :class:`SearchSpace`'s ``input_transforms``); None when the
         space can choose none.
     batch_size_ : int

@@ -15,7 +15,9 @@ members sees inputs scaled by their adapters and keys on ``'input-k8'``
 ``'output-k8'``; the hidden layers between are shared with plain nets.
 Learned input scaling (``input_scaling``) keys the same way, on
 ``'input-scale'`` and ``'output-scale'`` (its scale lives with the output
-layer, as a member's adapter does).
+layer, as a member's adapter does). An embedding's arrays (``'plr'``,
+``'pbld'``) have a key of their own, ``('input-plr', 'embedding')``, beside
+its first layer's ``'input-plr'``.
 """
 
 from __future__ import annotations
