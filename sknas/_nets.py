@@ -121,8 +121,11 @@ _FUSED_ACTIVATIONS = {
 }
 # Activations differentiated by hand from the layer's input ``z`` and output ``a``.
 _HAND_ACTIVATIONS = {
-    # silu(z) = z * sigmoid(z): d/dz = sigmoid(z) * (1 + z - silu(z))
-    "silu": (tf.nn.silu, lambda z, a, da: da * tf.math.sigmoid(z) * (1.0 + z - a)),
+    # silu(z) = z * sigmoid(z): d/dz = sigmoid(z) * (1 + z - silu(z)). Not tf.nn.silu, whose
+    # value is the same: its tf.custom_gradient registers a gradient function for every graph
+    # it is traced in, in a registry of the process, and that function holds the graph
+    "silu": (lambda z: z * tf.math.sigmoid(z),
+             lambda z, a, da: da * tf.math.sigmoid(z) * (1.0 + z - a)),
 }
 
 
