@@ -54,6 +54,9 @@ PLR_LR_FACTOR = 0.1
 #: numbers of its own linear layer, which the feature itself joins (RealMLP-TD's
 #: 16 and 4 - 1); its frequencies start as PLR's, and it trains at PLR_LR_FACTOR.
 PBLD_FREQUENCIES, PBLD_WIDTH = 16, 3
+#: how many inputs a candidate's first layer sees per feature after these input
+#: transforms (after the others, 1): PLE's bins, PLR's embedding, PBLD's and the feature
+_INPUTS_PER_FEATURE = {"ple": PLE_BINS, "plr": PLR_WIDTH, "pbld": PBLD_WIDTH + 1}
 
 
 @dataclass(frozen=True)
@@ -306,18 +309,14 @@ def _message(exc):
 
 def dense_shapes(layers, n_features, n_outputs):
     """Kernel shapes of the dense layers of a candidate, output layer last
-    (after the ``'ple'`` input transform the first layer sees ``PLE_BINS``
-    inputs per feature, after ``'plr'`` ``PLR_WIDTH``, after ``'pbld'`` ``PBLD_WIDTH + 1``). A candidate of ``k > 1`` members (see
+    (the first layer sees :data:`_INPUTS_PER_FEATURE` inputs per feature after
+    its input transform). A candidate of ``k > 1`` members (see
     ``SearchSpace``'s ``members``) has its members' output layers side by
     side, ``(width, k * n_outputs)``, member by member."""
     shapes, width = [], n_features
     for layer in layers:
-        if layer["type"] == "optimizer" and layer.get("input") == "ple":
-            width = n_features * PLE_BINS
-        elif layer["type"] == "optimizer" and layer.get("input") == "plr":
-            width = n_features * PLR_WIDTH
-        elif layer["type"] == "optimizer" and layer.get("input") == "pbld":
-            width = n_features * (PBLD_WIDTH + 1)
+        if layer["type"] == "optimizer" and layer.get("input") in _INPUTS_PER_FEATURE:
+            width = n_features * _INPUTS_PER_FEATURE[layer["input"]]
         elif layer["type"] == "dense":
             shapes.append((width, layer["units"]))
             width = layer["units"]

@@ -670,12 +670,6 @@ def embedding_kind(layers):
     return transform if transform in EMBEDDINGS else None
 
 
-def has_embedding(layers):
-    """Whether the candidate embeds its features with learned parameters before
-    its first layer (see :func:`embedding_kind`)."""
-    return embedding_kind(layers) is not None
-
-
 def optimizer_settings(layers):
     """The candidate's own ``(learning_rate, weight_decay)`` (see
     :func:`candidate_settings`): each None where the candidate has none."""

@@ -128,9 +128,11 @@ def member_loss_and_grads(model, masks, X, y, w, head, smoothing, k):
             dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
             for layer in dropouts:  # in the order they are called: the model is a chain
                 layer.call = dropout()
-            h = model(h, training=True)
-            for layer in dropouts:
-                del layer.call
+            try:
+                h = model(h, training=True)
+            finally:
+                for layer in dropouts:
+                    del layer.call
         if isinstance(loss_fn, keras.losses.Loss):  # a weight per member's loss
             loss = loss_fn(target, h, sample_weight=np.repeat(w[:, None], k, 1) if k > 1 else w)
         else:
